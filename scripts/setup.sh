@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install every Debian package vitrine needs to build, test and run.
+# Idempotent: packages already present are left alone, and apt is only asked
+# when something is missing. Needs root (or sudo) on Debian 12.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build ccache pkg-config git
+  # foundation libraries (fixed in DESIGN.md)
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libcli11-dev libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
+  libsimdjson-dev libxxhash-dev zlib1g-dev libsqlite3-dev sqlite3
+  # models/: libtorch on CPU with a threaded OpenBLAS behind libblas.so.3
+  libtorch-dev libopenblas0-pthread libsentencepiece-dev libpcre2-dev
+  # router/, gateway/: gRPC and Protobuf
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  # benchmarks: the peer pipeline runs on Debian's Python
+  python3 python3-pandas python3-numpy time
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+echo "setup: installing ${#missing[@]} packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"
