@@ -1,0 +1,27 @@
+#include "trainer/split.h"
+
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "common/stable_hash.h"
+
+namespace vitrine::trainer {
+
+void validate(const SplitOptions& options) {
+  if (options.validation_ratio < 0 || options.test_ratio < 0 ||
+      options.validation_ratio + options.test_ratio >= 1.0) {
+    throw std::invalid_argument(
+        fmt::format("split ratios must be >= 0 and leave room for training: validation {} + test {} >= 1",
+                    options.validation_ratio, options.test_ratio));
+  }
+}
+
+Split assign_split(std::string_view uid, const SplitOptions& options) {
+  const double u = unit_interval(stable_hash64(uid, options.seed));
+  if (u < options.test_ratio) return Split::kTest;
+  if (u < options.test_ratio + options.validation_ratio) return Split::kValidation;
+  return Split::kTrain;
+}
+
+}  // namespace vitrine::trainer
