@@ -1,2 +1,21 @@
+// `vitrine`: the command-line program. main() only wires subcommands; each
+// lives in its own file and returns an exit code (0 ok, 1 failed, 2 usage).
+#include <CLI/CLI.hpp>
+
 #include <cstdio>
-int main() { std::puts("vitrine"); return 0; }
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"vitrine: tune and serve product-knowledge language models"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "vitrine " VITRINE_VERSION);
+  auto prepare = vitrine::cli::add_prepare_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (app.got_subcommand(prepare.command)) return prepare.run();
+  return 2;
+}

@@ -2,6 +2,8 @@
 
 #include <xxhash.h>
 
+#include <cstdio>
+
 namespace vitrine {
 
 uint64_t stable_hash64(std::string_view bytes, uint64_t seed) {
@@ -11,6 +13,29 @@ uint64_t stable_hash64(std::string_view bytes, uint64_t seed) {
 Hash128 stable_hash128(std::string_view bytes, uint64_t seed) {
   const XXH128_hash_t h = XXH3_128bits_withSeed(bytes.data(), bytes.size(), seed);
   return Hash128{h.low64, h.high64};
+}
+
+StreamingHash128::StreamingHash128() : state_(XXH3_createState()) {
+  XXH3_128bits_reset(static_cast<XXH3_state_t*>(state_));
+}
+
+StreamingHash128::~StreamingHash128() { XXH3_freeState(static_cast<XXH3_state_t*>(state_)); }
+
+void StreamingHash128::update(std::string_view bytes) {
+  XXH3_128bits_update(static_cast<XXH3_state_t*>(state_), bytes.data(), bytes.size());
+}
+
+Hash128 StreamingHash128::digest() const {
+  const XXH128_hash_t h = XXH3_128bits_digest(static_cast<const XXH3_state_t*>(state_));
+  return Hash128{h.low64, h.high64};
+}
+
+std::string StreamingHash128::hex() const {
+  const Hash128 h = digest();
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(h.high),
+                static_cast<unsigned long long>(h.low));
+  return buf;
 }
 
 }  // namespace vitrine

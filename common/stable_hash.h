@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace vitrine {
@@ -27,6 +28,23 @@ Hash128 stable_hash128(std::string_view bytes, uint64_t seed = 0);
 inline double unit_interval(uint64_t hash) {
   return static_cast<double>(hash >> 11) * (1.0 / 9007199254740992.0);
 }
+
+// Incremental 128-bit XXH3 over a stream (equal to stable_hash128 of the
+// concatenation with seed 0): the input fingerprint recorded in datasets.
+class StreamingHash128 {
+ public:
+  StreamingHash128();
+  ~StreamingHash128();
+  StreamingHash128(const StreamingHash128&) = delete;
+  StreamingHash128& operator=(const StreamingHash128&) = delete;
+  void update(std::string_view bytes);
+  Hash128 digest() const;
+  // 32 lowercase hex digits, high half first.
+  std::string hex() const;
+
+ private:
+  void* state_;
+};
 
 struct Hash128Hasher {
   size_t operator()(const Hash128& h) const { return static_cast<size_t>(h.low ^ (h.high * 0x9E3779B97F4A7C15ULL)); }

@@ -1,0 +1,17 @@
+// Subcommands of the `vitrine` program.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace vitrine::cli {
+
+struct Command {
+  CLI::App* command = nullptr;
+  std::function<int()> run;  // exit code
+};
+
+Command add_prepare_command(CLI::App& app);
+
+}  // namespace vitrine::cli

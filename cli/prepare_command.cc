@@ -1,0 +1,100 @@
+// `vitrine prepare --input trn.json[.gz] --out DIR [--config prepare.yaml]`
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <memory>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/yaml_json.h"
+#include "common/atomic_output.h"
+#include "trainer/prepare.h"
+
+namespace vitrine::cli {
+namespace {
+
+std::atomic<bool> g_cancel{false};
+
+void on_signal(int) { g_cancel.store(true); }
+
+struct PrepareArgs {
+  std::string input;
+  std::string out;
+  std::string config;
+  int threads = -1;
+  bool quiet = false;
+  bool print_report = false;
+  std::string timings;
+};
+
+int run_prepare_command(const PrepareArgs& args) {
+  try {
+    trainer::PrepareConfig config;
+    if (!args.config.empty()) trainer::apply_config_json(load_yaml_as_json(args.config), config);
+    if (args.threads >= 0) config.threads = args.threads;
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    trainer::PrepareHooks hooks;
+    hooks.cancel = &g_cancel;
+    hooks.progress = !args.quiet;
+    const trainer::PrepareResult result = trainer::run_prepare(args.input, args.out, config, hooks);
+    const auto& s = result.stats;
+    const auto& t = result.timings;
+    if (args.print_report) {
+      std::fputs(result.report.c_str(), stdout);
+    } else {
+      std::printf("prepared %s: %llu products kept of %llu lines (%llu malformed); train %llu, validation %llu, test %llu\n",
+                  args.out.c_str(), static_cast<unsigned long long>(result.kept),
+                  static_cast<unsigned long long>(s["input"]["lines"].get<uint64_t>()),
+                  static_cast<unsigned long long>(s["malformed"]["total"].get<uint64_t>()),
+                  static_cast<unsigned long long>(s["splits"]["products"]["train"].get<uint64_t>()),
+                  static_cast<unsigned long long>(s["splits"]["products"]["validation"].get<uint64_t>()),
+                  static_cast<unsigned long long>(s["splits"]["products"]["test"].get<uint64_t>()));
+      std::printf("report: %s/report.md\n", args.out.c_str());
+    }
+    if (!s["input"]["stream_error"].is_null()) {
+      std::fprintf(stderr, "vitrine prepare: warning: %s\n", s["input"]["stream_error"].get<std::string>().c_str());
+    }
+    std::fprintf(stderr, "prepare: %.1f s (stream %.1f s, index %.1f s), %.1f MB/s, peak RSS %.0f MiB\n", t.total,
+                 t.stream, t.catalog_index, static_cast<double>(t.input_bytes) / 1e6 / t.total,
+                 static_cast<double>(t.peak_rss_bytes) / (1024.0 * 1024.0));
+    if (!args.timings.empty()) {
+      nlohmann::ordered_json j = {{"total_s", t.total},
+                                  {"stream_s", t.stream},
+                                  {"catalog_index_s", t.catalog_index},
+                                  {"parse_clean_cpu_s", t.parse_clean_cpu},
+                                  {"consumer_cpu_s", t.consumer_cpu},
+                                  {"input_bytes", t.input_bytes},
+                                  {"peak_rss_bytes", t.peak_rss_bytes},
+                                  {"kept", result.kept}};
+      write_file_atomic(args.timings, j.dump(1) + "\n");
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vitrine prepare: error: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace
+
+Command add_prepare_command(CLI::App& app) {
+  auto args = std::make_shared<PrepareArgs>();
+  CLI::App* cmd = app.add_subcommand("prepare", "Clean raw trn.json(.gz) into a dataset directory (catalogue, tasks, report)");
+  cmd->add_option("--input,-i", args->input, "raw trn.json or trn.json.gz (JSON Lines)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--out,-o", args->out, "dataset directory to write (replaced atomically when complete)")->required();
+  cmd->add_option("--config,-c", args->config, "prepare.yaml (see configs/prepare.yaml); defaults otherwise")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--threads", args->threads, "parse/clean workers (overrides run.threads; 0 = cores)");
+  cmd->add_flag("--quiet,-q", args->quiet, "no progress output");
+  cmd->add_flag("--print-report", args->print_report, "print report.md to stdout when done");
+  cmd->add_option("--timings", args->timings, "write wall/CPU times and peak memory to this JSON file (benchmarks)");
+  return Command{cmd, [args] { return run_prepare_command(*args); }};
+}
+
+}  // namespace vitrine::cli
