@@ -27,6 +27,7 @@ struct PrepareArgs {
   int threads = -1;
   bool quiet = false;
   bool print_report = false;
+  bool clean_only = false;
   std::string timings;
 };
 
@@ -42,6 +43,7 @@ int run_prepare_command(const PrepareArgs& args) {
     trainer::PrepareHooks hooks;
     hooks.cancel = &g_cancel;
     hooks.progress = !args.quiet;
+    hooks.clean_only = args.clean_only;
     const trainer::PrepareResult result = trainer::run_prepare(args.input, args.out, config, hooks);
     const auto& s = result.stats;
     const auto& t = result.timings;
@@ -92,6 +94,8 @@ Command add_prepare_command(CLI::App& app) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--threads", args->threads, "parse/clean workers (overrides run.threads; 0 = cores)");
   cmd->add_flag("--quiet,-q", args->quiet, "no progress output");
+  cmd->add_flag("--clean-only", args->clean_only,
+                "write only clean.jsonl (+ stats.json, report.md): no catalogue, no task files");
   cmd->add_flag("--print-report", args->print_report, "print report.md to stdout when done");
   cmd->add_option("--timings", args->timings, "write wall/CPU times and peak memory to this JSON file (benchmarks)");
   return Command{cmd, [args] { return run_prepare_command(*args); }};

@@ -111,13 +111,16 @@ bool LineReader::next(LineBlock& block) {
   }
   if (cut == 0) return false;
   block.size = cut;
-  if (block.bytes.size() < cut + kPadding) block.bytes.resize(cut + kPadding);
-  std::memcpy(block.bytes.data(), carry_.data(), cut);
-  std::memset(block.bytes.data() + cut, 0, kPadding);
+  if (block.capacity < cut + kPadding) {
+    block.capacity = std::max(cut + kPadding, block_bytes_ + (block_bytes_ >> 2));
+    block.bytes.reset(new char[block.capacity]);  // not zeroed: every byte read is written first
+  }
+  std::memcpy(block.bytes.get(), carry_.data(), cut);
+  std::memset(block.bytes.get() + cut, 0, kPadding);
   carry_.erase(0, cut);
   block.first_line = next_line_;
   block.sequence = next_sequence_++;
-  const auto* begin = block.bytes.data();
+  const char* begin = block.bytes.get();
   uint64_t newlines = static_cast<uint64_t>(std::count(begin, begin + cut, '\n'));
   if (begin[cut - 1] != '\n') ++newlines;  // the file's last line, without '\n'
   next_line_ += newlines;

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "common/atomic_output.h"
+#include "common/json_escape.h"
 #include "common/progress.h"
 #include "common/stable_hash.h"
 #include "common/utf8.h"
@@ -82,7 +83,7 @@ class BlockCleaner {
   void run(const LineBlock& block, Batch& batch) {
     const double cpu_start = thread_cpu_seconds();
     batch.sequence = block.sequence;
-    const char* p = block.bytes.data();
+    const char* p = block.data();
     const char* end = p + block.size;
     uint64_t line_no = block.first_line;
     while (p < end) {
@@ -275,8 +276,15 @@ class Pipeline {
   }
 
   // The next batch in file order; false at the end. Rethrows worker errors.
+  // `batch`'s previous buffers go back to the workers for reuse.
   bool next(Batch& batch) {
     std::unique_lock lock(mu_);
+    if (batch.arena.capacity() > 0) {
+      batch.arena.clear();
+      batch.records.clear();
+      batch.counters = PrepareCounters{};
+      free_batches_.push_back(std::move(batch));
+    }
     cv_.wait(lock, [&] { return error_ || done_.count(next_sequence_) || (reader_done_ && next_sequence_ == blocks_read_); });
     if (error_) std::rethrow_exception(error_);
     auto it = done_.find(next_sequence_);
@@ -325,6 +333,10 @@ class Pipeline {
         std::unique_lock lock(mu_);
         cv_.wait(lock, [&] { return stopping_ || error_ || in_flight_ < max_in_flight_; });
         if (stopping_ || error_) return;
+        if (!free_blocks_.empty()) {
+          block = std::move(free_blocks_.back());
+          free_blocks_.pop_back();
+        }
       }
       const bool more = reader_.next(block);
       file_position_.store(reader_.file_position(), std::memory_order_relaxed);
@@ -335,7 +347,7 @@ class Pipeline {
         cv_.notify_all();
         return;
       }
-      fingerprint_.update(std::string_view(block.bytes.data(), block.size));
+      fingerprint_.update(std::string_view(block.data(), block.size));
       ++blocks_read_;
       ++in_flight_;
       work_.push_back(std::move(block));
@@ -355,8 +367,16 @@ class Pipeline {
         work_.pop_front();
       }
       Batch batch;
+      {
+        std::lock_guard lock(mu_);
+        if (!free_batches_.empty()) {
+          batch = std::move(free_batches_.back());
+          free_batches_.pop_back();
+        }
+      }
       cleaner.run(block, batch);
       std::lock_guard lock(mu_);
+      free_blocks_.push_back(std::move(block));
       worker_cpu_ += batch.cpu_seconds;
       done_.emplace(batch.sequence, std::move(batch));
       cv_.notify_all();
@@ -371,6 +391,8 @@ class Pipeline {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<LineBlock> work_;
+  std::vector<LineBlock> free_blocks_;
+  std::vector<Batch> free_batches_;
   std::map<uint64_t, Batch> done_;
   size_t in_flight_ = 0;
   uint64_t blocks_read_ = 0;
@@ -459,16 +481,36 @@ nlohmann::ordered_json build_stats(const fs::path& input, const LineReader& read
   nlohmann::ordered_json splits;
   for (int i = 0; i < kNumSplits; ++i) splits[std::string(split_name(static_cast<Split>(i)))] = k.splits[i];
   s["splits"] = {{"key", "uid"}, {"products", splits}};
-  nlohmann::ordered_json examples;
-  const char* names[] = {"describe", "qa", "router"};
-  for (int t = 0; t < 3; ++t) {
-    nlohmann::ordered_json per;
-    for (int i = 0; i < kNumSplits; ++i) per[std::string(split_name(static_cast<Split>(i)))] = tasks[t]->lines(i);
-    examples[names[t]] = per;
+  if (tasks[0] != nullptr) {
+    nlohmann::ordered_json examples;
+    const char* names[] = {"describe", "qa", "router"};
+    for (int t = 0; t < 3; ++t) {
+      nlohmann::ordered_json per;
+      for (int i = 0; i < kNumSplits; ++i) per[std::string(split_name(static_cast<Split>(i)))] = tasks[t]->lines(i);
+      examples[names[t]] = per;
+    }
+    s["tasks"] = {{"examples", examples}, {"details", task_details}};
+    s["catalog"] = {{"file", "catalog.sqlite"}, {"products", k.kept}, {"fts_index_content", config.catalog.index_content}};
+  } else {
+    s["clean"] = {{"file", "clean.jsonl"}, {"products", k.kept}};
   }
-  s["tasks"] = {{"examples", examples}, {"details", task_details}};
-  s["catalog"] = {{"file", "catalog.sqlite"}, {"products", k.kept}, {"fts_index_content", config.catalog.index_content}};
   return s;
+}
+
+void append_clean_line(const Product& p, std::string& out) {
+  out.push_back('{');
+  append_json_key(out, "uid");
+  append_json_string(out, p.uid);
+  out.push_back(',');
+  append_json_key(out, "title");
+  append_json_string(out, p.title);
+  out.push_back(',');
+  append_json_key(out, "content");
+  append_json_string(out, p.content);
+  out.push_back(',');
+  append_json_key(out, "split");
+  append_json_string(out, split_name(p.split));
+  out.append("}\n");
 }
 
 std::string summarize_failure(const PrepareCounters& c) {
@@ -492,9 +534,20 @@ PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir, const 
   StagingDir staging(out_dir);
   const fs::path dir = staging.path();
 
-  CatalogWriter catalog(dir / "catalog.sqlite", config.catalog);
-  TaskBuilder builder(config.tasks);
-  TaskFiles describe(dir, "describe"), qa(dir, "qa"), router(dir, "router");
+  std::unique_ptr<CatalogWriter> catalog;
+  std::unique_ptr<TaskBuilder> builder;
+  std::unique_ptr<TaskFiles> describe, qa, router;
+  std::unique_ptr<AtomicFile> clean_file;
+  std::string clean_buffer;
+  if (hooks.clean_only) {
+    clean_file = std::make_unique<AtomicFile>(dir / "clean.jsonl");
+  } else {
+    catalog = std::make_unique<CatalogWriter>(dir / "catalog.sqlite", config.catalog);
+    builder = std::make_unique<TaskBuilder>(config.tasks);
+    describe = std::make_unique<TaskFiles>(dir, "describe");
+    qa = std::make_unique<TaskFiles>(dir, "qa");
+    router = std::make_unique<TaskFiles>(dir, "router");
+  }
 
   const int workers = config.threads > 0 ? config.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   Pipeline pipeline(reader, config, workers);
@@ -550,13 +603,21 @@ PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir, const 
       product.split = rec.split;
       product.lang = rec.lang;
       product.line = rec.line;
-      catalog.add(product);
-      builder.append_describe(product, describe.buffer(rec.split));
-      describe.settle(rec.split);
-      builder.append_qa(product, qa.buffer(rec.split));
-      qa.settle(rec.split);
-      builder.append_router(product, router.buffer(rec.split));
-      router.settle(rec.split);
+      if (clean_file) {
+        append_clean_line(product, clean_buffer);
+        if (clean_buffer.size() >= kFlushBytes) {
+          clean_file->write(clean_buffer);
+          clean_buffer.clear();
+        }
+        continue;
+      }
+      catalog->add(product);
+      builder->append_describe(product, describe->buffer(rec.split));
+      describe->settle(rec.split);
+      builder->append_qa(product, qa->buffer(rec.split));
+      qa->settle(rec.split);
+      builder->append_router(product, router->buffer(rec.split));
+      router->settle(rec.split);
     }
     counters.merge(std::move(batch.counters), config.examples_per_rule, config.malformed_examples);
     consumer_cpu += thread_cpu_seconds() - cpu_start;
@@ -574,22 +635,27 @@ PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir, const 
     throw std::runtime_error(fmt::format("nothing kept from '{}': {}{}", input.string(), summarize_failure(counters),
                                          reader.stream_error() ? "; " + *reader.stream_error() : std::string()));
   }
-  describe.commit();
-  qa.commit();
-  router.commit();
-
-  nlohmann::ordered_json task_details = builder.stats().to_json();
   PrepareResult result;
   result.kept = kept.kept;
-  result.stats = build_stats(input, reader, pipeline.fingerprint(), config, counters, kept, {&describe, &qa, &router},
-                             task_details);
-
-  const auto t_index = std::chrono::steady_clock::now();
-  catalog.set_meta("dataset_format", std::to_string(kDatasetFormat));
-  catalog.set_meta("input_fingerprint", pipeline.fingerprint());
-  catalog.set_meta("config", result.stats["config"].dump());
-  catalog.finish();
-  timings.catalog_index = seconds_since(t_index);
+  if (clean_file) {
+    clean_file->write(clean_buffer);
+    clean_file->commit();
+    result.stats = build_stats(input, reader, pipeline.fingerprint(), config, counters, kept, {}, {});
+  } else {
+    describe->commit();
+    qa->commit();
+    router->commit();
+    result.stats = build_stats(input, reader, pipeline.fingerprint(), config, counters, kept,
+                               {describe.get(), qa.get(), router.get()}, builder->stats().to_json());
+    const auto t_index = std::chrono::steady_clock::now();
+    catalog->set_meta("dataset_format", std::to_string(kDatasetFormat));
+    catalog->set_meta("input_fingerprint", pipeline.fingerprint());
+    nlohmann::ordered_json dataset_config = result.stats["config"];
+    dataset_config.erase("run");  // threads and block size do not change the dataset
+    catalog->set_meta("config", dataset_config.dump());
+    catalog->finish();
+    timings.catalog_index = seconds_since(t_index);
+  }
 
   // File sizes: every artefact but the two that describe them.
   nlohmann::ordered_json files;

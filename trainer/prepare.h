@@ -72,6 +72,10 @@ struct PrepareResult {
 struct PrepareHooks {
   const std::atomic<bool>* cancel = nullptr;  // set (e.g. by SIGINT) to stop; nothing is written
   bool progress = true;                        // progress bar / log lines on stderr
+  // Write only DIR/clean.jsonl ({"uid","title","content","split"} per kept
+  // product) with stats.json and report.md: no catalogue, no task files. For
+  // other tools, and to time the cleaning stage alone against other cleaners.
+  bool clean_only = false;
 };
 
 // Throws std::invalid_argument for a config that cannot work.

@@ -240,11 +240,13 @@ std::string render_report(const nlohmann::ordered_json& s) {
     md += fmt::format("| {} | {} | {} |\n", split, num(n), pct(n.get<uint64_t>(), kept));
   }
 
-  md += "\n## Task files\n\n| task | train | validation | test |\n| --- | --- | --- | --- |\n";
-  for (const auto& [task, counts] : s["tasks"]["examples"].items()) {
-    md += fmt::format("| {} | {} | {} | {} |\n", task, num(counts["train"]), num(counts["validation"]), num(counts["test"]));
+  if (s.contains("tasks")) {
+    md += "\n## Task files\n\n| task | train | validation | test |\n| --- | --- | --- | --- |\n";
+    for (const auto& [task, counts] : s["tasks"]["examples"].items()) {
+      md += fmt::format("| {} | {} | {} | {} |\n", task, num(counts["train"]), num(counts["validation"]), num(counts["test"]));
+    }
   }
-  if (s["tasks"].contains("details")) {
+  if (s.contains("tasks") && s["tasks"].contains("details")) {
     md += "\nTask details:\n\n```json\n" + s["tasks"]["details"].dump(1) + "\n```\n";
   }
   md += "\n## Files\n\n| file | bytes |\n| --- | --- |\n";

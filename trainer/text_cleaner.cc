@@ -96,10 +96,17 @@ uint32_t normalize_spacing(std::string_view in, bool collapse, bool drop_control
   // Quick scan: most fields need nothing (single spaces between words only).
   uint32_t found = 0;
   size_t len = 0;
-  for (size_t i = 0; i < in.size(); i += len) {
-    const auto c = static_cast<unsigned char>(in[i]);
+  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+  const size_t n = in.size();
+  for (size_t i = 0; i < n; i += len) {
+    const unsigned char c = p[i];
     len = 1;
     if (c > 0x20 && c < 0x7F) continue;
+    if (c == ' ' && i > 0 && i + 1 < n && p[i + 1] > 0x20 && p[i + 1] < 0x7F) continue;  // one space between words
+    if (c >= 0x80 && c != 0xC2 && c != 0xE1 && c != 0xE2 && c != 0xE3 && c != 0xEF) {
+      len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;  // lead bytes that start no space or control
+      continue;
+    }
     const int cls = spacing_class(in, i, len);
     if (cls == 2 && drop_controls) found |= kRuleControlChars;
     if (cls != 1 || !collapse) continue;
