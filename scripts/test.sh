@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets up the machine, builds vitrine and runs every test (CTest).
+# Usage: scripts/test.sh   (BUILD_DIR=build by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+
+bash scripts/setup.sh
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build "$BUILD_DIR" --parallel "$(nproc)"
+export OMP_WAIT_POLICY=PASSIVE
+ctest --test-dir "$BUILD_DIR" --output-on-failure --parallel "$(nproc)" --timeout 600
