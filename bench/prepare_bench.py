@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Benchmark: `vitrine prepare` beside the pandas cleaning pipeline, in one run.
+
+Runs, on the same input and the same machine, one after the other:
+  1. ../shared/bench/pandas_clean.py (the peer: parse, clean, filter, dedupe,
+     write JSONL), with Debian's python3 and pandas;
+  2. `vitrine prepare --clean-only` (the same stage: parse, clean, filter,
+     dedupe, write JSONL);
+  3. the whole `vitrine prepare` (catalogue, FTS5 index and task files too).
+Each is timed with /usr/bin/time -v (wall clock, peak RSS). The figures are
+written between the markers of docs/benchmarks.md, with the command that made
+them. The input is made by ../shared/bench/synth_trn.py when missing.
+
+Usage:
+  python3 bench/prepare_bench.py [--bench-dir DIR] [--lines 2248619] [--repeat 1]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+PY = "/usr/bin/python3"  # Debian's python3 with python3-pandas
+BEGIN = "<!-- prepare-bench:begin -->"
+END = "<!-- prepare-bench:end -->"
+
+
+def timed(cmd, env=None):
+    """Runs cmd under /usr/bin/time -v; returns (wall seconds, peak RSS MiB, stdout)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        proc = subprocess.run(["/usr/bin/time", "-v", "-o", tf.name] + cmd, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
+        if proc.returncode != 0:
+            sys.exit("failed (%d): %s\n%s" % (proc.returncode, " ".join(cmd), proc.stderr[-2000:]))
+        report = tf.read()
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", report).group(1)
+    parts = [float(p) for p in wall.split(":")]
+    seconds = parts[-1] + 60 * parts[-2] + (3600 * parts[-3] if len(parts) > 2 else 0)
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", report).group(1))
+    return seconds, rss_kb / 1024.0, proc.stdout
+
+
+def ensure_input(bench_dir, lines):
+    path = os.path.join(bench_dir, "trn_%d.json" % lines)
+    if not os.path.exists(path):
+        print("generating %s (%d lines) with synth_trn.py ..." % (path, lines), flush=True)
+        subprocess.run([PY, os.path.join(SHARED, "bench", "synth_trn.py"), "--lines", str(lines), "--seed", "1",
+                        "--out", path, "--workers", "2"], check=True)
+    return path
+
+
+def run_all(vitrine, path, bench_dir):
+    size = os.path.getsize(path)
+    mb = size / 1e6
+    rows = {}
+    out = os.path.join(bench_dir, "out")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+
+    print("pandas_clean.py ...", flush=True)
+    secs, rss, stdout = timed([PY, os.path.join(SHARED, "bench", "pandas_clean.py"), path,
+                               "--out", os.path.join(out, "pandas.jsonl"), "--report", os.path.join(out, "pandas.json")])
+    peer = json.load(open(os.path.join(out, "pandas.json")))
+    rows["pandas"] = dict(secs=secs, rss=rss, kept=peer["written"])
+
+    print("vitrine prepare --clean-only ...", flush=True)
+    secs, rss, _ = timed([vitrine, "prepare", "-q", "--clean-only", "--input", path, "--out",
+                          os.path.join(out, "clean"), "--timings", os.path.join(out, "clean_timings.json")], env)
+    t = json.load(open(os.path.join(out, "clean_timings.json")))
+    rows["clean"] = dict(secs=secs, rss=rss, kept=t["kept"], timings=t)
+
+    print("vitrine prepare ...", flush=True)
+    secs, rss, _ = timed([vitrine, "prepare", "-q", "--input", path, "--out", os.path.join(out, "dataset"),
+                          "--timings", os.path.join(out, "full_timings.json")], env)
+    t = json.load(open(os.path.join(out, "full_timings.json")))
+    stats = json.load(open(os.path.join(out, "dataset", "stats.json")))
+    rows["full"] = dict(secs=secs, rss=rss, kept=t["kept"], timings=t, stats=stats)
+    for r in rows.values():
+        r["mbs"] = mb / r["secs"]
+    return size, rows
+
+
+def render(args, runs):
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines = [BEGIN, "",
+             "Measured %s on %s, %d cores, by:" % (now, cpu, os.cpu_count()), "",
+             "    python3 bench/prepare_bench.py %s" % " ".join(args.argv), "",
+             "| input | program | stage | wall s | input MB/s | peak RSS MiB | records out | speed-up vs pandas |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, size, rows in runs:
+        base = rows["pandas"]["secs"]
+        for key, prog, stage in (("pandas", "pandas_clean.py", "parse, clean, filter, dedupe, write JSONL"),
+                                 ("clean", "vitrine prepare --clean-only", "parse, clean, filter, dedupe, write JSONL"),
+                                 ("full", "vitrine prepare", "all: + catalogue, FTS5 index, task files, report")):
+            r = rows[key]
+            lines.append("| %s (%.0f MB) | %s | %s | %.1f | %.1f | %.0f | %s | %s |" % (
+                name, size / 1e6, prog, stage, r["secs"], r["mbs"], r["rss"], format(r["kept"], ","),
+                "1.0x" if key == "pandas" else "%.1fx" % (base / r["secs"])))
+    lines += ["", "Stages of the whole `vitrine prepare` (from `--timings`; the stream stages overlap on "
+              "the reader, worker and consumer threads, so CPU seconds add up to more than wall time):", "",
+              "| input | stream wall s | FTS5 index + close s | workers CPU s (parse, clean) | consumer CPU s (dedupe, catalogue inserts, task files) | total s |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for name, size, rows in runs:
+        t = rows["full"]["timings"]
+        lines.append("| %s | %.1f | %.1f | %.1f | %.1f | %.1f |" % (
+            name, t["stream_s"], t["catalog_index_s"], t["parse_clean_cpu_s"], t["consumer_cpu_s"], t["total_s"]))
+    lines += ["", "Records out differ by design: vitrine also drops descriptions under 40 characters, titles over "
+              "400, descriptions that repeat the title and duplicate uids, and keeps records whose invalid UTF-8 "
+              "it repairs (see docs/dataset.md); pandas_clean.py runs with its defaults.", "", END]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bench-dir", default=os.environ.get("BENCH", "/tmp/vitrine-bench"))
+    ap.add_argument("--lines", type=int, nargs="+", default=[200000, 2248619])
+    ap.add_argument("--vitrine", default=os.path.join(ROOT, "build", "cli", "vitrine"))
+    ap.add_argument("--no-write", action="store_true", help="print the table, leave docs/benchmarks.md alone")
+    args = ap.parse_args()
+    args.argv = sys.argv[1:]
+    if not os.path.exists(os.path.join(SHARED, "bench", "pandas_clean.py")):
+        sys.exit("../shared/bench not found: the peer pipeline is needed for a side-by-side run")
+    os.makedirs(args.bench_dir, exist_ok=True)
+    runs = []
+    for n in args.lines:
+        path = ensure_input(args.bench_dir, n)
+        size, rows = run_all(args.vitrine, path, args.bench_dir)
+        runs.append(("synthetic %s lines" % format(n, ","), size, rows))
+    table = render(args, runs)
+    print(table)
+    if args.no_write:
+        return
+    doc = os.path.join(ROOT, "docs", "benchmarks.md")
+    text = open(doc).read() if os.path.exists(doc) else ""
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + table + text[text.index(END) + len(END):]
+    else:
+        text += "\n" + table + "\n"
+    tmp = doc + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, doc)
+
+
+if __name__ == "__main__":
+    main()
