@@ -25,7 +25,8 @@ TEST(Sentence, SplitsOnTerminalPunctuationBeforeCapitalOrDigit) {
 
 TEST(Sentence, DoesNotSplitBeforeLowercaseOrWithoutSpace) {
   EXPECT_EQ(split("Version 2.5 is out. and more"), (Pieces{"Version 2.5 is out. and more"}));
-  EXPECT_EQ(split("Startlingly good...tense...ingenious"), (Pieces{"Startlingly good...tense...ingenious"}));
+  EXPECT_EQ(split("Startlingly good...tense...ingenious"),
+            (Pieces{"Startlingly good...tense...ingenious"}));
   EXPECT_EQ(split("Visit example.com Today"), (Pieces{"Visit example.com Today"}));
 }
 
@@ -41,17 +42,20 @@ TEST(Sentence, SkipsAbbreviations) {
             (Pieces{"Mr. Smith met Dr. Jones on St. Mark's Place.", "They talked."}));
   EXPECT_EQ(split("Kramer vs. Kramer is a film. Tools, e.g. Hammers, i.e. Things."),
             (Pieces{"Kramer vs. Kramer is a film.", "Tools, e.g. Hammers, i.e. Things."}));
-  EXPECT_EQ(split("Made in the U.S. Sold everywhere."), (Pieces{"Made in the U.S. Sold everywhere."}));
+  EXPECT_EQ(split("Made in the U.S. Sold everywhere."),
+            (Pieces{"Made in the U.S. Sold everywhere."}));
   EXPECT_EQ(split("See Vol. 3 and No. 5 of the series. Gr. 3-7. Done."),
             (Pieces{"See Vol. 3 and No. 5 of the series.", "Gr. 3-7.", "Done."}));
 }
 
 TEST(Sentence, NoIsASentenceEndBeforeAWord) {
-  EXPECT_EQ(split("The answer was No. Then we left."), (Pieces{"The answer was No.", "Then we left."}));
+  EXPECT_EQ(split("The answer was No. Then we left."),
+            (Pieces{"The answer was No.", "Then we left."}));
 }
 
 TEST(Sentence, SkipsInitials) {
-  EXPECT_EQ(split("A novel by J. K. Rowling. Read it."), (Pieces{"A novel by J. K. Rowling.", "Read it."}));
+  EXPECT_EQ(split("A novel by J. K. Rowling. Read it."),
+            (Pieces{"A novel by J. K. Rowling.", "Read it."}));
   EXPECT_EQ(split("By George R.R. Martin. Epic."), (Pieces{"By George R.R. Martin.", "Epic."}));
 }
 
@@ -83,11 +87,16 @@ TEST(Sentence, AbbreviationRule) {
   EXPECT_FALSE(is_abbreviation("", 'A'));
 }
 
-bool has(std::string_view s, uint32_t cue) { return (sentence_cues(s) & cue) != 0; }
+bool has(std::string_view s, uint32_t cue) {
+  return (sentence_cues(s) & cue) != 0;
+}
 
 TEST(Sentence, AudienceCues) {
   EXPECT_TRUE(has("Dance tutu for girls ages 2-8 years.", kCueAudience));
-  EXPECT_TRUE(has("Ages 6 months\xE2\x80\x93" "2 years.", kCueAudience));
+  EXPECT_TRUE(
+      has("Ages 6 months\xE2\x80\x93"
+          "2 years.",
+          kCueAudience));
   EXPECT_TRUE(has("A delight for girls aged three to six.", kCueAudience));
   EXPECT_TRUE(has("Young readers will love it.", kCueAudience));
   EXPECT_TRUE(has("Perfect for young children and their parents.", kCueAudience));

@@ -6,12 +6,11 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/utf8.h"
 #include "trainer/language.h"
@@ -39,9 +38,10 @@ struct OwnedProduct {
 // character references, collapsed spaces.
 std::string decode_minimal(std::string_view s) {
   static const std::map<std::string, char32_t> kNamed = {
-      {"amp", '&'},       {"quot", '"'},      {"lt", '<'},        {"gt", '>'},        {"apos", '\''},
-      {"nbsp", 0xA0},     {"mdash", 0x2014},  {"ndash", 0x2013},  {"hellip", 0x2026}, {"rsquo", 0x2019},
-      {"lsquo", 0x2018},  {"ldquo", 0x201C},  {"rdquo", 0x201D},  {"copy", 0xA9},     {"eacute", 0xE9}};
+      {"amp", '&'},       {"quot", '"'},     {"lt", '<'},       {"gt", '>'},
+      {"apos", '\''},     {"nbsp", 0xA0},    {"mdash", 0x2014}, {"ndash", 0x2013},
+      {"hellip", 0x2026}, {"rsquo", 0x2019}, {"lsquo", 0x2018}, {"ldquo", 0x201C},
+      {"rdquo", 0x201D},  {"copy", 0xA9},    {"eacute", 0xE9}};
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '&') {
@@ -55,7 +55,8 @@ std::string decode_minimal(std::string_view s) {
         } else if (auto it = kNamed.find(name); it != kNamed.end()) {
           cp = it->second;
         }
-        if (cp >= 0x20 && cp != 0x7F && !(cp >= 0x80 && cp < 0xA0) && !(cp >= 0xD800 && cp < 0xE000)) {
+        if (cp >= 0x20 && cp != 0x7F && !(cp >= 0x80 && cp < 0xA0) &&
+            !(cp >= 0xD800 && cp < 0xE000)) {
           utf8::append(out, cp == 0xA0 ? U' ' : cp);
           i = semi;
           continue;
@@ -91,9 +92,10 @@ const std::vector<OwnedProduct>& sample() {
   return products;
 }
 
-#define REQUIRE_SAMPLE()                                                                                   \
-  if (sample().empty())                                                                                    \
-  GTEST_SKIP() << "sample not found: " VITRINE_SHARED_DIR "/data/amazon_titles_sample.jsonl is absent "   \
+#define REQUIRE_SAMPLE()                                        \
+  if (sample().empty())                                         \
+  GTEST_SKIP() << "sample not found: " VITRINE_SHARED_DIR       \
+                  "/data/amazon_titles_sample.jsonl is absent " \
                   "(set -DVITRINE_SHARED_DIR to the shared fixtures folder)"
 
 struct Outputs {
@@ -127,13 +129,17 @@ std::vector<json> parse_lines(const std::string& text) {
 std::vector<OwnedProduct> hand_written() {
   return {
       {"u1", "Girls Ballet Tutu Neon Blue",
-       "Dance tutu for girls ages 2-8 years. Perfect for dance practice, recitals and performances, costumes or "
+       "Dance tutu for girls ages 2-8 years. Perfect for dance practice, recitals and "
+       "performances, costumes or "
        "just for fun!"},
       {"u2", "Who Moved My Cheese?",
-       "A simple parable about change. Four characters live in a maze and look for cheese to nourish them."},
+       "A simple parable about change. Four characters live in a maze and look for cheese to "
+       "nourish them."},
       {"u3", "The \"Quoted\" Book \\ Backslash Edition: A Study",
-       "This book examines quoting in \"modern\" prose. It includes 12 chapters and a glossary of 300 terms."},
-      {"u4", "Como Fazer Amigos e Influenciar Pessoas", "Um livro sobre como fazer amigos e influenciar pessoas."},
+       "This book examines quoting in \"modern\" prose. It includes 12 chapters and a glossary of "
+       "300 terms."},
+      {"u4", "Como Fazer Amigos e Influenciar Pessoas",
+       "Um livro sobre como fazer amigos e influenciar pessoas."},
   };
 }
 
@@ -156,7 +162,8 @@ TEST(Tasks, EveryLineParsesWithTheRightFields) {
     EXPECT_FALSE(j.at("question").get<std::string>().empty());
     EXPECT_FALSE(j.at("answer").get<std::string>().empty());
     EXPECT_TRUE(template_ids.count(j.at("template").get<std::string>())) << j.dump();
-    EXPECT_TRUE(j.at("template").get<std::string>().starts_with(j.at("kind").get<std::string>() + "."));
+    EXPECT_TRUE(
+        j.at("template").get<std::string>().starts_with(j.at("kind").get<std::string>() + "."));
     EXPECT_TRUE(j.at("lang") == "en" || j.at("lang") == "pt");
     ASSERT_TRUE(j.at("sources").is_array());
     ASSERT_EQ(j.at("sources").size(), 1u);
@@ -194,7 +201,8 @@ TEST(Tasks, AnswersAreOnlyDescriptionSentences) {
     ASSERT_FALSE(body.empty());
     for (std::string_view sentence : split_sentences(body)) {
       EXPECT_NE(content.find(sentence), std::string::npos)
-          << "invented text: \"" << sentence << "\"\nin answer: " << answer << "\ndescription: " << content;
+          << "invented text: \"" << sentence << "\"\nin answer: " << answer
+          << "\ndescription: " << content;
     }
     EXPECT_LE(utf8::count_code_points(answer), static_cast<size_t>(options.answer_max_chars));
     ++checked;
@@ -209,7 +217,8 @@ TEST(Tasks, BothLanguagesAndEveryKindAppearOverTheSample) {
     ++kind_lang[j.at("kind").get<std::string>() + "/" + j.at("lang").get<std::string>()];
   }
   for (std::string kind : {"what_is", "about", "who_for", "features", "tell_me"}) {
-    for (std::string lang : {"en", "pt"}) EXPECT_GT(kind_lang[kind + "/" + lang], 0) << kind << "/" << lang;
+    for (std::string lang : {"en", "pt"})
+      EXPECT_GT(kind_lang[kind + "/" + lang], 0) << kind << "/" << lang;
   }
 }
 
@@ -231,12 +240,14 @@ TEST(Tasks, WhoIsItForOnlyWithAnAudienceCue) {
   options.qa_per_product = kNumQaKinds;
   TaskBuilder builder(options);
   std::string out;
-  const OwnedProduct p{"x", "Plain Steel Hammer", "A hammer with a steel head and a wooden handle. It weighs 2 pounds."};
+  const OwnedProduct p{"x", "Plain Steel Hammer",
+                       "A hammer with a steel head and a wooden handle. It weighs 2 pounds."};
   builder.append_qa(p.view(), out);
   for (const json& j : parse_lines(out)) EXPECT_NE(j.at("kind"), "who_for");
   EXPECT_EQ(builder.stats().qa_by_kind[static_cast<int>(QaKind::kWhoFor)], 0u);
   EXPECT_EQ(builder.stats().qa_skipped_by_reason[static_cast<int>(QaSkip::kNoAudienceCue)], 1u);
-  EXPECT_EQ(builder.stats().qa_skipped_by_reason[static_cast<int>(QaSkip::kNotAWork)], 1u);  // a hammer has no plot
+  EXPECT_EQ(builder.stats().qa_skipped_by_reason[static_cast<int>(QaSkip::kNotAWork)],
+            1u);  // a hammer has no plot
 }
 
 TEST(Tasks, AllKindsWhenTheDescriptionSupportsThem) {
@@ -245,12 +256,13 @@ TEST(Tasks, AllKindsWhenTheDescriptionSupportsThem) {
   options.casual_share = 0;
   TaskBuilder builder(options);
   std::string out;
-  const OwnedProduct p{"k", "The Garden Book: Planting for Beginners",
-                       "This illustrated book teaches the basics of growing vegetables, herbs and flowers at home "
-                       "in a small garden. "
-                       "It covers soil, seeds, watering and harvest in clear steps. "
-                       "Written for beginners and young gardeners, it needs no prior experience. "
-                       "The book includes 120 color photographs and a planting calendar."};
+  const OwnedProduct p{
+      "k", "The Garden Book: Planting for Beginners",
+      "This illustrated book teaches the basics of growing vegetables, herbs and flowers at home "
+      "in a small garden. "
+      "It covers soil, seeds, watering and harvest in clear steps. "
+      "Written for beginners and young gardeners, it needs no prior experience. "
+      "The book includes 120 color photographs and a planting calendar."};
   builder.append_qa(p.view(), out);
   std::set<std::string> kinds;
   for (const json& j : parse_lines(out)) kinds.insert(j.at("kind"));
@@ -259,10 +271,12 @@ TEST(Tasks, AllKindsWhenTheDescriptionSupportsThem) {
 
 TEST(Tasks, QuestionTitlesStayDescribeAndAreHard) {
   TaskBuilder builder(TaskOptions{});
-  for (std::string_view title : {"Who Moved My Cheese?", "What to Expect When You're Expecting",
-                                 "Como Fazer Amigos e Influenciar Pessoas", "How to Cook Everything"}) {
+  for (std::string_view title :
+       {"Who Moved My Cheese?", "What to Expect When You're Expecting",
+        "Como Fazer Amigos e Influenciar Pessoas", "How to Cook Everything"}) {
     std::string out;
-    const OwnedProduct p{"q-" + std::string(title), std::string(title), "Some description of this product here."};
+    const OwnedProduct p{"q-" + std::string(title), std::string(title),
+                         "Some description of this product here."};
     builder.append_router(p.view(), out);
     const auto lines = parse_lines(out);
     ASSERT_EQ(lines.size(), 2u);
@@ -270,7 +284,8 @@ TEST(Tasks, QuestionTitlesStayDescribeAndAreHard) {
     EXPECT_EQ(lines[0].at("hard"), true) << title;
     EXPECT_EQ(lines[0].at("kind"), "question_title") << title;
     EXPECT_EQ(lines[1].at("label"), "qa");
-    EXPECT_EQ(lines[1].at("hard"), true) << "a question about a question-like title is hard: " << lines[1].dump();
+    EXPECT_EQ(lines[1].at("hard"), true)
+        << "a question about a question-like title is hard: " << lines[1].dump();
   }
   std::string out;
   const OwnedProduct plain{"p", "Girls Ballet Tutu Neon Pink", "High quality 3 layer ballet tutu."};
@@ -287,7 +302,8 @@ TEST(Tasks, QuestionsMostlyMadeOfTheTitleAreHard) {
   options.short_title_share = 0;
   TaskBuilder builder(options);
   std::string out;
-  const OwnedProduct p{"long", "The Complete Illustrated Encyclopedia of Freshwater Fishing in North America", ""};
+  const OwnedProduct p{
+      "long", "The Complete Illustrated Encyclopedia of Freshwater Fishing in North America", ""};
   builder.append_router(p.view(), out);
   int heavy = 0;
   for (const json& j : parse_lines(out)) {
@@ -370,8 +386,10 @@ TEST(Tasks, DescribeSkipsEmptyAndTitleOnlyDescriptions) {
   TaskBuilder builder(TaskOptions{});
   std::string out;
   builder.append_describe(OwnedProduct{"a", "Adult Ballet Tutu Yellow", ""}.view(), out);
-  builder.append_describe(OwnedProduct{"b", "Worship with Don Moen [VHS]", "Worship with Don Moen [VHS]"}.view(), out);
-  builder.append_qa(OwnedProduct{"b", "Worship with Don Moen [VHS]", "Worship with Don Moen [VHS]"}.view(), out);
+  builder.append_describe(
+      OwnedProduct{"b", "Worship with Don Moen [VHS]", "Worship with Don Moen [VHS]"}.view(), out);
+  builder.append_qa(
+      OwnedProduct{"b", "Worship with Don Moen [VHS]", "Worship with Don Moen [VHS]"}.view(), out);
   EXPECT_TRUE(out.empty());
   EXPECT_EQ(builder.stats().describe_skipped_empty, 1u);
   EXPECT_EQ(builder.stats().describe_skipped_title_only, 1u);
@@ -383,12 +401,15 @@ TEST(Tasks, ListingNotesNeverReachAnswers) {
   options.qa_per_product = kNumQaKinds;
   TaskBuilder builder(options);
   std::string out;
-  builder.append_qa(OwnedProduct{"n", "Kant Selections", "Text: English, German (translation)"}.view(), out);
-  builder.append_qa(OwnedProduct{"m", "The Black Moon",
-                                 "A gripping novel of Cornwall in the year 1794 and its people.--This text refers to "
-                                 "an out of print or unavailable edition of this title."}
-                        .view(),
-                    out);
+  builder.append_qa(
+      OwnedProduct{"n", "Kant Selections", "Text: English, German (translation)"}.view(), out);
+  builder.append_qa(
+      OwnedProduct{
+          "m", "The Black Moon",
+          "A gripping novel of Cornwall in the year 1794 and its people.--This text refers to "
+          "an out of print or unavailable edition of this title."}
+          .view(),
+      out);
   EXPECT_EQ(out.find("Text:"), std::string::npos);
   EXPECT_EQ(out.find("This text refers to"), std::string::npos);
   EXPECT_FALSE(out.empty());
@@ -413,6 +434,15 @@ TEST(Tasks, LooksLikeQuestion) {
   EXPECT_FALSE(looks_like_question("Girls Ballet Tutu"));
 }
 
+TEST(Tasks, LeadInsAreShortAndFactFree) {
+  for (std::string_view lead : answer_lead_ins()) {
+    EXPECT_LE(utf8::count_code_points(lead), 30u) << lead;  // kMaxLeadInCodePoints in tasks.cc
+    EXPECT_TRUE(lead.ends_with(": ")) << lead;
+    EXPECT_NE(lead.find("descri"), std::string_view::npos)
+        << lead;  // points at the source, nothing else
+  }
+}
+
 TEST(Tasks, TemplatesCoverEveryKindInBothLanguages) {
   std::map<std::string, int> groups;
   std::set<std::string> ids;
@@ -429,7 +459,8 @@ TEST(Tasks, StatsAddUpAndPrint) {
   TaskBuilder a(TaskOptions{}), b(TaskOptions{});
   std::string out;
   const size_t half = sample().size() / 2;
-  for (size_t i = 0; i < sample().size(); ++i) (i < half ? a : b).append_qa(sample()[i].view(), out);
+  for (size_t i = 0; i < sample().size(); ++i)
+    (i < half ? a : b).append_qa(sample()[i].view(), out);
   TaskStats total = a.stats();
   total.merge(b.stats());
   EXPECT_EQ(total.qa_products, sample().size());
