@@ -247,7 +247,19 @@ std::string render_report(const nlohmann::ordered_json& s) {
     }
   }
   if (s.contains("tasks") && s["tasks"].contains("details")) {
-    md += "\nTask details:\n\n```json\n" + s["tasks"]["details"].dump(1) + "\n```\n";
+    // Each task's counters: scalars in one table, each breakdown in its own.
+    for (const auto& [task, detail] : s["tasks"]["details"].items()) {
+      if (!detail.is_object()) continue;
+      md += fmt::format("\n### {} examples\n\n| measure | value |\n| --- | --- |\n", task);
+      for (const auto& [k, v] : detail.items()) {
+        if (!v.is_object()) md += fmt::format("| {} | {} |\n", k, num(v));
+      }
+      for (const auto& [k, v] : detail.items()) {
+        if (!v.is_object()) continue;
+        md += fmt::format("\n| {} | count |\n| --- | --- |\n", k);
+        for (const auto& [name, n] : v.items()) md += fmt::format("| {} | {} |\n", name, num(n));
+      }
+    }
   }
   md += "\n## Files\n\n| file | bytes |\n| --- | --- |\n";
   for (const auto& [f, n] : s["files"].items()) md += fmt::format("| {} | {} |\n", f, num(n));
