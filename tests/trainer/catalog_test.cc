@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cctype>
 #include <fstream>
+#include <iostream>
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -263,10 +264,16 @@ TEST(Catalog, FindsHandMadeTitlesFromNoisyWordings) {
     EXPECT_LE(matches[0].score, 1.0);
     for (size_t i = 1; i < matches.size(); ++i) EXPECT_LE(matches[i].score, matches[i - 1].score);
   }
-  const auto exact = catalog.find_by_title("Harry Potter and the Prisoner of Azkaban", 2);
-  ASSERT_EQ(exact.size(), 2u);
+  // A wording that is exactly a title gives that title alone, scored 1.
+  const auto exact = catalog.find_by_title("Harry Potter and the Prisoner of Azkaban");
+  ASSERT_EQ(exact.size(), 1u);
+  EXPECT_EQ(exact[0].uid, "0439136350");
   EXPECT_DOUBLE_EQ(exact[0].score, 1.0);
-  EXPECT_LT(exact[1].score, 1.0);
+  const auto both = catalog.find_by_title("harry potter prisoner of azkaban book");
+  ASSERT_GE(both.size(), 2u);
+  EXPECT_EQ(both[0].uid, "0439136369");
+  EXPECT_EQ(both[1].uid, "0439136350");
+  EXPECT_LT(both[0].score, 1.0);
   EXPECT_EQ(catalog.find_by_title("harry potter", 1).size(), 1u);
 }
 
@@ -312,7 +319,7 @@ TEST(Catalog, ContentSearchNeedsTheContentIndex) {
 }
 
 // The noisy ways a user names a title: lowercase, no punctuation, a word
-// dropped, wrapped in a question.
+// dropped, wrapped in a question, words added.
 std::vector<std::string> noisy_wordings(const std::string& title) {
   std::vector<std::string> words;
   std::string word;
@@ -331,7 +338,8 @@ std::vector<std::string> noisy_wordings(const std::string& title) {
   };
   const std::string plain = join(words);
   std::vector<std::string> wordings = {plain, "tell me about " + plain + "?",
-                                       "o que \xC3\xA9 " + plain + "?", "what is " + plain + "?"};
+                                       "o que \xC3\xA9 " + plain + "?", "what is " + plain + "?",
+                                       "is " + plain + " a good book?"};
   if (words.size() >= 3) {
     auto dropped = words;
     dropped.erase(dropped.begin() + static_cast<long>(words.size() / 2));
@@ -348,6 +356,7 @@ TEST(Catalog, FindsSampleTitlesFromNoisyWordings) {
   const Catalog catalog(dir / "catalog.sqlite");
   ASSERT_EQ(catalog.size(), static_cast<int64_t>(records.size()));
   int n = 0, top1 = 0, top5 = 0;
+  std::string misses;
   const size_t step = records.size() / 100;
   for (size_t i = 0; i < records.size() && i / step < 100; i += step) {
     for (const std::string& wording : noisy_wordings(records[i].title)) {
@@ -357,15 +366,17 @@ TEST(Catalog, FindsSampleTitlesFromNoisyWordings) {
       if (!titles.empty() && titles[0] == records[i].title) {
         ++top1;
       } else {
-        ADD_FAILURE() << "not first: '" << wording << "' -> '" << (titles.empty() ? "" : titles[0])
-                      << "', wanted '" << records[i].title << "'";
+        misses += "\n  '" + wording + "' -> '" + (titles.empty() ? "" : titles[0]) + "', wanted '" +
+                  records[i].title + "'";
       }
-      if (std::find(titles.begin(), titles.end(), records[i].title) != titles.end()) ++top5;
+      top5 += std::find(titles.begin(), titles.end(), records[i].title) != titles.end();
     }
   }
-  ASSERT_GE(n, 400);
-  EXPECT_GE(top1, n * 95 / 100) << top1 << " of " << n;
-  EXPECT_GE(top5, n * 99 / 100) << top5 << " of " << n;
+  ASSERT_GE(n, 500);
+  EXPECT_GE(top1, n * 95 / 100) << top1 << " of " << n << " first; misses:" << misses;
+  EXPECT_GE(top5, n * 99 / 100) << top5 << " of " << n << " in the first five; misses:" << misses;
+  std::cout << "[          ] " << top1 << " of " << n << " first, " << top5 << " in the first five"
+            << misses << "\n";
 }
 
 }  // namespace
