@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cctype>
@@ -12,7 +13,6 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 namespace vitrine::trainer {
@@ -26,9 +26,9 @@ class TempDir {
   TempDir() {
     static std::atomic<int> counter{0};
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() / ("vitrine_catalog_" + std::string(info->name()) + "_" +
-                                         std::to_string(::getpid()) + "_" +
-                                         std::to_string(counter++));
+    path_ =
+        fs::temp_directory_path() / ("vitrine_catalog_" + std::string(info->name()) + "_" +
+                                     std::to_string(::getpid()) + "_" + std::to_string(counter++));
     fs::remove_all(path_);
     fs::create_directories(path_);
   }
@@ -75,10 +75,14 @@ std::string decode_entities(const std::string& text) {
       continue;
     }
     const std::string entity = text.substr(i, end - i + 1);
-    if (entity == "&amp;") out += '&';
-    else if (entity == "&quot;") out += '"';
-    else if (entity == "&#x2019;" || entity == "&#8217;" || entity == "&#39;") out += '\'';
-    else out += ' ';
+    if (entity == "&amp;")
+      out += '&';
+    else if (entity == "&quot;")
+      out += '"';
+    else if (entity == "&#x2019;" || entity == "&#8217;" || entity == "&#39;")
+      out += '\'';
+    else
+      out += ' ';
     i = end;
   }
   return out;
@@ -92,7 +96,8 @@ std::vector<Record> load_sample() {
   for (uint64_t n = 1; std::getline(in, line); ++n) {
     const auto json = nlohmann::json::parse(line);
     Record record;
-    record.uid = json.contains("uid") ? json["uid"].get<std::string>() : "line-" + std::to_string(n);
+    record.uid =
+        json.contains("uid") ? json["uid"].get<std::string>() : "line-" + std::to_string(n);
     record.title = decode_entities(json["title"].get<std::string>());
     record.content = decode_entities(json["content"].get<std::string>());
     record.split = static_cast<Split>(n % kNumSplits);
@@ -102,23 +107,30 @@ std::vector<Record> load_sample() {
   return records;
 }
 
-#define SKIP_WITHOUT_SAMPLE(records)                                                     \
-  if ((records).empty())                                                                \
-  GTEST_SKIP() << "no sample at " VITRINE_SHARED_DIR "/data/amazon_titles_sample.jsonl " \
+#define SKIP_WITHOUT_SAMPLE(records)                  \
+  if ((records).empty())                              \
+  GTEST_SKIP() << "no sample at " VITRINE_SHARED_DIR  \
+                  "/data/amazon_titles_sample.jsonl " \
                   "(set -DVITRINE_SHARED_DIR)"
 
 std::vector<Record> hand_made() {
   return {
       {"0000913154", "The Way Things Work: An Illustrated Encyclopedia of Technology", "Machines."},
-      {"0399144463", "Who Moved My Cheese? An Amazing Way to Deal with Change in Your Work and in Your Life",
+      {"0399144463",
+       "Who Moved My Cheese? An Amazing Way to Deal with Change in Your Work and in Your Life",
        "A parable about change, mice and little people in a maze."},
       {"0439136350", "Harry Potter and the Prisoner of Azkaban", "Third year at Hogwarts."},
-      {"0439136369", "Harry Potter and the Prisoner of Azkaban (Book 3) Illustrated Edition", "Art."},
+      {"0439136369", "Harry Potter and the Prisoner of Azkaban (Book 3) Illustrated Edition",
+       "Art."},
       {"0439064872", "Harry Potter and the Chamber of Secrets", "Second year at Hogwarts."},
       {"B000CHEESE", "Cheese: A Guide to the World's Best", "Cheddar, brie and others."},
       {"B000WORKS1", "How Things Work", "An introduction to physics."},
       {"0000000001", "What Is the What", "A novel by Dave Eggers."},
-      {"B00PAODEAC", "P\xC3\xA3o de A\xC3\xA7\xC3\xBA" "car: Guia do Rio de Janeiro", "Cart\xC3\xB5" "es postais."},
+      {"B00PAODEAC",
+       "P\xC3\xA3o de A\xC3\xA7\xC3\xBA"
+       "car: Guia do Rio de Janeiro",
+       "Cart\xC3\xB5"
+       "es postais."},
       {"B0000EMPTY", "Plain Title With Empty Content", ""},
   };
 }
@@ -153,7 +165,7 @@ TEST(Catalog, RoundTripGetSizeAndMeta) {
   EXPECT_EQ(catalog.meta("dataset"), "unit-test");
   EXPECT_EQ(catalog.meta("seed"), "7");
   EXPECT_THROW(catalog.meta("absent"), std::out_of_range);
-  EXPECT_FALSE(catalog.has_content_index());
+  EXPECT_EQ(catalog.meta("catalog.index_content"), "0");
 }
 
 TEST(Catalog, MetaKeysAreReplacedAndReservedKeysRefused) {
@@ -180,7 +192,8 @@ TEST(Catalog, SameCallsGiveByteIdenticalFiles) {
     write_catalog(dir / ("b" + suffix + ".sqlite"), records, options);
     const std::string a = read_bytes(dir / ("a" + suffix + ".sqlite"));
     EXPECT_GT(a.size(), 0u);
-    EXPECT_TRUE(a == read_bytes(dir / ("b" + suffix + ".sqlite"))) << "index_content " << index_content;
+    EXPECT_TRUE(a == read_bytes(dir / ("b" + suffix + ".sqlite")))
+        << "index_content " << index_content;
   }
 }
 
@@ -254,7 +267,9 @@ TEST(Catalog, FindsHandMadeTitlesFromNoisyWordings) {
       {"how things work", "B000WORKS1"},
       {"what is the what", "0000000001"},
       {"pao de acucar guia", "B00PAODEAC"},
-      {"fale sobre P\xC3\x83O DE A\xC3\x87\xC3\x9A" "CAR", "B00PAODEAC"},
+      {"fale sobre P\xC3\x83O DE A\xC3\x87\xC3\x9A"
+       "CAR",
+       "B00PAODEAC"},
   };
   for (const auto& [wording, uid] : cases) {
     const auto matches = catalog.find_by_title(wording);
@@ -284,15 +299,32 @@ TEST(Catalog, MeaninglessOrHostileWordingNeverThrows) {
   for (const char* wording : {"", "   ", "?!.,;", "zzzz qqqq", "\xFF\xFE\xC3"}) {
     EXPECT_TRUE(catalog.find_by_title(wording).empty()) << wording;
   }
-  const std::vector<std::string> hostile = {
-      "\"", "\"\"\"", "harry\" OR \"potter", "(harry", "potter)", "harry* potter*", "title:harry",
-      "{title}: harry", "-harry", "harry - potter", "harry AND", "AND OR NOT", "NEAR(harry potter, 2)",
-      "harry NEAR potter", "^harry", "+ + +", "harry\0potter", "col:", "* * *", "\\\" ' ` ;",
-      std::string(100000, 'a'), std::string(20000, '('), "harry \xE2\x80\x9Cpotter\xE2\x80\x9D"};
+  const std::vector<std::string> hostile = {"\"",
+                                            "\"\"\"",
+                                            "harry\" OR \"potter",
+                                            "(harry",
+                                            "potter)",
+                                            "harry* potter*",
+                                            "title:harry",
+                                            "{title}: harry",
+                                            "-harry",
+                                            "harry - potter",
+                                            "harry AND",
+                                            "AND OR NOT",
+                                            "NEAR(harry potter, 2)",
+                                            "harry NEAR potter",
+                                            "^harry",
+                                            "+ + +",
+                                            "harry\0potter",
+                                            "col:",
+                                            "* * *",
+                                            "\\\" ' ` ;",
+                                            std::string(100000, 'a'),
+                                            std::string(20000, '('),
+                                            "harry \xE2\x80\x9Cpotter\xE2\x80\x9D"};
   for (const std::string& wording : hostile) {
     std::vector<CatalogMatch> matches;
     EXPECT_NO_THROW(matches = catalog.find_by_title(wording)) << wording.substr(0, 40);
-    EXPECT_NO_THROW(catalog.find_by_content(wording)) << wording.substr(0, 40);
   }
   EXPECT_EQ(catalog.find_by_title("harry\" OR \"potter AND (azkaban*")[0].uid, "0439136350");
   std::string many;
@@ -301,21 +333,35 @@ TEST(Catalog, MeaninglessOrHostileWordingNeverThrows) {
   EXPECT_TRUE(catalog.find_by_title("harry potter", 0).empty());
 }
 
-TEST(Catalog, ContentSearchNeedsTheContentIndex) {
+TEST(Catalog, IndexContentAddsADescriptionIndexOnly) {
   TempDir dir;
   CatalogOptions options;
   options.index_content = true;
   write_catalog(dir / "with.sqlite", hand_made(), options);
   write_catalog(dir / "without.sqlite", hand_made());
-  const Catalog with(dir / "with.sqlite");
-  ASSERT_TRUE(with.has_content_index());
-  const auto matches = with.find_by_content("the book with mice in a maze");
-  ASSERT_FALSE(matches.empty());
-  EXPECT_EQ(matches[0].uid, "0399144463");
-  // Titles are still searched on titles only.
-  EXPECT_EQ(with.find_by_title("harry potter prisoner azkaban")[0].uid, "0439136350");
-  EXPECT_TRUE(with.find_by_title("mice maze").empty());
-  EXPECT_TRUE(Catalog(dir / "without.sqlite").find_by_content("mice maze").empty());
+  {
+    const Catalog with(dir / "with.sqlite");
+    EXPECT_EQ(with.meta("catalog.index_content"), "1");
+    EXPECT_EQ(with.meta("catalog.products"), "10");
+    // Titles are still searched on titles only.
+    EXPECT_EQ(with.find_by_title("harry potter prisoner azkaban")[0].uid, "0439136350");
+    EXPECT_TRUE(with.find_by_title("mice maze").empty());
+  }
+  // The description index answers FTS5 queries in SQL.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2((dir / "with.sqlite").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+            SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT p.uid FROM products_fts f JOIN products p ON p.id = f.rowid"
+                               " WHERE products_fts MATCH 'content : (mice AND maze)'",
+                               -1, &stmt, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)), "0399144463");
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
 }
 
 // The noisy ways a user names a title: lowercase, no punctuation, a word

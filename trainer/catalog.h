@@ -1,0 +1,129 @@
+// The product catalogue, catalog.sqlite: every kept product, and a title
+// search that finds "which product is this user talking about".
+//
+// CatalogWriter is fed once by `vitrine prepare` (~1.35M products) and
+// builds an SQLite file: a `products` table keyed by uid, a `meta` table
+// (dataset fingerprint, config, seed, version), an external-content FTS5
+// index over the titles (unicode61, diacritics removed), a table of word
+// frequencies and a table of title keys (a hash of each title's identifying
+// words). The same add()/set_meta() calls give a byte-identical file.
+//
+// Catalog opens such a file read-only and answers find_by_title() from a
+// user's noisy wording of a title (lowercase, no punctuation, words dropped
+// or added, wrapped in a question, in English or Portuguese) in well under a
+// millisecond. User text never reaches FTS5 syntax: it is cut into words by
+// the index's own tokenizer and every word is quoted.
+//
+// Not goals: typo tolerance, stemming, semantic search, searching
+// descriptions (index_content only builds their index), updating a catalogue
+// in place, parallel queries on one Catalog (its calls are serialized; open
+// one Catalog per worker thread to query in parallel).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "trainer/product.h"
+
+namespace vitrine::trainer {
+
+struct CatalogOptions {
+  bool index_content = false;  // also FTS-index descriptions (column `content` of products_fts),
+                               // for description search in SQL: on 1.35M products the file grows
+                               // by 0.33 GB (+30%) and finish() takes 31 s instead of 4 s
+  int page_size = 16384;       // SQLite page size: 9% smaller file than 4096 (less slack around
+                               // ~700-byte rows), same build time and lookup latency (measured)
+  int cache_mib = 64;          // SQLite page cache of the writer; more only adds page faults
+  int index_memory_mib = 64;   // FTS5 pending-index memory ('hashsize') while finish() indexes:
+                               // more means fewer segments to merge, a slightly faster finish()
+};
+
+// One product as stored, with owning strings.
+struct StoredProduct {
+  std::string uid;
+  std::string title;
+  std::string content;
+  std::string split;  // split_name(): "train", "validation" or "test"
+  std::string lang;   // ISO 639-1 code or "unknown"
+  uint64_t line = 0;  // 1-based line in the input file
+};
+
+// A title search hit. `score` is in [0, 1], higher is better, comparable
+// between queries:
+//   0.7 * (share of the wording's words that the title has, each word
+//          weighted by its rarity among titles (idf); words no title has
+//          are left out)
+//   + 0.3 * (share of the title's distinct words that the wording has)
+// with stop words ("the", "what", "about", "o", "que", "sobre", ...) left out
+// of both sides unless they are all there is. 1 means the wording and the
+// title have the same identifying words.
+struct CatalogMatch {
+  std::string uid;
+  std::string title;
+  double score = 0;
+};
+
+// Writes a NEW catalogue at `path` (which must not exist). Single-threaded.
+// A throwing call leaves the writer unusable: destroy it and delete the file.
+class CatalogWriter {
+ public:
+  CatalogWriter(const std::filesystem::path& path, CatalogOptions options = {});
+  // Without finish(): closes the database and leaves the (incomplete) file,
+  // which Catalog refuses to open, for the caller to delete.
+  ~CatalogWriter();
+  CatalogWriter(const CatalogWriter&) = delete;
+  CatalogWriter& operator=(const CatalogWriter&) = delete;
+
+  // Stores one product (~6 us); ids follow the order of the calls. Throws
+  // std::runtime_error naming the uid when it was added before.
+  void add(const Product& product);
+  // Records a key/value pair (a later call with the same key replaces it).
+  // Keys starting with "catalog." are reserved for the writer.
+  void set_meta(std::string_view key, std::string_view value);
+  // Builds the FTS5 index and the lookup tables, commits and closes.
+  // Throws std::runtime_error on any SQLite error.
+  void finish();
+  // Products added so far.
+  int64_t size() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A read-only catalogue. Calls take an internal lock, so one Catalog may be
+// shared between threads, but its calls run one at a time.
+class Catalog {
+ public:
+  // Throws std::runtime_error when the file is missing, is not an SQLite
+  // database, is not a vitrine catalogue (or one of another format version)
+  // or was never finished.
+  explicit Catalog(const std::filesystem::path& path);
+  ~Catalog();
+  Catalog(const Catalog&) = delete;
+  Catalog& operator=(const Catalog&) = delete;
+
+  // The best `limit` products whose title matches the user's wording, best
+  // first; equal scores: the title more of whose words (stop words too) the
+  // wording has, then the earlier added. When the wording's identifying
+  // words are exactly a title's, only the titles with those words are
+  // returned. Never throws on user text: empty, meaningless or hostile
+  // wording gives an empty result.
+  std::vector<CatalogMatch> find_by_title(std::string_view wording, int limit = 5) const;
+
+  std::optional<StoredProduct> get(std::string_view uid) const;
+  int64_t size() const;
+  // The value stored with set_meta(); throws std::out_of_range when absent.
+  std::string meta(std::string_view key) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vitrine::trainer
