@@ -79,7 +79,7 @@ class CatalogWriter {
   CatalogWriter(const CatalogWriter&) = delete;
   CatalogWriter& operator=(const CatalogWriter&) = delete;
 
-  // Stores one product (~6 us); ids follow the order of the calls. Throws
+  // Stores one product (~5 us); ids follow the order of the calls. Throws
   // std::runtime_error naming the uid when it was added before.
   void add(const Product& product);
   // Records a key/value pair (a later call with the same key replaces it).
@@ -111,9 +111,10 @@ class Catalog {
   // The best `limit` products whose title matches the user's wording, best
   // first; equal scores: the title more of whose words (stop words too) the
   // wording has, then the earlier added. When the wording's identifying
-  // words are exactly a title's, only the titles with those words are
-  // returned. Never throws on user text: empty, meaningless or hostile
-  // wording gives an empty result.
+  // words are exactly a title's, the search stops there: the result holds
+  // the titles with those words (score 1) and titles made of its first
+  // words, no other near matches. Never throws on user text: empty,
+  // meaningless or hostile wording gives an empty result.
   std::vector<CatalogMatch> find_by_title(std::string_view wording, int limit = 5) const;
 
   std::optional<StoredProduct> get(std::string_view uid) const;

@@ -130,7 +130,8 @@ Json visit(Config& c, const nlohmann::json* root) {
     Binder b(section("catalog"), "catalog");
     b.field("index_content", c.catalog.index_content)
         .field("page_size", c.catalog.page_size)
-        .field("cache_mib", c.catalog.cache_mib);
+        .field("cache_mib", c.catalog.cache_mib)
+        .field("index_memory_mib", c.catalog.index_memory_mib);
     b.finish_reading();
     out["catalog"] = b.take();
   }

@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <fstream>
@@ -64,8 +65,8 @@ std::string read_bytes(const fs::path& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// The few HTML entities of the raw sample, decoded as prepare's cleaner
-// would; others become a space.
+// The raw sample's commonest HTML entities decoded, others made a space: a
+// stand-in for prepare's cleaner, so that titles read as users would type them.
 std::string decode_entities(const std::string& text) {
   std::string out;
   for (size_t i = 0; i < text.size(); ++i) {
@@ -250,7 +251,7 @@ TEST(Catalog, OpeningSomethingElseGivesAClearError) {
   EXPECT_TRUE(fs::exists(dir / "unfinished.sqlite"));
   const std::string error = open_error(dir / "unfinished.sqlite");
   EXPECT_NE(error.find("unfinished.sqlite"), std::string::npos) << error;
-  EXPECT_FALSE(error.empty());
+  EXPECT_NE(error.find("incomplete"), std::string::npos) << error;
 }
 
 TEST(Catalog, FindsHandMadeTitlesFromNoisyWordings) {
@@ -265,6 +266,7 @@ TEST(Catalog, FindsHandMadeTitlesFromNoisyWordings) {
       {"harry potter and the chamber of secrets", "0439064872"},
       {"o que é harry potter e a câmara secreta chamber secrets?", "0439064872"},
       {"how things work", "B000WORKS1"},
+      {"tell me about the book how things work please", "B000WORKS1"},
       {"what is the what", "0000000001"},
       {"pao de acucar guia", "B00PAODEAC"},
       {"fale sobre P\xC3\x83O DE A\xC3\x87\xC3\x9A"
@@ -315,7 +317,7 @@ TEST(Catalog, MeaninglessOrHostileWordingNeverThrows) {
                                             "harry NEAR potter",
                                             "^harry",
                                             "+ + +",
-                                            "harry\0potter",
+                                            std::string("harry\0potter", 12),
                                             "col:",
                                             "* * *",
                                             "\\\" ' ` ;",
