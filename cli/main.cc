@@ -1,7 +1,6 @@
 // `vitrine`: the command-line program. main() only wires subcommands; each
 // lives in its own file and returns an exit code (0 ok, 1 failed, 2 usage).
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 
 #include "cli/commands.h"

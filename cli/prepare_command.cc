@@ -1,11 +1,10 @@
 // `vitrine prepare --input trn.json[.gz] --out DIR [--config prepare.yaml]`
+#include <fmt/format.h>
 #include <signal.h>
 
 #include <atomic>
 #include <cstdio>
 #include <memory>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -18,7 +17,9 @@ namespace {
 
 std::atomic<bool> g_cancel{false};
 
-void on_signal(int) { g_cancel.store(true); }
+void on_signal(int) {
+  g_cancel.store(true);
+}
 
 struct PrepareArgs {
   std::string input;
@@ -50,21 +51,25 @@ int run_prepare_command(const PrepareArgs& args) {
     if (args.print_report) {
       std::fputs(result.report.c_str(), stdout);
     } else {
-      std::printf("prepared %s: %llu products kept of %llu lines (%llu malformed); train %llu, validation %llu, test %llu\n",
-                  args.out.c_str(), static_cast<unsigned long long>(result.kept),
-                  static_cast<unsigned long long>(s["input"]["lines"].get<uint64_t>()),
-                  static_cast<unsigned long long>(s["malformed"]["total"].get<uint64_t>()),
-                  static_cast<unsigned long long>(s["splits"]["products"]["train"].get<uint64_t>()),
-                  static_cast<unsigned long long>(s["splits"]["products"]["validation"].get<uint64_t>()),
-                  static_cast<unsigned long long>(s["splits"]["products"]["test"].get<uint64_t>()));
+      std::printf(
+          "prepared %s: %llu products kept of %llu lines (%llu malformed); train %llu, validation "
+          "%llu, test %llu\n",
+          args.out.c_str(), static_cast<unsigned long long>(result.kept),
+          static_cast<unsigned long long>(s["input"]["lines"].get<uint64_t>()),
+          static_cast<unsigned long long>(s["malformed"]["total"].get<uint64_t>()),
+          static_cast<unsigned long long>(s["splits"]["products"]["train"].get<uint64_t>()),
+          static_cast<unsigned long long>(s["splits"]["products"]["validation"].get<uint64_t>()),
+          static_cast<unsigned long long>(s["splits"]["products"]["test"].get<uint64_t>()));
       std::printf("report: %s/report.md\n", args.out.c_str());
     }
     if (!s["input"]["stream_error"].is_null()) {
-      std::fprintf(stderr, "vitrine prepare: warning: %s\n", s["input"]["stream_error"].get<std::string>().c_str());
+      std::fprintf(stderr, "vitrine prepare: warning: %s\n",
+                   s["input"]["stream_error"].get<std::string>().c_str());
     }
-    std::fprintf(stderr, "prepare: %.1f s (stream %.1f s, index %.1f s), %.1f MB/s, peak RSS %.0f MiB\n", t.total,
-                 t.stream, t.catalog_index, static_cast<double>(t.input_bytes) / 1e6 / t.total,
-                 static_cast<double>(t.peak_rss_bytes) / (1024.0 * 1024.0));
+    std::fprintf(
+        stderr, "prepare: %.1f s (stream %.1f s, index %.1f s), %.1f MB/s, peak RSS %.0f MiB\n",
+        t.total, t.stream, t.catalog_index, static_cast<double>(t.input_bytes) / 1e6 / t.total,
+        static_cast<double>(t.peak_rss_bytes) / (1024.0 * 1024.0));
     if (!args.timings.empty()) {
       nlohmann::ordered_json j = {{"total_s", t.total},
                                   {"stream_s", t.stream},
@@ -87,17 +92,25 @@ int run_prepare_command(const PrepareArgs& args) {
 
 Command add_prepare_command(CLI::App& app) {
   auto args = std::make_shared<PrepareArgs>();
-  CLI::App* cmd = app.add_subcommand("prepare", "Clean raw trn.json(.gz) into a dataset directory (catalogue, tasks, report)");
-  cmd->add_option("--input,-i", args->input, "raw trn.json or trn.json.gz (JSON Lines)")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--out,-o", args->out, "dataset directory to write (replaced atomically when complete)")->required();
-  cmd->add_option("--config,-c", args->config, "prepare.yaml (see configs/prepare.yaml); defaults otherwise")
+  CLI::App* cmd = app.add_subcommand(
+      "prepare", "Clean raw trn.json(.gz) into a dataset directory (catalogue, tasks, report)");
+  cmd->add_option("--input,-i", args->input, "raw trn.json or trn.json.gz (JSON Lines)")
+      ->required()
       ->check(CLI::ExistingFile);
-  cmd->add_option("--threads", args->threads, "parse/clean workers (overrides run.threads; 0 = cores)");
+  cmd->add_option("--out,-o", args->out,
+                  "dataset directory to write (replaced atomically when complete)")
+      ->required();
+  cmd->add_option("--config,-c", args->config,
+                  "prepare.yaml (see configs/prepare.yaml); defaults otherwise")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--threads", args->threads,
+                  "parse/clean workers (overrides run.threads; 0 = cores)");
   cmd->add_flag("--quiet,-q", args->quiet, "no progress output");
   cmd->add_flag("--clean-only", args->clean_only,
                 "write only clean.jsonl (+ stats.json, report.md): no catalogue, no task files");
   cmd->add_flag("--print-report", args->print_report, "print report.md to stdout when done");
-  cmd->add_option("--timings", args->timings, "write wall/CPU times and peak memory to this JSON file (benchmarks)");
+  cmd->add_option("--timings", args->timings,
+                  "write wall/CPU times and peak memory to this JSON file (benchmarks)");
   return Command{cmd, [args] { return run_prepare_command(*args); }};
 }
 

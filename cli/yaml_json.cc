@@ -1,11 +1,10 @@
 #include "cli/yaml_json.h"
 
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
 #include <stdexcept>
-
-#include <fmt/format.h>
 
 namespace vitrine::cli {
 namespace {
@@ -28,8 +27,10 @@ nlohmann::json scalar(const YAML::Node& node) {
 nlohmann::json convert(const YAML::Node& node) {
   switch (node.Type()) {
     case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined: return nullptr;
-    case YAML::NodeType::Scalar: return scalar(node);
+    case YAML::NodeType::Undefined:
+      return nullptr;
+    case YAML::NodeType::Scalar:
+      return scalar(node);
     case YAML::NodeType::Sequence: {
       nlohmann::json arr = nlohmann::json::array();
       for (const auto& item : node) arr.push_back(convert(item));
@@ -52,8 +53,8 @@ nlohmann::json load_yaml_as_json(const std::filesystem::path& path) {
   } catch (const YAML::BadFile&) {
     throw std::runtime_error(fmt::format("cannot read config '{}'", path.string()));
   } catch (const YAML::Exception& e) {
-    throw std::runtime_error(fmt::format("config '{}' line {}, column {}: {}", path.string(), e.mark.line + 1,
-                                         e.mark.column + 1, e.msg));
+    throw std::runtime_error(fmt::format("config '{}' line {}, column {}: {}", path.string(),
+                                         e.mark.line + 1, e.mark.column + 1, e.msg));
   }
 }
 

@@ -1,6 +1,7 @@
 #include "common/atomic_output.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -9,8 +10,6 @@
 #include <cstring>
 #include <stdexcept>
 #include <system_error>
-
-#include <fmt/format.h>
 
 namespace vitrine {
 namespace fs = std::filesystem;
@@ -65,7 +64,8 @@ void AtomicFile::commit() {
     throw_errno("cannot close", temp_);
   }
   file_ = nullptr;
-  if (::rename(temp_.c_str(), target_.c_str()) != 0) throw_errno("cannot rename into place", target_);
+  if (::rename(temp_.c_str(), target_.c_str()) != 0)
+    throw_errno("cannot rename into place", target_);
   fsync_dir(parent_of(target_));
 }
 
@@ -79,7 +79,8 @@ StagingDir::StagingDir(fs::path target) : target_(std::move(target)) {
   const fs::path parent = parent_of(target_);
   std::error_code ec;
   fs::create_directories(parent, ec);
-  if (ec) throw std::runtime_error(fmt::format("cannot create '{}': {}", parent.string(), ec.message()));
+  if (ec)
+    throw std::runtime_error(fmt::format("cannot create '{}': {}", parent.string(), ec.message()));
   const std::string prefix = fmt::format(".{}.tmp-", target_.filename().string());
   // Remove staging directories left by runs that were killed.
   for (const auto& entry : fs::directory_iterator(parent, ec)) {
@@ -93,7 +94,8 @@ StagingDir::StagingDir(fs::path target) : target_(std::move(target)) {
   staging_ = parent / fmt::format("{}{}", prefix, ::getpid());
   fs::remove_all(staging_, ec);
   if (!fs::create_directory(staging_, ec) || ec) {
-    throw std::runtime_error(fmt::format("cannot create '{}': {}", staging_.string(), ec.message()));
+    throw std::runtime_error(
+        fmt::format("cannot create '{}': {}", staging_.string(), ec.message()));
   }
 }
 
@@ -119,7 +121,8 @@ void StagingDir::commit() {
     committed_ = true;
     fs::remove_all(staging_, ec);  // now holds the previous contents
   } else {
-    if (::rename(staging_.c_str(), target_.c_str()) != 0) throw_errno("cannot rename into place", target_);
+    if (::rename(staging_.c_str(), target_.c_str()) != 0)
+      throw_errno("cannot rename into place", target_);
     committed_ = true;
   }
   fsync_dir(parent_of(target_));

@@ -1,10 +1,9 @@
 #include "common/progress.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstdio>
-
-#include <fmt/format.h>
 
 namespace vitrine {
 
@@ -15,7 +14,8 @@ std::string human_bytes(double bytes) {
     bytes /= 1000.0;
     ++unit;
   }
-  return unit == 0 ? fmt::format("{:.0f} {}", bytes, kUnits[unit]) : fmt::format("{:.2f} {}", bytes, kUnits[unit]);
+  return unit == 0 ? fmt::format("{:.0f} {}", bytes, kUnits[unit])
+                   : fmt::format("{:.2f} {}", bytes, kUnits[unit]);
 }
 
 std::string human_duration(double seconds) {
@@ -52,11 +52,13 @@ void Progress::finish() {
 }
 
 void Progress::draw(bool final) {
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double rate = secs > 0 ? static_cast<double>(bytes_) / secs : 0.0;
   std::string line = fmt::format("{} ", options_.label);
   if (options_.total_bytes > 0) {
-    const double frac = std::min(1.0, static_cast<double>(bytes_) / static_cast<double>(options_.total_bytes));
+    const double frac =
+        std::min(1.0, static_cast<double>(bytes_) / static_cast<double>(options_.total_bytes));
     if (tty_) {
       constexpr int kWidth = 24;
       const int filled = static_cast<int>(frac * kWidth);
@@ -67,12 +69,16 @@ void Progress::draw(bool final) {
     }
     line += fmt::format("{:3.0f}% {} / {}", frac * 100.0, human_bytes(static_cast<double>(bytes_)),
                         human_bytes(static_cast<double>(options_.total_bytes)));
-    const double eta = rate > 0 ? static_cast<double>(options_.total_bytes - std::min(bytes_, options_.total_bytes)) / rate : 0;
-    line += fmt::format(", {}/s, {} lines, {} {}", human_bytes(rate), items_, final ? "took" : "ETA",
-                        human_duration(final ? secs : eta));
+    const double eta =
+        rate > 0
+            ? static_cast<double>(options_.total_bytes - std::min(bytes_, options_.total_bytes)) /
+                  rate
+            : 0;
+    line += fmt::format(", {}/s, {} lines, {} {}", human_bytes(rate), items_,
+                        final ? "took" : "ETA", human_duration(final ? secs : eta));
   } else {
-    line += fmt::format("{}, {}/s, {} lines, {}", human_bytes(static_cast<double>(bytes_)), human_bytes(rate), items_,
-                        human_duration(secs));
+    line += fmt::format("{}, {}/s, {} lines, {}", human_bytes(static_cast<double>(bytes_)),
+                        human_bytes(rate), items_, human_duration(secs));
   }
   if (tty_) {
     std::fprintf(stderr, "\r\033[2K%s%s", line.c_str(), final ? "\n" : "");

@@ -19,7 +19,9 @@ StreamingHash128::StreamingHash128() : state_(XXH3_createState()) {
   XXH3_128bits_reset(static_cast<XXH3_state_t*>(state_));
 }
 
-StreamingHash128::~StreamingHash128() { XXH3_freeState(static_cast<XXH3_state_t*>(state_)); }
+StreamingHash128::~StreamingHash128() {
+  XXH3_freeState(static_cast<XXH3_state_t*>(state_));
+}
 
 void StreamingHash128::update(std::string_view bytes) {
   XXH3_128bits_update(static_cast<XXH3_state_t*>(state_), bytes.data(), bytes.size());

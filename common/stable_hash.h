@@ -47,7 +47,9 @@ class StreamingHash128 {
 };
 
 struct Hash128Hasher {
-  size_t operator()(const Hash128& h) const { return static_cast<size_t>(h.low ^ (h.high * 0x9E3779B97F4A7C15ULL)); }
+  size_t operator()(const Hash128& h) const {
+    return static_cast<size_t>(h.low ^ (h.high * 0x9E3779B97F4A7C15ULL));
+  }
 };
 
 }  // namespace vitrine

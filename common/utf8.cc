@@ -106,7 +106,9 @@ void append(std::string& out, char32_t cp) {
 
 char32_t decode(std::string_view s, size_t pos, size_t& len) {
   const auto c = static_cast<unsigned char>(s[pos]);
-  auto cont = [&](size_t k) { return static_cast<char32_t>(static_cast<unsigned char>(s[pos + k]) & 0x3F); };
+  auto cont = [&](size_t k) {
+    return static_cast<char32_t>(static_cast<unsigned char>(s[pos + k]) & 0x3F);
+  };
   if (c < 0x80) {
     len = 1;
     return c;

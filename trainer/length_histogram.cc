@@ -16,7 +16,8 @@ void LengthHistogram::merge(const LengthHistogram& other) {
 
 uint64_t LengthHistogram::percentile(double q) const {
   if (count_ == 0) return 0;
-  const auto rank = std::max<uint64_t>(1, static_cast<uint64_t>(std::ceil(q * static_cast<double>(count_))));
+  const auto rank =
+      std::max<uint64_t>(1, static_cast<uint64_t>(std::ceil(q * static_cast<double>(count_))));
   uint64_t seen = 0;
   for (uint32_t i = 0; i < dense_.size(); ++i) {
     seen += dense_[i];

@@ -5,9 +5,8 @@
 
 #include <cstdint>
 #include <map>
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <vector>
 
 namespace vitrine::trainer {
 
@@ -28,7 +27,9 @@ class LengthHistogram {
   void merge(const LengthHistogram& other);
 
   uint64_t count() const { return count_; }
-  double mean() const { return count_ ? static_cast<double>(sum_) / static_cast<double>(count_) : 0.0; }
+  double mean() const {
+    return count_ ? static_cast<double>(sum_) / static_cast<double>(count_) : 0.0;
+  }
   // Smallest length L such that at least q of the values are <= L (q in [0, 1]).
   uint64_t percentile(double q) const;
   uint64_t min() const { return percentile(0.0); }

@@ -1,13 +1,12 @@
 #include "trainer/line_reader.h"
 
+#include <fmt/format.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
-
-#include <fmt/format.h>
 
 namespace vitrine::trainer {
 
@@ -22,7 +21,8 @@ LineReader::LineReader(const std::filesystem::path& path, size_t block_bytes)
     : path_(path), block_bytes_(std::max<size_t>(block_bytes, 4096)) {
   file_ = std::fopen(path.c_str(), "rb");
   if (file_ == nullptr) {
-    throw std::runtime_error(fmt::format("cannot open input '{}': {}", path.string(), std::strerror(errno)));
+    throw std::runtime_error(
+        fmt::format("cannot open input '{}': {}", path.string(), std::strerror(errno)));
   }
   std::error_code ec;
   file_bytes_ = std::filesystem::file_size(path, ec);
@@ -33,7 +33,8 @@ LineReader::LineReader(const std::filesystem::path& path, size_t block_bytes)
   std::rewind(file_);
   if (gzip_) {
     inflater_ = std::make_unique<Inflater>();
-    if (inflateInit2(&inflater_->zs, 15 + 16) != Z_OK) throw std::runtime_error("zlib: inflateInit2 failed");
+    if (inflateInit2(&inflater_->zs, 15 + 16) != Z_OK)
+      throw std::runtime_error("zlib: inflateInit2 failed");
   }
 }
 
@@ -44,7 +45,8 @@ LineReader::~LineReader() {
 size_t LineReader::read_raw(char* dst, size_t want) {
   const size_t got = std::fread(dst, 1, want, file_);
   if (got < want && std::ferror(file_)) {
-    stream_error_ = fmt::format("read error in '{}' at byte {}: {}", path_.string(), file_position_, std::strerror(errno));
+    stream_error_ = fmt::format("read error in '{}' at byte {}: {}", path_.string(), file_position_,
+                                std::strerror(errno));
     eof_ = true;
   }
   file_position_ += got;
@@ -70,8 +72,9 @@ size_t LineReader::fill(size_t want) {
       const size_t got = read_raw(reinterpret_cast<char*>(inf.in.data()), inf.in.size());
       if (got == 0) {
         if (inf.member_open && !stream_error_) {
-          stream_error_ = fmt::format("truncated gzip stream: '{}' ends inside a compressed member after {} bytes",
-                                      path_.string(), file_position_);
+          stream_error_ = fmt::format(
+              "truncated gzip stream: '{}' ends inside a compressed member after {} bytes",
+              path_.string(), file_position_);
         }
         eof_ = true;
         break;
@@ -85,8 +88,9 @@ size_t LineReader::fill(size_t want) {
       inf.member_open = false;
       inflateReset(&inf.zs);  // another member may follow (concatenated gzip)
     } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
-      stream_error_ = fmt::format("corrupt gzip data in '{}' near compressed byte {}: {}", path_.string(),
-                                  file_position_ - inf.zs.avail_in, inf.zs.msg ? inf.zs.msg : "inflate error");
+      stream_error_ =
+          fmt::format("corrupt gzip data in '{}' near compressed byte {}: {}", path_.string(),
+                      file_position_ - inf.zs.avail_in, inf.zs.msg ? inf.zs.msg : "inflate error");
       eof_ = true;
       break;
     }
@@ -107,7 +111,8 @@ bool LineReader::next(LineBlock& block) {
       if (nl != nullptr || eof_) break;
       fill(block_bytes_);  // a line longer than a block: keep reading
     }
-    cut = nl != nullptr ? static_cast<size_t>(static_cast<const char*>(nl) - carry_.data()) + 1 : carry_.size();
+    cut = nl != nullptr ? static_cast<size_t>(static_cast<const char*>(nl) - carry_.data()) + 1
+                        : carry_.size();
   }
   if (cut == 0) return false;
   block.size = cut;

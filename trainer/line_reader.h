@@ -21,9 +21,11 @@
 namespace vitrine::trainer {
 
 struct LineBlock {
-  std::unique_ptr<char[]> bytes;  // [capacity]: lines, each ending in '\n' except maybe the file's last, then padding
-  size_t capacity = 0;            // allocated bytes (>= size + kPadding); blocks are reused to avoid page faults
-  size_t size = 0;                // bytes of line data (padding excluded)
+  std::unique_ptr<char[]>
+      bytes;  // [capacity]: lines, each ending in '\n' except maybe the file's last, then padding
+  size_t capacity =
+      0;            // allocated bytes (>= size + kPadding); blocks are reused to avoid page faults
+  size_t size = 0;  // bytes of line data (padding excluded)
   const char* data() const { return bytes.get(); }
   uint64_t first_line = 1;  // 1-based number of the first line in the block
   uint64_t sequence = 0;    // 0, 1, 2, ... in file order

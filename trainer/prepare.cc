@@ -1,5 +1,6 @@
 #include "trainer/prepare.h"
 
+#include <fmt/format.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -12,8 +13,6 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "common/atomic_output.h"
 #include "common/json_escape.h"
@@ -97,7 +96,9 @@ class BlockCleaner {
   }
 
  private:
-  bool want_example(const std::vector<Example>& v) const { return v.size() < config_.examples_per_rule; }
+  bool want_example(const std::vector<Example>& v) const {
+    return v.size() < config_.examples_per_rule;
+  }
 
   void process_line(std::string_view line, uint64_t line_no, Batch& batch) {
     PrepareCounters& c = batch.counters;
@@ -214,7 +215,8 @@ class BlockCleaner {
       if ((rules & (1u << i)) == 0) continue;
       ++counts[i];
       auto& ex = c.transform_examples[i];
-      if (want_example(ex)) ex.push_back(make_example(line_no, is_content ? "content" : "title", raw, out));
+      if (want_example(ex))
+        ex.push_back(make_example(line_no, is_content ? "content" : "title", raw, out));
     }
   }
 
@@ -230,7 +232,8 @@ class TaskFiles {
   TaskFiles(const fs::path& dir, std::string_view task) {
     fs::create_directories(dir / "tasks" / std::string(task));
     for (int s = 0; s < kNumSplits; ++s) {
-      const fs::path path = dir / "tasks" / std::string(task) / fmt::format("{}.jsonl", split_name(static_cast<Split>(s)));
+      const fs::path path = dir / "tasks" / std::string(task) /
+                            fmt::format("{}.jsonl", split_name(static_cast<Split>(s)));
       files_[s] = std::make_unique<AtomicFile>(path);
     }
   }
@@ -239,7 +242,8 @@ class TaskFiles {
   void settle(Split s) {
     const int i = static_cast<int>(s);
     std::string& b = buffers_[i];
-    lines_[i] += static_cast<uint64_t>(std::count(b.begin() + static_cast<std::ptrdiff_t>(counted_[i]), b.end(), '\n'));
+    lines_[i] += static_cast<uint64_t>(
+        std::count(b.begin() + static_cast<std::ptrdiff_t>(counted_[i]), b.end(), '\n'));
     counted_[i] = b.size();
     if (b.size() >= kFlushBytes) {
       files_[i]->write(b);
@@ -266,13 +270,17 @@ class TaskFiles {
 class Pipeline {
  public:
   Pipeline(LineReader& reader, const PrepareConfig& config, int workers)
-      : reader_(reader), config_(config), workers_(workers), max_in_flight_(static_cast<size_t>(workers) * 2 + 2) {}
+      : reader_(reader),
+        config_(config),
+        workers_(workers),
+        max_in_flight_(static_cast<size_t>(workers) * 2 + 2) {}
 
   ~Pipeline() { stop(); }
 
   void start() {
     threads_.emplace_back([this] { guard([this] { read_loop(); }); });
-    for (int i = 0; i < workers_; ++i) threads_.emplace_back([this] { guard([this] { work_loop(); }); });
+    for (int i = 0; i < workers_; ++i)
+      threads_.emplace_back([this] { guard([this] { work_loop(); }); });
   }
 
   // The next batch in file order; false at the end. Rethrows worker errors.
@@ -285,7 +293,10 @@ class Pipeline {
       batch.counters = PrepareCounters{};
       free_batches_.push_back(std::move(batch));
     }
-    cv_.wait(lock, [&] { return error_ || done_.count(next_sequence_) || (reader_done_ && next_sequence_ == blocks_read_); });
+    cv_.wait(lock, [&] {
+      return error_ || done_.count(next_sequence_) ||
+             (reader_done_ && next_sequence_ == blocks_read_);
+    });
     if (error_) std::rethrow_exception(error_);
     auto it = done_.find(next_sequence_);
     if (it == done_.end()) return false;
@@ -427,27 +438,36 @@ nlohmann::ordered_json examples_json(const std::vector<Example>& examples) {
   return arr;
 }
 
-nlohmann::ordered_json build_stats(const fs::path& input, const LineReader& reader, const std::string& fingerprint,
-                                   const PrepareConfig& config, const PrepareCounters& c, const KeptStats& k,
-                                   const std::array<const TaskFiles*, 3>& tasks, const nlohmann::ordered_json& task_details) {
+nlohmann::ordered_json build_stats(const fs::path& input, const LineReader& reader,
+                                   const std::string& fingerprint, const PrepareConfig& config,
+                                   const PrepareCounters& c, const KeptStats& k,
+                                   const std::array<const TaskFiles*, 3>& tasks,
+                                   const nlohmann::ordered_json& task_details) {
   nlohmann::ordered_json s;
   s["vitrine"] = {{"dataset_format", kDatasetFormat}};
-  s["input"] = {{"name", input.filename().string()},
-                {"bytes", reader.file_bytes()},
-                {"gzip", reader.is_gzip()},
-                {"data_bytes", reader.data_bytes()},
-                {"lines", c.lines},
-                {"fingerprint", fingerprint},
-                {"stream_error", reader.stream_error() ? nlohmann::ordered_json(*reader.stream_error()) : nlohmann::ordered_json()}};
+  s["input"] = {
+      {"name", input.filename().string()},
+      {"bytes", reader.file_bytes()},
+      {"gzip", reader.is_gzip()},
+      {"data_bytes", reader.data_bytes()},
+      {"lines", c.lines},
+      {"fingerprint", fingerprint},
+      {"stream_error", reader.stream_error() ? nlohmann::ordered_json(*reader.stream_error())
+                                             : nlohmann::ordered_json()}};
   s["config"] = config_to_json(config);
   nlohmann::ordered_json by_reason;
-  for (int i = 1; i < kNumMalformed; ++i) by_reason[std::string(malformed_name(static_cast<Malformed>(i)))] = c.malformed[i];
+  for (int i = 1; i < kNumMalformed; ++i)
+    by_reason[std::string(malformed_name(static_cast<Malformed>(i)))] = c.malformed[i];
   nlohmann::ordered_json first = nlohmann::ordered_json::array();
   for (const auto& e : c.malformed_examples) {
-    first.push_back({{"line", e.line}, {"reason", e.field}, {"detail", e.after}, {"excerpt", e.before}});
+    first.push_back(
+        {{"line", e.line}, {"reason", e.field}, {"detail", e.after}, {"excerpt", e.before}});
   }
   s["malformed"] = {{"total", c.malformed_total()}, {"by_reason", by_reason}, {"first", first}};
-  s["records"] = {{"parsed", c.records}, {"kept", k.kept}, {"dropped", c.records - k.kept}, {"raw_empty_content", c.raw_empty_content}};
+  s["records"] = {{"parsed", c.records},
+                  {"kept", k.kept},
+                  {"dropped", c.records - k.kept},
+                  {"raw_empty_content", c.raw_empty_content}};
   nlohmann::ordered_json transforms = nlohmann::ordered_json::array();
   for (int i = 0; i < kNumTransforms; ++i) {
     transforms.push_back({{"rule", transform_name(static_cast<Transform>(i))},
@@ -459,38 +479,48 @@ nlohmann::ordered_json build_stats(const fs::path& input, const LineReader& read
   s["entities_decoded"] = c.entities_decoded;
   nlohmann::ordered_json drops = nlohmann::ordered_json::array();
   for (int i = 0; i < kNumDrops; ++i) {
-    drops.push_back({{"rule", drop_name(static_cast<Drop>(i))}, {"records", c.drops[i]}, {"examples", examples_json(c.drop_examples[i])}});
+    drops.push_back({{"rule", drop_name(static_cast<Drop>(i))},
+                     {"records", c.drops[i]},
+                     {"examples", examples_json(c.drop_examples[i])}});
   }
   s["drops"] = drops;
-  s["lengths"] = {{"title", {{"before", c.title_before.summary()}, {"after", k.title_after.summary()}}},
-                  {"content", {{"before", c.content_before.summary()}, {"after", k.content_after.summary()}}}};
+  s["lengths"] = {
+      {"title", {{"before", c.title_before.summary()}, {"after", k.title_after.summary()}}},
+      {"content", {{"before", c.content_before.summary()}, {"after", k.content_after.summary()}}}};
   // Languages by count, then name: a stable order.
   std::vector<std::pair<std::string, uint64_t>> langs(k.languages.begin(), k.languages.end());
-  std::stable_sort(langs.begin(), langs.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::stable_sort(langs.begin(), langs.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
   nlohmann::ordered_json languages = nlohmann::ordered_json::object();
   for (const auto& [lang, n] : langs) languages[lang] = n;
   s["languages"] = languages;
   const uint64_t dup = c.drops[static_cast<int>(Drop::kDuplicate)];
   const uint64_t candidates = k.kept + dup + c.drops[static_cast<int>(Drop::kDuplicateUid)];
-  s["duplicates"] = {{"exact_duplicates_dropped", dup},
-                     {"exact_duplicate_rate", candidates ? static_cast<double>(dup) / static_cast<double>(candidates) : 0.0},
-                     {"duplicate_uids_dropped", c.drops[static_cast<int>(Drop::kDuplicateUid)]},
-                     {"kept_sharing_a_title", k.sharing_title},
-                     {"kept_sharing_a_description", k.sharing_content},
-                     {"descriptions_shared_across_splits", k.content_across_splits}};
+  s["duplicates"] = {
+      {"exact_duplicates_dropped", dup},
+      {"exact_duplicate_rate",
+       candidates ? static_cast<double>(dup) / static_cast<double>(candidates) : 0.0},
+      {"duplicate_uids_dropped", c.drops[static_cast<int>(Drop::kDuplicateUid)]},
+      {"kept_sharing_a_title", k.sharing_title},
+      {"kept_sharing_a_description", k.sharing_content},
+      {"descriptions_shared_across_splits", k.content_across_splits}};
   nlohmann::ordered_json splits;
-  for (int i = 0; i < kNumSplits; ++i) splits[std::string(split_name(static_cast<Split>(i)))] = k.splits[i];
+  for (int i = 0; i < kNumSplits; ++i)
+    splits[std::string(split_name(static_cast<Split>(i)))] = k.splits[i];
   s["splits"] = {{"key", "uid"}, {"products", splits}};
   if (tasks[0] != nullptr) {
     nlohmann::ordered_json examples;
     const char* names[] = {"describe", "qa", "router"};
     for (int t = 0; t < 3; ++t) {
       nlohmann::ordered_json per;
-      for (int i = 0; i < kNumSplits; ++i) per[std::string(split_name(static_cast<Split>(i)))] = tasks[t]->lines(i);
+      for (int i = 0; i < kNumSplits; ++i)
+        per[std::string(split_name(static_cast<Split>(i)))] = tasks[t]->lines(i);
       examples[names[t]] = per;
     }
     s["tasks"] = {{"examples", examples}, {"details", task_details}};
-    s["catalog"] = {{"file", "catalog.sqlite"}, {"products", k.kept}, {"fts_index_content", config.catalog.index_content}};
+    s["catalog"] = {{"file", "catalog.sqlite"},
+                    {"products", k.kept},
+                    {"fts_index_content", config.catalog.index_content}};
   } else {
     s["clean"] = {{"file", "clean.jsonl"}, {"products", k.kept}};
   }
@@ -523,8 +553,8 @@ std::string summarize_failure(const PrepareCounters& c) {
 
 }  // namespace
 
-PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir, const PrepareConfig& config,
-                          const PrepareHooks& hooks) {
+PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir,
+                          const PrepareConfig& config, const PrepareHooks& hooks) {
   validate(config);
   const auto t0 = std::chrono::steady_clock::now();
   auto seconds_since = [](auto start) {
@@ -549,9 +579,12 @@ PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir, const 
     router = std::make_unique<TaskFiles>(dir, "router");
   }
 
-  const int workers = config.threads > 0 ? config.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int workers = config.threads > 0
+                          ? config.threads
+                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   Pipeline pipeline(reader, config, workers);
-  Progress progress(ProgressOptions{.label = "prepare", .total_bytes = reader.file_bytes(), .enabled = hooks.progress});
+  Progress progress(ProgressOptions{
+      .label = "prepare", .total_bytes = reader.file_bytes(), .enabled = hooks.progress});
   pipeline.start();
 
   PrepareCounters counters;
@@ -560,7 +593,8 @@ PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir, const 
   Batch batch;
   double consumer_cpu = 0;
   while (pipeline.next(batch)) {
-    if (hooks.cancel != nullptr && hooks.cancel->load()) throw std::runtime_error("interrupted: nothing was written");
+    if (hooks.cancel != nullptr && hooks.cancel->load())
+      throw std::runtime_error("interrupted: nothing was written");
     const double cpu_start = thread_cpu_seconds();
     for (const CleanedRecord& rec : batch.records) {
       const std::string_view title(batch.arena.data() + rec.title_off, rec.title_len);
@@ -632,21 +666,24 @@ PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir, const 
   timings.input_bytes = reader.file_bytes();
 
   if (kept.kept == 0) {
-    throw std::runtime_error(fmt::format("nothing kept from '{}': {}{}", input.string(), summarize_failure(counters),
-                                         reader.stream_error() ? "; " + *reader.stream_error() : std::string()));
+    throw std::runtime_error(
+        fmt::format("nothing kept from '{}': {}{}", input.string(), summarize_failure(counters),
+                    reader.stream_error() ? "; " + *reader.stream_error() : std::string()));
   }
   PrepareResult result;
   result.kept = kept.kept;
   if (clean_file) {
     clean_file->write(clean_buffer);
     clean_file->commit();
-    result.stats = build_stats(input, reader, pipeline.fingerprint(), config, counters, kept, {}, {});
+    result.stats =
+        build_stats(input, reader, pipeline.fingerprint(), config, counters, kept, {}, {});
   } else {
     describe->commit();
     qa->commit();
     router->commit();
-    result.stats = build_stats(input, reader, pipeline.fingerprint(), config, counters, kept,
-                               {describe.get(), qa.get(), router.get()}, builder->stats().to_json());
+    result.stats =
+        build_stats(input, reader, pipeline.fingerprint(), config, counters, kept,
+                    {describe.get(), qa.get(), router.get()}, builder->stats().to_json());
     const auto t_index = std::chrono::steady_clock::now();
     catalog->set_meta("dataset_format", std::to_string(kDatasetFormat));
     catalog->set_meta("input_fingerprint", pipeline.fingerprint());

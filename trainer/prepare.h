@@ -17,9 +17,8 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "trainer/catalog.h"
 #include "trainer/split.h"
@@ -29,35 +28,42 @@
 namespace vitrine::trainer {
 
 struct FilterOptions {
-  size_t min_title_chars = 2;              // shorter titles ("A", "") cannot name a product
-  size_t max_title_chars = 400;            // longer titles are keyword-stuffed listings, dropped; raises memory per example
-  size_t min_content_chars = 40;           // shorter descriptions ("Paperback", "Good book") teach nothing; 0 keeps all non-empty
-  bool drop_content_equal_to_title = true; // a description that only repeats the title teaches the copy task
-  bool drop_duplicates = true;             // same title and content (ASCII case-insensitive): the first is kept
-  bool drop_duplicate_uids = true;         // a uid seen before: the first record is kept, so uids are keys
+  size_t min_title_chars = 2;  // shorter titles ("A", "") cannot name a product
+  size_t max_title_chars =
+      400;  // longer titles are keyword-stuffed listings, dropped; raises memory per example
+  size_t min_content_chars =
+      40;  // shorter descriptions ("Paperback", "Good book") teach nothing; 0 keeps all non-empty
+  bool drop_content_equal_to_title =
+      true;  // a description that only repeats the title teaches the copy task
+  bool drop_duplicates =
+      true;  // same title and content (ASCII case-insensitive): the first is kept
+  bool drop_duplicate_uids = true;  // a uid seen before: the first record is kept, so uids are keys
 };
 
 struct PrepareConfig {
-  CleanOptions clean;        // transforming rules
-  FilterOptions filter;      // dropping rules
-  SplitOptions split;        // train / validation / test by uid hash
-  TaskOptions tasks;         // questions, answers and router examples
-  CatalogOptions catalog;    // catalog.sqlite
-  bool repair_utf8 = true;   // replace invalid UTF-8 with U+FFFD (counted); false sets such lines aside as malformed
-  int threads = 0;           // parse/clean workers; 0 = number of cores
-  size_t block_bytes = 4 << 20;     // lines are handed to workers in blocks of this size; bigger = more memory, less overhead
-  size_t examples_per_rule = 3;     // examples of each rule firing kept for the report
-  size_t malformed_examples = 10;   // first malformed lines listed in the report
+  CleanOptions clean;       // transforming rules
+  FilterOptions filter;     // dropping rules
+  SplitOptions split;       // train / validation / test by uid hash
+  TaskOptions tasks;        // questions, answers and router examples
+  CatalogOptions catalog;   // catalog.sqlite
+  bool repair_utf8 = true;  // replace invalid UTF-8 with U+FFFD (counted); false sets such lines
+                            // aside as malformed
+  int threads = 0;          // parse/clean workers; 0 = number of cores
+  size_t block_bytes = 4 << 20;    // lines are handed to workers in blocks of this size; bigger =
+                                   // more memory, less overhead
+  size_t examples_per_rule = 3;    // examples of each rule firing kept for the report
+  size_t malformed_examples = 10;  // first malformed lines listed in the report
 };
 
 // Seconds spent, for benchmarks; not part of the dataset (which must be
 // byte-identical between runs).
 struct PrepareTimings {
-  double total = 0;       // wall time of the whole run
-  double stream = 0;      // reading, parsing, cleaning, filtering, de-duplicating and writing task files
-  double catalog_index = 0;  // building the FTS5 index and closing the database
-  double parse_clean_cpu = 0;   // CPU time of the workers (all threads)
-  double consumer_cpu = 0;      // time of the consumer: dedupe, catalogue inserts, task files
+  double total = 0;  // wall time of the whole run
+  double stream =
+      0;  // reading, parsing, cleaning, filtering, de-duplicating and writing task files
+  double catalog_index = 0;    // building the FTS5 index and closing the database
+  double parse_clean_cpu = 0;  // CPU time of the workers (all threads)
+  double consumer_cpu = 0;     // time of the consumer: dedupe, catalogue inserts, task files
   uint64_t input_bytes = 0;
   uint64_t peak_rss_bytes = 0;
 };
@@ -71,7 +77,7 @@ struct PrepareResult {
 
 struct PrepareHooks {
   const std::atomic<bool>* cancel = nullptr;  // set (e.g. by SIGINT) to stop; nothing is written
-  bool progress = true;                        // progress bar / log lines on stderr
+  bool progress = true;                       // progress bar / log lines on stderr
   // Write only DIR/clean.jsonl ({"uid","title","content","split"} per kept
   // product) with stats.json and report.md: no catalogue, no task files. For
   // other tools, and to time the cleaning stage alone against other cleaners.

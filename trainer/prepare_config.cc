@@ -2,11 +2,11 @@
 // prepare.yaml (the CLI turns YAML into JSON at the edge; this file never
 // sees YAML). Unknown keys are errors that name the key: a typo in a config
 // must not silently fall back to a default.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <stdexcept>
 #include <string>
-
-#include <fmt/format.h>
 
 #include "trainer/prepare.h"
 
@@ -41,7 +41,8 @@ class Binder {
       }
       value = it->get<T>();
     } catch (const std::exception& e) {
-      throw std::invalid_argument(fmt::format("config key '{}.{}': {} (got {})", path_, key, e.what(), it->dump()));
+      throw std::invalid_argument(
+          fmt::format("config key '{}.{}': {} (got {})", path_, key, e.what(), it->dump()));
     }
     return *this;
   }
@@ -53,7 +54,8 @@ class Binder {
       if (std::find(seen_.begin(), seen_.end(), key) == seen_.end()) {
         std::string known;
         for (const auto& k : seen_) known += (known.empty() ? "" : ", ") + k;
-        throw std::invalid_argument(fmt::format("unknown config key '{}.{}' (known keys there: {})", path_, key, known));
+        throw std::invalid_argument(
+            fmt::format("unknown config key '{}.{}' (known keys there: {})", path_, key, known));
       }
     }
   }
@@ -87,7 +89,8 @@ Json visit(Config& c, const nlohmann::json* root) {
     static const nlohmann::json kEmpty = nlohmann::json::object();
     const auto it = root->find(name);
     if (it == root->end() || it->is_null()) return &kEmpty;
-    if (!it->is_object()) throw std::invalid_argument(fmt::format("config section '{}' must be a mapping", name));
+    if (!it->is_object())
+      throw std::invalid_argument(fmt::format("config section '{}' must be a mapping", name));
     return &*it;
   };
   Json out = Json::object();
@@ -116,7 +119,9 @@ Json visit(Config& c, const nlohmann::json* root) {
   }
   {
     Binder b(section("split"), "split");
-    b.field("validation_ratio", c.split.validation_ratio).field("test_ratio", c.split.test_ratio).field("seed", c.split.seed);
+    b.field("validation_ratio", c.split.validation_ratio)
+        .field("test_ratio", c.split.test_ratio)
+        .field("seed", c.split.seed);
     b.finish_reading();
     out["split"] = b.take();
   }
@@ -146,7 +151,8 @@ Json visit(Config& c, const nlohmann::json* root) {
   }
   if (root != nullptr) {
     for (const auto& [key, _] : root->items()) {
-      if (key != "clean" && key != "filter" && key != "split" && key != "tasks" && key != "catalog" && key != "run") {
+      if (key != "clean" && key != "filter" && key != "split" && key != "tasks" &&
+          key != "catalog" && key != "run") {
         throw std::invalid_argument(fmt::format(
             "unknown config section '{}' (known: clean, filter, split, tasks, catalog, run)", key));
       }
@@ -164,7 +170,8 @@ Json config_to_json(const PrepareConfig& config) {
 
 void apply_config_json(const nlohmann::json& json, PrepareConfig& config) {
   if (json.is_null()) return;
-  if (!json.is_object()) throw std::invalid_argument("the prepare config must be a mapping of sections");
+  if (!json.is_object())
+    throw std::invalid_argument("the prepare config must be a mapping of sections");
   PrepareConfig updated = config;
   visit(updated, &json);
   validate(updated);
@@ -174,13 +181,18 @@ void apply_config_json(const nlohmann::json& json, PrepareConfig& config) {
 void validate(const PrepareConfig& config) {
   validate(config.split);
   validate(config.tasks);
-  if (config.threads < 0) throw std::invalid_argument("run.threads must be >= 0 (0 = number of cores)");
+  if (config.threads < 0)
+    throw std::invalid_argument("run.threads must be >= 0 (0 = number of cores)");
   if (config.block_bytes < 4096) throw std::invalid_argument("run.block_bytes must be >= 4096");
-  if (config.filter.max_title_chars > 0 && config.filter.max_title_chars < config.filter.min_title_chars) {
-    throw std::invalid_argument("filter.max_title_chars must be 0 (no limit) or >= filter.min_title_chars");
+  if (config.filter.max_title_chars > 0 &&
+      config.filter.max_title_chars < config.filter.min_title_chars) {
+    throw std::invalid_argument(
+        "filter.max_title_chars must be 0 (no limit) or >= filter.min_title_chars");
   }
-  if (config.clean.max_content_chars > 0 && config.clean.max_content_chars < config.filter.min_content_chars) {
-    throw std::invalid_argument("clean.max_content_chars must be 0 (no limit) or >= filter.min_content_chars");
+  if (config.clean.max_content_chars > 0 &&
+      config.clean.max_content_chars < config.filter.min_content_chars) {
+    throw std::invalid_argument(
+        "clean.max_content_chars must be 0 (no limit) or >= filter.min_content_chars");
   }
 }
 

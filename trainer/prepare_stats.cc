@@ -1,8 +1,8 @@
 #include "trainer/prepare_stats.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "common/utf8.h"
 
@@ -10,28 +10,44 @@ namespace vitrine::trainer {
 
 std::string_view transform_name(Transform t) {
   switch (t) {
-    case Transform::kEntities: return "html_entities_decoded";
-    case Transform::kTags: return "html_tags_stripped";
-    case Transform::kBoilerplate: return "edition_boilerplate_removed";
-    case Transform::kControlChars: return "control_chars_removed";
-    case Transform::kWhitespace: return "whitespace_collapsed";
-    case Transform::kTruncated: return "content_truncated";
-    case Transform::kUtf8Repaired: return "invalid_utf8_repaired";
-    case Transform::kUidDerived: return "uid_derived";
+    case Transform::kEntities:
+      return "html_entities_decoded";
+    case Transform::kTags:
+      return "html_tags_stripped";
+    case Transform::kBoilerplate:
+      return "edition_boilerplate_removed";
+    case Transform::kControlChars:
+      return "control_chars_removed";
+    case Transform::kWhitespace:
+      return "whitespace_collapsed";
+    case Transform::kTruncated:
+      return "content_truncated";
+    case Transform::kUtf8Repaired:
+      return "invalid_utf8_repaired";
+    case Transform::kUidDerived:
+      return "uid_derived";
   }
   return "unknown";
 }
 
 std::string_view drop_name(Drop d) {
   switch (d) {
-    case Drop::kEmptyTitle: return "empty_title";
-    case Drop::kShortTitle: return "short_title";
-    case Drop::kLongTitle: return "long_title";
-    case Drop::kEmptyContent: return "empty_content";
-    case Drop::kShortContent: return "short_content";
-    case Drop::kContentIsTitle: return "content_equals_title";
-    case Drop::kDuplicate: return "duplicate";
-    case Drop::kDuplicateUid: return "duplicate_uid";
+    case Drop::kEmptyTitle:
+      return "empty_title";
+    case Drop::kShortTitle:
+      return "short_title";
+    case Drop::kLongTitle:
+      return "long_title";
+    case Drop::kEmptyContent:
+      return "empty_content";
+    case Drop::kShortContent:
+      return "short_content";
+    case Drop::kContentIsTitle:
+      return "content_equals_title";
+    case Drop::kDuplicate:
+      return "duplicate";
+    case Drop::kDuplicateUid:
+      return "duplicate_uid";
   }
   return "unknown";
 }
@@ -91,14 +107,16 @@ uint64_t PrepareCounters::malformed_total() const {
   return total;
 }
 
-Example make_example(uint64_t line, std::string_view field, std::string_view before, std::string_view after,
-                     size_t width) {
+Example make_example(uint64_t line, std::string_view field, std::string_view before,
+                     std::string_view after, size_t width) {
   size_t common = 0;
-  while (common < before.size() && common < after.size() && before[common] == after[common]) ++common;
+  while (common < before.size() && common < after.size() && before[common] == after[common])
+    ++common;
   // Start a little before the first difference so the reader sees context.
   size_t from = 0;
   if (common > 40) {
-    const size_t back = utf8::prefix_bytes(before.substr(0, common), utf8::count_code_points(before.substr(0, common)) - 40);
+    const size_t back = utf8::prefix_bytes(before.substr(0, common),
+                                           utf8::count_code_points(before.substr(0, common)) - 40);
     from = back;
   }
   Example e;
@@ -147,15 +165,19 @@ std::string num(const nlohmann::ordered_json& j) {
 }
 
 std::string pct(uint64_t part, uint64_t whole) {
-  return whole == 0 ? "0.0 %" : fmt::format("{:.1f} %", 100.0 * static_cast<double>(part) / static_cast<double>(whole));
+  return whole == 0 ? "0.0 %"
+                    : fmt::format("{:.1f} %",
+                                  100.0 * static_cast<double>(part) / static_cast<double>(whole));
 }
 
 void examples_table(std::string& md, const nlohmann::ordered_json& examples) {
   if (examples.empty()) return;
   md += "\n| line | field | before | after |\n| --- | --- | --- | --- |\n";
   for (const auto& e : examples) {
-    md += fmt::format("| {} | {} | {} | {} |\n", e["line"].get<uint64_t>(), md_escape(e["field"].get<std::string>()),
-                      md_escape(e["before"].get<std::string>()), md_escape(e["after"].get<std::string>()));
+    md += fmt::format("| {} | {} | {} | {} |\n", e["line"].get<uint64_t>(),
+                      md_escape(e["field"].get<std::string>()),
+                      md_escape(e["before"].get<std::string>()),
+                      md_escape(e["after"].get<std::string>()));
   }
 }
 
@@ -167,34 +189,46 @@ std::string render_report(const nlohmann::ordered_json& s) {
   const auto& rec = s["records"];
   const uint64_t lines = input["lines"].get<uint64_t>();
   md += "# Dataset preparation report\n\n";
-  md += fmt::format("Input `{}`: {} bytes{}, {} lines, fingerprint `{}`.\n", input["name"].get<std::string>(),
-                    num(input["bytes"]), input["gzip"].get<bool>() ? " (gzip)" : "", num(input["lines"]),
+  md += fmt::format("Input `{}`: {} bytes{}, {} lines, fingerprint `{}`.\n",
+                    input["name"].get<std::string>(), num(input["bytes"]),
+                    input["gzip"].get<bool>() ? " (gzip)" : "", num(input["lines"]),
                     input["fingerprint"].get<std::string>());
   if (!input["stream_error"].is_null()) {
-    md += fmt::format("\n**The input stream ended early:** {}. The lines before that point were used.\n",
-                      input["stream_error"].get<std::string>());
+    md += fmt::format(
+        "\n**The input stream ended early:** {}. The lines before that point were used.\n",
+        input["stream_error"].get<std::string>());
   }
-  md += fmt::format("\n{} records parsed, {} kept ({} of the lines), {} dropped, {} malformed lines set aside.\n",
-                    num(rec["parsed"]), num(rec["kept"]), pct(rec["kept"].get<uint64_t>(), lines), num(rec["dropped"]),
-                    num(s["malformed"]["total"]));
+  md += fmt::format(
+      "\n{} records parsed, {} kept ({} of the lines), {} dropped, {} malformed lines set aside.\n",
+      num(rec["parsed"]), num(rec["kept"]), pct(rec["kept"].get<uint64_t>(), lines),
+      num(rec["dropped"]), num(s["malformed"]["total"]));
 
   md += "\n## Malformed lines\n\n| reason | lines |\n| --- | --- |\n";
-  for (const auto& [reason, n] : s["malformed"]["by_reason"].items()) md += fmt::format("| {} | {} |\n", reason, num(n));
+  for (const auto& [reason, n] : s["malformed"]["by_reason"].items())
+    md += fmt::format("| {} | {} |\n", reason, num(n));
   if (!s["malformed"]["first"].empty()) {
-    md += "\nFirst malformed lines:\n\n| line | reason | detail | excerpt |\n| --- | --- | --- | --- |\n";
+    md +=
+        "\nFirst malformed lines:\n\n| line | reason | detail | excerpt |\n| --- | --- | --- | --- "
+        "|\n";
     for (const auto& e : s["malformed"]["first"]) {
-      md += fmt::format("| {} | {} | {} | {} |\n", e["line"].get<uint64_t>(), e["reason"].get<std::string>(),
-                        md_escape(e["detail"].get<std::string>()), md_escape(e["excerpt"].get<std::string>()));
+      md += fmt::format("| {} | {} | {} | {} |\n", e["line"].get<uint64_t>(),
+                        e["reason"].get<std::string>(), md_escape(e["detail"].get<std::string>()),
+                        md_escape(e["excerpt"].get<std::string>()));
     }
   }
 
-  md += "\n## Cleaning rules\n\nRules that change text, in the order applied; counts are fields changed.\n\n";
+  md +=
+      "\n## Cleaning rules\n\nRules that change text, in the order applied; counts are fields "
+      "changed.\n\n";
   md += "| rule | titles | contents |\n| --- | --- | --- |\n";
   for (const auto& t : s["transforms"]) {
-    md += fmt::format("| {} | {} | {} |\n", t["rule"].get<std::string>(), num(t["titles"]), num(t["contents"]));
+    md += fmt::format("| {} | {} | {} |\n", t["rule"].get<std::string>(), num(t["titles"]),
+                      num(t["contents"]));
   }
   md += fmt::format("\n{} character references decoded in all.\n", num(s["entities_decoded"]));
-  md += "\nRules that drop records, in the order applied; each record is counted by the first rule that drops it.\n\n";
+  md +=
+      "\nRules that drop records, in the order applied; each record is counted by the first rule "
+      "that drops it.\n\n";
   md += "| rule | records | of parsed |\n| --- | --- | --- |\n";
   const uint64_t parsed = rec["parsed"].get<uint64_t>();
   for (const auto& d : s["drops"]) {
@@ -213,17 +247,22 @@ std::string render_report(const nlohmann::ordered_json& s) {
     examples_table(md, d["examples"]);
   }
 
-  md += "\n## Lengths (code points)\n\n| field | stage | count | min | p5 | p25 | median | p75 | p95 | p99 | max | mean |\n";
+  md +=
+      "\n## Lengths (code points)\n\n| field | stage | count | min | p5 | p25 | median | p75 | p95 "
+      "| p99 | max | mean |\n";
   md += "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
   for (const char* field : {"title", "content"}) {
     for (const char* stage : {"before", "after"}) {
       const auto& h = s["lengths"][field][stage];
-      md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", field, stage, num(h["count"]),
-                        num(h["min"]), num(h["p5"]), num(h["p25"]), num(h["p50"]), num(h["p75"]), num(h["p95"]),
-                        num(h["p99"]), num(h["max"]), num(h["mean"]));
+      md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", field,
+                        stage, num(h["count"]), num(h["min"]), num(h["p5"]), num(h["p25"]),
+                        num(h["p50"]), num(h["p75"]), num(h["p95"]), num(h["p99"]), num(h["max"]),
+                        num(h["mean"]));
     }
   }
-  md += "\n\"before\" counts non-empty raw fields after JSON decoding; \"after\" counts kept products.\n";
+  md +=
+      "\n\"before\" counts non-empty raw fields after JSON decoding; \"after\" counts kept "
+      "products.\n";
 
   md += "\n## Languages\n\n| language | products | share |\n| --- | --- | --- |\n";
   const uint64_t kept = rec["kept"].get<uint64_t>();
@@ -233,7 +272,10 @@ std::string render_report(const nlohmann::ordered_json& s) {
 
   const auto& dup = s["duplicates"];
   md += "\n## Duplicates\n\n| measure | value |\n| --- | --- |\n";
-  for (const auto& [k, v] : dup.items()) md += fmt::format("| {} | {} |\n", k, v.is_number_float() ? fmt::format("{:.2f} %", 100.0 * v.get<double>()) : num(v));
+  for (const auto& [k, v] : dup.items())
+    md += fmt::format(
+        "| {} | {} |\n", k,
+        v.is_number_float() ? fmt::format("{:.2f} %", 100.0 * v.get<double>()) : num(v));
 
   md += "\n## Splits\n\n| split | products | share |\n| --- | --- | --- |\n";
   for (const auto& [split, n] : s["splits"]["products"].items()) {
@@ -243,7 +285,8 @@ std::string render_report(const nlohmann::ordered_json& s) {
   if (s.contains("tasks")) {
     md += "\n## Task files\n\n| task | train | validation | test |\n| --- | --- | --- | --- |\n";
     for (const auto& [task, counts] : s["tasks"]["examples"].items()) {
-      md += fmt::format("| {} | {} | {} | {} |\n", task, num(counts["train"]), num(counts["validation"]), num(counts["test"]));
+      md += fmt::format("| {} | {} | {} | {} |\n", task, num(counts["train"]),
+                        num(counts["validation"]), num(counts["test"]));
     }
   }
   if (s.contains("tasks") && s["tasks"].contains("details")) {

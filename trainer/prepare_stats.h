@@ -7,11 +7,10 @@
 
 #include <array>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "trainer/length_histogram.h"
 #include "trainer/record_parser.h"
@@ -20,14 +19,28 @@ namespace vitrine::trainer {
 
 // Transforming rules: the first six are TextCleaner's CleanRule bits, in order.
 enum class Transform : uint8_t {
-  kEntities, kTags, kBoilerplate, kControlChars, kWhitespace, kTruncated, kUtf8Repaired, kUidDerived,
+  kEntities,
+  kTags,
+  kBoilerplate,
+  kControlChars,
+  kWhitespace,
+  kTruncated,
+  kUtf8Repaired,
+  kUidDerived,
 };
 inline constexpr int kNumTransforms = 8;
 std::string_view transform_name(Transform t);
 
 // Dropping rules, in the order they are applied.
 enum class Drop : uint8_t {
-  kEmptyTitle, kShortTitle, kLongTitle, kEmptyContent, kShortContent, kContentIsTitle, kDuplicate, kDuplicateUid,
+  kEmptyTitle,
+  kShortTitle,
+  kLongTitle,
+  kEmptyContent,
+  kShortContent,
+  kContentIsTitle,
+  kDuplicate,
+  kDuplicateUid,
 };
 inline constexpr int kNumDrops = 8;
 std::string_view drop_name(Drop d);
@@ -62,8 +75,8 @@ struct PrepareCounters {
 
 // An excerpt of `before` and `after` around their first difference, at most
 // `width` code points each, with "…" marking cuts.
-Example make_example(uint64_t line, std::string_view field, std::string_view before, std::string_view after,
-                     size_t width = 160);
+Example make_example(uint64_t line, std::string_view field, std::string_view before,
+                     std::string_view after, size_t width = 160);
 
 // Renders report.md from stats.json's content.
 std::string render_report(const nlohmann::ordered_json& stats);

@@ -13,9 +13,12 @@ inline constexpr int kNumSplits = 3;
 
 constexpr std::string_view split_name(Split split) {
   switch (split) {
-    case Split::kTrain: return "train";
-    case Split::kValidation: return "validation";
-    case Split::kTest: return "test";
+    case Split::kTrain:
+      return "train";
+    case Split::kValidation:
+      return "validation";
+    case Split::kTest:
+      return "test";
   }
   return "train";
 }

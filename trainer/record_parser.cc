@@ -13,16 +13,26 @@ static_assert(LineReader::kPadding >= simdjson::SIMDJSON_PADDING);
 
 std::string_view malformed_name(Malformed reason) {
   switch (reason) {
-    case Malformed::kNone: return "none";
-    case Malformed::kBlank: return "blank_line";
-    case Malformed::kNulByte: return "nul_byte";
-    case Malformed::kInvalidUtf8: return "invalid_utf8";
-    case Malformed::kBadJson: return "bad_json";
-    case Malformed::kNotObject: return "not_an_object";
-    case Malformed::kMissingTitle: return "missing_title";
-    case Malformed::kTitleNotString: return "title_not_a_string";
-    case Malformed::kMissingContent: return "missing_content";
-    case Malformed::kContentNotString: return "content_not_a_string";
+    case Malformed::kNone:
+      return "none";
+    case Malformed::kBlank:
+      return "blank_line";
+    case Malformed::kNulByte:
+      return "nul_byte";
+    case Malformed::kInvalidUtf8:
+      return "invalid_utf8";
+    case Malformed::kBadJson:
+      return "bad_json";
+    case Malformed::kNotObject:
+      return "not_an_object";
+    case Malformed::kMissingTitle:
+      return "missing_title";
+    case Malformed::kTitleNotString:
+      return "title_not_a_string";
+    case Malformed::kMissingContent:
+      return "missing_content";
+    case Malformed::kContentNotString:
+      return "content_not_a_string";
   }
   return "unknown";
 }
@@ -32,7 +42,8 @@ struct RecordParser::Impl {
   std::string repaired;  // padded copy of a line whose UTF-8 was repaired
 };
 
-RecordParser::RecordParser(bool repair_utf8) : impl_(std::make_unique<Impl>()), repair_utf8_(repair_utf8) {}
+RecordParser::RecordParser(bool repair_utf8)
+    : impl_(std::make_unique<Impl>()), repair_utf8_(repair_utf8) {}
 RecordParser::~RecordParser() = default;
 
 namespace {
@@ -47,14 +58,20 @@ bool is_blank(std::string_view line) {
 const char* type_name(simdjson::dom::element_type type) {
   using T = simdjson::dom::element_type;
   switch (type) {
-    case T::ARRAY: return "an array";
-    case T::OBJECT: return "an object";
+    case T::ARRAY:
+      return "an array";
+    case T::OBJECT:
+      return "an object";
     case T::INT64:
     case T::UINT64:
-    case T::DOUBLE: return "a number";
-    case T::STRING: return "a string";
-    case T::BOOL: return "a boolean";
-    case T::NULL_VALUE: return "null";
+    case T::DOUBLE:
+      return "a number";
+    case T::STRING:
+      return "a string";
+    case T::BOOL:
+      return "a boolean";
+    case T::NULL_VALUE:
+      return "null";
   }
   return "a value";
 }

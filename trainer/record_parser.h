@@ -33,9 +33,9 @@ inline constexpr int kNumMalformed = 10;
 std::string_view malformed_name(Malformed reason);
 
 struct RawRecord {
-  std::string_view uid;      // empty when the line has no string uid
-  std::string_view title;    // decoded JSON string, valid UTF-8
-  std::string_view content;  // decoded JSON string, valid UTF-8
+  std::string_view uid;        // empty when the line has no string uid
+  std::string_view title;      // decoded JSON string, valid UTF-8
+  std::string_view content;    // decoded JSON string, valid UTF-8
   bool utf8_repaired = false;  // the line had invalid bytes replaced with U+FFFD
 };
 

@@ -1,8 +1,8 @@
 #include "trainer/split.h"
 
-#include <stdexcept>
-
 #include <fmt/format.h>
+
+#include <stdexcept>
 
 #include "common/stable_hash.h"
 
@@ -11,9 +11,9 @@ namespace vitrine::trainer {
 void validate(const SplitOptions& options) {
   if (options.validation_ratio < 0 || options.test_ratio < 0 ||
       options.validation_ratio + options.test_ratio >= 1.0) {
-    throw std::invalid_argument(
-        fmt::format("split ratios must be >= 0 and leave room for training: validation {} + test {} >= 1",
-                    options.validation_ratio, options.test_ratio));
+    throw std::invalid_argument(fmt::format(
+        "split ratios must be >= 0 and leave room for training: validation {} + test {} >= 1",
+        options.validation_ratio, options.test_ratio));
   }
 }
 

@@ -14,9 +14,10 @@
 namespace vitrine::trainer {
 
 struct SplitOptions {
-  double validation_ratio = 0.05;  // share of products held out for validation loss and early stopping
-  double test_ratio = 0.05;        // share held out for the final evaluation (never trained on)
-  uint64_t seed = 0;               // changes the assignment; 0 = the documented default split
+  double validation_ratio =
+      0.05;                  // share of products held out for validation loss and early stopping
+  double test_ratio = 0.05;  // share held out for the final evaluation (never trained on)
+  uint64_t seed = 0;         // changes the assignment; 0 = the documented default split
 };
 
 // Throws std::invalid_argument when ratios are negative or sum to >= 1.

@@ -12,7 +12,9 @@ constexpr std::string_view kBoilerplateStart = "--This text refers to";
 constexpr size_t kMaxBoilerplate = 160;  // bytes searched for the closing "edition"
 constexpr size_t kMaxTag = 512;          // a '<' without '>' within this many bytes is text
 
-bool is_ascii_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+bool is_ascii_alpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
 
 // Kind of the code point at s[i] for spacing: 0 = keep, 1 = whitespace, 2 = control.
 // `len` receives its byte length. Whitespace is Python's str.isspace() set.
@@ -92,7 +94,8 @@ bool remove_edition_boilerplate(std::string_view in, std::string& out) {
   return changed;
 }
 
-uint32_t normalize_spacing(std::string_view in, bool collapse, bool drop_controls, std::string& out) {
+uint32_t normalize_spacing(std::string_view in, bool collapse, bool drop_controls,
+                           std::string& out) {
   // Quick scan: most fields need nothing (single spaces between words only).
   uint32_t found = 0;
   size_t len = 0;
@@ -102,7 +105,8 @@ uint32_t normalize_spacing(std::string_view in, bool collapse, bool drop_control
     const unsigned char c = p[i];
     len = 1;
     if (c > 0x20 && c < 0x7F) continue;
-    if (c == ' ' && i > 0 && i + 1 < n && p[i + 1] > 0x20 && p[i + 1] < 0x7F) continue;  // one space between words
+    if (c == ' ' && i > 0 && i + 1 < n && p[i + 1] > 0x20 && p[i + 1] < 0x7F)
+      continue;  // one space between words
     if (c >= 0x80 && c != 0xC2 && c != 0xE1 && c != 0xE2 && c != 0xE3 && c != 0xEF) {
       len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;  // lead bytes that start no space or control
       continue;
@@ -111,7 +115,8 @@ uint32_t normalize_spacing(std::string_view in, bool collapse, bool drop_control
     if (cls == 2 && drop_controls) found |= kRuleControlChars;
     if (cls != 1 || !collapse) continue;
     size_t next_len = 0;
-    const bool single = c == ' ' && i > 0 && i + 1 < in.size() && spacing_class(in, i + 1, next_len) == 0;
+    const bool single =
+        c == ' ' && i > 0 && i + 1 < in.size() && spacing_class(in, i + 1, next_len) == 0;
     if (!single) found |= kRuleWhitespace;
   }
   if (found == 0) {
@@ -170,7 +175,8 @@ uint32_t TextCleaner::clean(std::string_view in, bool is_content, std::string& o
     if (strip_html_tags(cur, dst)) rules |= kRuleTags;
     cur = dst;
   }
-  if (is_content && options_.remove_boilerplate && cur.find(kBoilerplateStart) != std::string_view::npos) {
+  if (is_content && options_.remove_boilerplate &&
+      cur.find(kBoilerplateStart) != std::string_view::npos) {
     std::string& dst = cur.data() == a_.data() ? b_ : a_;
     dst.clear();
     if (remove_edition_boilerplate(cur, dst)) rules |= kRuleBoilerplate;
@@ -178,7 +184,8 @@ uint32_t TextCleaner::clean(std::string_view in, bool is_content, std::string& o
   }
   out.clear();
   if (options_.collapse_whitespace || options_.remove_control_chars) {
-    rules |= normalize_spacing(cur, options_.collapse_whitespace, options_.remove_control_chars, out);
+    rules |=
+        normalize_spacing(cur, options_.collapse_whitespace, options_.remove_control_chars, out);
   } else {
     out.assign(cur);
   }

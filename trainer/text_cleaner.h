@@ -18,12 +18,17 @@
 namespace vitrine::trainer {
 
 struct CleanOptions {
-  bool decode_entities = true;          // &amp; &#8217; &mdash; -> characters; off keeps raw markup in training text
-  bool strip_tags = true;               // <b>, </p>, <br/>, <!-- --> -> a space; only '<' + letter, '/', '!' or '?' starts a tag, so "a < b" survives
-  bool remove_boilerplate = true;       // drops Amazon's "--This text refers to ... edition." notes, which describe the listing, not the product
-  bool remove_control_chars = true;     // C0/C1 controls, U+FEFF, U+200B: invisible, and they confuse tokenizers
-  bool collapse_whitespace = true;      // every run of Unicode whitespace -> one space, ends trimmed
-  size_t max_content_chars = 5000;      // longer descriptions are cut at the last sentence end before it (code points); 0 = no limit
+  bool decode_entities =
+      true;  // &amp; &#8217; &mdash; -> characters; off keeps raw markup in training text
+  bool strip_tags = true;  // <b>, </p>, <br/>, <!-- --> -> a space; only '<' + letter, '/', '!' or
+                           // '?' starts a tag, so "a < b" survives
+  bool remove_boilerplate = true;  // drops Amazon's "--This text refers to ... edition." notes,
+                                   // which describe the listing, not the product
+  bool remove_control_chars =
+      true;  // C0/C1 controls, U+FEFF, U+200B: invisible, and they confuse tokenizers
+  bool collapse_whitespace = true;  // every run of Unicode whitespace -> one space, ends trimmed
+  size_t max_content_chars = 5000;  // longer descriptions are cut at the last sentence end before
+                                    // it (code points); 0 = no limit
 };
 
 // Which rules changed a field (bit per rule) and how many references were decoded.
@@ -61,7 +66,8 @@ class TextCleaner {
 bool strip_html_tags(std::string_view in, std::string& out);
 bool remove_edition_boilerplate(std::string_view in, std::string& out);
 // Collapses whitespace and/or drops control characters in one pass.
-uint32_t normalize_spacing(std::string_view in, bool collapse, bool drop_controls, std::string& out);
+uint32_t normalize_spacing(std::string_view in, bool collapse, bool drop_controls,
+                           std::string& out);
 // Cuts `text` (valid UTF-8) to at most `max_chars` code points, at the last
 // sentence end, else the last space, in the second half of the limit.
 bool truncate_text(std::string& text, size_t max_chars);

@@ -40,8 +40,9 @@ const std::string kGood =
 TEST(PrepareCli, ShippedConfigHoldsExactlyTheDefaults) {
   TempDir dir;
   write_file(dir / "in.jsonl", kGood);
-  const CliRun r = run("prepare -q --input " + (dir / "in.jsonl").string() + " --out " + (dir / "ds").string() +
-                    " --config " + std::string(VITRINE_SOURCE_DIR) + "/configs/prepare.yaml");
+  const CliRun r =
+      run("prepare -q --input " + (dir / "in.jsonl").string() + " --out " + (dir / "ds").string() +
+          " --config " + std::string(VITRINE_SOURCE_DIR) + "/configs/prepare.yaml");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto stats = nlohmann::ordered_json::parse(read_file(dir / "ds" / "stats.json"));
   EXPECT_EQ(stats["config"], trainer::config_to_json(trainer::PrepareConfig{}))
@@ -53,8 +54,8 @@ TEST(PrepareCli, UnknownConfigKeyFailsNamingIt) {
   TempDir dir;
   write_file(dir / "in.jsonl", kGood);
   write_file(dir / "bad.yaml", "filter:\n  min_content_char: 10\n");
-  const CliRun r = run("prepare -q --input " + (dir / "in.jsonl").string() + " --out " + (dir / "ds").string() +
-                    " --config " + (dir / "bad.yaml").string());
+  const CliRun r = run("prepare -q --input " + (dir / "in.jsonl").string() + " --out " +
+                       (dir / "ds").string() + " --config " + (dir / "bad.yaml").string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("filter.min_content_char"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(dir / "ds"));
@@ -64,8 +65,8 @@ TEST(PrepareCli, YamlSyntaxErrorNamesTheLine) {
   TempDir dir;
   write_file(dir / "in.jsonl", kGood);
   write_file(dir / "bad.yaml", "filter:\n  min_content_chars: [10\n");
-  const CliRun r = run("prepare -q --input " + (dir / "in.jsonl").string() + " --out " + (dir / "ds").string() +
-                    " --config " + (dir / "bad.yaml").string());
+  const CliRun r = run("prepare -q --input " + (dir / "in.jsonl").string() + " --out " +
+                       (dir / "ds").string() + " --config " + (dir / "bad.yaml").string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("bad.yaml"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("line"), std::string::npos) << r.output;
@@ -73,7 +74,8 @@ TEST(PrepareCli, YamlSyntaxErrorNamesTheLine) {
 
 TEST(PrepareCli, MissingInputIsAUsageError) {
   TempDir dir;
-  const CliRun r = run("prepare --input " + (dir / "nope.json").string() + " --out " + (dir / "ds").string());
+  const CliRun r =
+      run("prepare --input " + (dir / "nope.json").string() + " --out " + (dir / "ds").string());
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("nope.json"), std::string::npos) << r.output;
 }
@@ -81,7 +83,8 @@ TEST(PrepareCli, MissingInputIsAUsageError) {
 TEST(PrepareCli, NothingKeptExitsNonZeroWithReasons) {
   TempDir dir;
   write_file(dir / "in.jsonl", "garbage\n{\"title\": 5}\n");
-  const CliRun r = run("prepare -q --input " + (dir / "in.jsonl").string() + " --out " + (dir / "ds").string());
+  const CliRun r =
+      run("prepare -q --input " + (dir / "in.jsonl").string() + " --out " + (dir / "ds").string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("nothing kept"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(dir / "ds"));
@@ -90,7 +93,8 @@ TEST(PrepareCli, NothingKeptExitsNonZeroWithReasons) {
 TEST(PrepareCli, PrintsTheReportWhenAsked) {
   TempDir dir;
   write_file(dir / "in.jsonl", kGood + "not json\n");
-  const CliRun r = run("prepare -q --print-report --input " + (dir / "in.jsonl").string() + " --out " + (dir / "ds").string());
+  const CliRun r = run("prepare -q --print-report --input " + (dir / "in.jsonl").string() +
+                       " --out " + (dir / "ds").string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("# Dataset preparation report"), std::string::npos);
   EXPECT_NE(r.output.find("| bad_json | 1 |"), std::string::npos) << r.output;

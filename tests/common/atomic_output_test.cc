@@ -23,7 +23,8 @@ TEST(AtomicFile, CommitReplacesTheTargetInOneStep) {
     f.commit();
   }
   EXPECT_EQ(read_file(target), "new content");
-  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1);  // no temporary left
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}),
+            1);  // no temporary left
 }
 
 TEST(AtomicFile, AbandonedWriteLeavesTargetAndNoTemporary) {

@@ -1,14 +1,20 @@
 #include "common/json_escape.h"
 
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 namespace vitrine {
 namespace {
 
 TEST(JsonEscape, RoundTripsThroughAJsonParser) {
-  const std::string cases[] = {"plain", "quote \" and backslash \\", "tab\tnew\nline\r", std::string("nul\0x", 5),
-                               "\x01\x1f control", "caf\xC3\xA9 \xE2\x80\x99", "/slash/"};
+  const std::string cases[] = {"plain",
+                               "quote \" and backslash \\",
+                               "tab\tnew\nline\r",
+                               std::string("nul\0x", 5),
+                               "\x01\x1f control",
+                               "caf\xC3\xA9 \xE2\x80\x99",
+                               "/slash/"};
   for (const auto& text : cases) {
     std::string out;
     append_json_string(out, text);

@@ -18,8 +18,13 @@ TEST(Utf8, ValidatesWellFormedText) {
 TEST(Utf8, RepairReplacesMaximalSubpartsLikePython) {
   // Expected strings from Python: bytes.decode("utf-8", errors="replace").
   std::string out;
-  EXPECT_EQ(repair("a\xE2\x82" "b", out), 1u);  // truncated 3-byte sequence: one U+FFFD
-  EXPECT_EQ(out, "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(repair("a\xE2\x82"
+                   "b",
+                   out),
+            1u);  // truncated 3-byte sequence: one U+FFFD
+  EXPECT_EQ(out,
+            "a\xEF\xBF\xBD"
+            "b");
   out.clear();
   EXPECT_EQ(repair("\xFF\xFE", out), 2u);
   EXPECT_EQ(out, "\xEF\xBF\xBD\xEF\xBF\xBD");

@@ -43,6 +43,8 @@ inline void write_file(const std::filesystem::path& p, const std::string& bytes)
   out << bytes;
 }
 
-inline std::filesystem::path shared_path(const std::string& rel) { return std::filesystem::path(VITRINE_SHARED_DIR) / rel; }
+inline std::filesystem::path shared_path(const std::string& rel) {
+  return std::filesystem::path(VITRINE_SHARED_DIR) / rel;
+}
 
 }  // namespace vitrine::testing

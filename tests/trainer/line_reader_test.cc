@@ -107,14 +107,16 @@ TEST(LineReader, TruncatedGzipDeliversWhatItCanAndSaysWhere) {
   EXPECT_LT(lines.size(), 20000u);
   EXPECT_EQ(lines[0], "1" + std::string(30, 'x'));
   ASSERT_TRUE(reader.stream_error());
-  EXPECT_NE(reader.stream_error()->find("truncated gzip"), std::string::npos) << *reader.stream_error();
+  EXPECT_NE(reader.stream_error()->find("truncated gzip"), std::string::npos)
+      << *reader.stream_error();
   EXPECT_NE(reader.stream_error()->find("cut.gz"), std::string::npos);
 }
 
 TEST(LineReader, CorruptGzipStopsWithAnError) {
   TempDir dir;
   std::string packed = gzip(numbered_lines(2000, 30));
-  for (size_t i = packed.size() / 2; i < packed.size() / 2 + 64; ++i) packed[i] = static_cast<char>(packed[i] ^ 0x5a);
+  for (size_t i = packed.size() / 2; i < packed.size() / 2 + 64; ++i)
+    packed[i] = static_cast<char>(packed[i] ^ 0x5a);
   write_file(dir / "bad.gz", packed);
   LineReader reader(dir / "bad.gz", 4096);
   read_all(reader);

@@ -31,7 +31,8 @@ std::vector<std::pair<std::string, std::string>> pairs_of(const fs::path& jsonl)
 TEST(PandasEquivalence, PeerRulesGiveThePeerOutputOnTheSample) {
   const fs::path sample = shared_path("data/amazon_titles_sample.jsonl");
   const fs::path peer = shared_path("bench/pandas_clean.py");
-  if (!fs::exists(sample) || !fs::exists(peer)) GTEST_SKIP() << "../shared/data or ../shared/bench not found";
+  if (!fs::exists(sample) || !fs::exists(peer))
+    GTEST_SKIP() << "../shared/data or ../shared/bench not found";
   if (std::system("/usr/bin/python3 -c 'import pandas' >/dev/null 2>&1") != 0) {
     GTEST_SKIP() << "Debian's python3-pandas is not installed (scripts/setup.sh installs it)";
   }

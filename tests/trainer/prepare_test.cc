@@ -1,12 +1,11 @@
 // End-to-end tests of `prepare` on the shared sample and on files made here.
 #include "trainer/prepare.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <zlib.h>
 
 #include <fstream>
-
-#include <fmt/format.h>
 #include <map>
 #include <set>
 
@@ -23,9 +22,10 @@ using testing::write_file;
 
 const fs::path kSample = shared_path("data/amazon_titles_sample.jsonl");
 
-#define REQUIRE_SAMPLE()                                                                       \
-  if (!fs::exists(kSample)) GTEST_SKIP() << "shared sample not found at " << kSample.string() \
-                                         << " (../shared is not beside this checkout)"
+#define REQUIRE_SAMPLE()                                            \
+  if (!fs::exists(kSample))                                         \
+  GTEST_SKIP() << "shared sample not found at " << kSample.string() \
+               << " (../shared is not beside this checkout)"
 
 PrepareConfig quiet_config() {
   PrepareConfig config;
@@ -57,7 +57,11 @@ std::map<std::string, std::string> snapshot(const fs::path& dir) {
 }
 
 std::string record(const std::string& uid, const std::string& title, const std::string& content) {
-  nlohmann::json j = {{"uid", uid}, {"title", title}, {"content", content}, {"target_ind", {1, 2}}, {"target_rel", {1.0, 1.0}}};
+  nlohmann::json j = {{"uid", uid},
+                      {"title", title},
+                      {"content", content},
+                      {"target_ind", {1, 2}},
+                      {"target_rel", {1.0, 1.0}}};
   return j.dump() + "\n";
 }
 
@@ -76,7 +80,8 @@ std::string gzip(const std::string& data) {
 }
 
 const std::string kLongText =
-    "A practical guide to the subject, written for beginners and experts alike. It covers the basics in depth.";
+    "A practical guide to the subject, written for beginners and experts alike. It covers the "
+    "basics in depth.";
 
 TEST(Prepare, SampleCountsAddUpAndMatchTheDataReadme) {
   REQUIRE_SAMPLE();
@@ -105,12 +110,15 @@ TEST(Prepare, SampleCountsAddUpAndMatchTheDataReadme) {
   EXPECT_EQ(split_total, result.kept);
   uint64_t describe_lines = 0;
   for (const char* split : {"train", "validation", "test"}) {
-    describe_lines += read_jsonl(dir / "ds" / "tasks" / "describe" / (std::string(split) + ".jsonl")).size();
+    describe_lines +=
+        read_jsonl(dir / "ds" / "tasks" / "describe" / (std::string(split) + ".jsonl")).size();
   }
   EXPECT_EQ(describe_lines, result.kept);
   EXPECT_TRUE(fs::exists(dir / "ds" / "catalog.sqlite"));
-  EXPECT_EQ(nlohmann::json::parse(read_file(dir / "ds" / "stats.json"))["records"]["kept"], result.kept);
-  EXPECT_NE(read_file(dir / "ds" / "report.md").find("edition_boilerplate_removed"), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir / "ds" / "stats.json"))["records"]["kept"],
+            result.kept);
+  EXPECT_NE(read_file(dir / "ds" / "report.md").find("edition_boilerplate_removed"),
+            std::string::npos);
 }
 
 TEST(Prepare, OutputIsByteIdenticalWhateverTheThreadsAndBlocks) {
@@ -130,7 +138,8 @@ TEST(Prepare, OutputIsByteIdenticalWhateverTheThreadsAndBlocks) {
   const auto c = snapshot(dir / "c");
   for (const auto& [name, bytes] : a) {
     EXPECT_TRUE(bytes == c.at(name)) << name << " differs between two identical runs";
-    if (name == "stats.json" || name == "report.md") continue;  // they record run.threads and run.block_bytes
+    if (name == "stats.json" || name == "report.md")
+      continue;  // they record run.threads and run.block_bytes
     EXPECT_TRUE(bytes == b.at(name)) << name << " depends on threads or block size";
   }
 }
@@ -138,16 +147,21 @@ TEST(Prepare, OutputIsByteIdenticalWhateverTheThreadsAndBlocks) {
 TEST(Prepare, EveryMalformedKindIsCountedWithItsLineNumber) {
   TempDir dir;
   std::string input;
-  input += record("u1", "Good Title One", kLongText);                          // 1
-  input += "\n";                                                              // 2 blank
-  input += R"({"uid": "u2", "title": "Trunc)" "\n";                           // 3 truncated JSON
-  input += "[1, 2, 3]\n";                                                     // 4 not an object
-  input += R"({"uid": "u3", "content": "no title here at all"})" "\n";        // 5 missing title
-  input += R"({"uid": "u4", "title": 42, "content": "number title"})" "\n";   // 6 title not a string
-  static constexpr char kNulLine[] = "{\"uid\": \"u5\", \"title\": \"nul\0byte\", \"content\": \"x\"}\n";
-  input += std::string(kNulLine, sizeof kNulLine - 1);                       // 7 NUL
-  input += "{\"uid\": \"u6\", \"title\": \"Bad \xff\xfe Bytes\", \"content\": \"" + kLongText + "\"}\n";  // 8 bad UTF-8
-  input += record("u7", "Good Title Two", kLongText + " More.");              // 9
+  input += record("u1", "Good Title One", kLongText);  // 1
+  input += "\n";                                       // 2 blank
+  input += R"({"uid": "u2", "title": "Trunc)"
+           "\n";           // 3 truncated JSON
+  input += "[1, 2, 3]\n";  // 4 not an object
+  input += R"({"uid": "u3", "content": "no title here at all"})"
+           "\n";  // 5 missing title
+  input += R"({"uid": "u4", "title": 42, "content": "number title"})"
+           "\n";  // 6 title not a string
+  static constexpr char kNulLine[] =
+      "{\"uid\": \"u5\", \"title\": \"nul\0byte\", \"content\": \"x\"}\n";
+  input += std::string(kNulLine, sizeof kNulLine - 1);  // 7 NUL
+  input += "{\"uid\": \"u6\", \"title\": \"Bad \xff\xfe Bytes\", \"content\": \"" + kLongText +
+           "\"}\n";                                               // 8 bad UTF-8
+  input += record("u7", "Good Title Two", kLongText + " More.");  // 9
   write_file(dir / "in.jsonl", input);
 
   PrepareConfig config = quiet_config();
@@ -177,16 +191,17 @@ TEST(Prepare, EveryMalformedKindIsCountedWithItsLineNumber) {
 TEST(Prepare, DropRulesFireInOrderAndDuplicatesKeepTheFirst) {
   TempDir dir;
   std::string input;
-  input += record("a", "", kLongText);                                  // empty title
-  input += record("b", "X", kLongText);                                 // short title
-  input += record("c", std::string(500, 't'), kLongText);               // long title
-  input += record("d", "No Content", "");                               // empty content
-  input += record("e", "Short Content", "Paperback.");                  // short content
+  input += record("a", "", kLongText);                     // empty title
+  input += record("b", "X", kLongText);                    // short title
+  input += record("c", std::string(500, 't'), kLongText);  // long title
+  input += record("d", "No Content", "");                  // empty content
+  input += record("e", "Short Content", "Paperback.");     // short content
   input += record("f", "Same As Title Repeated Here Ok", "Same As Title Repeated Here Ok and more");
-  input += record("g", "A Kept Book", kLongText);                       // kept
-  input += record("h", "a kept  BOOK", kLongText);                      // duplicate after normalising
-  input += record("g", "Another Book", kLongText + " Different.");      // duplicate uid
-  input += record("i", "Echo Title Long Enough Here", "Echo Title Long Enough Here");  // content == title... short too
+  input += record("g", "A Kept Book", kLongText);                   // kept
+  input += record("h", "a kept  BOOK", kLongText);                  // duplicate after normalising
+  input += record("g", "Another Book", kLongText + " Different.");  // duplicate uid
+  input += record("i", "Echo Title Long Enough Here",
+                  "Echo Title Long Enough Here");  // content == title... short too
   write_file(dir / "in.jsonl", input);
   PrepareConfig config = quiet_config();
   config.filter.min_content_chars = 20;
@@ -205,7 +220,9 @@ TEST(Prepare, DropRulesFireInOrderAndDuplicatesKeepTheFirst) {
   const auto describe = read_jsonl(dir / "ds" / "tasks" / "describe" / "train.jsonl");
   std::set<std::string> uids;
   for (const char* split : {"train", "validation", "test"}) {
-    for (const auto& j : read_jsonl(dir / "ds" / "tasks" / "describe" / (std::string(split) + ".jsonl"))) uids.insert(j["uid"]);
+    for (const auto& j :
+         read_jsonl(dir / "ds" / "tasks" / "describe" / (std::string(split) + ".jsonl")))
+      uids.insert(j["uid"]);
   }
   EXPECT_EQ(uids, (std::set<std::string>{"f", "g"}));
 }
@@ -252,7 +269,8 @@ TEST(Prepare, NothingKeptFailsAndLeavesTheGoodDatasetAlone) {
   }
   EXPECT_TRUE(snapshot(dir / "ds") == before) << "a failed run changed the existing dataset";
   for (const auto& e : fs::directory_iterator(dir.path())) {
-    EXPECT_EQ(e.path().filename().string().find(".ds.tmp"), std::string::npos) << "staging left behind";
+    EXPECT_EQ(e.path().filename().string().find(".ds.tmp"), std::string::npos)
+        << "staging left behind";
   }
 }
 
@@ -262,14 +280,16 @@ TEST(Prepare, CancelWritesNothing) {
   std::atomic<bool> cancel{true};
   PrepareHooks hooks = quiet();
   hooks.cancel = &cancel;
-  EXPECT_THROW(run_prepare(dir / "in.jsonl", dir / "ds", quiet_config(), hooks), std::runtime_error);
+  EXPECT_THROW(run_prepare(dir / "in.jsonl", dir / "ds", quiet_config(), hooks),
+               std::runtime_error);
   EXPECT_FALSE(fs::exists(dir / "ds"));
   EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), {}), 1);
 }
 
 TEST(Prepare, UnreadableInputIsAnError) {
   TempDir dir;
-  EXPECT_THROW(run_prepare(dir / "missing.json", dir / "ds", quiet_config(), quiet()), std::runtime_error);
+  EXPECT_THROW(run_prepare(dir / "missing.json", dir / "ds", quiet_config(), quiet()),
+               std::runtime_error);
   EXPECT_FALSE(fs::exists(dir / "ds"));
 }
 
@@ -291,7 +311,8 @@ TEST(Prepare, SplitDependsOnlyOnTheUid) {
   auto splits_of = [](const fs::path& ds) {
     std::map<std::string, std::string> m;
     for (const char* split : {"train", "validation", "test"}) {
-      for (const auto& j : read_jsonl(ds / "tasks" / "describe" / (std::string(split) + ".jsonl"))) m[j["uid"]] = split;
+      for (const auto& j : read_jsonl(ds / "tasks" / "describe" / (std::string(split) + ".jsonl")))
+        m[j["uid"]] = split;
     }
     return m;
   };
@@ -304,7 +325,9 @@ TEST(Prepare, SplitDependsOnlyOnTheUid) {
 
 TEST(Prepare, ConfigKeysAreCheckedByName) {
   PrepareConfig config;
-  apply_config_json(nlohmann::json::parse(R"({"filter": {"min_content_chars": 10}, "split": {"test_ratio": 0.2}})"), config);
+  apply_config_json(nlohmann::json::parse(
+                        R"({"filter": {"min_content_chars": 10}, "split": {"test_ratio": 0.2}})"),
+                    config);
   EXPECT_EQ(config.filter.min_content_chars, 10u);
   EXPECT_DOUBLE_EQ(config.split.test_ratio, 0.2);
   EXPECT_EQ(config.filter.max_title_chars, 400u);  // untouched default
@@ -317,11 +340,14 @@ TEST(Prepare, ConfigKeysAreCheckedByName) {
     }
     return std::string();
   };
-  EXPECT_NE(error_of(R"({"filter": {"min_content": 10}})").find("filter.min_content"), std::string::npos);
+  EXPECT_NE(error_of(R"({"filter": {"min_content": 10}})").find("filter.min_content"),
+            std::string::npos);
   EXPECT_NE(error_of(R"({"filters": {}})").find("filters"), std::string::npos);
-  EXPECT_NE(error_of(R"({"clean": {"strip_tags": "yes"}})").find("clean.strip_tags"), std::string::npos);
+  EXPECT_NE(error_of(R"({"clean": {"strip_tags": "yes"}})").find("clean.strip_tags"),
+            std::string::npos);
   EXPECT_NE(error_of(R"({"filter": {"min_content_chars": -1}})").find(">= 0"), std::string::npos);
-  EXPECT_NE(error_of(R"({"split": {"test_ratio": 0.6, "validation_ratio": 0.5}})").find("ratio"), std::string::npos);
+  EXPECT_NE(error_of(R"({"split": {"test_ratio": 0.6, "validation_ratio": 0.5}})").find("ratio"),
+            std::string::npos);
   // The JSON written to stats.json reads back to the same config.
   PrepareConfig round;
   apply_config_json(config_to_json(config), round);
@@ -334,11 +360,14 @@ TEST(Prepare, SplitAssignmentIsStableAcrossVersions) {
   // dataset_format. (XXH3-64 of the uid, seed 0, top 53 bits as u in [0, 1):
   // test below 0.05, validation below 0.10; `xxhsum -H3` shows the hashes.)
   const std::vector<std::pair<std::string, Split>> golden = {
-      {"0000031909", Split::kTrain},      {"0001360000", Split::kTrain},     {"B00005N5PF", Split::kTrain},
-      {"B1000007", Split::kValidation},   {"B1000015", Split::kValidation},  {"B1000022", Split::kTest},
-      {"B1000024", Split::kTest},         {"B1000038", Split::kTest},        {"B1000048", Split::kValidation},
+      {"0000031909", Split::kTrain},    {"0001360000", Split::kTrain},
+      {"B00005N5PF", Split::kTrain},    {"B1000007", Split::kValidation},
+      {"B1000015", Split::kValidation}, {"B1000022", Split::kTest},
+      {"B1000024", Split::kTest},       {"B1000038", Split::kTest},
+      {"B1000048", Split::kValidation},
   };
-  for (const auto& [uid, split] : golden) EXPECT_EQ(assign_split(uid, SplitOptions{}), split) << uid;
+  for (const auto& [uid, split] : golden)
+    EXPECT_EQ(assign_split(uid, SplitOptions{}), split) << uid;
 
   SplitOptions options;
   int counts[3] = {0, 0, 0};

@@ -30,7 +30,9 @@ TEST(RecordParser, ReadsTheFieldsOfARealLine) {
 TEST(RecordParser, DecodesEscapesAndAcceptsMissingUidOrCrlf) {
   RecordParser parser(true);
   RawRecord rec;
-  ASSERT_EQ(parse(parser, "{\"title\": \"caf\\u00e9 \\\"x\\\"\", \"content\": \"\\ud83d\\ude00\"}\r", rec), Malformed::kNone);
+  ASSERT_EQ(parse(parser,
+                  "{\"title\": \"caf\\u00e9 \\\"x\\\"\", \"content\": \"\\ud83d\\ude00\"}\r", rec),
+            Malformed::kNone);
   EXPECT_EQ(rec.title, "caf\xC3\xA9 \"x\"");
   EXPECT_EQ(rec.content, "\xF0\x9F\x98\x80");
   EXPECT_TRUE(rec.uid.empty());
@@ -41,8 +43,10 @@ TEST(RecordParser, NamesEveryKindOfMalformedLine) {
   RawRecord rec;
   EXPECT_EQ(parse(parser, "", rec), Malformed::kBlank);
   EXPECT_EQ(parse(parser, "   \t", rec), Malformed::kBlank);
-  EXPECT_EQ(parse(parser, std::string("{\"title\": \"a\0b\", \"content\": \"\"}", 29), rec), Malformed::kNulByte);
-  EXPECT_EQ(parse(parser, "{\"title\": \"a\xff\", \"content\": \"\"}", rec), Malformed::kInvalidUtf8);
+  EXPECT_EQ(parse(parser, std::string("{\"title\": \"a\0b\", \"content\": \"\"}", 29), rec),
+            Malformed::kNulByte);
+  EXPECT_EQ(parse(parser, "{\"title\": \"a\xff\", \"content\": \"\"}", rec),
+            Malformed::kInvalidUtf8);
   EXPECT_EQ(parse(parser, R"({"uid": "1", "title": "Trunc)", rec), Malformed::kBadJson);
   EXPECT_FALSE(parser.detail().empty());
   EXPECT_EQ(parse(parser, R"({"title": "a", "content": "b"} trailing)", rec), Malformed::kBadJson);
@@ -59,7 +63,8 @@ TEST(RecordParser, NamesEveryKindOfMalformedLine) {
 TEST(RecordParser, RepairsInvalidUtf8WhenAsked) {
   RecordParser parser(true);
   RawRecord rec;
-  ASSERT_EQ(parse(parser, "{\"title\": \"Caf\xe9 Noir\", \"content\": \"ok\"}", rec), Malformed::kNone);
+  ASSERT_EQ(parse(parser, "{\"title\": \"Caf\xe9 Noir\", \"content\": \"ok\"}", rec),
+            Malformed::kNone);
   EXPECT_EQ(rec.title, "Caf\xEF\xBF\xBD Noir");
   EXPECT_TRUE(rec.utf8_repaired);
 }

@@ -5,7 +5,8 @@
 namespace vitrine::trainer {
 namespace {
 
-std::string clean(std::string_view in, bool is_content = true, uint32_t* rules = nullptr, CleanOptions options = {}) {
+std::string clean(std::string_view in, bool is_content = true, uint32_t* rules = nullptr,
+                  CleanOptions options = {}) {
   TextCleaner cleaner(options);
   std::string out;
   const uint32_t r = cleaner.clean(in, is_content, out);
@@ -15,7 +16,8 @@ std::string clean(std::string_view in, bool is_content = true, uint32_t* rules =
 
 TEST(TextCleaner, DecodesEntitiesAndCountsTheRule) {
   uint32_t rules = 0;
-  EXPECT_EQ(clean("Judith Kerr&#8217;s best&#8211;selling &amp; &copy;", true, &rules), "Judith Kerr\u2019s best\u2013selling & \u00a9");
+  EXPECT_EQ(clean("Judith Kerr&#8217;s best&#8211;selling &amp; &copy;", true, &rules),
+            "Judith Kerr\u2019s best\u2013selling & \u00a9");
   EXPECT_EQ(rules, kRuleEntities);
   EXPECT_EQ(clean("&#x92;s", true, &rules), "\u2019s");  // windows-1252 remapping
 }
@@ -44,22 +46,33 @@ TEST(TextCleaner, StripsTagsButKeepsComparisons) {
 
 TEST(TextCleaner, RemovesEditionBoilerplateGluedOrNot) {
   uint32_t rules = 0;
-  EXPECT_EQ(clean("A fine read.--This text refers to theHardcoveredition.", true, &rules), "A fine read.");
+  EXPECT_EQ(clean("A fine read.--This text refers to theHardcoveredition.", true, &rules),
+            "A fine read.");
   EXPECT_EQ(rules, kRuleBoilerplate);
-  EXPECT_EQ(clean("Story.--This text refers to an out of print or unavailable edition of this title.", true), "Story.");
-  EXPECT_EQ(clean("--Brian Bruya--This text refers to an alternatePaperbackedition.", true), "--Brian Bruya");
+  EXPECT_EQ(
+      clean("Story.--This text refers to an out of print or unavailable edition of this title.",
+            true),
+      "Story.");
+  EXPECT_EQ(clean("--Brian Bruya--This text refers to an alternatePaperbackedition.", true),
+            "--Brian Bruya");
   EXPECT_EQ(clean("--This text refers to thePaperbackedition.", true), "");
   // Between two parts it keeps them apart.
-  EXPECT_EQ(clean("First.--This text refers to theAudio CDedition.Second.", true), "First. Second.");
+  EXPECT_EQ(clean("First.--This text refers to theAudio CDedition.Second.", true),
+            "First. Second.");
   // Only descriptions carry the note; without "edition" nearby nothing is cut.
-  EXPECT_EQ(clean("x--This text refers to nothing in particular", true), "x--This text refers to nothing in particular");
-  EXPECT_EQ(clean("T--This text refers to theHardcoveredition.", false), "T--This text refers to theHardcoveredition.");
+  EXPECT_EQ(clean("x--This text refers to nothing in particular", true),
+            "x--This text refers to nothing in particular");
+  EXPECT_EQ(clean("T--This text refers to theHardcoveredition.", false),
+            "T--This text refers to theHardcoveredition.");
 }
 
 TEST(TextCleaner, CollapsesUnicodeWhitespaceLikePython) {
   uint32_t rules = 0;
   // Python's \s: tab, newline, U+001C..U+001F, U+0085, U+00A0, U+2000..U+200A, U+3000...
-  EXPECT_EQ(clean("  a\t\tb \u00a0c\u2009d\u3000e\x1f" "f\n", true, &rules), "a b c d e f");
+  EXPECT_EQ(clean("  a\t\tb \u00a0c\u2009d\u3000e\x1f"
+                  "f\n",
+                  true, &rules),
+            "a b c d e f");
   EXPECT_EQ(rules, kRuleWhitespace);
   EXPECT_EQ(clean("a  b", true), "a b");
   EXPECT_EQ(clean("&#160;x&nbsp;", true), "x");
@@ -67,15 +80,27 @@ TEST(TextCleaner, CollapsesUnicodeWhitespaceLikePython) {
 
 TEST(TextCleaner, RemovesControlAndInvisibleCharacters) {
   uint32_t rules = 0;
-  EXPECT_EQ(clean(std::string("a\x01" "b\x7f" "c\xC2\x80" "d\xEF\xBB\xBF" "e\xE2\x80\x8B" "f"), true, &rules), "abcdef");
+  EXPECT_EQ(clean(std::string("a\x01"
+                              "b\x7f"
+                              "c\xC2\x80"
+                              "d\xEF\xBB\xBF"
+                              "e\xE2\x80\x8B"
+                              "f"),
+                  true, &rules),
+            "abcdef");
   EXPECT_EQ(rules, kRuleControlChars);
   CleanOptions keep;
   keep.remove_control_chars = false;
-  EXPECT_EQ(clean("a\x01" "b", true, nullptr, keep), "a\x01" "b");
+  EXPECT_EQ(clean("a\x01"
+                  "b",
+                  true, nullptr, keep),
+            "a\x01"
+            "b");
 }
 
 TEST(TextCleaner, TruncatesLongDescriptionsAtASentence) {
-  std::string text = "First sentence is right here. Second sentence is longer than the first. Third.";
+  std::string text =
+      "First sentence is right here. Second sentence is longer than the first. Third.";
   EXPECT_TRUE(truncate_text(text, 50));
   EXPECT_EQ(text, "First sentence is right here.");
   // A sentence end in the first half of the limit would waste too much: cut at a word.
@@ -87,21 +112,24 @@ TEST(TextCleaner, TruncatesLongDescriptionsAtASentence) {
   EXPECT_EQ(words, "alpha beta gamma");
   std::string short_text = "short";
   EXPECT_FALSE(truncate_text(short_text, 20));
-  std::string accents = "\u00e9\u00e9\u00e9\u00e9 \u00e9\u00e9\u00e9\u00e9";  // 9 code points, 17 bytes
+  std::string accents =
+      "\u00e9\u00e9\u00e9\u00e9 \u00e9\u00e9\u00e9\u00e9";  // 9 code points, 17 bytes
   EXPECT_FALSE(truncate_text(accents, 9));
   EXPECT_TRUE(truncate_text(accents, 8));
   EXPECT_EQ(accents, "\u00e9\u00e9\u00e9\u00e9");
   CleanOptions options;
   options.max_content_chars = 50;
   uint32_t rules = 0;
-  EXPECT_EQ(clean("First sentence is right here. Second sentence is longer than the first. Third.", true, &rules, options),
+  EXPECT_EQ(clean("First sentence is right here. Second sentence is longer than the first. Third.",
+                  true, &rules, options),
             "First sentence is right here.");
   EXPECT_EQ(rules, kRuleTruncated);
 }
 
 TEST(TextCleaner, EveryRuleCanBeSwitchedOff) {
   CleanOptions off;
-  off.decode_entities = off.strip_tags = off.remove_boilerplate = off.remove_control_chars = off.collapse_whitespace = false;
+  off.decode_entities = off.strip_tags = off.remove_boilerplate = off.remove_control_chars =
+      off.collapse_whitespace = false;
   off.max_content_chars = 0;
   const std::string raw = " a&amp;b <b>x</b>  y--This text refers to thePaperbackedition.\x01 ";
   uint32_t rules = 1;
