@@ -3,27 +3,16 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include "tests/support/gzip.h"
 #include "tests/support/temp_dir.h"
 
 namespace vitrine::trainer {
 namespace {
 
+using testing::gzip;
 using testing::TempDir;
 using testing::write_file;
 
-std::string gzip(const std::string& data) {
-  z_stream zs{};
-  deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-  std::string out(deflateBound(&zs, data.size()) + 64, '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  zs.avail_in = static_cast<uInt>(data.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  deflate(&zs, Z_FINISH);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
 
 // All lines of the file, with the line number of each block checked.
 std::vector<std::string> read_all(LineReader& reader) {

@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 
+#include "tests/support/gzip.h"
 #include "tests/support/temp_dir.h"
 
 namespace vitrine::trainer {
@@ -17,6 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::read_file;
 using testing::shared_path;
+using testing::gzip;
 using testing::TempDir;
 using testing::write_file;
 
@@ -65,19 +67,6 @@ std::string record(const std::string& uid, const std::string& title, const std::
   return j.dump() + "\n";
 }
 
-std::string gzip(const std::string& data) {
-  z_stream zs{};
-  deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-  std::string out(deflateBound(&zs, data.size()) + 64, '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  zs.avail_in = static_cast<uInt>(data.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  deflate(&zs, Z_FINISH);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
 
 const std::string kLongText =
     "A practical guide to the subject, written for beginners and experts alike. It covers the "
