@@ -98,7 +98,8 @@ def render(args, runs):
     except (OSError, StopIteration):
         pass
     lines = [BEGIN, "",
-             "Measured %s on %s, %d cores, by:" % (now, cpu, os.cpu_count()), "",
+             "Measured %s on %s, %d cores (1-minute load average %.1f before the run, %.1f after), by:" % (
+                 now, cpu, os.cpu_count(), args.load_before, os.getloadavg()[0]), "",
              "    python3 bench/prepare_bench.py %s" % " ".join(args.argv), "",
              "| input | program | stage | wall s | input MB/s | peak RSS MiB | records out | speed-up vs pandas |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -136,6 +137,7 @@ def main():
     if not os.path.exists(os.path.join(SHARED, "bench", "pandas_clean.py")):
         sys.exit("../shared/bench not found: the peer pipeline is needed for a side-by-side run")
     os.makedirs(args.bench_dir, exist_ok=True)
+    args.load_before = os.getloadavg()[0]
     runs = []
     for n in args.lines:
         path = ensure_input(args.bench_dir, n)
