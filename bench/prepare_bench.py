@@ -84,6 +84,13 @@ def run_all(vitrine, path, bench_dir):
     t = json.load(open(os.path.join(out, "full_timings.json")))
     stats = json.load(open(os.path.join(out, "dataset", "stats.json")))
     rows["full"] = dict(secs=secs, rss=rss, kept=t["kept"], timings=t, stats=stats)
+
+    lookup = os.path.join(os.path.dirname(vitrine), "..", "bench", "catalog_lookup_bench")
+    if os.path.exists(lookup):
+        print("catalog_lookup_bench ...", flush=True)
+        proc = subprocess.run([lookup, os.path.join(out, "dataset"), "--queries", "2000"], stdout=subprocess.PIPE,
+                              text=True, check=True)
+        rows["lookup"] = json.loads(proc.stdout)
     for r in rows.values():
         r["mbs"] = mb / r["secs"]
     return size, rows
@@ -120,6 +127,19 @@ def render(args, runs):
         t = rows["full"]["timings"]
         lines.append("| %s | %.1f | %.1f | %.1f | %.1f | %.1f |" % (
             name, t["stream_s"], t["catalog_index_s"], t["parse_clean_cpu_s"], t["consumer_cpu_s"], t["total_s"]))
+    lines += ["", "Finding a product in catalog.sqlite from a user's wording of its title "
+              "(`build/bench/catalog_lookup_bench DATASET --queries 2000`: test-split titles, four noisy wordings "
+              "each: lowercase without punctuation, \"what is ...?\", \"o que é ...\", a middle word dropped; "
+              "after a warm-up pass):", "",
+              "| input | products | queries | median µs | p90 µs | p99 µs | max µs | top-1 | top-5 |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, size, rows in runs:
+        if "lookup" not in rows:
+            continue
+        l = rows["lookup"]
+        lines.append("| %s | %s | %d | %.0f | %.0f | %.0f | %.0f | %.1f %% | %.1f %% |" % (
+            name, format(l["products"], ","), l["queries"], l["median_us"], l["p90_us"], l["p99_us"], l["max_us"],
+            100 * l["top1"], 100 * l["top5"]))
     lines += ["", "Records out differ by design: vitrine also drops descriptions under 40 characters, titles over "
               "400, descriptions that repeat the title and duplicate uids, and keeps records whose invalid UTF-8 "
               "it repairs (see docs/dataset.md); pandas_clean.py runs with its defaults.", "", END]
