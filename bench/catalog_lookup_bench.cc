@@ -9,7 +9,7 @@
 // is the product itself or one with the same title). Not a test: figures
 // depend on the machine.
 //
-// Usage: catalog_lookup_bench DATASET_DIR [--queries 2000]
+// Usage: catalog_lookup_bench DATASET_DIR [--queries 2000] [--slowest N]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -73,8 +73,10 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[1];
   size_t max_titles = 500;
+  size_t slowest = 0;  // print the slowest wordings to stderr
   for (int i = 2; i + 1 < argc; ++i) {
     if (std::string(argv[i]) == "--queries") max_titles = std::stoul(argv[i + 1]) / 4;
+    if (std::string(argv[i]) == "--slowest") slowest = std::stoul(argv[i + 1]);
   }
   std::ifstream in(dir + "/tasks/describe/test.jsonl");
   if (!in) {
@@ -111,6 +113,12 @@ int main(int argc, char** argv) {
         break;
       }
     }
+  }
+  std::vector<size_t> order(queries.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return micros[a] > micros[b]; });
+  for (size_t i = 0; i < std::min(slowest, order.size()); ++i) {
+    std::fprintf(stderr, "%8.0f us  %s\n", micros[order[i]], queries[order[i]].wording.c_str());
   }
   const double n = static_cast<double>(queries.size());
   std::printf("{\"products\": %lld, \"queries\": %zu, \"median_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, "
