@@ -1,0 +1,131 @@
+// The Llama decoder in the libtorch C++ frontend, for Hugging Face
+// checkpoints of LlamaForCausalLM and the architectures that share its shape
+// (Mistral, Qwen2 with q/k/v biases).
+//
+// Submodules are registered under the Hugging Face names, so the module's
+// named_parameters() are the checkpoint's tensor names
+// (model.layers.0.self_attn.q_proj.weight ...). Every projection is a
+// LoraLinear: adapters are applied per row, never merged while serving. The
+// weights are immutable after loading; per-request state lives in KvCache.
+// Computation is float32 on the configured device.
+// Not goals: sharded checkpoints (refused with a clear error), sliding-window
+// attention, flash attention.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "models/llama_config.h"
+#include "models/lora.h"
+
+namespace vitrine::models {
+
+// Keys and values of the positions seen so far, per layer.
+struct KvCache {
+  std::vector<at::Tensor> k;  // per layer [batch, n_kv_heads, length, head_dim]
+  std::vector<at::Tensor> v;  // per layer [batch, n_kv_heads, length, head_dim]
+  int64_t length = 0;         // positions already in the cache
+};
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps);
+  at::Tensor forward(const at::Tensor& x);  // [..., dim] -> [..., dim]
+  at::Tensor weight;                        // [dim]
+ private:
+  double eps_;
+};
+TORCH_MODULE(RMSNorm);
+
+class LlamaAttentionImpl : public torch::nn::Module {
+ public:
+  explicit LlamaAttentionImpl(const LlamaConfig& config);
+  // x [batch, seq, hidden], cos/sin [batch, seq, head_dim]; appends to the
+  // layer's cache entries when given.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, at::Tensor* cache_k,
+                     at::Tensor* cache_v, int64_t past, const RowAdapters& rows);
+  LoraLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  int64_t n_heads_, n_kv_heads_, head_dim_;
+};
+TORCH_MODULE(LlamaAttention);
+
+class LlamaMlpImpl : public torch::nn::Module {
+ public:
+  explicit LlamaMlpImpl(const LlamaConfig& config);
+  at::Tensor forward(const at::Tensor& x, const RowAdapters& rows);  // SwiGLU: down(silu(gate(x)) * up(x))
+  LoraLinear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(LlamaMlp);
+
+class LlamaDecoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit LlamaDecoderLayerImpl(const LlamaConfig& config);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, at::Tensor* cache_k,
+                     at::Tensor* cache_v, int64_t past, const RowAdapters& rows);
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  LlamaAttention self_attn{nullptr};
+  LlamaMlp mlp{nullptr};
+};
+TORCH_MODULE(LlamaDecoderLayer);
+
+// The decoder stack: "model." in checkpoint names.
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  explicit LlamaModelImpl(const LlamaConfig& config);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(LlamaModel);
+
+// Hidden states of a forward, in Hugging Face's output_hidden_states order.
+struct HiddenStates {
+  std::vector<at::Tensor> states;  // [0] embeddings, [i] output of layer i-1, [n_layers] final norm; each [batch, seq, hidden]
+  at::Tensor last_layer_prenorm;   // raw output of the last layer [batch, seq, hidden]
+};
+
+class LlamaForCausalLMImpl : public torch::nn::Module {
+ public:
+  explicit LlamaForCausalLMImpl(LlamaConfig config);
+
+  // ids [batch, seq] (int64) -> logits [batch, seq, vocab]. With a cache,
+  // positions continue after cache->length and the cache grows by seq.
+  at::Tensor forward(const at::Tensor& ids, KvCache* cache = nullptr, const RowAdapters& rows = {},
+                     HiddenStates* hidden = nullptr);
+
+  const LlamaConfig& config() const { return config_; }
+  // Every LoRA-capable projection, by checkpoint module path
+  // ("model.layers.0.self_attn.q_proj").
+  std::vector<std::pair<std::string, LoraLinear>> projections();
+  at::Tensor lm_head_weight() const;  // [vocab, hidden]: embed_tokens' when tied
+
+  LlamaModel model{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // "lm_head.weight" [vocab, hidden]; absent when tied
+
+ private:
+  LlamaConfig config_;
+  at::Tensor inv_freq_;  // [head_dim / 2] float32
+};
+TORCH_MODULE(LlamaForCausalLM);
+
+// Loads config.json and model.safetensors from a Hugging Face directory.
+// Throws std::runtime_error naming the file and tensor for a missing or
+// unexpected tensor, a shape mismatch or a sharded checkpoint.
+LlamaForCausalLM load_llama(const std::filesystem::path& dir, const std::string& device = "cpu");
+
+// Greedy decoding of `n_new` tokens after `prompt` (EOS not honoured), with
+// the KV cache; `adapter_slot` -1 = base. For checks against references;
+// the generation module offers sampling, stops and batching.
+std::vector<int64_t> greedy_generate(LlamaForCausalLM& model, const std::vector<int64_t>& prompt, int n_new,
+                                     int adapter_slot = -1);
+
+}  // namespace vitrine::models

@@ -1,0 +1,53 @@
+// A linear layer with a frozen base weight and any number of named LoRA
+// adapters, applied per row: y = x·Wᵀ + b + scaling·(x·Aᵀ)·Bᵀ.
+//
+// Serving never merges: one batch may mix rows with different adapters and
+// rows with none (the S-LoRA / Punica idea), so the daemon runs describe, qa
+// and base requests in one forward. Parameter names follow Hugging Face
+// ("weight", "bias") so a module's state_dict is the checkpoint's.
+// Not goals: quantized bases, DoRA, bias training.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace vitrine::models {
+
+// Which adapter each row of a batch uses: slot indices from
+// LoraLinearImpl::adapter_slot(), -1 = base only. Empty = every row base.
+using RowAdapters = std::vector<int>;
+
+struct LoraWeights {
+  at::Tensor a;          // lora_A [r, in]
+  at::Tensor b;          // lora_B [out, r]
+  double scaling = 1.0;  // lora_alpha / r (or / sqrt(r) for rsLoRA)
+};
+
+class LoraLinearImpl : public torch::nn::Module {
+ public:
+  LoraLinearImpl(int64_t in_features, int64_t out_features, bool bias);
+
+  // x: [batch, seq, in] -> [batch, seq, out]; `rows` has `batch` entries or is empty.
+  at::Tensor forward(const at::Tensor& x, const RowAdapters& rows = {});
+
+  // Installs (or replaces) adapter `slot`. Shapes are checked against the base.
+  void set_adapter(int slot, LoraWeights weights);
+  void remove_adapter(int slot);
+  bool has_adapter(int slot) const { return adapters_.count(slot) != 0; }
+  const LoraWeights& adapter(int slot) const { return adapters_.at(slot); }
+  // W + scaling·B·A, for merging into a checkpoint.
+  at::Tensor merged_weight(int slot) const;
+
+  at::Tensor weight;  // [out, in], frozen
+  at::Tensor bias;    // [out] or undefined
+
+ private:
+  std::map<int, LoraWeights> adapters_;
+};
+TORCH_MODULE(LoraLinear);
+
+}  // namespace vitrine::models

@@ -1,0 +1,92 @@
+// The Llama module against the Hugging Face transformers reference outputs
+// in ../shared/fixtures/hf-llama (and the stories260K checkpoint).
+#include "models/llama.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/temp_dir.h"
+
+namespace vitrine::models {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::shared_path;
+
+constexpr double kTolerance = 1e-4;
+
+nlohmann::json read_json(const fs::path& p) {
+  std::ifstream in(p);
+  return nlohmann::json::parse(in);
+}
+
+at::Tensor to_tensor(const nlohmann::json& values) {
+  return at::tensor(values.get<std::vector<float>>());
+}
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+class LlamaFixture : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LlamaFixture, LogitsHiddenStatesAndGreedyMatchTransformers) {
+  const fs::path dir = shared_path("fixtures/hf-llama/" + GetParam());
+  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found (../shared/fixtures is not beside this checkout)";
+  LlamaForCausalLM model = load_llama(dir);
+  const auto expected = read_json(dir / "expected.json");
+  at::NoGradGuard no_grad;
+  for (const auto& seq : expected["sequences"]) {
+    const auto ids = seq["ids"].get<std::vector<int64_t>>();
+    HiddenStates hidden;
+    const at::Tensor logits = model->forward(at::tensor(ids).unsqueeze(0), nullptr, {}, &hidden);  // [1, n, vocab]
+    const at::Tensor last = logits[0][static_cast<int64_t>(ids.size()) - 1];
+    EXPECT_LT(max_abs_diff(last, to_tensor(seq["logits"])), kTolerance) << seq["name"];
+    ASSERT_EQ(hidden.states.size(), seq["hidden_last"].size());
+    for (size_t i = 0; i < hidden.states.size(); ++i) {
+      const at::Tensor h = hidden.states[i][0][static_cast<int64_t>(ids.size()) - 1];
+      EXPECT_LT(max_abs_diff(h, to_tensor(seq["hidden_last"][i])), kTolerance) << seq["name"] << " hidden " << i;
+    }
+    const at::Tensor pre = hidden.last_layer_prenorm[0][static_cast<int64_t>(ids.size()) - 1];
+    EXPECT_LT(max_abs_diff(pre, to_tensor(seq["last_layer_output_prenorm"])), kTolerance);
+    EXPECT_EQ(greedy_generate(model, ids, 16), seq["greedy"].get<std::vector<int64_t>>()) << seq["name"];
+  }
+}
+
+TEST_P(LlamaFixture, IncrementalDecodingEqualsAFullForward) {
+  const fs::path dir = shared_path("fixtures/hf-llama/" + GetParam());
+  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
+  LlamaForCausalLM model = load_llama(dir);
+  at::NoGradGuard no_grad;
+  const at::Tensor ids = at::randint(3, model->config().vocab_size, {2, 24}, at::TensorOptions().dtype(at::kLong));
+  const at::Tensor full = model->forward(ids);  // [2, 24, vocab]
+  KvCache cache;
+  model->forward(ids.narrow(1, 0, 10), &cache);
+  std::vector<at::Tensor> steps;
+  for (int64_t t = 10; t < 24; ++t) steps.push_back(model->forward(ids.narrow(1, t, 1), &cache));
+  EXPECT_EQ(cache.length, 24);
+  EXPECT_LT(max_abs_diff(at::cat(steps, 1), full.narrow(1, 10, 14)), 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(HfLlama, LlamaFixture, ::testing::Values("mha-untied", "gqa-tied", "llama3-rope"));
+
+TEST(Llama, MissingTensorIsAClearError) {
+  const fs::path dir = shared_path("fixtures/hf-llama/gqa-tied");
+  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
+  testing::TempDir tmp;
+  // A config that promises an lm_head the tied checkpoint does not have.
+  auto config = read_json(dir / "config.json");
+  config["tie_word_embeddings"] = false;
+  testing::write_file(tmp / "config.json", config.dump());
+  fs::copy_file(dir / "model.safetensors", tmp / "model.safetensors");
+  try {
+    load_llama(tmp.path());
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("lm_head.weight"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace vitrine::models
