@@ -71,6 +71,22 @@ TEST_P(LlamaFixture, IncrementalDecodingEqualsAFullForward) {
 
 INSTANTIATE_TEST_SUITE_P(HfLlama, LlamaFixture, ::testing::Values("mha-untied", "gqa-tied", "llama3-rope"));
 
+TEST(Llama, Stories260KMatchesItsReference) {
+  const fs::path dir = shared_path("models/stories260K-hf");
+  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
+  LlamaForCausalLM model = load_llama(dir);
+  const auto reference = read_json(dir / "reference.json");
+  ASSERT_EQ(reference["sequences"].size(), 3u);
+  for (const auto& seq : reference["sequences"]) {
+    const auto ids = seq["ids"].get<std::vector<int64_t>>();
+    at::NoGradGuard no_grad;
+    const at::Tensor logits = model->forward(at::tensor(ids).unsqueeze(0));
+    EXPECT_LT(max_abs_diff(logits[0][static_cast<int64_t>(ids.size()) - 1], to_tensor(seq["logits"])), kTolerance)
+        << seq["prompt"];
+    EXPECT_EQ(greedy_generate(model, ids, 30), seq["greedy_ids"].get<std::vector<int64_t>>()) << seq["prompt"];
+  }
+}
+
 TEST(Llama, MissingTensorIsAClearError) {
   const fs::path dir = shared_path("fixtures/hf-llama/gqa-tied");
   if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
