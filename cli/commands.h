@@ -12,5 +12,6 @@ struct Command {
 };
 
 Command add_prepare_command(CLI::App& app);
+Command add_logits_command(CLI::App& app);
 
 }  // namespace vitrine::cli

@@ -10,11 +10,13 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "vitrine " VITRINE_VERSION);
   auto prepare = vitrine::cli::add_prepare_command(app);
+  auto logits = vitrine::cli::add_logits_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   if (app.got_subcommand(prepare.command)) return prepare.run();
+  if (app.got_subcommand(logits.command)) return logits.run();
   return 2;
 }

@@ -1,14 +1,13 @@
 #include "models/llama.h"
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <torch/nn/modules/container/modulelist.h>
 
 #include <cmath>
 #include <limits>
 #include <set>
 #include <stdexcept>
-
-#include <fmt/format.h>
 
 #include "models/safetensors.h"
 
@@ -43,19 +42,23 @@ at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
 LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& c)
     : n_heads_(c.num_attention_heads), n_kv_heads_(c.num_key_value_heads), head_dim_(c.head_dim) {
   q_proj = register_module("q_proj", LoraLinear(c.hidden_size, n_heads_ * head_dim_, c.qkv_bias));
-  k_proj = register_module("k_proj", LoraLinear(c.hidden_size, n_kv_heads_ * head_dim_, c.qkv_bias));
-  v_proj = register_module("v_proj", LoraLinear(c.hidden_size, n_kv_heads_ * head_dim_, c.qkv_bias));
+  k_proj =
+      register_module("k_proj", LoraLinear(c.hidden_size, n_kv_heads_ * head_dim_, c.qkv_bias));
+  v_proj =
+      register_module("v_proj", LoraLinear(c.hidden_size, n_kv_heads_ * head_dim_, c.qkv_bias));
   o_proj = register_module("o_proj", LoraLinear(n_heads_ * head_dim_, c.hidden_size, c.o_bias));
 }
 
-at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                                       at::Tensor* cache_k, at::Tensor* cache_v, int64_t past,
-                                       const RowAdapters& rows) {
+at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos,
+                                       const at::Tensor& sin, at::Tensor* cache_k,
+                                       at::Tensor* cache_v, int64_t past, const RowAdapters& rows) {
   const int64_t b = x.size(0), s = x.size(1);
-  at::Tensor q = q_proj(x, rows).view({b, s, n_heads_, head_dim_}).transpose(1, 2);     // [b, H, s, d]
-  at::Tensor k = k_proj(x, rows).view({b, s, n_kv_heads_, head_dim_}).transpose(1, 2);  // [b, KV, s, d]
-  at::Tensor v = v_proj(x, rows).view({b, s, n_kv_heads_, head_dim_}).transpose(1, 2);  // [b, KV, s, d]
-  const at::Tensor c = cos.unsqueeze(1), sn = sin.unsqueeze(1);                          // [b, 1, s, d]
+  at::Tensor q = q_proj(x, rows).view({b, s, n_heads_, head_dim_}).transpose(1, 2);  // [b, H, s, d]
+  at::Tensor k =
+      k_proj(x, rows).view({b, s, n_kv_heads_, head_dim_}).transpose(1, 2);  // [b, KV, s, d]
+  at::Tensor v =
+      v_proj(x, rows).view({b, s, n_kv_heads_, head_dim_}).transpose(1, 2);  // [b, KV, s, d]
+  const at::Tensor c = cos.unsqueeze(1), sn = sin.unsqueeze(1);              // [b, 1, s, d]
   q = q * c + rotate_half(q) * sn;
   k = k * c + rotate_half(k) * sn;
   if (cache_k != nullptr) {
@@ -69,22 +72,28 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& co
   const int64_t total = k.size(2);
   const int64_t groups = n_heads_ / n_kv_heads_;
   const at::Tensor kk = repeat_kv(k, groups), vv = repeat_kv(v, groups);  // [b, H, total, d]
-  at::Tensor scores = at::matmul(q, kk.transpose(2, 3)) / std::sqrt(static_cast<double>(head_dim_));  // [b, H, s, total]
+  at::Tensor scores = at::matmul(q, kk.transpose(2, 3)) /
+                      std::sqrt(static_cast<double>(head_dim_));  // [b, H, s, total]
   if (s > 1) {
     // Query i (absolute past + i) sees keys j <= past + i.
-    const at::Tensor qpos = at::arange(past, past + s, x.options().dtype(at::kLong)).unsqueeze(1);  // [s, 1]
-    const at::Tensor kpos = at::arange(0, total, x.options().dtype(at::kLong)).unsqueeze(0);        // [1, total]
+    const at::Tensor qpos =
+        at::arange(past, past + s, x.options().dtype(at::kLong)).unsqueeze(1);  // [s, 1]
+    const at::Tensor kpos =
+        at::arange(0, total, x.options().dtype(at::kLong)).unsqueeze(0);  // [1, total]
     scores = scores.masked_fill(kpos > qpos, -std::numeric_limits<float>::infinity());
   }
-  const at::Tensor probs = at::softmax(scores, -1);                       // [b, H, s, total]
-  const at::Tensor out = at::matmul(probs, vv).transpose(1, 2).reshape({b, s, n_heads_ * head_dim_});  // [b, s, H*d]
+  const at::Tensor probs = at::softmax(scores, -1);  // [b, H, s, total]
+  const at::Tensor out =
+      at::matmul(probs, vv).transpose(1, 2).reshape({b, s, n_heads_ * head_dim_});  // [b, s, H*d]
   return o_proj(out, rows);
 }
 
 LlamaMlpImpl::LlamaMlpImpl(const LlamaConfig& c) {
-  gate_proj = register_module("gate_proj", LoraLinear(c.hidden_size, c.intermediate_size, c.mlp_bias));
+  gate_proj =
+      register_module("gate_proj", LoraLinear(c.hidden_size, c.intermediate_size, c.mlp_bias));
   up_proj = register_module("up_proj", LoraLinear(c.hidden_size, c.intermediate_size, c.mlp_bias));
-  down_proj = register_module("down_proj", LoraLinear(c.intermediate_size, c.hidden_size, c.mlp_bias));
+  down_proj =
+      register_module("down_proj", LoraLinear(c.intermediate_size, c.hidden_size, c.mlp_bias));
 }
 
 at::Tensor LlamaMlpImpl::forward(const at::Tensor& x, const RowAdapters& rows) {
@@ -94,12 +103,14 @@ at::Tensor LlamaMlpImpl::forward(const at::Tensor& x, const RowAdapters& rows) {
 LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& c) {
   input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
   self_attn = register_module("self_attn", LlamaAttention(c));
-  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
   mlp = register_module("mlp", LlamaMlp(c));
 }
 
-at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                                          at::Tensor* cache_k, at::Tensor* cache_v, int64_t past,
+at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos,
+                                          const at::Tensor& sin, at::Tensor* cache_k,
+                                          at::Tensor* cache_v, int64_t past,
                                           const RowAdapters& rows) {
   const at::Tensor h = x + self_attn(input_layernorm(x), cos, sin, cache_k, cache_v, past, rows);
   return h + mlp(post_attention_layernorm(h), rows);
@@ -117,7 +128,9 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(LlamaConfig config) : config_(std::mo
   model = register_module("model", LlamaModel(config_));
   if (!config_.tie_word_embeddings) {
     lm_head = register_module(
-        "lm_head", torch::nn::Linear(torch::nn::LinearOptions(config_.hidden_size, config_.vocab_size).bias(false)));
+        "lm_head",
+        torch::nn::Linear(
+            torch::nn::LinearOptions(config_.hidden_size, config_.vocab_size).bias(false)));
     lm_head->weight.set_requires_grad(false);
   }
   inv_freq_ = register_buffer("inv_freq", rope_inv_freq(config_));
@@ -143,8 +156,8 @@ std::vector<std::pair<std::string, LoraLinear>> LlamaForCausalLMImpl::projection
   return out;
 }
 
-at::Tensor LlamaForCausalLMImpl::forward(const at::Tensor& ids, KvCache* cache, const RowAdapters& rows,
-                                         HiddenStates* hidden) {
+at::Tensor LlamaForCausalLMImpl::forward(const at::Tensor& ids, KvCache* cache,
+                                         const RowAdapters& rows, HiddenStates* hidden) {
   const int64_t b = ids.size(0), s = ids.size(1);
   const int64_t past = cache != nullptr ? cache->length : 0;
   const int64_t n_layers = static_cast<int64_t>(model->layers->size());
@@ -157,14 +170,16 @@ at::Tensor LlamaForCausalLMImpl::forward(const at::Tensor& ids, KvCache* cache, 
   const at::Tensor inv_freq = config_.rope_scaling.type == RopeScalingType::kDynamic
                                   ? rope_inv_freq(config_, past + s).to(x.device())
                                   : inv_freq_;
-  const at::Tensor pos = at::arange(past, past + s, x.options());            // [s]
-  const at::Tensor freqs = at::outer(pos, inv_freq);                         // [s, d/2]
-  const at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(0).expand({b, s, freqs.size(1) * 2});  // [b, s, d]
+  const at::Tensor pos = at::arange(past, past + s, x.options());  // [s]
+  const at::Tensor freqs = at::outer(pos, inv_freq);               // [s, d/2]
+  const at::Tensor emb =
+      at::cat({freqs, freqs}, -1).unsqueeze(0).expand({b, s, freqs.size(1) * 2});  // [b, s, d]
   const at::Tensor cos = emb.cos(), sin = emb.sin();
   if (hidden != nullptr) hidden->states = {x};
   for (int64_t i = 0; i < n_layers; ++i) {
     auto layer = model->layers[i]->as<LlamaDecoderLayer>();
-    x = layer->forward(x, cos, sin, cache ? &cache->k[i] : nullptr, cache ? &cache->v[i] : nullptr, past, rows);
+    x = layer->forward(x, cos, sin, cache ? &cache->k[i] : nullptr, cache ? &cache->v[i] : nullptr,
+                       past, rows);
     if (hidden != nullptr && i + 1 < n_layers) hidden->states.push_back(x);
   }
   if (hidden != nullptr) hidden->last_layer_prenorm = x;
@@ -179,8 +194,10 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device) {
   const fs::path weights = dir / "model.safetensors";
   if (!fs::exists(weights)) {
     if (fs::exists(dir / "model.safetensors.index.json")) {
-      throw std::runtime_error(fmt::format("'{}' is a sharded checkpoint: not supported yet (merge the shards into "
-                                           "one model.safetensors)", dir.string()));
+      throw std::runtime_error(
+          fmt::format("'{}' is a sharded checkpoint: not supported yet (merge the shards into "
+                      "one model.safetensors)",
+                      dir.string()));
     }
     throw std::runtime_error(fmt::format("no model.safetensors in '{}'", dir.string()));
   }
@@ -191,13 +208,15 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device) {
   for (auto& item : model->named_parameters(/*recurse=*/true)) {
     const std::string& name = item.key();
     if (!file.contains(name)) {
-      throw std::runtime_error(fmt::format("tensor '{}' missing from '{}': a checkpoint of another architecture?",
-                                           name, weights.string()));
+      throw std::runtime_error(
+          fmt::format("tensor '{}' missing from '{}': a checkpoint of another architecture?", name,
+                      weights.string()));
     }
     const at::Tensor t = file.get(name);
     if (t.sizes() != item.value().sizes()) {
-      throw std::runtime_error(fmt::format("tensor '{}' in '{}' has shape {}, config.json implies {}", name,
-                                           weights.string(), c10::str(t.sizes()), c10::str(item.value().sizes())));
+      throw std::runtime_error(
+          fmt::format("tensor '{}' in '{}' has shape {}, config.json implies {}", name,
+                      weights.string(), c10::str(t.sizes()), c10::str(item.value().sizes())));
     }
     item.value().copy_(t);
     used.insert(name);
@@ -205,8 +224,10 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device) {
   for (const auto& name : file.names()) {
     if (used.count(name) == 0 && !(config.tie_word_embeddings && name == "lm_head.weight") &&
         name.find("rotary_emb.inv_freq") == std::string::npos) {
-      throw std::runtime_error(fmt::format("unexpected tensor '{}' in '{}': config.json does not describe this "
-                                           "checkpoint", name, weights.string()));
+      throw std::runtime_error(
+          fmt::format("unexpected tensor '{}' in '{}': config.json does not describe this "
+                      "checkpoint",
+                      name, weights.string()));
     }
   }
   model->to(at::Device(device));
@@ -214,16 +235,17 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device) {
   return model;
 }
 
-std::vector<int64_t> greedy_generate(LlamaForCausalLM& model, const std::vector<int64_t>& prompt, int n_new,
-                                     int adapter_slot) {
+std::vector<int64_t> greedy_generate(LlamaForCausalLM& model, const std::vector<int64_t>& prompt,
+                                     int n_new, int adapter_slot) {
   at::NoGradGuard no_grad;
   KvCache cache;
   const RowAdapters rows = adapter_slot >= 0 ? RowAdapters{adapter_slot} : RowAdapters{};
   const auto device = model->lm_head_weight().device();
-  at::Tensor ids = at::tensor(prompt, at::TensorOptions().dtype(at::kLong)).unsqueeze(0).to(device);  // [1, n]
+  at::Tensor ids =
+      at::tensor(prompt, at::TensorOptions().dtype(at::kLong)).unsqueeze(0).to(device);  // [1, n]
   std::vector<int64_t> out;
   for (int i = 0; i < n_new; ++i) {
-    const at::Tensor logits = model->forward(ids, &cache, rows);         // [1, s, vocab]
+    const at::Tensor logits = model->forward(ids, &cache, rows);  // [1, s, vocab]
     const int64_t next = logits.select(1, logits.size(1) - 1).argmax(-1).item<int64_t>();
     out.push_back(next);
     ids = at::full({1, 1}, next, at::TensorOptions().dtype(at::kLong).device(device));

@@ -49,8 +49,9 @@ class LlamaAttentionImpl : public torch::nn::Module {
   explicit LlamaAttentionImpl(const LlamaConfig& config);
   // x [batch, seq, hidden], cos/sin [batch, seq, head_dim]; appends to the
   // layer's cache entries when given.
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, at::Tensor* cache_k,
-                     at::Tensor* cache_v, int64_t past, const RowAdapters& rows);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                     at::Tensor* cache_k, at::Tensor* cache_v, int64_t past,
+                     const RowAdapters& rows);
   LoraLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
@@ -61,7 +62,8 @@ TORCH_MODULE(LlamaAttention);
 class LlamaMlpImpl : public torch::nn::Module {
  public:
   explicit LlamaMlpImpl(const LlamaConfig& config);
-  at::Tensor forward(const at::Tensor& x, const RowAdapters& rows);  // SwiGLU: down(silu(gate(x)) * up(x))
+  at::Tensor forward(const at::Tensor& x,
+                     const RowAdapters& rows);  // SwiGLU: down(silu(gate(x)) * up(x))
   LoraLinear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(LlamaMlp);
@@ -69,8 +71,9 @@ TORCH_MODULE(LlamaMlp);
 class LlamaDecoderLayerImpl : public torch::nn::Module {
  public:
   explicit LlamaDecoderLayerImpl(const LlamaConfig& config);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, at::Tensor* cache_k,
-                     at::Tensor* cache_v, int64_t past, const RowAdapters& rows);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                     at::Tensor* cache_k, at::Tensor* cache_v, int64_t past,
+                     const RowAdapters& rows);
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   LlamaAttention self_attn{nullptr};
   LlamaMlp mlp{nullptr};
@@ -89,7 +92,8 @@ TORCH_MODULE(LlamaModel);
 
 // Hidden states of a forward, in Hugging Face's output_hidden_states order.
 struct HiddenStates {
-  std::vector<at::Tensor> states;  // [0] embeddings, [i] output of layer i-1, [n_layers] final norm; each [batch, seq, hidden]
+  std::vector<at::Tensor> states;  // [0] embeddings, [i] output of layer i-1, [n_layers] final
+                                   // norm; each [batch, seq, hidden]
   at::Tensor last_layer_prenorm;   // raw output of the last layer [batch, seq, hidden]
 };
 
@@ -125,7 +129,7 @@ LlamaForCausalLM load_llama(const std::filesystem::path& dir, const std::string&
 // Greedy decoding of `n_new` tokens after `prompt` (EOS not honoured), with
 // the KV cache; `adapter_slot` -1 = base. For checks against references;
 // the generation module offers sampling, stops and batching.
-std::vector<int64_t> greedy_generate(LlamaForCausalLM& model, const std::vector<int64_t>& prompt, int n_new,
-                                     int adapter_slot = -1);
+std::vector<int64_t> greedy_generate(LlamaForCausalLM& model, const std::vector<int64_t>& prompt,
+                                     int n_new, int adapter_slot = -1);
 
 }  // namespace vitrine::models

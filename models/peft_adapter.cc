@@ -1,14 +1,13 @@
 #include "models/peft_adapter.h"
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 
 #include <cmath>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "common/atomic_output.h"
 #include "models/safetensors.h"
@@ -26,7 +25,8 @@ constexpr std::string_view kPrefix = "base_model.model.";
 }  // namespace
 
 double PeftAdapterConfig::scaling() const {
-  return use_rslora ? lora_alpha / std::sqrt(static_cast<double>(r)) : lora_alpha / static_cast<double>(r);
+  return use_rslora ? lora_alpha / std::sqrt(static_cast<double>(r))
+                    : lora_alpha / static_cast<double>(r);
 }
 
 PeftAdapter load_peft_adapter(const fs::path& dir) {
@@ -42,16 +42,20 @@ PeftAdapter load_peft_adapter(const fs::path& dir) {
   PeftAdapter adapter;
   PeftAdapterConfig& c = adapter.config;
   try {
-    if (j.value("peft_type", std::string("LORA")) != "LORA") fail(config_path, "peft_type is not LORA");
+    if (j.value("peft_type", std::string("LORA")) != "LORA")
+      fail(config_path, "peft_type is not LORA");
     if (j.value("use_dora", false)) fail(config_path, "DoRA adapters are not supported");
-    if (j.value("fan_in_fan_out", false)) fail(config_path, "fan_in_fan_out (GPT-2 Conv1D layout) is not supported");
-    if (j.value("bias", std::string("none")) != "none") fail(config_path, "trained biases (bias != none) are not supported");
+    if (j.value("fan_in_fan_out", false))
+      fail(config_path, "fan_in_fan_out (GPT-2 Conv1D layout) is not supported");
+    if (j.value("bias", std::string("none")) != "none")
+      fail(config_path, "trained biases (bias != none) are not supported");
     for (const char* key : {"rank_pattern", "alpha_pattern"}) {
       if (j.contains(key) && !j[key].is_null() && !j[key].empty()) {
         fail(config_path, fmt::format("per-module {} is not supported", key));
       }
     }
-    if (j.contains("modules_to_save") && !j["modules_to_save"].is_null() && !j["modules_to_save"].empty()) {
+    if (j.contains("modules_to_save") && !j["modules_to_save"].is_null() &&
+        !j["modules_to_save"].empty()) {
       fail(config_path, "modules_to_save is not supported");
     }
     c.r = j.at("r").get<int64_t>();
@@ -75,19 +79,23 @@ PeftAdapter load_peft_adapter(const fs::path& dir) {
     const bool is_a = name.ends_with(".lora_A.weight"), is_b = name.ends_with(".lora_B.weight");
     if (name.rfind(kPrefix, 0) != 0 || !(is_a || is_b)) {
       fail(weights_path, fmt::format("unexpected tensor '{}' (a LoRA adapter holds only "
-                                     "base_model.model.<module>.lora_A/lora_B.weight)", name));
+                                     "base_model.model.<module>.lora_A/lora_B.weight)",
+                                     name));
     }
-    std::string path = name.substr(kPrefix.size(), name.size() - kPrefix.size() - std::string(".lora_A.weight").size());
+    std::string path = name.substr(
+        kPrefix.size(), name.size() - kPrefix.size() - std::string(".lora_A.weight").size());
     if (path.ends_with(".default")) path.resize(path.size() - std::string(".default").size());
     LoraWeights& w = adapter.modules[path];
     (is_a ? w.a : w.b) = file.get(name).clone();
     w.scaling = c.scaling();
   }
   for (const auto& [path, w] : adapter.modules) {
-    if (!w.a.defined() || !w.b.defined()) fail(weights_path, fmt::format("module '{}' lacks lora_A or lora_B", path));
+    if (!w.a.defined() || !w.b.defined())
+      fail(weights_path, fmt::format("module '{}' lacks lora_A or lora_B", path));
     if (w.a.size(0) != c.r || w.b.size(1) != c.r) {
-      fail(weights_path, fmt::format("module '{}' has rank {} / {}, adapter_config.json says r = {}", path,
-                                     w.a.size(0), w.b.size(1), c.r));
+      fail(weights_path,
+           fmt::format("module '{}' has rank {} / {}, adapter_config.json says r = {}", path,
+                       w.a.size(0), w.b.size(1), c.r));
     }
   }
   if (adapter.modules.empty()) fail(weights_path, "no LoRA tensors");
@@ -100,16 +108,32 @@ void save_peft_adapter(const fs::path& dir, const PeftAdapter& adapter) {
   std::set<std::string> targets(c.target_modules.begin(), c.target_modules.end());
   // The fields PEFT 0.13 writes for a LoRA adapter, so that PEFT reads it back.
   nlohmann::ordered_json j = {
-      {"alpha_pattern", nlohmann::json::object()}, {"auto_mapping", nullptr},
-      {"base_model_name_or_path", c.base_model_name_or_path}, {"bias", "none"}, {"fan_in_fan_out", false},
-      {"inference_mode", true}, {"init_lora_weights", true}, {"layer_replication", nullptr},
-      {"layers_pattern", nullptr}, {"layers_to_transform", nullptr}, {"loftq_config", nlohmann::json::object()},
-      {"lora_alpha", c.lora_alpha}, {"lora_dropout", c.lora_dropout}, {"megatron_config", nullptr},
-      {"megatron_core", "megatron.core"}, {"modules_to_save", nullptr}, {"peft_type", "LORA"}, {"r", c.r},
-      {"rank_pattern", nlohmann::json::object()}, {"revision", nullptr},
-      {"target_modules", std::vector<std::string>(targets.begin(), targets.end())}, {"task_type", "CAUSAL_LM"},
-      {"use_dora", false}, {"use_rslora", c.use_rslora}};
-  if (c.lora_alpha == std::floor(c.lora_alpha)) j["lora_alpha"] = static_cast<int64_t>(c.lora_alpha);
+      {"alpha_pattern", nlohmann::json::object()},
+      {"auto_mapping", nullptr},
+      {"base_model_name_or_path", c.base_model_name_or_path},
+      {"bias", "none"},
+      {"fan_in_fan_out", false},
+      {"inference_mode", true},
+      {"init_lora_weights", true},
+      {"layer_replication", nullptr},
+      {"layers_pattern", nullptr},
+      {"layers_to_transform", nullptr},
+      {"loftq_config", nlohmann::json::object()},
+      {"lora_alpha", c.lora_alpha},
+      {"lora_dropout", c.lora_dropout},
+      {"megatron_config", nullptr},
+      {"megatron_core", "megatron.core"},
+      {"modules_to_save", nullptr},
+      {"peft_type", "LORA"},
+      {"r", c.r},
+      {"rank_pattern", nlohmann::json::object()},
+      {"revision", nullptr},
+      {"target_modules", std::vector<std::string>(targets.begin(), targets.end())},
+      {"task_type", "CAUSAL_LM"},
+      {"use_dora", false},
+      {"use_rslora", c.use_rslora}};
+  if (c.lora_alpha == std::floor(c.lora_alpha))
+    j["lora_alpha"] = static_cast<int64_t>(c.lora_alpha);
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& [path, w] : adapter.modules) {
     tensors.emplace_back(std::string(kPrefix) + path + ".lora_A.weight", w.a.contiguous());
@@ -126,13 +150,14 @@ void attach_adapter(LlamaForCausalLM& model, const PeftAdapter& adapter, int slo
   for (const auto& [path, w] : adapter.modules) {
     const auto it = by_path.find(path);
     if (it == by_path.end()) {
-      throw std::runtime_error(fmt::format("adapter module '{}' not in the base model: adapter for another base?", path));
+      throw std::runtime_error(fmt::format(
+          "adapter module '{}' not in the base model: adapter for another base?", path));
     }
     const at::Tensor& base = it->second->weight;  // [out, in]
     if (w.a.size(1) != base.size(1) || w.b.size(0) != base.size(0)) {
       throw std::runtime_error(fmt::format(
-          "adapter module '{}' has A {} and B {}, the base weight is {}: adapter for another base?", path,
-          c10::str(w.a.sizes()), c10::str(w.b.sizes()), c10::str(base.sizes())));
+          "adapter module '{}' has A {} and B {}, the base weight is {}: adapter for another base?",
+          path, c10::str(w.a.sizes()), c10::str(w.b.sizes()), c10::str(base.sizes())));
     }
   }
   for (auto& [path, module] : by_path) {

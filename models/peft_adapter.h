@@ -19,12 +19,12 @@
 namespace vitrine::models {
 
 struct PeftAdapterConfig {
-  int64_t r = 8;                        // rank of A and B
-  double lora_alpha = 16;               // scaling numerator: scaling = alpha / r (alpha / sqrt(r) with rsLoRA)
-  double lora_dropout = 0.0;            // training only
-  bool use_rslora = false;              // rank-stabilised scaling
+  int64_t r = 8;           // rank of A and B
+  double lora_alpha = 16;  // scaling numerator: scaling = alpha / r (alpha / sqrt(r) with rsLoRA)
+  double lora_dropout = 0.0;                // training only
+  bool use_rslora = false;                  // rank-stabilised scaling
   std::vector<std::string> target_modules;  // projection names ("q_proj", ...)
-  std::string base_model_name_or_path;  // recorded, not enforced: shapes are
+  std::string base_model_name_or_path;      // recorded, not enforced: shapes are
   double scaling() const;
 };
 

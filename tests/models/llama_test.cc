@@ -27,30 +27,36 @@ at::Tensor to_tensor(const nlohmann::json& values) {
   return at::tensor(values.get<std::vector<float>>());
 }
 
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).abs().max().item<double>();
+}
 
 class LlamaFixture : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LlamaFixture, LogitsHiddenStatesAndGreedyMatchTransformers) {
   const fs::path dir = shared_path("fixtures/hf-llama/" + GetParam());
-  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found (../shared/fixtures is not beside this checkout)";
+  if (!fs::exists(dir))
+    GTEST_SKIP() << dir << " not found (../shared/fixtures is not beside this checkout)";
   LlamaForCausalLM model = load_llama(dir);
   const auto expected = read_json(dir / "expected.json");
   at::NoGradGuard no_grad;
   for (const auto& seq : expected["sequences"]) {
     const auto ids = seq["ids"].get<std::vector<int64_t>>();
     HiddenStates hidden;
-    const at::Tensor logits = model->forward(at::tensor(ids).unsqueeze(0), nullptr, {}, &hidden);  // [1, n, vocab]
+    const at::Tensor logits =
+        model->forward(at::tensor(ids).unsqueeze(0), nullptr, {}, &hidden);  // [1, n, vocab]
     const at::Tensor last = logits[0][static_cast<int64_t>(ids.size()) - 1];
     EXPECT_LT(max_abs_diff(last, to_tensor(seq["logits"])), kTolerance) << seq["name"];
     ASSERT_EQ(hidden.states.size(), seq["hidden_last"].size());
     for (size_t i = 0; i < hidden.states.size(); ++i) {
       const at::Tensor h = hidden.states[i][0][static_cast<int64_t>(ids.size()) - 1];
-      EXPECT_LT(max_abs_diff(h, to_tensor(seq["hidden_last"][i])), kTolerance) << seq["name"] << " hidden " << i;
+      EXPECT_LT(max_abs_diff(h, to_tensor(seq["hidden_last"][i])), kTolerance)
+          << seq["name"] << " hidden " << i;
     }
     const at::Tensor pre = hidden.last_layer_prenorm[0][static_cast<int64_t>(ids.size()) - 1];
     EXPECT_LT(max_abs_diff(pre, to_tensor(seq["last_layer_output_prenorm"])), kTolerance);
-    EXPECT_EQ(greedy_generate(model, ids, 16), seq["greedy"].get<std::vector<int64_t>>()) << seq["name"];
+    EXPECT_EQ(greedy_generate(model, ids, 16), seq["greedy"].get<std::vector<int64_t>>())
+        << seq["name"];
   }
 }
 
@@ -59,7 +65,8 @@ TEST_P(LlamaFixture, IncrementalDecodingEqualsAFullForward) {
   if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
   LlamaForCausalLM model = load_llama(dir);
   at::NoGradGuard no_grad;
-  const at::Tensor ids = at::randint(3, model->config().vocab_size, {2, 24}, at::TensorOptions().dtype(at::kLong));
+  const at::Tensor ids =
+      at::randint(3, model->config().vocab_size, {2, 24}, at::TensorOptions().dtype(at::kLong));
   const at::Tensor full = model->forward(ids);  // [2, 24, vocab]
   KvCache cache;
   model->forward(ids.narrow(1, 0, 10), &cache);
@@ -69,7 +76,8 @@ TEST_P(LlamaFixture, IncrementalDecodingEqualsAFullForward) {
   EXPECT_LT(max_abs_diff(at::cat(steps, 1), full.narrow(1, 10, 14)), 1e-4);
 }
 
-INSTANTIATE_TEST_SUITE_P(HfLlama, LlamaFixture, ::testing::Values("mha-untied", "gqa-tied", "llama3-rope"));
+INSTANTIATE_TEST_SUITE_P(HfLlama, LlamaFixture,
+                         ::testing::Values("mha-untied", "gqa-tied", "llama3-rope"));
 
 TEST(Llama, Stories260KMatchesItsReference) {
   const fs::path dir = shared_path("models/stories260K-hf");
@@ -81,9 +89,12 @@ TEST(Llama, Stories260KMatchesItsReference) {
     const auto ids = seq["ids"].get<std::vector<int64_t>>();
     at::NoGradGuard no_grad;
     const at::Tensor logits = model->forward(at::tensor(ids).unsqueeze(0));
-    EXPECT_LT(max_abs_diff(logits[0][static_cast<int64_t>(ids.size()) - 1], to_tensor(seq["logits"])), kTolerance)
+    EXPECT_LT(
+        max_abs_diff(logits[0][static_cast<int64_t>(ids.size()) - 1], to_tensor(seq["logits"])),
+        kTolerance)
         << seq["prompt"];
-    EXPECT_EQ(greedy_generate(model, ids, 30), seq["greedy_ids"].get<std::vector<int64_t>>()) << seq["prompt"];
+    EXPECT_EQ(greedy_generate(model, ids, 30), seq["greedy_ids"].get<std::vector<int64_t>>())
+        << seq["prompt"];
   }
 }
 

@@ -21,9 +21,12 @@ nlohmann::json read_json(const fs::path& p) {
   return nlohmann::json::parse(in);
 }
 
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).abs().max().item<double>();
+}
 
-at::Tensor last_logits(LlamaForCausalLM& model, const std::vector<int64_t>& ids, const RowAdapters& rows = {}) {
+at::Tensor last_logits(LlamaForCausalLM& model, const std::vector<int64_t>& ids,
+                       const RowAdapters& rows = {}) {
   at::NoGradGuard no_grad;
   const at::Tensor logits = model->forward(at::tensor(ids).unsqueeze(0), nullptr, rows);
   return logits[0][static_cast<int64_t>(ids.size()) - 1];
@@ -33,7 +36,8 @@ class PeftFixture : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(PeftFixture, UnmergedAndMergedMatchPeft) {
   const fs::path dir = shared_path("fixtures/hf-llama/" + GetParam());
-  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found (../shared/fixtures is not beside this checkout)";
+  if (!fs::exists(dir))
+    GTEST_SKIP() << dir << " not found (../shared/fixtures is not beside this checkout)";
   const auto expected = read_json(dir / "expected.json")["adapter"];
   LlamaForCausalLM model = load_llama(dir);
   const PeftAdapter adapter = load_peft_adapter(dir / "adapter");
@@ -42,16 +46,22 @@ TEST_P(PeftFixture, UnmergedAndMergedMatchPeft) {
   attach_adapter(model, adapter, 0);
   for (const auto& seq : expected["sequences"]) {
     const auto ids = seq["ids"].get<std::vector<int64_t>>();
-    EXPECT_LT(max_abs_diff(last_logits(model, ids, {0}), at::tensor(seq["logits"].get<std::vector<float>>())), 1e-4)
+    EXPECT_LT(max_abs_diff(last_logits(model, ids, {0}),
+                           at::tensor(seq["logits"].get<std::vector<float>>())),
+              1e-4)
         << seq["name"];
-    EXPECT_EQ(greedy_generate(model, ids, 16, 0), seq["greedy"].get<std::vector<int64_t>>()) << seq["name"];
+    EXPECT_EQ(greedy_generate(model, ids, 16, 0), seq["greedy"].get<std::vector<int64_t>>())
+        << seq["name"];
   }
   merge_adapter(model, 0);
   for (const auto& seq : expected["sequences"]) {
     const auto ids = seq["ids"].get<std::vector<int64_t>>();
-    EXPECT_LT(max_abs_diff(last_logits(model, ids), at::tensor(seq["logits"].get<std::vector<float>>())), 1e-4)
+    EXPECT_LT(
+        max_abs_diff(last_logits(model, ids), at::tensor(seq["logits"].get<std::vector<float>>())),
+        1e-4)
         << "merged " << seq["name"];
-    EXPECT_EQ(greedy_generate(model, ids, 16), seq["greedy"].get<std::vector<int64_t>>()) << "merged " << seq["name"];
+    EXPECT_EQ(greedy_generate(model, ids, 16), seq["greedy"].get<std::vector<int64_t>>())
+        << "merged " << seq["name"];
   }
 }
 
@@ -64,7 +74,8 @@ TEST_P(PeftFixture, SaveLoadRoundTripKeepsPeftKeysAndValues) {
   const auto original = SafetensorsFile::open(dir / "adapter" / "adapter_model.safetensors");
   const auto saved = SafetensorsFile::open(tmp / "saved" / "adapter_model.safetensors");
   ASSERT_EQ(saved.names(), original.names());
-  for (const auto& name : original.names()) EXPECT_TRUE(original.get(name).equal(saved.get(name))) << name;
+  for (const auto& name : original.names())
+    EXPECT_TRUE(original.get(name).equal(saved.get(name))) << name;
   const auto a = read_json(dir / "adapter" / "adapter_config.json");
   const auto b = read_json(tmp / "saved" / "adapter_config.json");
   for (const auto& [key, value] : a.items()) {
@@ -72,7 +83,8 @@ TEST_P(PeftFixture, SaveLoadRoundTripKeepsPeftKeysAndValues) {
     if (key == "target_modules") continue;  // a set: PEFT writes it in arbitrary order
     EXPECT_EQ(b[key], value) << key;
   }
-  auto ta = a["target_modules"].get<std::vector<std::string>>(), tb = b["target_modules"].get<std::vector<std::string>>();
+  auto ta = a["target_modules"].get<std::vector<std::string>>(),
+       tb = b["target_modules"].get<std::vector<std::string>>();
   std::sort(ta.begin(), ta.end());
   EXPECT_EQ(ta, tb);
 }

@@ -1,0 +1,65 @@
+// `vitrine logits` against the transformers reference logits.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/temp_dir.h"
+
+namespace vitrine {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::pair<int, std::string> run_vitrine(const std::string& args) {
+  const std::string cmd = std::string(VITRINE_BINARY_DIR) + "/cli/vitrine " + args + " 2>&1";
+  std::string out;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(LogitsCli, PrintsTheReferenceLogitsWithAndWithoutAdapter) {
+  const fs::path dir = testing::shared_path("fixtures/hf-llama/mha-untied");
+  if (!fs::exists(dir))
+    GTEST_SKIP() << dir << " not found (../shared/fixtures is not beside this checkout)";
+  std::ifstream in(dir / "expected.json");
+  const auto expected = nlohmann::json::parse(in);
+  const auto& seq = expected["sequences"][1];
+  std::string ids;
+  for (const auto& id : seq["ids"])
+    ids += (ids.empty() ? "" : ",") + std::to_string(id.get<int64_t>());
+  for (const bool with_adapter : {false, true}) {
+    const auto [code, out] =
+        run_vitrine("logits --model " + dir.string() + " --ids " + ids +
+                    (with_adapter ? " --adapter " + (dir / "adapter").string() : ""));
+    ASSERT_EQ(code, 0) << out;
+    const auto j = nlohmann::json::parse(out);
+    const auto& want = with_adapter ? expected["adapter"]["sequences"][1]["logits"] : seq["logits"];
+    ASSERT_EQ(j["logits"].size(), want.size());
+    double worst = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      worst = std::max(worst, std::abs(j["logits"][i].get<double>() - want[i].get<double>()));
+    }
+    EXPECT_LT(worst, 1e-4) << (with_adapter ? "with adapter" : "base");
+  }
+}
+
+TEST(LogitsCli, BadIdsAreClearErrors) {
+  const fs::path dir = testing::shared_path("fixtures/hf-llama/mha-untied");
+  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
+  auto [code, out] = run_vitrine("logits --model " + dir.string() + " --ids 1,x,3");
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(out.find("'x' is not an integer"), std::string::npos) << out;
+  std::tie(code, out) = run_vitrine("logits --model " + dir.string() + " --ids 1,99999");
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(out.find("outside the vocabulary"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace vitrine
