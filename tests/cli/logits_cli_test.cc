@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <fstream>
+
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "tests/support/temp_dir.h"
@@ -32,12 +34,10 @@ TEST(LogitsCli, PrintsTheReferenceLogitsWithAndWithoutAdapter) {
   const auto expected = nlohmann::json::parse(in);
   const auto& seq = expected["sequences"][1];
   std::string ids;
-  for (const auto& id : seq["ids"])
-    ids += (ids.empty() ? "" : ",") + std::to_string(id.get<int64_t>());
+  for (const auto& id : seq["ids"]) ids += fmt::format("{}{}", ids.empty() ? "" : ",", id.get<int64_t>());
   for (const bool with_adapter : {false, true}) {
-    const auto [code, out] =
-        run_vitrine("logits --model " + dir.string() + " --ids " + ids +
-                    (with_adapter ? " --adapter " + (dir / "adapter").string() : ""));
+    const std::string adapter = with_adapter ? fmt::format(" --adapter {}", (dir / "adapter").string()) : "";
+    const auto [code, out] = run_vitrine(fmt::format("logits --model {} --ids {}{}", dir.string(), ids, adapter));
     ASSERT_EQ(code, 0) << out;
     const auto j = nlohmann::json::parse(out);
     const auto& want = with_adapter ? expected["adapter"]["sequences"][1]["logits"] : seq["logits"];
