@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "vitrine " VITRINE_VERSION);
   auto prepare = vitrine::cli::add_prepare_command(app);
   auto logits = vitrine::cli::add_logits_command(app);
+  auto generate = vitrine::cli::add_generate_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -18,5 +19,6 @@ int main(int argc, char** argv) {
   }
   if (app.got_subcommand(prepare.command)) return prepare.run();
   if (app.got_subcommand(logits.command)) return logits.run();
+  if (app.got_subcommand(generate.command)) return generate.run();
   return 2;
 }

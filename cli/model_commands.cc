@@ -1,7 +1,10 @@
-// `vitrine logits`: tools for checking a checkpoint by hand and from scripts.
+// `vitrine logits` and `vitrine generate`: tools for checking a checkpoint by
+// hand and from scripts.
 //
 //   vitrine logits --model DIR [--adapter DIR] --ids 1,2,3
 //     prints {"ids": [...], "logits": [...]} for the last position.
+//   vitrine generate --model DIR [--adapter DIR] --prompt TEXT [--chat] [sampling options]
+//     prints the prompt and streams the continuation.
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -10,6 +13,8 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "models/chat_format.h"
+#include "models/generation.h"
 #include "models/llama.h"
 #include "models/peft_adapter.h"
 #include "models/runtime.h"
@@ -72,7 +77,78 @@ int run_logits(const LogitsArgs& args) {
   }
 }
 
+struct GenerateArgs {
+  std::string model;
+  std::string adapter;
+  std::string prompt;
+  bool chat = false;
+  int threads = 0;
+  models::GenerationOptions options;
+};
+
+int run_generate(GenerateArgs args) {
+  try {
+    models::init_runtime(models::RuntimeOptions{.threads = args.threads});
+    models::LlamaForCausalLM model = models::load_llama(args.model);
+    const auto tokenizer = models::load_tokenizer(args.model);
+    int slot = -1;
+    if (!args.adapter.empty()) {
+      models::attach_adapter(model, models::load_peft_adapter(args.adapter), 0);
+      slot = 0;
+    }
+    std::string text = args.prompt;
+    if (args.chat) {
+      const auto family = models::detect_chat_family(args.model);
+      text = models::render_chat_prompt(family, {.system = "", .user = args.prompt});
+      for (const auto& stop : models::chat_stop_strings(family))
+        args.options.stop_strings.push_back(stop);
+    }
+    const auto ids32 = tokenizer->encode(text, /*add_bos=*/true);
+    const std::vector<int64_t> prompt(ids32.begin(), ids32.end());
+    for (const int32_t id : tokenizer->eos_ids()) args.options.eos_ids.push_back(id);
+    if (!args.chat) std::fputs(tokenizer->decode(ids32).c_str(), stdout);
+    models::generate(model, *tokenizer, prompt, args.options, slot,
+                     [](int64_t, std::string_view piece) {
+                       std::fwrite(piece.data(), 1, piece.size(), stdout);
+                       std::fflush(stdout);
+                       return true;
+                     });
+    std::fputc('\n', stdout);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vitrine generate: error: %s\n", e.what());
+    return 1;
+  }
+}
+
 }  // namespace
+
+Command add_generate_command(CLI::App& app) {
+  auto args = std::make_shared<GenerateArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "generate", "Generate text from a checkpoint (and adapter), streaming to stdout");
+  cmd->add_option("--model,-m", args->model,
+                  "Hugging Face model directory (config.json, model.safetensors, tokenizer)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--adapter,-a", args->adapter, "PEFT LoRA adapter directory")
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--prompt,-p", args->prompt, "the text to continue")->required();
+  cmd->add_flag("--chat", args->chat,
+                "wrap the prompt in the model's chat format (from tokenizer_config.json)");
+  cmd->add_option("--max-new-tokens,-n", args->options.max_new_tokens, "tokens to generate at most")
+      ->capture_default_str();
+  cmd->add_option("--temperature", args->options.temperature, "0 = greedy")->capture_default_str();
+  cmd->add_option("--top-k", args->options.top_k, "0 = all tokens")->capture_default_str();
+  cmd->add_option("--top-p", args->options.top_p, "1 = all tokens")->capture_default_str();
+  cmd->add_option("--repetition-penalty", args->options.repetition_penalty, "1 = none")
+      ->capture_default_str();
+  cmd->add_option("--seed", args->options.seed, "sampling seed")->capture_default_str();
+  cmd->add_option("--stop", args->options.stop_strings,
+                  "stop when the text ends with this (repeatable)");
+  cmd->add_option("--threads", args->threads, "torch threads (0 = cores)");
+  return Command{cmd, [args] { return run_generate(*args); }};
+}
 
 Command add_logits_command(CLI::App& app) {
   auto args = std::make_shared<LogitsArgs>();

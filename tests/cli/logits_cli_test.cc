@@ -1,11 +1,10 @@
 // `vitrine logits` against the transformers reference logits.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <fstream>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "tests/support/temp_dir.h"
@@ -34,10 +33,13 @@ TEST(LogitsCli, PrintsTheReferenceLogitsWithAndWithoutAdapter) {
   const auto expected = nlohmann::json::parse(in);
   const auto& seq = expected["sequences"][1];
   std::string ids;
-  for (const auto& id : seq["ids"]) ids += fmt::format("{}{}", ids.empty() ? "" : ",", id.get<int64_t>());
+  for (const auto& id : seq["ids"])
+    ids += fmt::format("{}{}", ids.empty() ? "" : ",", id.get<int64_t>());
   for (const bool with_adapter : {false, true}) {
-    const std::string adapter = with_adapter ? fmt::format(" --adapter {}", (dir / "adapter").string()) : "";
-    const auto [code, out] = run_vitrine(fmt::format("logits --model {} --ids {}{}", dir.string(), ids, adapter));
+    const std::string adapter =
+        with_adapter ? fmt::format(" --adapter {}", (dir / "adapter").string()) : "";
+    const auto [code, out] =
+        run_vitrine(fmt::format("logits --model {} --ids {}{}", dir.string(), ids, adapter));
     ASSERT_EQ(code, 0) << out;
     const auto j = nlohmann::json::parse(out);
     const auto& want = with_adapter ? expected["adapter"]["sequences"][1]["logits"] : seq["logits"];
@@ -59,6 +61,23 @@ TEST(LogitsCli, BadIdsAreClearErrors) {
   std::tie(code, out) = run_vitrine("logits --model " + dir.string() + " --ids 1,99999");
   EXPECT_EQ(code, 1);
   EXPECT_NE(out.find("outside the vocabulary"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace vitrine
+
+namespace vitrine {
+namespace {
+
+TEST(GenerateCli, StoriesGreedyTextIsTheReference) {
+  const std::filesystem::path dir = testing::shared_path("models/stories260K-hf");
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << dir << " not found";
+  std::ifstream in(dir / "reference.json");
+  const auto reference = nlohmann::json::parse(in)["sequences"][0];
+  const auto [code, out] = run_vitrine(
+      fmt::format("generate --model {} --prompt 'Once upon a time' -n 30", dir.string()));
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_EQ(out, reference["greedy_text"].get<std::string>() + "\n");
 }
 
 }  // namespace

@@ -1,0 +1,99 @@
+#include "models/generation.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace vitrine::models {
+
+int64_t pick_next(const at::Tensor& logits_in, const GenerationOptions& o,
+                  const std::vector<int64_t>& seen, at::Generator& generator) {
+  at::Tensor logits = logits_in.to(at::kFloat).clone();  // [vocab]
+  if (o.repetition_penalty != 1.0 && !seen.empty()) {
+    const at::Tensor idx =
+        at::tensor(seen, at::TensorOptions().dtype(at::kLong)).to(logits.device());
+    const at::Tensor picked = logits.index_select(0, idx);
+    const at::Tensor penalized =
+        at::where(picked > 0, picked / o.repetition_penalty, picked * o.repetition_penalty);
+    logits.index_copy_(0, idx, penalized);
+  }
+  if (o.temperature <= 0.0) return logits.argmax().item<int64_t>();
+  logits = logits / o.temperature;
+  if (o.top_k > 0 && o.top_k < logits.size(0)) {
+    const at::Tensor kth = std::get<0>(logits.topk(o.top_k)).select(0, o.top_k - 1);
+    logits = logits.masked_fill(logits < kth, -std::numeric_limits<float>::infinity());
+  }
+  if (o.top_p < 1.0) {
+    auto [sorted, order] = logits.sort(/*dim=*/0, /*descending=*/true);
+    const at::Tensor cumulative = sorted.softmax(0).cumsum(0);
+    // Drop tokens once the mass before them already reaches top_p (the first always stays).
+    const at::Tensor drop_sorted = (cumulative - sorted.softmax(0)) >= o.top_p;
+    const at::Tensor drop = at::zeros_like(drop_sorted).scatter(0, order, drop_sorted);
+    logits = logits.masked_fill(drop, -std::numeric_limits<float>::infinity());
+  }
+  const at::Tensor probs = logits.softmax(0);
+  return at::multinomial(probs, 1, /*replacement=*/false, generator).item<int64_t>();
+}
+
+GenerationResult generate(LlamaForCausalLM& model, const Tokenizer& tokenizer,
+                          const std::vector<int64_t>& prompt, const GenerationOptions& o,
+                          int adapter_slot, const TokenCallback& on_token) {
+  if (prompt.empty()) throw std::invalid_argument("generate: empty prompt");
+  at::NoGradGuard no_grad;
+  at::Generator generator = at::detail::createCPUGenerator(o.seed);
+  const RowAdapters rows = adapter_slot >= 0 ? RowAdapters{adapter_slot} : RowAdapters{};
+  const auto device = model->lm_head_weight().device();
+  KvCache cache;
+  std::vector<int64_t> seen = prompt;
+  StreamDecoder decoder(tokenizer);
+  for (const int64_t id : prompt)
+    decoder.push(static_cast<int32_t>(id));  // so the first new piece keeps its space
+  decoder.flush();
+  GenerationResult result;
+  result.finish_reason = "length";
+  at::Tensor input =
+      at::tensor(prompt, at::TensorOptions().dtype(at::kLong)).unsqueeze(0).to(device);  // [1, n]
+  for (int step = 0; step < o.max_new_tokens; ++step) {
+    const at::Tensor logits = model->forward(input, &cache, rows);  // [1, s, vocab]
+    const int64_t next = pick_next(logits[0][logits.size(1) - 1], o, seen, generator);
+    if (std::find(o.eos_ids.begin(), o.eos_ids.end(), next) != o.eos_ids.end()) {
+      result.finish_reason = "stop";
+      break;
+    }
+    result.ids.push_back(next);
+    seen.push_back(next);
+    std::string piece = decoder.push(static_cast<int32_t>(next));
+    result.text += piece;
+    bool stopped = false;
+    for (const auto& stop : o.stop_strings) {
+      if (!stop.empty() && result.text.ends_with(stop)) {
+        const size_t keep = result.text.size() - stop.size();
+        // Only the part of this piece before the stop string is reported.
+        const size_t before = result.text.size() - piece.size();
+        piece = keep > before ? piece.substr(0, keep - before) : std::string();
+        result.text.resize(keep);
+        stopped = true;
+        break;
+      }
+    }
+    if (on_token && !on_token(next, piece)) {
+      result.finish_reason = "cancelled";
+      break;
+    }
+    if (stopped) {
+      result.finish_reason = "stop";
+      break;
+    }
+    input = at::full({1, 1}, next, at::TensorOptions().dtype(at::kLong).device(device));
+  }
+  if (result.finish_reason != "stop") {
+    const std::string rest = decoder.flush();
+    result.text += rest;
+    if (on_token && !rest.empty()) on_token(-1, rest);
+  }
+  return result;
+}
+
+}  // namespace vitrine::models

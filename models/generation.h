@@ -1,0 +1,51 @@
+// Text generation with one Llama and its adapters: greedy or sampled, with a
+// per-token callback for streaming, stop ids and stop strings, cancellation.
+//
+// One sequence at a time, with its KV cache; batching many requests into
+// one forward is the serving engine's job. Not goals: beam search,
+// speculative decoding.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "models/llama.h"
+#include "models/tokenizer.h"
+
+namespace vitrine::models {
+
+struct GenerationOptions {
+  int max_new_tokens = 128;  // cap on generated tokens; bounds latency and memory
+  double temperature = 0.0;  // 0 = greedy (argmax); higher = more varied, less faithful
+  int top_k = 0;             // sample among the k most likely tokens; 0 = all
+  double top_p = 1.0;        // nucleus: the smallest set holding this probability; 1 = all
+  double repetition_penalty =
+      1.0;                       // > 1 discourages tokens already seen (as transformers applies it)
+  uint64_t seed = 0;             // sampling seed: the same seed gives the same text
+  std::vector<int64_t> eos_ids;  // stop on any of these ids (not part of the text)
+  std::vector<std::string>
+      stop_strings;  // stop when the text ends with one (removed from the text)
+};
+
+struct GenerationResult {
+  std::vector<int64_t> ids;   // generated ids (stop id excluded)
+  std::string text;           // decoded generated text (stop string excluded)
+  std::string finish_reason;  // "stop" (eos or stop string), "length" or "cancelled"
+};
+
+// Called with each new id and the text it completes (possibly empty while a
+// UTF-8 character is incomplete); return false to cancel.
+using TokenCallback = std::function<bool(int64_t id, std::string_view text)>;
+
+GenerationResult generate(LlamaForCausalLM& model, const Tokenizer& tokenizer,
+                          const std::vector<int64_t>& prompt, const GenerationOptions& options,
+                          int adapter_slot = -1, const TokenCallback& on_token = {});
+
+// The next id from last-position logits [vocab] under `options` (exposed for tests).
+int64_t pick_next(const at::Tensor& logits, const GenerationOptions& options,
+                  const std::vector<int64_t>& seen, at::Generator& generator);
+
+}  // namespace vitrine::models

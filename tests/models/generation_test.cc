@@ -1,0 +1,117 @@
+// Generation on the real stories260K model against its reference.
+#include "models/generation.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/temp_dir.h"
+
+namespace vitrine::models {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Stories : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::shared_path("models/stories260K-hf");
+    if (!fs::exists(dir_))
+      GTEST_SKIP() << dir_ << " not found (../shared/models is not beside this checkout)";
+    model_ = load_llama(dir_);
+    tokenizer_ = load_tokenizer(dir_);
+    std::ifstream in(dir_ / "reference.json");
+    reference_ = nlohmann::json::parse(in)["sequences"][0];
+    const auto ids = tokenizer_->encode(reference_["prompt"].get<std::string>(), true);
+    prompt_.assign(ids.begin(), ids.end());
+  }
+  fs::path dir_;
+  LlamaForCausalLM model_{nullptr};
+  std::unique_ptr<Tokenizer> tokenizer_;
+  nlohmann::json reference_;
+  std::vector<int64_t> prompt_;
+};
+
+TEST_F(Stories, GreedyGivesTheReferenceTextExactly) {
+  EXPECT_EQ(prompt_, reference_["ids"].get<std::vector<int64_t>>());
+  GenerationOptions options;
+  options.max_new_tokens = 30;
+  std::string streamed;
+  const auto result =
+      generate(model_, *tokenizer_, prompt_, options, -1, [&](int64_t, std::string_view piece) {
+        streamed += piece;
+        return true;
+      });
+  EXPECT_EQ(result.ids, reference_["greedy_ids"].get<std::vector<int64_t>>());
+  EXPECT_EQ(result.finish_reason, "length");
+  EXPECT_EQ(streamed, result.text);
+  std::vector<int32_t> prompt32(prompt_.begin(), prompt_.end());
+  EXPECT_EQ(tokenizer_->decode(prompt32) + result.text,
+            reference_["greedy_text"].get<std::string>());
+}
+
+TEST_F(Stories, SamplingIsSeededAndTopKOneIsGreedy) {
+  GenerationOptions options;
+  options.max_new_tokens = 20;
+  options.temperature = 1.0;
+  options.seed = 42;
+  const auto a = generate(model_, *tokenizer_, prompt_, options);
+  const auto b = generate(model_, *tokenizer_, prompt_, options);
+  EXPECT_EQ(a.ids, b.ids);
+  options.seed = 43;
+  const auto c = generate(model_, *tokenizer_, prompt_, options);
+  EXPECT_NE(a.ids, c.ids);
+  options.top_k = 1;
+  const auto greedy_ids = reference_["greedy_ids"].get<std::vector<int64_t>>();
+  EXPECT_EQ(generate(model_, *tokenizer_, prompt_, options).ids,
+            std::vector<int64_t>(greedy_ids.begin(), greedy_ids.begin() + 20));
+  options.top_k = 0;
+  options.top_p = 1e-6;  // only the most likely token survives
+  EXPECT_EQ(generate(model_, *tokenizer_, prompt_, options).ids,
+            std::vector<int64_t>(greedy_ids.begin(), greedy_ids.begin() + 20));
+}
+
+TEST_F(Stories, StopsOnEosStopStringsCancellationAndLength) {
+  const auto greedy_ids = reference_["greedy_ids"].get<std::vector<int64_t>>();
+  GenerationOptions options;
+  options.max_new_tokens = 30;
+  options.eos_ids = {greedy_ids[3]};
+  auto r = generate(model_, *tokenizer_, prompt_, options);
+  EXPECT_EQ(r.finish_reason, "stop");
+  EXPECT_EQ(r.ids, std::vector<int64_t>(greedy_ids.begin(), greedy_ids.begin() + 3));
+
+  options.eos_ids.clear();
+  options.stop_strings = {" girl"};
+  r = generate(model_, *tokenizer_, prompt_, options);
+  EXPECT_EQ(r.finish_reason, "stop");
+  EXPECT_EQ(r.text, ", there was a little");
+
+  options.stop_strings.clear();
+  int calls = 0;
+  r = generate(model_, *tokenizer_, prompt_, options, -1,
+               [&](int64_t, std::string_view) { return ++calls < 5; });
+  EXPECT_EQ(r.finish_reason, "cancelled");
+  EXPECT_EQ(r.ids.size(), 5u);
+
+  options.max_new_tokens = 7;
+  r = generate(model_, *tokenizer_, prompt_, options);
+  EXPECT_EQ(r.finish_reason, "length");
+  EXPECT_EQ(r.ids.size(), 7u);
+}
+
+TEST(Generation, RepetitionPenaltyFollowsTransformers) {
+  // transformers: positive logits divided by the penalty, negative multiplied.
+  at::Generator gen = at::detail::createCPUGenerator(0);
+  GenerationOptions options;
+  options.repetition_penalty = 4.0;
+  const at::Tensor logits = at::tensor({2.0f, 1.5f, -1.0f});
+  EXPECT_EQ(pick_next(logits, options, {}, gen), 0);
+  EXPECT_EQ(pick_next(logits, options, {0}, gen), 1);                      // 2 / 4 = 0.5 < 1.5
+  EXPECT_EQ(pick_next(at::tensor({-1.0f, -1.5f}), options, {0}, gen), 1);  // -1 * 4 = -4 < -1.5
+}
+
+}  // namespace
+}  // namespace vitrine::models
