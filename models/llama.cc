@@ -5,10 +5,13 @@
 #include <torch/nn/modules/container/modulelist.h>
 
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <set>
 #include <stdexcept>
 
+#include "common/atomic_output.h"
 #include "models/safetensors.h"
 
 namespace vitrine::models {
@@ -233,6 +236,23 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device) {
   model->to(at::Device(device));
   model->eval();
   return model;
+}
+
+void save_llama(LlamaForCausalLM& model, const fs::path& source_dir, const fs::path& out_dir) {
+  fs::create_directories(out_dir);
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& item : model->named_parameters(/*recurse=*/true)) {
+    tensors.emplace_back(item.key(), item.value().detach().to(at::kCPU));
+  }
+  save_safetensors(out_dir / "model.safetensors", tensors);
+  for (const char* name : {"config.json", "generation_config.json", "tokenizer.json",
+                           "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"}) {
+    const fs::path from = source_dir / name;
+    if (!fs::exists(from)) continue;
+    std::ifstream in(from, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    write_file_atomic(out_dir / name, bytes);
+  }
 }
 
 std::vector<int64_t> greedy_generate(LlamaForCausalLM& model, const std::vector<int64_t>& prompt,

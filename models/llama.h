@@ -126,6 +126,12 @@ TORCH_MODULE(LlamaForCausalLM);
 // unexpected tensor, a shape mismatch or a sharded checkpoint.
 LlamaForCausalLM load_llama(const std::filesystem::path& dir, const std::string& device = "cpu");
 
+// Writes `model` as a Hugging Face directory: model.safetensors (the base
+// weights as they are now, e.g. after merge_adapter) plus config.json and the
+// tokenizer files copied from `source_dir`, each file written atomically.
+void save_llama(LlamaForCausalLM& model, const std::filesystem::path& source_dir,
+                const std::filesystem::path& out_dir);
+
 // Greedy decoding of `n_new` tokens after `prompt` (EOS not honoured), with
 // the KV cache; `adapter_slot` -1 = base. For checks against references;
 // the generation module offers sampling, stops and batching.

@@ -127,6 +127,27 @@ TEST(Peft, AdapterForAnotherBaseIsRefusedAndLeavesTheModelAlone) {
   for (auto& [path, module] : model->projections()) EXPECT_FALSE(module->has_adapter(0)) << path;
 }
 
+TEST(Peft, MergedModelSavesAsAHuggingFaceDirectory) {
+  const fs::path dir = shared_path("fixtures/hf-llama/mha-untied");
+  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
+  const auto expected = read_json(dir / "expected.json")["adapter"]["sequences"][1];
+  testing::TempDir tmp;
+  {
+    LlamaForCausalLM model = load_llama(dir);
+    attach_adapter(model, load_peft_adapter(dir / "adapter"), 0);
+    merge_adapter(model, 0);
+    save_llama(model, dir, tmp / "merged");
+  }
+  // The saved directory loads as a plain checkpoint that behaves as base + adapter.
+  LlamaForCausalLM merged = load_llama(tmp / "merged");
+  const auto ids = expected["ids"].get<std::vector<int64_t>>();
+  EXPECT_LT(max_abs_diff(last_logits(merged, ids),
+                         at::tensor(expected["logits"].get<std::vector<float>>())),
+            1e-4);
+  EXPECT_EQ(SafetensorsFile::open(tmp / "merged" / "model.safetensors").names(),
+            SafetensorsFile::open(dir / "model.safetensors").names());
+}
+
 TEST(Peft, NonLoraAdaptersAreRefusedByName) {
   const fs::path dir = shared_path("fixtures/hf-llama/mha-untied/adapter");
   if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
