@@ -96,4 +96,95 @@ GenerationResult generate(LlamaForCausalLM& model, const Tokenizer& tokenizer,
   return result;
 }
 
+std::vector<GenerationResult> generate_batch(LlamaForCausalLM& model, const Tokenizer& tokenizer,
+                                             const std::vector<BatchRequest>& requests,
+                                             const GenerationOptions& o,
+                                             const BatchTokenCallback& on_token) {
+  const size_t n = requests.size();
+  std::vector<GenerationResult> results(n);
+  if (n == 0) return results;
+  at::NoGradGuard no_grad;
+  const auto device = model->lm_head_weight().device();
+  size_t longest = 0;
+  for (const auto& r : requests) {
+    if (r.prompt.empty()) throw std::invalid_argument("generate_batch: empty prompt");
+    longest = std::max(longest, r.prompt.size());
+  }
+  // Left-pad every prompt to the longest; the pad id is never attended to.
+  std::vector<int64_t> pad(n), flat;
+  RowAdapters rows(n);
+  std::vector<at::Generator> generators;
+  std::vector<std::vector<int64_t>> seen(n);
+  std::vector<std::unique_ptr<StreamDecoder>> decoders;
+  std::vector<bool> done(n, false);
+  for (size_t i = 0; i < n; ++i) {
+    const auto& prompt = requests[i].prompt;
+    pad[i] = static_cast<int64_t>(longest - prompt.size());
+    flat.insert(flat.end(), static_cast<size_t>(pad[i]), prompt.front());
+    flat.insert(flat.end(), prompt.begin(), prompt.end());
+    rows[i] = requests[i].adapter_slot;
+    generators.push_back(at::detail::createCPUGenerator(o.seed));
+    seen[i] = prompt;
+    decoders.push_back(std::make_unique<StreamDecoder>(tokenizer));
+    for (const int64_t id : prompt) decoders[i]->push(static_cast<int32_t>(id));
+    decoders[i]->flush();
+    results[i].finish_reason = "length";
+  }
+  KvCache cache;
+  at::Tensor input = at::tensor(flat, at::TensorOptions().dtype(at::kLong))
+                         .view({static_cast<int64_t>(n), static_cast<int64_t>(longest)})
+                         .to(device);  // [n, longest]
+  size_t active = n;
+  for (int step = 0; step < o.max_new_tokens && active > 0; ++step) {
+    const at::Tensor logits = model->forward(input, &cache, rows, nullptr, pad);  // [n, s, vocab]
+    const at::Tensor last = logits.select(1, logits.size(1) - 1);                 // [n, vocab]
+    std::vector<int64_t> next(n);
+    for (size_t i = 0; i < n; ++i) {
+      if (done[i]) {
+        next[i] = seen[i].back();  // finished rows keep a slot until the batch ends
+        continue;
+      }
+      const int64_t id = pick_next(last[static_cast<int64_t>(i)], o, seen[i], generators[i]);
+      next[i] = id;
+      GenerationResult& r = results[i];
+      auto finish = [&](const char* reason) {
+        r.finish_reason = reason;
+        done[i] = true;
+        --active;
+      };
+      if (std::find(o.eos_ids.begin(), o.eos_ids.end(), id) != o.eos_ids.end()) {
+        finish("stop");
+        continue;
+      }
+      r.ids.push_back(id);
+      seen[i].push_back(id);
+      std::string piece = decoders[i]->push(static_cast<int32_t>(id));
+      r.text += piece;
+      bool stopped = false;
+      for (const auto& stop : o.stop_strings) {
+        if (!stop.empty() && r.text.ends_with(stop)) {
+          const size_t keep = r.text.size() - stop.size();
+          const size_t before = r.text.size() - piece.size();
+          piece = keep > before ? piece.substr(0, keep - before) : std::string();
+          r.text.resize(keep);
+          stopped = true;
+          break;
+        }
+      }
+      if (on_token && !on_token(i, id, piece)) {
+        finish("cancelled");
+      } else if (stopped) {
+        finish("stop");
+      }
+    }
+    input = at::tensor(next, at::TensorOptions().dtype(at::kLong))
+                .view({static_cast<int64_t>(n), 1})
+                .to(device);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (results[i].finish_reason == "length") results[i].text += decoders[i]->flush();
+  }
+  return results;
+}
+
 }  // namespace vitrine::models

@@ -44,6 +44,24 @@ GenerationResult generate(LlamaForCausalLM& model, const Tokenizer& tokenizer,
                           const std::vector<int64_t>& prompt, const GenerationOptions& options,
                           int adapter_slot = -1, const TokenCallback& on_token = {});
 
+// One request of a batch: its prompt and adapter slot (-1 = base).
+struct BatchRequest {
+  std::vector<int64_t> prompt;
+  int adapter_slot = -1;
+};
+
+// Generates for several requests in one forward per step: prompts of
+// different lengths (left-padded, never attended to), a different adapter
+// per row, each row stopping on its own eos, stop string or length, and
+// each row sampled with its own generator seeded with options.seed, so a
+// row gives exactly what generate() gives it alone. `on_token` gets the row
+// index; returning false cancels that row only.
+using BatchTokenCallback = std::function<bool(size_t row, int64_t id, std::string_view text)>;
+std::vector<GenerationResult> generate_batch(LlamaForCausalLM& model, const Tokenizer& tokenizer,
+                                             const std::vector<BatchRequest>& requests,
+                                             const GenerationOptions& options,
+                                             const BatchTokenCallback& on_token = {});
+
 // The next id from last-position logits [vocab] under `options` (exposed for tests).
 int64_t pick_next(const at::Tensor& logits, const GenerationOptions& options,
                   const std::vector<int64_t>& seen, at::Generator& generator);

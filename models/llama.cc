@@ -54,7 +54,8 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& c)
 
 at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos,
                                        const at::Tensor& sin, at::Tensor* cache_k,
-                                       at::Tensor* cache_v, int64_t past, const RowAdapters& rows) {
+                                       at::Tensor* cache_v, const at::Tensor& mask,
+                                       const RowAdapters& rows) {
   const int64_t b = x.size(0), s = x.size(1);
   at::Tensor q = q_proj(x, rows).view({b, s, n_heads_, head_dim_}).transpose(1, 2);  // [b, H, s, d]
   at::Tensor k =
@@ -72,19 +73,11 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& co
     *cache_k = k;
     *cache_v = v;
   }
-  const int64_t total = k.size(2);
   const int64_t groups = n_heads_ / n_kv_heads_;
   const at::Tensor kk = repeat_kv(k, groups), vv = repeat_kv(v, groups);  // [b, H, total, d]
   at::Tensor scores = at::matmul(q, kk.transpose(2, 3)) /
                       std::sqrt(static_cast<double>(head_dim_));  // [b, H, s, total]
-  if (s > 1) {
-    // Query i (absolute past + i) sees keys j <= past + i.
-    const at::Tensor qpos =
-        at::arange(past, past + s, x.options().dtype(at::kLong)).unsqueeze(1);  // [s, 1]
-    const at::Tensor kpos =
-        at::arange(0, total, x.options().dtype(at::kLong)).unsqueeze(0);  // [1, total]
-    scores = scores.masked_fill(kpos > qpos, -std::numeric_limits<float>::infinity());
-  }
+  if (mask.defined()) scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
   const at::Tensor probs = at::softmax(scores, -1);  // [b, H, s, total]
   const at::Tensor out =
       at::matmul(probs, vv).transpose(1, 2).reshape({b, s, n_heads_ * head_dim_});  // [b, s, H*d]
@@ -113,9 +106,9 @@ LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& c) {
 
 at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos,
                                           const at::Tensor& sin, at::Tensor* cache_k,
-                                          at::Tensor* cache_v, int64_t past,
+                                          at::Tensor* cache_v, const at::Tensor& mask,
                                           const RowAdapters& rows) {
-  const at::Tensor h = x + self_attn(input_layernorm(x), cos, sin, cache_k, cache_v, past, rows);
+  const at::Tensor h = x + self_attn(input_layernorm(x), cos, sin, cache_k, cache_v, mask, rows);
   return h + mlp(post_attention_layernorm(h), rows);
 }
 
@@ -160,35 +153,56 @@ std::vector<std::pair<std::string, LoraLinear>> LlamaForCausalLMImpl::projection
 }
 
 at::Tensor LlamaForCausalLMImpl::forward(const at::Tensor& ids, KvCache* cache,
-                                         const RowAdapters& rows, HiddenStates* hidden) {
+                                         const RowAdapters& rows, HiddenStates* hidden,
+                                         const std::vector<int64_t>& left_pad) {
   const int64_t b = ids.size(0), s = ids.size(1);
   const int64_t past = cache != nullptr ? cache->length : 0;
+  const int64_t total = past + s;
   const int64_t n_layers = static_cast<int64_t>(model->layers->size());
+  if (!left_pad.empty() && static_cast<int64_t>(left_pad.size()) != b) {
+    throw std::invalid_argument(
+        fmt::format("forward: {} left_pad entries for a batch of {}", left_pad.size(), b));
+  }
   if (cache != nullptr && cache->k.empty()) {
     cache->k.resize(n_layers);
     cache->v.resize(n_layers);
   }
   at::Tensor x = model->embed_tokens(ids);  // [b, s, hidden]
-  // RoPE angles of the absolute positions, as transformers computes them.
+  const auto long_opts = x.options().dtype(at::kLong);
+  const at::Tensor pad =
+      left_pad.empty() ? at::zeros({b}, long_opts)
+                       : at::tensor(left_pad, at::TensorOptions().dtype(at::kLong)).to(x.device());
+  // Positions of this call's tokens, per row, counted from the row's first real token.
+  const at::Tensor qpos = at::arange(past, total, long_opts).unsqueeze(0).expand({b, s});  // [b, s]
+  const at::Tensor pos = (qpos - pad.unsqueeze(1)).clamp_min(0).to(x.scalar_type());       // [b, s]
+  // RoPE angles of those positions, as transformers computes them.
   const at::Tensor inv_freq = config_.rope_scaling.type == RopeScalingType::kDynamic
-                                  ? rope_inv_freq(config_, past + s).to(x.device())
+                                  ? rope_inv_freq(config_, total).to(x.device())
                                   : inv_freq_;
-  const at::Tensor pos = at::arange(past, past + s, x.options());  // [s]
-  const at::Tensor freqs = at::outer(pos, inv_freq);               // [s, d/2]
-  const at::Tensor emb =
-      at::cat({freqs, freqs}, -1).unsqueeze(0).expand({b, s, freqs.size(1) * 2});  // [b, s, d]
+  const at::Tensor freqs = pos.unsqueeze(-1) * inv_freq.view({1, 1, -1});  // [b, s, d/2]
+  const at::Tensor emb = at::cat({freqs, freqs}, -1);                      // [b, s, d]
   const at::Tensor cos = emb.cos(), sin = emb.sin();
+  // A real query t (absolute past + t) sees keys j with pad <= j <= past + t.
+  // Padding queries see the padding before them (their output is never used,
+  // but a fully masked row would turn into NaNs that reach the cache).
+  at::Tensor mask;
+  if (s > 1 || !left_pad.empty()) {
+    const at::Tensor kpos = at::arange(0, total, long_opts).view({1, 1, total});  // [1, 1, total]
+    const at::Tensor q3 = qpos.unsqueeze(-1), pad3 = pad.view({b, 1, 1});  // [b, s, 1], [b, 1, 1]
+    mask = (kpos > q3) | ((kpos < pad3) & (q3 >= pad3));                   // [b, s, total]
+    mask = mask.unsqueeze(1);                                              // [b, 1, s, total]
+  }
   if (hidden != nullptr) hidden->states = {x};
   for (int64_t i = 0; i < n_layers; ++i) {
     auto layer = model->layers[i]->as<LlamaDecoderLayer>();
     x = layer->forward(x, cos, sin, cache ? &cache->k[i] : nullptr, cache ? &cache->v[i] : nullptr,
-                       past, rows);
+                       mask, rows);
     if (hidden != nullptr && i + 1 < n_layers) hidden->states.push_back(x);
   }
   if (hidden != nullptr) hidden->last_layer_prenorm = x;
   x = model->norm(x);
   if (hidden != nullptr) hidden->states.push_back(x);
-  if (cache != nullptr) cache->length = past + s;
+  if (cache != nullptr) cache->length = total;
   return at::linear(x, lm_head_weight());  // [b, s, vocab]
 }
 

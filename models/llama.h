@@ -50,7 +50,7 @@ class LlamaAttentionImpl : public torch::nn::Module {
   // x [batch, seq, hidden], cos/sin [batch, seq, head_dim]; appends to the
   // layer's cache entries when given.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                     at::Tensor* cache_k, at::Tensor* cache_v, int64_t past,
+                     at::Tensor* cache_k, at::Tensor* cache_v, const at::Tensor& mask,
                      const RowAdapters& rows);
   LoraLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
@@ -72,7 +72,7 @@ class LlamaDecoderLayerImpl : public torch::nn::Module {
  public:
   explicit LlamaDecoderLayerImpl(const LlamaConfig& config);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                     at::Tensor* cache_k, at::Tensor* cache_v, int64_t past,
+                     at::Tensor* cache_k, at::Tensor* cache_v, const at::Tensor& mask,
                      const RowAdapters& rows);
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   LlamaAttention self_attn{nullptr};
@@ -103,8 +103,12 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
   // ids [batch, seq] (int64) -> logits [batch, seq, vocab]. With a cache,
   // positions continue after cache->length and the cache grows by seq.
+  // left_pad[b] (empty = none) is the number of padding tokens at the start
+  // of row b (in the cache and this call): they are never attended to and
+  // row b's positions count from its first real token, so a padded row
+  // computes what it would alone.
   at::Tensor forward(const at::Tensor& ids, KvCache* cache = nullptr, const RowAdapters& rows = {},
-                     HiddenStates* hidden = nullptr);
+                     HiddenStates* hidden = nullptr, const std::vector<int64_t>& left_pad = {});
 
   const LlamaConfig& config() const { return config_; }
   // Every LoRA-capable projection, by checkpoint module path

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "models/peft_adapter.h"
 #include "tests/support/temp_dir.h"
 
 namespace vitrine::models {
@@ -100,6 +101,40 @@ TEST_F(Stories, StopsOnEosStopStringsCancellationAndLength) {
   r = generate(model_, *tokenizer_, prompt_, options);
   EXPECT_EQ(r.finish_reason, "length");
   EXPECT_EQ(r.ids.size(), 7u);
+}
+
+TEST(Generation, ABatchOfMixedLengthsAndAdaptersEqualsEachRowAlone) {
+  const fs::path dir = testing::shared_path("fixtures/hf-llama/mha-untied");
+  const fs::path stories = testing::shared_path("models/stories260K-hf");
+  if (!fs::exists(dir) || !fs::exists(stories)) GTEST_SKIP() << "../shared fixtures not found";
+  std::ifstream in(dir / "expected.json");
+  const auto expected = nlohmann::json::parse(in);
+  LlamaForCausalLM model = load_llama(dir);
+  attach_adapter(model, load_peft_adapter(dir / "adapter"), 0);
+  const auto tokenizer = load_tokenizer(stories);  // any tokenizer: only the ids are compared here
+  // len1 and len120 on the adapter, len17 on the base: the transformers/PEFT greedy ids.
+  std::vector<BatchRequest> requests;
+  std::vector<std::vector<int64_t>> want;
+  for (const auto& [index, slot] : std::vector<std::pair<int, int>>{{0, 0}, {1, -1}, {2, 0}}) {
+    const auto& seq = expected["sequences"][index];
+    requests.push_back({seq["ids"].get<std::vector<int64_t>>(), slot});
+    want.push_back((slot < 0 ? seq : expected["adapter"]["sequences"][index])["greedy"]
+                       .get<std::vector<int64_t>>());
+  }
+  GenerationOptions options;
+  options.max_new_tokens = 16;
+  auto results = generate_batch(model, *tokenizer, requests, options);
+  ASSERT_EQ(results.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(results[i].ids, want[i]) << "row " << i;
+  // Each row stops on its own: an eos that only row 1 produces (at step 4).
+  options.eos_ids = {want[1][3]};
+  results = generate_batch(model, *tokenizer, requests, options);
+  EXPECT_EQ(results[1].finish_reason, "stop");
+  EXPECT_EQ(results[1].ids, std::vector<int64_t>(want[1].begin(), want[1].begin() + 3));
+  for (size_t i : {0u, 2u}) {
+    const auto it = std::find(want[i].begin(), want[i].end(), want[1][3]);
+    EXPECT_EQ(results[i].ids, std::vector<int64_t>(want[i].begin(), it)) << "row " << i;
+  }
 }
 
 TEST(Generation, RepetitionPenaltyFollowsTransformers) {
