@@ -40,60 +40,12 @@ int64_t pick_next(const at::Tensor& logits_in, const GenerationOptions& o,
 GenerationResult generate(LlamaForCausalLM& model, const Tokenizer& tokenizer,
                           const std::vector<int64_t>& prompt, const GenerationOptions& o,
                           int adapter_slot, const TokenCallback& on_token) {
-  if (prompt.empty()) throw std::invalid_argument("generate: empty prompt");
-  at::NoGradGuard no_grad;
-  at::Generator generator = at::detail::createCPUGenerator(o.seed);
-  const RowAdapters rows = adapter_slot >= 0 ? RowAdapters{adapter_slot} : RowAdapters{};
-  const auto device = model->lm_head_weight().device();
-  KvCache cache;
-  std::vector<int64_t> seen = prompt;
-  StreamDecoder decoder(tokenizer);
-  for (const int64_t id : prompt)
-    decoder.push(static_cast<int32_t>(id));  // so the first new piece keeps its space
-  decoder.flush();
-  GenerationResult result;
-  result.finish_reason = "length";
-  at::Tensor input =
-      at::tensor(prompt, at::TensorOptions().dtype(at::kLong)).unsqueeze(0).to(device);  // [1, n]
-  for (int step = 0; step < o.max_new_tokens; ++step) {
-    const at::Tensor logits = model->forward(input, &cache, rows);  // [1, s, vocab]
-    const int64_t next = pick_next(logits[0][logits.size(1) - 1], o, seen, generator);
-    if (std::find(o.eos_ids.begin(), o.eos_ids.end(), next) != o.eos_ids.end()) {
-      result.finish_reason = "stop";
-      break;
-    }
-    result.ids.push_back(next);
-    seen.push_back(next);
-    std::string piece = decoder.push(static_cast<int32_t>(next));
-    result.text += piece;
-    bool stopped = false;
-    for (const auto& stop : o.stop_strings) {
-      if (!stop.empty() && result.text.ends_with(stop)) {
-        const size_t keep = result.text.size() - stop.size();
-        // Only the part of this piece before the stop string is reported.
-        const size_t before = result.text.size() - piece.size();
-        piece = keep > before ? piece.substr(0, keep - before) : std::string();
-        result.text.resize(keep);
-        stopped = true;
-        break;
-      }
-    }
-    if (on_token && !on_token(next, piece)) {
-      result.finish_reason = "cancelled";
-      break;
-    }
-    if (stopped) {
-      result.finish_reason = "stop";
-      break;
-    }
-    input = at::full({1, 1}, next, at::TensorOptions().dtype(at::kLong).device(device));
+  BatchTokenCallback row_callback;
+  if (on_token) {
+    row_callback = [&](size_t, int64_t id, std::string_view text) { return on_token(id, text); };
   }
-  if (result.finish_reason != "stop") {
-    const std::string rest = decoder.flush();
-    result.text += rest;
-    if (on_token && !rest.empty()) on_token(-1, rest);
-  }
-  return result;
+  return std::move(
+      generate_batch(model, tokenizer, {BatchRequest{prompt, adapter_slot}}, o, row_callback)[0]);
 }
 
 std::vector<GenerationResult> generate_batch(LlamaForCausalLM& model, const Tokenizer& tokenizer,
@@ -130,6 +82,8 @@ std::vector<GenerationResult> generate_batch(LlamaForCausalLM& model, const Toke
     decoders[i]->flush();
     results[i].finish_reason = "length";
   }
+  // Rows without padding need no padding mask (decode steps then skip it).
+  if (std::all_of(pad.begin(), pad.end(), [](int64_t p) { return p == 0; })) pad.clear();
   KvCache cache;
   at::Tensor input = at::tensor(flat, at::TensorOptions().dtype(at::kLong))
                          .view({static_cast<int64_t>(n), static_cast<int64_t>(longest)})
@@ -182,7 +136,10 @@ std::vector<GenerationResult> generate_batch(LlamaForCausalLM& model, const Toke
                 .to(device);
   }
   for (size_t i = 0; i < n; ++i) {
-    if (results[i].finish_reason == "length") results[i].text += decoders[i]->flush();
+    if (results[i].finish_reason != "length") continue;
+    const std::string rest = decoders[i]->flush();
+    results[i].text += rest;
+    if (on_token && !rest.empty()) on_token(i, -1, rest);
   }
   return results;
 }
