@@ -155,9 +155,7 @@ class BlockCleaner {
       ++c.drops[static_cast<int>(*drop)];
       auto& ex = c.drop_examples[static_cast<int>(*drop)];
       if (want_example(ex)) {
-        Example e = make_example(line_no, "record", title_, title_, 80);
-        e.after = make_example(line_no, "", content_, content_, 80).before;
-        ex.push_back(std::move(e));
+        ex.push_back(make_record_example(line_no, title_, content_));
       }
       return;
     }
@@ -610,9 +608,7 @@ PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir,
         ++bc.drops[static_cast<int>(*drop)];
         auto& ex = bc.drop_examples[static_cast<int>(*drop)];
         if (ex.size() < config.examples_per_rule) {
-          Example e = make_example(rec.line, "record", title, title, 80);
-          e.after = make_example(rec.line, "", content, content, 80).before;
-          ex.push_back(std::move(e));
+          ex.push_back(make_record_example(rec.line, title, content));
         }
         continue;
       }

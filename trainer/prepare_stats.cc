@@ -127,6 +127,12 @@ Example make_example(uint64_t line, std::string_view field, std::string_view bef
   return e;
 }
 
+Example make_record_example(uint64_t line, std::string_view title, std::string_view content) {
+  Example e = make_example(line, "record", title, title, 80);
+  e.after = make_example(line, "", content, content, 80).before;
+  return e;
+}
+
 namespace {
 
 std::string md_escape(std::string_view s) {

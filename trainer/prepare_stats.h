@@ -78,6 +78,10 @@ struct PrepareCounters {
 Example make_example(uint64_t line, std::string_view field, std::string_view before,
                      std::string_view after, size_t width = 160);
 
+// A dropped record as an example: its title excerpt as "before", its
+// description excerpt as "after".
+Example make_record_example(uint64_t line, std::string_view title, std::string_view content);
+
 // Renders report.md from stats.json's content.
 std::string render_report(const nlohmann::ordered_json& stats);
 
