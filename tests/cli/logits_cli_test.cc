@@ -1,29 +1,18 @@
 // `vitrine logits` against the transformers reference logits.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/run_vitrine.h"
 #include "tests/support/temp_dir.h"
 
 namespace vitrine {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::pair<int, std::string> run_vitrine(const std::string& args) {
-  const std::string cmd = std::string(VITRINE_BINARY_DIR) + "/cli/vitrine " + args + " 2>&1";
-  std::string out;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using testing::run_vitrine;
 
 TEST(LogitsCli, PrintsTheReferenceLogitsWithAndWithoutAdapter) {
   const fs::path dir = testing::shared_path("fixtures/hf-llama/mha-untied");
@@ -55,12 +44,12 @@ TEST(LogitsCli, PrintsTheReferenceLogitsWithAndWithoutAdapter) {
 TEST(LogitsCli, BadIdsAreClearErrors) {
   const fs::path dir = testing::shared_path("fixtures/hf-llama/mha-untied");
   if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
-  auto [code, out] = run_vitrine("logits --model " + dir.string() + " --ids 1,x,3");
-  EXPECT_EQ(code, 1);
-  EXPECT_NE(out.find("'x' is not an integer"), std::string::npos) << out;
-  std::tie(code, out) = run_vitrine("logits --model " + dir.string() + " --ids 1,99999");
-  EXPECT_EQ(code, 1);
-  EXPECT_NE(out.find("outside the vocabulary"), std::string::npos) << out;
+  testing::CliRun r = run_vitrine("logits --model " + dir.string() + " --ids 1,x,3");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("'x' is not an integer"), std::string::npos) << r.output;
+  r = run_vitrine("logits --model " + dir.string() + " --ids 1,99999");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("outside the vocabulary"), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -1,10 +1,9 @@
 // The `vitrine prepare` program as users run it: exit codes, messages, config.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/run_vitrine.h"
 #include "tests/support/temp_dir.h"
 #include "trainer/prepare.h"
 
@@ -12,26 +11,11 @@ namespace vitrine {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::CliRun;
 using testing::read_file;
+using testing::run_vitrine;
 using testing::TempDir;
 using testing::write_file;
-
-struct CliRun {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-CliRun run(const std::string& args) {
-  const std::string cmd = std::string(VITRINE_BINARY_DIR) + "/cli/vitrine " + args + " 2>&1";
-  CliRun r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) r.output.append(buf, n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 const std::string kGood =
     R"({"uid": "B000000001", "title": "A Field Guide to Garden Birds", "content": "An illustrated guide to the birds that visit gardens, with notes on song and nesting."})"
@@ -40,9 +24,9 @@ const std::string kGood =
 TEST(PrepareCli, ShippedConfigHoldsExactlyTheDefaults) {
   TempDir dir;
   write_file(dir / "in.jsonl", kGood);
-  const CliRun r =
-      run("prepare -q --input " + (dir / "in.jsonl").string() + " --out " + (dir / "ds").string() +
-          " --config " + std::string(VITRINE_SOURCE_DIR) + "/configs/prepare.yaml");
+  const CliRun r = run_vitrine("prepare -q --input " + (dir / "in.jsonl").string() + " --out " +
+                               (dir / "ds").string() + " --config " +
+                               std::string(VITRINE_SOURCE_DIR) + "/configs/prepare.yaml");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto stats = nlohmann::ordered_json::parse(read_file(dir / "ds" / "stats.json"));
   EXPECT_EQ(stats["config"], trainer::config_to_json(trainer::PrepareConfig{}))
@@ -54,8 +38,8 @@ TEST(PrepareCli, UnknownConfigKeyFailsNamingIt) {
   TempDir dir;
   write_file(dir / "in.jsonl", kGood);
   write_file(dir / "bad.yaml", "filter:\n  min_content_char: 10\n");
-  const CliRun r = run("prepare -q --input " + (dir / "in.jsonl").string() + " --out " +
-                       (dir / "ds").string() + " --config " + (dir / "bad.yaml").string());
+  const CliRun r = run_vitrine("prepare -q --input " + (dir / "in.jsonl").string() + " --out " +
+                               (dir / "ds").string() + " --config " + (dir / "bad.yaml").string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("filter.min_content_char"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(dir / "ds"));
@@ -65,8 +49,8 @@ TEST(PrepareCli, YamlSyntaxErrorNamesTheLine) {
   TempDir dir;
   write_file(dir / "in.jsonl", kGood);
   write_file(dir / "bad.yaml", "filter:\n  min_content_chars: [10\n");
-  const CliRun r = run("prepare -q --input " + (dir / "in.jsonl").string() + " --out " +
-                       (dir / "ds").string() + " --config " + (dir / "bad.yaml").string());
+  const CliRun r = run_vitrine("prepare -q --input " + (dir / "in.jsonl").string() + " --out " +
+                               (dir / "ds").string() + " --config " + (dir / "bad.yaml").string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("bad.yaml"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("line"), std::string::npos) << r.output;
@@ -74,8 +58,8 @@ TEST(PrepareCli, YamlSyntaxErrorNamesTheLine) {
 
 TEST(PrepareCli, MissingInputIsAUsageError) {
   TempDir dir;
-  const CliRun r =
-      run("prepare --input " + (dir / "nope.json").string() + " --out " + (dir / "ds").string());
+  const CliRun r = run_vitrine("prepare --input " + (dir / "nope.json").string() + " --out " +
+                               (dir / "ds").string());
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("nope.json"), std::string::npos) << r.output;
 }
@@ -83,8 +67,8 @@ TEST(PrepareCli, MissingInputIsAUsageError) {
 TEST(PrepareCli, NothingKeptExitsNonZeroWithReasons) {
   TempDir dir;
   write_file(dir / "in.jsonl", "garbage\n{\"title\": 5}\n");
-  const CliRun r =
-      run("prepare -q --input " + (dir / "in.jsonl").string() + " --out " + (dir / "ds").string());
+  const CliRun r = run_vitrine("prepare -q --input " + (dir / "in.jsonl").string() + " --out " +
+                               (dir / "ds").string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("nothing kept"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(dir / "ds"));
@@ -93,8 +77,8 @@ TEST(PrepareCli, NothingKeptExitsNonZeroWithReasons) {
 TEST(PrepareCli, PrintsTheReportWhenAsked) {
   TempDir dir;
   write_file(dir / "in.jsonl", kGood + "not json\n");
-  const CliRun r = run("prepare -q --print-report --input " + (dir / "in.jsonl").string() +
-                       " --out " + (dir / "ds").string());
+  const CliRun r = run_vitrine("prepare -q --print-report --input " + (dir / "in.jsonl").string() +
+                               " --out " + (dir / "ds").string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("# Dataset preparation report"), std::string::npos);
   EXPECT_NE(r.output.find("| bad_json | 1 |"), std::string::npos) << r.output;

@@ -10,6 +10,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/expect_error.h"
 #include "tests/support/temp_dir.h"
 
 namespace vitrine::models {
@@ -17,24 +18,11 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using vitrine::testing::expect_error;
 using vitrine::testing::read_file;
 using vitrine::testing::shared_path;
 using vitrine::testing::TempDir;
 using vitrine::testing::write_file;
-
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    const std::string message = e.what();
-    for (const auto& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos)
-          << "message: " << message << "\nmissing: " << part;
-    }
-    return;
-  }
-  ADD_FAILURE() << "no exception thrown";
-}
 
 // A small valid Llama config to mutate.
 json llama_json() {

@@ -9,26 +9,20 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support/temp_dir.h"
+#include "tests/support/tensors.h"
 
 namespace vitrine::models {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::max_abs_diff;
+using testing::read_json;
 using testing::shared_path;
 
 constexpr double kTolerance = 1e-4;
 
-nlohmann::json read_json(const fs::path& p) {
-  std::ifstream in(p);
-  return nlohmann::json::parse(in);
-}
-
 at::Tensor to_tensor(const nlohmann::json& values) {
   return at::tensor(values.get<std::vector<float>>());
-}
-
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a - b).abs().max().item<double>();
 }
 
 class LlamaFixture : public ::testing::TestWithParam<std::string> {};

@@ -9,21 +9,15 @@
 
 #include "models/safetensors.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/tensors.h"
 
 namespace vitrine::models {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::max_abs_diff;
+using testing::read_json;
 using testing::shared_path;
-
-nlohmann::json read_json(const fs::path& p) {
-  std::ifstream in(p);
-  return nlohmann::json::parse(in);
-}
-
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a - b).abs().max().item<double>();
-}
 
 at::Tensor last_logits(LlamaForCausalLM& model, const std::vector<int64_t>& ids,
                        const RowAdapters& rows = {}) {

@@ -13,31 +13,18 @@
 #include <nlohmann/json.hpp>
 
 #include "models/llama_config.h"
+#include "tests/support/expect_error.h"
 #include "tests/support/temp_dir.h"
 
 namespace vitrine::models {
 namespace {
 
 namespace fs = std::filesystem;
+using vitrine::testing::expect_error;
 using vitrine::testing::read_file;
 using vitrine::testing::shared_path;
 using vitrine::testing::TempDir;
 using vitrine::testing::write_file;
-
-// Runs `fn`, expecting an exception whose message contains every one of `parts`.
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    const std::string message = e.what();
-    for (const auto& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos)
-          << "message: " << message << "\nmissing: " << part;
-    }
-    return;
-  }
-  ADD_FAILURE() << "no exception thrown";
-}
 
 // An 8-byte little-endian length, the header, then the data bytes.
 std::string safetensors_bytes(const std::string& header, const std::string& data) {
