@@ -1,9 +1,9 @@
 // Text generation with one Llama and its adapters: greedy or sampled, with a
 // per-token callback for streaming, stop ids and stop strings, cancellation.
 //
-// One sequence at a time, with its KV cache; batching many requests into
-// one forward is the serving engine's job. Not goals: beam search,
-// speculative decoding.
+// A fixed batch of requests decodes together (generate() is a batch of one);
+// admitting and retiring requests while a batch runs (continuous batching)
+// is the serving engine's job. Not goals: beam search, speculative decoding.
 #pragma once
 
 #include <cstdint>
