@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "models/runtime.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"vitrine: tune and serve product-knowledge language models"};
@@ -12,12 +13,17 @@ int main(int argc, char** argv) {
   auto prepare = vitrine::cli::add_prepare_command(app);
   auto logits = vitrine::cli::add_logits_command(app);
   auto generate = vitrine::cli::add_generate_command(app);
+  auto info = vitrine::cli::add_info_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   if (app.got_subcommand(prepare.command)) return prepare.run();
+  // The model commands need OpenMP's passive wait policy, which only the
+  // environment at start-up sets (see models/runtime.h).
+  vitrine::models::reexec_with_passive_wait_policy(argv);
+  if (app.got_subcommand(info.command)) return info.run();
   if (app.got_subcommand(logits.command)) return logits.run();
   if (app.got_subcommand(generate.command)) return generate.run();
   return 2;

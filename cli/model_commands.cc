@@ -26,6 +26,7 @@ struct LogitsArgs {
   std::string model;
   std::string adapter;
   std::string ids;
+  std::string device = "cpu";
   int threads = 0;
 };
 
@@ -49,9 +50,9 @@ std::vector<int64_t> parse_ids(const std::string& text) {
 
 int run_logits(const LogitsArgs& args) {
   try {
-    models::init_runtime(models::RuntimeOptions{.threads = args.threads});
+    models::init_runtime(models::RuntimeOptions{.threads = args.threads, .device = args.device});
     const std::vector<int64_t> ids = parse_ids(args.ids);
-    models::LlamaForCausalLM model = models::load_llama(args.model);
+    models::LlamaForCausalLM model = models::load_llama(args.model, args.device);
     for (const int64_t id : ids) {
       if (id < 0 || id >= model->config().vocab_size) {
         throw std::invalid_argument(fmt::format("--ids: {} is outside the vocabulary [0, {})", id,
@@ -65,8 +66,10 @@ int run_logits(const LogitsArgs& args) {
     }
     at::NoGradGuard no_grad;
     const at::Tensor logits =
-        model->forward(at::tensor(ids).unsqueeze(0), nullptr, rows);  // [1, n, vocab]
-    const at::Tensor last = logits[0][static_cast<int64_t>(ids.size()) - 1].contiguous();
+        model->forward(at::tensor(ids).unsqueeze(0).to(models::resolve_device(args.device)),
+                       nullptr, rows);  // [1, n, vocab]
+    const at::Tensor last =
+        logits[0][static_cast<int64_t>(ids.size()) - 1].to(at::kCPU).contiguous();
     const float* p = last.data_ptr<float>();
     nlohmann::ordered_json j = {{"ids", ids}, {"logits", std::vector<float>(p, p + last.numel())}};
     std::puts(j.dump().c_str());
@@ -82,14 +85,15 @@ struct GenerateArgs {
   std::string adapter;
   std::string prompt;
   bool chat = false;
+  std::string device = "cpu";
   int threads = 0;
   models::GenerationOptions options;
 };
 
 int run_generate(GenerateArgs args) {
   try {
-    models::init_runtime(models::RuntimeOptions{.threads = args.threads});
-    models::LlamaForCausalLM model = models::load_llama(args.model);
+    models::init_runtime(models::RuntimeOptions{.threads = args.threads, .device = args.device});
+    models::LlamaForCausalLM model = models::load_llama(args.model, args.device);
     const auto tokenizer = models::load_tokenizer(args.model);
     int slot = -1;
     if (!args.adapter.empty()) {
@@ -147,6 +151,8 @@ Command add_generate_command(CLI::App& app) {
   cmd->add_option("--stop", args->options.stop_strings,
                   "stop when the text ends with this (repeatable)");
   cmd->add_option("--threads", args->threads, "torch threads (0 = cores)");
+  cmd->add_option("--device", args->device, "where the model runs: cpu, cuda or cuda:N")
+      ->capture_default_str();
   return Command{cmd, [args] { return run_generate(*args); }};
 }
 
@@ -162,6 +168,8 @@ Command add_logits_command(CLI::App& app) {
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--ids", args->ids, "comma-separated token ids, e.g. 1,403,407")->required();
   cmd->add_option("--threads", args->threads, "torch threads (0 = cores)");
+  cmd->add_option("--device", args->device, "where the model runs: cpu, cuda or cuda:N")
+      ->capture_default_str();
   return Command{cmd, [args] { return run_logits(*args); }};
 }
 

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/InferenceMode.h>
 
 #include <algorithm>
 #include <stdexcept>
@@ -10,7 +11,8 @@ namespace vitrine::models {
 
 int64_t pick_next(const at::Tensor& logits_in, const GenerationOptions& o,
                   const std::vector<int64_t>& seen, at::Generator& generator) {
-  at::Tensor logits = logits_in.to(at::kFloat).clone();  // [vocab]
+  // Sampling runs on the CPU whatever the model's device: the generators are CPU ones.
+  at::Tensor logits = logits_in.to(at::kCPU, at::kFloat).clone();  // [vocab]
   if (o.repetition_penalty != 1.0 && !seen.empty()) {
     const at::Tensor idx =
         at::tensor(seen, at::TensorOptions().dtype(at::kLong)).to(logits.device());
@@ -48,14 +50,20 @@ GenerationResult generate(LlamaForCausalLM& model, const Tokenizer& tokenizer,
       generate_batch(model, tokenizer, {BatchRequest{prompt, adapter_slot}}, o, row_callback)[0]);
 }
 
-std::vector<GenerationResult> generate_batch(LlamaForCausalLM& model, const Tokenizer& tokenizer,
-                                             const std::vector<BatchRequest>& requests,
-                                             const GenerationOptions& o,
-                                             const BatchTokenCallback& on_token) {
+namespace {
+
+// generate_batch with an optional tokenizer: without one, texts stay empty.
+std::vector<GenerationResult> run_batch(LlamaForCausalLM& model, const Tokenizer* tokenizer,
+                                        const std::vector<BatchRequest>& requests,
+                                        const GenerationOptions& o,
+                                        const BatchTokenCallback& on_token) {
   const size_t n = requests.size();
   std::vector<GenerationResult> results(n);
   if (n == 0) return results;
-  at::NoGradGuard no_grad;
+  if (tokenizer == nullptr && !o.stop_strings.empty()) {
+    throw std::invalid_argument("generation: stop strings need a tokenizer");
+  }
+  c10::InferenceMode inference;
   const auto device = model->lm_head_weight().device();
   size_t longest = 0;
   for (const auto& r : requests) {
@@ -77,21 +85,23 @@ std::vector<GenerationResult> generate_batch(LlamaForCausalLM& model, const Toke
     rows[i] = requests[i].adapter_slot;
     generators.push_back(at::detail::createCPUGenerator(o.seed));
     seen[i] = prompt;
-    decoders.push_back(std::make_unique<StreamDecoder>(tokenizer));
-    for (const int64_t id : prompt) decoders[i]->push(static_cast<int32_t>(id));
-    decoders[i]->flush();
+    if (tokenizer != nullptr) {
+      decoders.push_back(std::make_unique<StreamDecoder>(*tokenizer));
+      for (const int64_t id : prompt) decoders[i]->push(static_cast<int32_t>(id));
+      decoders[i]->flush();
+    }
     results[i].finish_reason = "length";
   }
   // Rows without padding need no padding mask (decode steps then skip it).
   if (std::all_of(pad.begin(), pad.end(), [](int64_t p) { return p == 0; })) pad.clear();
   KvCache cache;
+  cache.reserve(static_cast<int64_t>(longest) + o.max_new_tokens);
   at::Tensor input = at::tensor(flat, at::TensorOptions().dtype(at::kLong))
                          .view({static_cast<int64_t>(n), static_cast<int64_t>(longest)})
                          .to(device);  // [n, longest]
   size_t active = n;
   for (int step = 0; step < o.max_new_tokens && active > 0; ++step) {
-    const at::Tensor logits = model->forward(input, &cache, rows, nullptr, pad);  // [n, s, vocab]
-    const at::Tensor last = logits.select(1, logits.size(1) - 1);                 // [n, vocab]
+    const at::Tensor last = model->forward_last(input, &cache, rows, pad);  // [n, vocab]
     std::vector<int64_t> next(n);
     for (size_t i = 0; i < n; ++i) {
       if (done[i]) {
@@ -112,7 +122,7 @@ std::vector<GenerationResult> generate_batch(LlamaForCausalLM& model, const Toke
       }
       r.ids.push_back(id);
       seen[i].push_back(id);
-      std::string piece = decoders[i]->push(static_cast<int32_t>(id));
+      std::string piece = tokenizer ? decoders[i]->push(static_cast<int32_t>(id)) : std::string();
       r.text += piece;
       bool stopped = false;
       for (const auto& stop : o.stop_strings) {
@@ -135,13 +145,29 @@ std::vector<GenerationResult> generate_batch(LlamaForCausalLM& model, const Toke
                 .view({static_cast<int64_t>(n), 1})
                 .to(device);
   }
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < n && tokenizer != nullptr; ++i) {
     if (results[i].finish_reason != "length") continue;
     const std::string rest = decoders[i]->flush();
     results[i].text += rest;
     if (on_token && !rest.empty()) on_token(i, -1, rest);
   }
   return results;
+}
+
+}  // namespace
+
+std::vector<GenerationResult> generate_batch(LlamaForCausalLM& model, const Tokenizer& tokenizer,
+                                             const std::vector<BatchRequest>& requests,
+                                             const GenerationOptions& options,
+                                             const BatchTokenCallback& on_token) {
+  return run_batch(model, &tokenizer, requests, options, on_token);
+}
+
+std::vector<GenerationResult> generate_batch_ids(LlamaForCausalLM& model,
+                                                 const std::vector<BatchRequest>& requests,
+                                                 const GenerationOptions& options,
+                                                 const BatchTokenCallback& on_token) {
+  return run_batch(model, nullptr, requests, options, on_token);
 }
 
 }  // namespace vitrine::models

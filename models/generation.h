@@ -62,6 +62,13 @@ std::vector<GenerationResult> generate_batch(LlamaForCausalLM& model, const Toke
                                              const GenerationOptions& options,
                                              const BatchTokenCallback& on_token = {});
 
+// The same without a tokenizer, for models that have none (the benchmark's
+// random checkpoints): ids only, texts empty, stop strings refused.
+std::vector<GenerationResult> generate_batch_ids(LlamaForCausalLM& model,
+                                                 const std::vector<BatchRequest>& requests,
+                                                 const GenerationOptions& options,
+                                                 const BatchTokenCallback& on_token = {});
+
 // The next id from last-position logits [vocab] under `options` (exposed for tests).
 int64_t pick_next(const at::Tensor& logits, const GenerationOptions& options,
                   const std::vector<int64_t>& seen, at::Generator& generator);

@@ -2,9 +2,12 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <sys/mman.h>
 #include <torch/nn/modules/container/modulelist.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <limits>
@@ -12,7 +15,10 @@
 #include <stdexcept>
 
 #include "common/atomic_output.h"
+#include "models/decode_attention.h"
+#include "models/runtime.h"
 #include "models/safetensors.h"
+#include "models/small_linear.h"
 
 namespace vitrine::models {
 namespace fs = std::filesystem;
@@ -24,11 +30,48 @@ at::Tensor rotate_half(const at::Tensor& x) {
   return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
-// [batch, n_kv, seq, d] -> [batch, n_kv * groups, seq, d]
-at::Tensor repeat_kv(const at::Tensor& x, int64_t groups) {
-  if (groups == 1) return x;
-  const auto b = x.size(0), n = x.size(1), s = x.size(2), d = x.size(3);
-  return x.unsqueeze(2).expand({b, n, groups, s, d}).reshape({b, n * groups, s, d});
+// Appends this call's keys or values [b, KV, s, d] to a layer's cache
+// buffer at position `past` and returns the filled part [b, KV, past + s, d].
+at::Tensor append_to_cache(at::Tensor& buffer, const at::Tensor& fresh, int64_t past,
+                           int64_t reserved) {
+  const int64_t s = fresh.size(2), needed = past + s;
+  if (!buffer.defined() || buffer.size(2) < needed) {
+    const int64_t old = buffer.defined() ? buffer.size(2) : 0;
+    const int64_t capacity = std::max({needed, reserved, 2 * old});
+    at::Tensor grown = at::empty({fresh.size(0), fresh.size(1), capacity, fresh.size(3)},
+                                 fresh.options());  // [b, KV, capacity, d]
+    if (past > 0) grown.narrow(2, 0, past).copy_(buffer.narrow(2, 0, past));
+    buffer = grown;
+  }
+  buffer.narrow(2, past, s).copy_(fresh);
+  return buffer.narrow(2, 0, needed);
+}
+
+// Moves every parameter into one buffer backed by transparent huge pages
+// where the kernel offers them (madvise mode): a decode step streams all
+// weights, and with 4 kB pages the page-table walks of that stream cost
+// a visible share of the step. Where huge pages are unavailable the
+// buffer is ordinary memory.
+void pack_into_huge_pages(LlamaForCausalLMImpl& model) {
+  constexpr int64_t kHuge = int64_t{2} << 20;
+  constexpr int64_t kAlign = 16;  // floats: 64-byte alignment of each tensor
+  int64_t total = 0;
+  for (const auto& p : model.parameters()) total += (p.numel() + kAlign - 1) / kAlign * kAlign;
+  if (total == 0) return;
+  const int64_t bytes = (total * static_cast<int64_t>(sizeof(float)) + kHuge - 1) / kHuge * kHuge;
+  void* raw = std::aligned_alloc(static_cast<size_t>(kHuge), static_cast<size_t>(bytes));
+  if (raw == nullptr) return;  // keep the parameters where they are
+  ::madvise(raw, static_cast<size_t>(bytes), MADV_HUGEPAGE);
+  const at::Tensor arena = at::from_blob(
+      raw, {bytes / static_cast<int64_t>(sizeof(float))}, [](void* p) { std::free(p); },
+      at::TensorOptions().dtype(at::kFloat));
+  at::NoGradGuard no_grad;
+  int64_t offset = 0;
+  for (auto& p : model.parameters()) {
+    at::Tensor slot = arena.narrow(0, offset, p.numel()).view(p.sizes());
+    p.set_data(slot);  // the values are read from the checkpoint next
+    offset += (p.numel() + kAlign - 1) / kAlign * kAlign;
+  }
 }
 
 }  // namespace
@@ -53,9 +96,8 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& c)
 }
 
 at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos,
-                                       const at::Tensor& sin, at::Tensor* cache_k,
-                                       at::Tensor* cache_v, const at::Tensor& mask,
-                                       const RowAdapters& rows) {
+                                       const at::Tensor& sin, KvCache* cache, size_t layer,
+                                       const at::Tensor& mask, const RowAdapters& rows) {
   const int64_t b = x.size(0), s = x.size(1);
   at::Tensor q = q_proj(x, rows).view({b, s, n_heads_, head_dim_}).transpose(1, 2);  // [b, H, s, d]
   at::Tensor k =
@@ -65,22 +107,30 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& co
   const at::Tensor c = cos.unsqueeze(1), sn = sin.unsqueeze(1);              // [b, 1, s, d]
   q = q * c + rotate_half(q) * sn;
   k = k * c + rotate_half(k) * sn;
-  if (cache_k != nullptr) {
-    if (cache_k->defined()) {
-      k = at::cat({*cache_k, k}, 2);  // [b, KV, past + s, d]
-      v = at::cat({*cache_v, v}, 2);
-    }
-    *cache_k = k;
-    *cache_v = v;
+  if (cache != nullptr) {
+    k = append_to_cache(cache->k[layer], k, cache->length, cache->reserved);  // [b, KV, total, d]
+    v = append_to_cache(cache->v[layer], v, cache->length, cache->reserved);
   }
+  const int64_t total = k.size(2);
+  // Grouped-query attention without copying keys and values per head: the
+  // `groups` query heads that share a KV head are stacked along the rows.
   const int64_t groups = n_heads_ / n_kv_heads_;
-  const at::Tensor kk = repeat_kv(k, groups), vv = repeat_kv(v, groups);  // [b, H, total, d]
-  at::Tensor scores = at::matmul(q, kk.transpose(2, 3)) /
-                      std::sqrt(static_cast<double>(head_dim_));  // [b, H, s, total]
-  if (mask.defined()) scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
-  const at::Tensor probs = at::softmax(scores, -1);  // [b, H, s, total]
-  const at::Tensor out =
-      at::matmul(probs, vv).transpose(1, 2).reshape({b, s, n_heads_ * head_dim_});  // [b, s, H*d]
+  const at::Tensor qg = q.reshape({b, n_kv_heads_, groups * s, head_dim_});  // [b, KV, g*s, d]
+  // Decode steps (a few query rows) use the one-loop kernels; prefill, BLAS.
+  const bool small = groups * s <= 16 && decode_attention_applies(qg, k);
+  at::Tensor scores = (small ? attention_scores(qg, k) : at::matmul(qg, k.transpose(2, 3))) /
+                      std::sqrt(static_cast<double>(head_dim_));  // [b, KV, g*s, total]
+  scores = scores.view({b, n_kv_heads_, groups, s, total});
+  if (mask.defined()) {
+    scores =
+        scores.masked_fill(mask.view({b, 1, 1, s, total}), -std::numeric_limits<float>::infinity());
+  }
+  const at::Tensor probs =
+      at::softmax(scores, -1).view({b, n_kv_heads_, groups * s, total});  // [b, KV, g*s, total]
+  const at::Tensor out = (small ? attention_values(probs, v) : at::matmul(probs, v))
+                             .view({b, n_heads_, s, head_dim_})
+                             .transpose(1, 2)
+                             .reshape({b, s, n_heads_ * head_dim_});  // [b, s, H*d]
   return o_proj(out, rows);
 }
 
@@ -105,10 +155,9 @@ LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& c) {
 }
 
 at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos,
-                                          const at::Tensor& sin, at::Tensor* cache_k,
-                                          at::Tensor* cache_v, const at::Tensor& mask,
-                                          const RowAdapters& rows) {
-  const at::Tensor h = x + self_attn(input_layernorm(x), cos, sin, cache_k, cache_v, mask, rows);
+                                          const at::Tensor& sin, KvCache* cache, size_t layer,
+                                          const at::Tensor& mask, const RowAdapters& rows) {
+  const at::Tensor h = x + self_attn(input_layernorm(x), cos, sin, cache, layer, mask, rows);
   return h + mlp(post_attention_layernorm(h), rows);
 }
 
@@ -155,6 +204,20 @@ std::vector<std::pair<std::string, LoraLinear>> LlamaForCausalLMImpl::projection
 at::Tensor LlamaForCausalLMImpl::forward(const at::Tensor& ids, KvCache* cache,
                                          const RowAdapters& rows, HiddenStates* hidden,
                                          const std::vector<int64_t>& left_pad) {
+  return fast_linear(decode(ids, cache, rows, hidden, left_pad),
+                     lm_head_weight());  // [b, s, vocab]
+}
+
+at::Tensor LlamaForCausalLMImpl::forward_last(const at::Tensor& ids, KvCache* cache,
+                                              const RowAdapters& rows,
+                                              const std::vector<int64_t>& left_pad) {
+  const at::Tensor x = decode(ids, cache, rows, nullptr, left_pad);  // [b, s, hidden]
+  return fast_linear(x.select(1, x.size(1) - 1), lm_head_weight());  // [b, vocab]
+}
+
+at::Tensor LlamaForCausalLMImpl::decode(const at::Tensor& ids, KvCache* cache,
+                                        const RowAdapters& rows, HiddenStates* hidden,
+                                        const std::vector<int64_t>& left_pad) {
   const int64_t b = ids.size(0), s = ids.size(1);
   const int64_t past = cache != nullptr ? cache->length : 0;
   const int64_t total = past + s;
@@ -195,18 +258,18 @@ at::Tensor LlamaForCausalLMImpl::forward(const at::Tensor& ids, KvCache* cache,
   if (hidden != nullptr) hidden->states = {x};
   for (int64_t i = 0; i < n_layers; ++i) {
     auto layer = model->layers[i]->as<LlamaDecoderLayer>();
-    x = layer->forward(x, cos, sin, cache ? &cache->k[i] : nullptr, cache ? &cache->v[i] : nullptr,
-                       mask, rows);
+    x = layer->forward(x, cos, sin, cache, static_cast<size_t>(i), mask, rows);
     if (hidden != nullptr && i + 1 < n_layers) hidden->states.push_back(x);
   }
   if (hidden != nullptr) hidden->last_layer_prenorm = x;
   x = model->norm(x);
   if (hidden != nullptr) hidden->states.push_back(x);
   if (cache != nullptr) cache->length = total;
-  return at::linear(x, lm_head_weight());  // [b, s, vocab]
+  return x;
 }
 
 LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device) {
+  const c10::Device target = resolve_device(device);
   const LlamaConfig config = load_llama_config(dir / "config.json");
   const fs::path weights = dir / "model.safetensors";
   if (!fs::exists(weights)) {
@@ -220,6 +283,7 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device) {
   }
   const SafetensorsFile file = SafetensorsFile::open(weights);
   LlamaForCausalLM model(config);
+  if (target.is_cpu()) pack_into_huge_pages(*model);
   at::NoGradGuard no_grad;
   std::set<std::string> used;
   for (auto& item : model->named_parameters(/*recurse=*/true)) {
@@ -247,7 +311,7 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device) {
                       name, weights.string()));
     }
   }
-  model->to(at::Device(device));
+  if (!target.is_cpu()) model->to(target);
   model->eval();
   return model;
 }
@@ -273,14 +337,14 @@ std::vector<int64_t> greedy_generate(LlamaForCausalLM& model, const std::vector<
                                      int n_new, int adapter_slot) {
   at::NoGradGuard no_grad;
   KvCache cache;
+  cache.reserve(static_cast<int64_t>(prompt.size()) + n_new);
   const RowAdapters rows = adapter_slot >= 0 ? RowAdapters{adapter_slot} : RowAdapters{};
   const auto device = model->lm_head_weight().device();
   at::Tensor ids =
       at::tensor(prompt, at::TensorOptions().dtype(at::kLong)).unsqueeze(0).to(device);  // [1, n]
   std::vector<int64_t> out;
   for (int i = 0; i < n_new; ++i) {
-    const at::Tensor logits = model->forward(ids, &cache, rows);  // [1, s, vocab]
-    const int64_t next = logits.select(1, logits.size(1) - 1).argmax(-1).item<int64_t>();
+    const int64_t next = model->forward_last(ids, &cache, rows).argmax(-1).item<int64_t>();
     out.push_back(next);
     ids = at::full({1, 1}, next, at::TensorOptions().dtype(at::kLong).device(device));
   }

@@ -27,11 +27,19 @@
 
 namespace vitrine::models {
 
-// Keys and values of the positions seen so far, per layer.
+// Keys and values of the positions seen so far, per layer, in buffers that
+// hold `capacity` positions so a decode step writes in place instead of
+// copying the whole cache. Reserve the positions a generation will need
+// (prompt + new tokens) before the first forward; past that the buffers
+// double.
 struct KvCache {
-  std::vector<at::Tensor> k;  // per layer [batch, n_kv_heads, length, head_dim]
-  std::vector<at::Tensor> v;  // per layer [batch, n_kv_heads, length, head_dim]
+  std::vector<at::Tensor> k;  // per layer [batch, n_kv_heads, capacity, head_dim]
+  std::vector<at::Tensor> v;  // per layer [batch, n_kv_heads, capacity, head_dim]
   int64_t length = 0;         // positions already in the cache
+  int64_t reserved = 0;       // positions to allocate at the first forward
+
+  void reserve(int64_t positions) { reserved = positions; }
+  int64_t capacity() const { return k.empty() || !k[0].defined() ? 0 : k[0].size(2); }
 };
 
 class RMSNormImpl : public torch::nn::Module {
@@ -47,11 +55,10 @@ TORCH_MODULE(RMSNorm);
 class LlamaAttentionImpl : public torch::nn::Module {
  public:
   explicit LlamaAttentionImpl(const LlamaConfig& config);
-  // x [batch, seq, hidden], cos/sin [batch, seq, head_dim]; appends to the
-  // layer's cache entries when given.
+  // x [batch, seq, hidden], cos/sin [batch, seq, head_dim]; appends this
+  // call's keys and values to layer `layer` of the cache when given.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                     at::Tensor* cache_k, at::Tensor* cache_v, const at::Tensor& mask,
-                     const RowAdapters& rows);
+                     KvCache* cache, size_t layer, const at::Tensor& mask, const RowAdapters& rows);
   LoraLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
@@ -72,8 +79,7 @@ class LlamaDecoderLayerImpl : public torch::nn::Module {
  public:
   explicit LlamaDecoderLayerImpl(const LlamaConfig& config);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                     at::Tensor* cache_k, at::Tensor* cache_v, const at::Tensor& mask,
-                     const RowAdapters& rows);
+                     KvCache* cache, size_t layer, const at::Tensor& mask, const RowAdapters& rows);
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   LlamaAttention self_attn{nullptr};
   LlamaMlp mlp{nullptr};
@@ -109,6 +115,10 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // computes what it would alone.
   at::Tensor forward(const at::Tensor& ids, KvCache* cache = nullptr, const RowAdapters& rows = {},
                      HiddenStates* hidden = nullptr, const std::vector<int64_t>& left_pad = {});
+  // The same, but only the last position's logits [batch, vocab]: what
+  // generation needs, without the head's cost on every prompt position.
+  at::Tensor forward_last(const at::Tensor& ids, KvCache* cache = nullptr,
+                          const RowAdapters& rows = {}, const std::vector<int64_t>& left_pad = {});
 
   const LlamaConfig& config() const { return config_; }
   // Every LoRA-capable projection, by checkpoint module path
@@ -120,6 +130,10 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   torch::nn::Linear lm_head{nullptr};  // "lm_head.weight" [vocab, hidden]; absent when tied
 
  private:
+  // The decoder stack up to and including the final norm: [batch, seq, hidden].
+  at::Tensor decode(const at::Tensor& ids, KvCache* cache, const RowAdapters& rows,
+                    HiddenStates* hidden, const std::vector<int64_t>& left_pad);
+
   LlamaConfig config_;
   at::Tensor inv_freq_;  // [head_dim / 2] float32
 };

@@ -3,7 +3,10 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <stdexcept>
+
+#include "models/small_linear.h"
 
 namespace vitrine::models {
 
@@ -15,30 +18,46 @@ LoraLinearImpl::LoraLinearImpl(int64_t in_features, int64_t out_features, bool h
 }
 
 at::Tensor LoraLinearImpl::forward(const at::Tensor& x, const RowAdapters& rows) {
-  at::Tensor y = at::linear(x, weight, bias);  // [batch, seq, out]
+  at::Tensor y = fast_linear(x, weight, bias);  // [batch, seq, out]
   if (adapters_.empty() || rows.empty()) return y;
   if (static_cast<int64_t>(rows.size()) != x.size(0)) {
     throw std::invalid_argument(
         fmt::format("LoRA: {} row adapters for a batch of {}", rows.size(), x.size(0)));
   }
-  // Rows that share an adapter go through it together.
-  for (const auto& [slot, w] : adapters_) {
-    std::vector<int64_t> idx;
-    for (size_t i = 0; i < rows.size(); ++i) {
-      if (rows[i] == slot) idx.push_back(static_cast<int64_t>(i));
-    }
-    if (idx.empty()) continue;
-    if (static_cast<int64_t>(idx.size()) == x.size(0)) {
-      y = y + at::linear(at::linear(x, w.a), w.b) * w.scaling;  // [batch, seq, out]
-    } else {
-      const at::Tensor index =
-          at::tensor(idx, at::TensorOptions().dtype(at::kLong).device(x.device()));
-      const at::Tensor xs = x.index_select(0, index);                             // [k, seq, in]
-      const at::Tensor delta = at::linear(at::linear(xs, w.a), w.b) * w.scaling;  // [k, seq, out]
-      y = y.index_add(0, index, delta);
-    }
+  // Every row on the same adapter (always so in training): that adapter alone.
+  if (std::all_of(rows.begin(), rows.end(), [&](int slot) { return slot == rows.front(); })) {
+    const auto it = adapters_.find(rows.front());
+    if (it == adapters_.end()) return y;
+    const LoraWeights& w = it->second;
+    return y + fast_linear(fast_linear(x, w.a), w.b) * w.scaling;
   }
-  return y;
+  // Mixed rows: all adapters in one pair of products, each row masked to its
+  // own slot's columns (rows on the base or on a slot absent here keep none).
+  const at::Tensor row_slot =
+      at::tensor(std::vector<int64_t>(rows.begin(), rows.end()), column_slot_.options())
+          .view({-1, 1});  // [batch, 1]
+  const at::Tensor keep =
+      (row_slot == column_slot_.view({1, -1})).to(x.scalar_type());     // [batch, Σr]
+  const at::Tensor h = fast_linear(x, stacked_a_) * keep.unsqueeze(1);  // [batch, seq, Σr]
+  return y + fast_linear(h, stacked_b_);
+}
+
+void LoraLinearImpl::restack() {
+  if (adapters_.empty()) {
+    stacked_a_ = stacked_b_ = column_slot_ = at::Tensor();
+    return;
+  }
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> as, bs;
+  std::vector<int64_t> owners;
+  for (const auto& [slot, w] : adapters_) {
+    as.push_back(w.a);
+    bs.push_back(w.b * w.scaling);
+    owners.insert(owners.end(), static_cast<size_t>(w.a.size(0)), slot);
+  }
+  stacked_a_ = at::cat(as, 0);  // [Σr, in]
+  stacked_b_ = at::cat(bs, 1);  // [out, Σr]
+  column_slot_ = at::tensor(owners, at::TensorOptions().dtype(at::kLong)).to(weight.device());
 }
 
 void LoraLinearImpl::set_adapter(int slot, LoraWeights w) {
@@ -53,10 +72,12 @@ void LoraLinearImpl::set_adapter(int slot, LoraWeights w) {
   w.a = w.a.to(weight.options());
   w.b = w.b.to(weight.options());
   adapters_[slot] = std::move(w);
+  restack();
 }
 
 void LoraLinearImpl::remove_adapter(int slot) {
   adapters_.erase(slot);
+  restack();
 }
 
 at::Tensor LoraLinearImpl::merged_weight(int slot) const {

@@ -34,7 +34,10 @@ class LoraLinearImpl : public torch::nn::Module {
   // x: [batch, seq, in] -> [batch, seq, out]; `rows` has `batch` entries or is empty.
   at::Tensor forward(const at::Tensor& x, const RowAdapters& rows = {});
 
-  // Installs (or replaces) adapter `slot`. Shapes are checked against the base.
+  // Installs (or replaces) adapter `slot`. Shapes are checked against the
+  // base. Mixed batches read a stacked copy made here: change an adapter's
+  // weights through set_adapter, not in place (training, whose batches use
+  // one adapter, reads the tensors given here directly).
   void set_adapter(int slot, LoraWeights weights);
   void remove_adapter(int slot);
   bool has_adapter(int slot) const { return adapters_.count(slot) != 0; }
@@ -46,7 +49,15 @@ class LoraLinearImpl : public torch::nn::Module {
   at::Tensor bias;    // [out] or undefined
 
  private:
+  // Rebuilds the stacked matrices below from adapters_.
+  void restack();
+
   std::map<int, LoraWeights> adapters_;
+  // Every adapter side by side, for batches that mix them: A of all slots
+  // stacked [Σr, in], B·scaling of all slots [out, Σr], and the slot owning
+  // each of the Σr columns. One pair of products then serves every row,
+  // each row keeping only its own slot's columns.
+  at::Tensor stacked_a_, stacked_b_, column_slot_;
 };
 TORCH_MODULE(LoraLinear);
 

@@ -52,6 +52,19 @@ TEST(LogitsCli, BadIdsAreClearErrors) {
   EXPECT_NE(r.output.find("outside the vocabulary"), std::string::npos) << r.output;
 }
 
+TEST(LogitsCli, DeviceIsAnOption) {
+  const fs::path dir = testing::shared_path("fixtures/hf-llama/mha-untied");
+  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
+  const std::string base = "logits --model " + dir.string() + " --ids 1,2,3";
+  const testing::CliRun cpu = run_vitrine(base + " --device cpu");
+  const testing::CliRun implicit = run_vitrine(base);
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.output;
+  EXPECT_EQ(cpu.output, implicit.output);
+  const testing::CliRun bad = run_vitrine(base + " --device quantum");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("'quantum' is not a device name"), std::string::npos) << bad.output;
+}
+
 }  // namespace
 }  // namespace vitrine
 
@@ -67,6 +80,26 @@ TEST(GenerateCli, StoriesGreedyTextIsTheReference) {
       fmt::format("generate --model {} --prompt 'Once upon a time' -n 30", dir.string()));
   ASSERT_EQ(code, 0) << out;
   EXPECT_EQ(out, reference["greedy_text"].get<std::string>() + "\n");
+}
+
+}  // namespace
+}  // namespace vitrine
+
+namespace vitrine {
+namespace {
+
+TEST(InfoCli, ModelCommandsRunWithThePassiveWaitPolicy) {
+  // Unset at start: the program restarts itself with PASSIVE in force.
+  testing::CliRun r = testing::run_vitrine("info", "env -u OMP_WAIT_POLICY");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["omp_wait_policy"], "PASSIVE");
+  EXPECT_GE(j["threads"].get<int>(), 1);
+  EXPECT_TRUE(j.contains("avx2") && j.contains("cuda") && j.contains("transparent_huge_pages"));
+  // A policy the user chose is kept.
+  r = testing::run_vitrine("info", "env OMP_WAIT_POLICY=ACTIVE");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(nlohmann::json::parse(r.output)["omp_wait_policy"], "ACTIVE");
 }
 
 }  // namespace

@@ -62,12 +62,19 @@ TEST_P(LlamaFixture, IncrementalDecodingEqualsAFullForward) {
   const at::Tensor ids =
       at::randint(3, model->config().vocab_size, {2, 24}, at::TensorOptions().dtype(at::kLong));
   const at::Tensor full = model->forward(ids);  // [2, 24, vocab]
-  KvCache cache;
-  model->forward(ids.narrow(1, 0, 10), &cache);
-  std::vector<at::Tensor> steps;
-  for (int64_t t = 10; t < 24; ++t) steps.push_back(model->forward(ids.narrow(1, t, 1), &cache));
-  EXPECT_EQ(cache.length, 24);
-  EXPECT_LT(max_abs_diff(at::cat(steps, 1), full.narrow(1, 10, 14)), 1e-4);
+  // Reserved up front (written in place) and grown on demand (10 -> 20 -> 40).
+  for (const int64_t reserve : {24, 0}) {
+    KvCache cache;
+    cache.reserve(reserve);
+    model->forward(ids.narrow(1, 0, 10), &cache);
+    std::vector<at::Tensor> steps;
+    for (int64_t t = 10; t < 24; ++t) steps.push_back(model->forward(ids.narrow(1, t, 1), &cache));
+    EXPECT_EQ(cache.length, 24);
+    EXPECT_EQ(cache.capacity(), reserve > 0 ? 24 : 40);
+    EXPECT_LT(max_abs_diff(at::cat(steps, 1), full.narrow(1, 10, 14)), 1e-4)
+        << "reserve " << reserve;
+  }
+  EXPECT_LT(max_abs_diff(model->forward_last(ids), full.select(1, 23)), 1e-5);
 }
 
 INSTANTIATE_TEST_SUITE_P(HfLlama, LlamaFixture,

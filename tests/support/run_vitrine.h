@@ -13,8 +13,10 @@ struct CliRun {
   std::string output;  // stdout and stderr
 };
 
-inline CliRun run_vitrine(const std::string& args) {
-  const std::string cmd = std::string(VITRINE_BINARY_DIR) + "/cli/vitrine " + args + " 2>&1";
+// `env` is put before the program, e.g. "env -u OMP_WAIT_POLICY".
+inline CliRun run_vitrine(const std::string& args, const std::string& env = "") {
+  const std::string cmd =
+      env + " " + std::string(VITRINE_BINARY_DIR) + "/cli/vitrine " + args + " 2>&1";
   CliRun r;
   FILE* pipe = popen(cmd.c_str(), "r");
   char buf[4096];

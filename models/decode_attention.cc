@@ -1,0 +1,115 @@
+#include "models/decode_attention.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+
+#include "models/runtime.h"
+#include "models/simd_vec8.h"
+
+namespace vitrine::models {
+namespace {
+
+using simd::load8;
+using simd::store8;
+using simd::Vec8;
+
+// One (sequence, head): scores[r][t] = q_r · k_t, each key row read once.
+__attribute__((always_inline)) inline void scores_one_head(const float* q, int64_t rows,
+                                                           const float* k, int64_t k_stride,
+                                                           int64_t keys, int64_t d, float* out) {
+  for (int64_t t = 0; t < keys; ++t) {
+    const float* kt = k + t * k_stride;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* qr = q + r * d;
+      Vec8 acc = {};
+      for (int64_t i = 0; i < d; i += 8) acc += load8(qr + i) * load8(kt + i);
+      out[r * keys + t] = simd::sum8(acc);
+    }
+  }
+}
+
+// One (sequence, head): out[r] = Σ_t p[r][t] · v_t, each value row read once.
+__attribute__((always_inline)) inline void values_one_head(const float* p, int64_t rows,
+                                                           const float* v, int64_t v_stride,
+                                                           int64_t keys, int64_t d, float* out) {
+  for (int64_t i = 0; i < rows * d; ++i) out[i] = 0;
+  for (int64_t t = 0; t < keys; ++t) {
+    const float* vt = v + t * v_stride;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float weight = p[r * keys + t];
+      if (weight == 0) continue;  // masked keys
+      float* o = out + r * d;
+      for (int64_t i = 0; i < d; i += 8) store8(o + i, load8(o + i) + load8(vt + i) * weight);
+    }
+  }
+}
+
+VITRINE_AVX2 void scores_avx2(const float* q, int64_t rows, const float* k, int64_t k_stride,
+                              int64_t keys, int64_t d, float* out) {
+  scores_one_head(q, rows, k, k_stride, keys, d, out);
+}
+__attribute__((flatten)) void scores_default(const float* q, int64_t rows, const float* k,
+                                             int64_t k_stride, int64_t keys, int64_t d,
+                                             float* out) {
+  scores_one_head(q, rows, k, k_stride, keys, d, out);
+}
+VITRINE_AVX2 void values_avx2(const float* p, int64_t rows, const float* v, int64_t v_stride,
+                              int64_t keys, int64_t d, float* out) {
+  values_one_head(p, rows, v, v_stride, keys, d, out);
+}
+__attribute__((flatten)) void values_default(const float* p, int64_t rows, const float* v,
+                                             int64_t v_stride, int64_t keys, int64_t d,
+                                             float* out) {
+  values_one_head(p, rows, v, v_stride, keys, d, out);
+}
+
+// Calls kernel(bh, rows of kv for that head) for every (sequence, head) of
+// kv [b, h, keys, d], bh = sequence * h + head, the heads in parallel.
+template <typename Kernel>
+void for_each_head(const at::Tensor& kv, const Kernel& kernel) {
+  const int64_t h = kv.size(1);
+  const float* base = kv.data_ptr<float>();
+  at::parallel_for(0, kv.size(0) * h, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t bh = begin; bh < end; ++bh) {
+      kernel(bh, base + (bh / h) * kv.stride(0) + (bh % h) * kv.stride(1));
+    }
+  });
+}
+
+}  // namespace
+
+bool decode_attention_applies(const at::Tensor& q, const at::Tensor& k) {
+  if (c10::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad())) return false;
+  return q.device().is_cpu() && k.device().is_cpu() && q.scalar_type() == at::kFloat &&
+         k.scalar_type() == at::kFloat && q.dim() == 4 && k.dim() == 4 && q.size(3) % 8 == 0 &&
+         k.stride(3) == 1;
+}
+
+at::Tensor attention_scores(const at::Tensor& q_in, const at::Tensor& k) {
+  const at::Tensor q = q_in.contiguous();
+  const int64_t b = q.size(0), h = q.size(1), rows = q.size(2), d = q.size(3), keys = k.size(2);
+  at::Tensor out = at::empty({b, h, rows, keys}, q.options());  // [b, h, rows, keys]
+  const float* qp = q.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const auto kernel = cpu_has_avx2() ? scores_avx2 : scores_default;
+  for_each_head(k, [&](int64_t bh, const float* kb) {
+    kernel(qp + bh * rows * d, rows, kb, k.stride(2), keys, d, op + bh * rows * keys);
+  });
+  return out;
+}
+
+at::Tensor attention_values(const at::Tensor& p_in, const at::Tensor& v) {
+  const at::Tensor p = p_in.contiguous();
+  const int64_t b = p.size(0), h = p.size(1), rows = p.size(2), keys = p.size(3), d = v.size(3);
+  at::Tensor out = at::empty({b, h, rows, d}, p.options());  // [b, h, rows, d]
+  const float* pp = p.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const auto kernel = cpu_has_avx2() ? values_avx2 : values_default;
+  for_each_head(v, [&](int64_t bh, const float* vb) {
+    kernel(pp + bh * rows * keys, rows, vb, v.stride(2), keys, d, op + bh * rows * d);
+  });
+  return out;
+}
+
+}  // namespace vitrine::models
