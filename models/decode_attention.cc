@@ -67,14 +67,15 @@ __attribute__((flatten)) void values_default(const float* p, int64_t rows, const
 // Calls kernel(bh, rows of kv for that head) for every (sequence, head) of
 // kv [b, h, keys, d], bh = sequence * h + head, the heads in parallel.
 template <typename Kernel>
-void for_each_head(const at::Tensor& kv, const Kernel& kernel) {
+void for_each_head(const at::Tensor& kv, int64_t work_per_head, const Kernel& kernel) {
   const int64_t h = kv.size(1);
   const float* base = kv.data_ptr<float>();
-  at::parallel_for(0, kv.size(0) * h, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t bh = begin; bh < end; ++bh) {
-      kernel(bh, base + (bh / h) * kv.stride(0) + (bh % h) * kv.stride(1));
-    }
-  });
+  at::parallel_for(0, kv.size(0) * h, simd::grain_for(work_per_head),
+                   [&](int64_t begin, int64_t end) {
+                     for (int64_t bh = begin; bh < end; ++bh) {
+                       kernel(bh, base + (bh / h) * kv.stride(0) + (bh % h) * kv.stride(1));
+                     }
+                   });
 }
 
 }  // namespace
@@ -93,7 +94,7 @@ at::Tensor attention_scores(const at::Tensor& q_in, const at::Tensor& k) {
   const float* qp = q.data_ptr<float>();
   float* op = out.data_ptr<float>();
   const auto kernel = cpu_has_avx2() ? scores_avx2 : scores_default;
-  for_each_head(k, [&](int64_t bh, const float* kb) {
+  for_each_head(k, rows * keys * d, [&](int64_t bh, const float* kb) {
     kernel(qp + bh * rows * d, rows, kb, k.stride(2), keys, d, op + bh * rows * keys);
   });
   return out;
@@ -106,7 +107,7 @@ at::Tensor attention_values(const at::Tensor& p_in, const at::Tensor& v) {
   const float* pp = p.data_ptr<float>();
   float* op = out.data_ptr<float>();
   const auto kernel = cpu_has_avx2() ? values_avx2 : values_default;
-  for_each_head(v, [&](int64_t bh, const float* vb) {
+  for_each_head(v, rows * keys * d, [&](int64_t bh, const float* vb) {
     kernel(pp + bh * rows * keys, rows, vb, v.stride(2), keys, d, op + bh * rows * d);
   });
   return out;

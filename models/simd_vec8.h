@@ -23,6 +23,13 @@ __attribute__((always_inline)) inline float sum8(Vec8 v) {
   return sum;
 }
 
+// Items per parallel_for chunk so that a chunk holds at least ~64k
+// multiply-adds: waking the second thread costs more than smaller work.
+inline int64_t grain_for(int64_t work_per_item) {
+  constexpr int64_t kMinWork = 64 * 1024;
+  return work_per_item >= kMinWork ? 1 : (kMinWork + work_per_item - 1) / work_per_item;
+}
+
 }  // namespace vitrine::models::simd
 
 // A kernel entry point compiled for AVX2 + FMA, with its helpers inlined.
