@@ -29,7 +29,9 @@ at::Tensor LoraLinearImpl::forward(const at::Tensor& x, const RowAdapters& rows)
     const auto it = adapters_.find(rows.front());
     if (it == adapters_.end()) return y;
     const LoraWeights& w = it->second;
-    return y + fast_linear(fast_linear(x, w.a), w.b) * w.scaling;
+    const at::Tensor xd =
+        w.dropout > 0 && is_training() ? at::dropout(x, w.dropout, /*train=*/true) : x;
+    return y + fast_linear(fast_linear(xd, w.a), w.b) * w.scaling;
   }
   // Mixed rows: all adapters in one pair of products, each row masked to its
   // own slot's columns (rows on the base or on a slot absent here keep none).

@@ -25,6 +25,7 @@ struct LoraWeights {
   at::Tensor a;          // lora_A [r, in]
   at::Tensor b;          // lora_B [out, r]
   double scaling = 1.0;  // lora_alpha / r (or / sqrt(r) for rsLoRA)
+  double dropout = 0.0;  // on x before A, in training mode only (as PEFT)
 };
 
 class LoraLinearImpl : public torch::nn::Module {
