@@ -215,36 +215,44 @@ at::Tensor LlamaForCausalLMImpl::forward_last(const at::Tensor& ids, KvCache* ca
   return fast_linear(x.select(1, x.size(1) - 1), lm_head_weight());  // [b, vocab]
 }
 
+at::Tensor LlamaForCausalLMImpl::forward_packed(const at::Tensor& ids, const at::Tensor& segments,
+                                                const RowAdapters& rows) {
+  if (segments.sizes() != ids.sizes()) {
+    throw std::invalid_argument(fmt::format("forward_packed: segments {} for ids {}",
+                                            c10::str(segments.sizes()), c10::str(ids.sizes())));
+  }
+  const int64_t b = ids.size(0), s = ids.size(1);
+  const at::Tensor seg = segments.to(ids.device(), at::kLong);
+  const at::Tensor index = at::arange(s, seg.options()).unsqueeze(0).expand({b, s});  // [b, s]
+  // Each token's position counts from the first token of its segment.
+  at::Tensor starts = seg.narrow(1, 1, s - 1) != seg.narrow(1, 0, s - 1);            // [b, s-1]
+  starts = at::cat({at::ones({b, 1}, starts.options()), starts}, 1);                 // [b, s]
+  const at::Tensor first = std::get<0>(at::cummax(at::where(starts, index, 0), 1));  // [b, s]
+  const at::Tensor q = index.unsqueeze(-1), k = index.unsqueeze(1);  // [b, s, 1], [b, 1, s]
+  // Causal within a segment; nothing across segments.
+  const at::Tensor mask = (k > q) | (seg.unsqueeze(-1) != seg.unsqueeze(1));  // [b, s, s]
+  const at::Tensor x = run_stack(ids, nullptr, rows, nullptr, index - first, mask.unsqueeze(1));
+  return fast_linear(x, lm_head_weight());  // [b, s, vocab]
+}
+
 at::Tensor LlamaForCausalLMImpl::decode(const at::Tensor& ids, KvCache* cache,
                                         const RowAdapters& rows, HiddenStates* hidden,
                                         const std::vector<int64_t>& left_pad) {
   const int64_t b = ids.size(0), s = ids.size(1);
   const int64_t past = cache != nullptr ? cache->length : 0;
   const int64_t total = past + s;
-  const int64_t n_layers = static_cast<int64_t>(model->layers->size());
   if (!left_pad.empty() && static_cast<int64_t>(left_pad.size()) != b) {
     throw std::invalid_argument(
         fmt::format("forward: {} left_pad entries for a batch of {}", left_pad.size(), b));
   }
-  if (cache != nullptr && cache->k.empty()) {
-    cache->k.resize(n_layers);
-    cache->v.resize(n_layers);
-  }
-  at::Tensor x = model->embed_tokens(ids);  // [b, s, hidden]
-  const auto long_opts = x.options().dtype(at::kLong);
+  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(ids.device());
   const at::Tensor pad =
-      left_pad.empty() ? at::zeros({b}, long_opts)
-                       : at::tensor(left_pad, at::TensorOptions().dtype(at::kLong)).to(x.device());
+      left_pad.empty()
+          ? at::zeros({b}, long_opts)
+          : at::tensor(left_pad, at::TensorOptions().dtype(at::kLong)).to(ids.device());
   // Positions of this call's tokens, per row, counted from the row's first real token.
   const at::Tensor qpos = at::arange(past, total, long_opts).unsqueeze(0).expand({b, s});  // [b, s]
-  const at::Tensor pos = (qpos - pad.unsqueeze(1)).clamp_min(0).to(x.scalar_type());       // [b, s]
-  // RoPE angles of those positions, as transformers computes them.
-  const at::Tensor inv_freq = config_.rope_scaling.type == RopeScalingType::kDynamic
-                                  ? rope_inv_freq(config_, total).to(x.device())
-                                  : inv_freq_;
-  const at::Tensor freqs = pos.unsqueeze(-1) * inv_freq.view({1, 1, -1});  // [b, s, d/2]
-  const at::Tensor emb = at::cat({freqs, freqs}, -1);                      // [b, s, d]
-  const at::Tensor cos = emb.cos(), sin = emb.sin();
+  const at::Tensor pos = (qpos - pad.unsqueeze(1)).clamp_min(0);                           // [b, s]
   // A real query t (absolute past + t) sees keys j with pad <= j <= past + t.
   // Padding queries see the padding before them (their output is never used,
   // but a fully masked row would turn into NaNs that reach the cache).
@@ -255,6 +263,27 @@ at::Tensor LlamaForCausalLMImpl::decode(const at::Tensor& ids, KvCache* cache,
     mask = (kpos > q3) | ((kpos < pad3) & (q3 >= pad3));                   // [b, s, total]
     mask = mask.unsqueeze(1);                                              // [b, 1, s, total]
   }
+  return run_stack(ids, cache, rows, hidden, pos, mask);
+}
+
+at::Tensor LlamaForCausalLMImpl::run_stack(const at::Tensor& ids, KvCache* cache,
+                                           const RowAdapters& rows, HiddenStates* hidden,
+                                           const at::Tensor& positions, const at::Tensor& mask) {
+  const int64_t n_layers = static_cast<int64_t>(model->layers->size());
+  const int64_t total = (cache != nullptr ? cache->length : 0) + ids.size(1);
+  if (cache != nullptr && cache->k.empty()) {
+    cache->k.resize(n_layers);
+    cache->v.resize(n_layers);
+  }
+  at::Tensor x = model->embed_tokens(ids);  // [b, s, hidden]
+  // RoPE angles of the positions, as transformers computes them.
+  const at::Tensor inv_freq = config_.rope_scaling.type == RopeScalingType::kDynamic
+                                  ? rope_inv_freq(config_, total).to(x.device())
+                                  : inv_freq_;
+  const at::Tensor freqs =
+      positions.to(x.scalar_type()).unsqueeze(-1) * inv_freq.view({1, 1, -1});  // [b, s, d/2]
+  const at::Tensor emb = at::cat({freqs, freqs}, -1);                           // [b, s, d]
+  const at::Tensor cos = emb.cos(), sin = emb.sin();
   if (hidden != nullptr) hidden->states = {x};
   for (int64_t i = 0; i < n_layers; ++i) {
     auto layer = model->layers[i]->as<LlamaDecoderLayer>();

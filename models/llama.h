@@ -120,6 +120,13 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   at::Tensor forward_last(const at::Tensor& ids, KvCache* cache = nullptr,
                           const RowAdapters& rows = {}, const std::vector<int64_t>& left_pad = {});
 
+  // Several examples packed in each row, for training: segments [batch,
+  // seq] gives each token's example (any ids; padding can be one more
+  // segment). Positions restart at each example and no token attends to
+  // another example, so each computes what it would alone. -> [b, s, vocab]
+  at::Tensor forward_packed(const at::Tensor& ids, const at::Tensor& segments,
+                            const RowAdapters& rows = {});
+
   const LlamaConfig& config() const { return config_; }
   // Every LoRA-capable projection, by checkpoint module path
   // ("model.layers.0.self_attn.q_proj").
@@ -130,9 +137,14 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   torch::nn::Linear lm_head{nullptr};  // "lm_head.weight" [vocab, hidden]; absent when tied
 
  private:
-  // The decoder stack up to and including the final norm: [batch, seq, hidden].
+  // The decoder stack up to and including the final norm for left-padded
+  // rows continuing a cache: [batch, seq, hidden].
   at::Tensor decode(const at::Tensor& ids, KvCache* cache, const RowAdapters& rows,
                     HiddenStates* hidden, const std::vector<int64_t>& left_pad);
+  // The stack itself, given each token's position [b, s] (int64) and the
+  // attention mask [b, 1, s, keys] (true = not attended; undefined = none).
+  at::Tensor run_stack(const at::Tensor& ids, KvCache* cache, const RowAdapters& rows,
+                       HiddenStates* hidden, const at::Tensor& positions, const at::Tensor& mask);
 
   LlamaConfig config_;
   at::Tensor inv_freq_;  // [head_dim / 2] float32

@@ -8,67 +8,16 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/config_binder.h"
 #include "trainer/prepare.h"
 
 namespace vitrine::trainer {
 namespace {
 
 using Json = nlohmann::ordered_json;
+using vitrine::ConfigBinder;
 
-// Binds config fields to JSON keys in both directions.
-class Binder {
- public:
-  // Reading mode: `from` is the section to read, `path` its dotted name.
-  Binder(const nlohmann::json* from, std::string path) : from_(from), path_(std::move(path)) {}
-
-  template <typename T>
-  Binder& field(const char* key, T& value) {
-    if (from_ == nullptr) {
-      out_[key] = value;
-      return *this;
-    }
-    seen_.push_back(key);
-    const auto it = from_->find(key);
-    if (it == from_->end() || it->is_null()) return *this;
-    try {
-      if constexpr (std::is_same_v<T, bool>) {
-        if (!it->is_boolean()) throw std::invalid_argument("expected true or false");
-      } else if constexpr (std::is_arithmetic_v<T>) {
-        if (!it->is_number()) throw std::invalid_argument("expected a number");
-        if constexpr (std::is_unsigned_v<T>) {
-          if (it->get<double>() < 0) throw std::invalid_argument("expected a number >= 0");
-        }
-      }
-      value = it->get<T>();
-    } catch (const std::exception& e) {
-      throw std::invalid_argument(
-          fmt::format("config key '{}.{}': {} (got {})", path_, key, e.what(), it->dump()));
-    }
-    return *this;
-  }
-
-  // Errors on keys of the section that no field() claimed.
-  void finish_reading() const {
-    if (from_ == nullptr) return;
-    for (const auto& [key, _] : from_->items()) {
-      if (std::find(seen_.begin(), seen_.end(), key) == seen_.end()) {
-        std::string known;
-        for (const auto& k : seen_) known += (known.empty() ? "" : ", ") + k;
-        throw std::invalid_argument(
-            fmt::format("unknown config key '{}.{}' (known keys there: {})", path_, key, known));
-      }
-    }
-  }
-  Json take() { return std::move(out_); }
-
- private:
-  const nlohmann::json* from_;
-  std::string path_;
-  std::vector<std::string> seen_;
-  Json out_ = Json::object();
-};
-
-void bind_task_options(Binder& b, TaskOptions& t) {
+void bind_task_options(ConfigBinder& b, TaskOptions& t) {
   b.field("seed", t.seed)
       .field("qa_per_product", t.qa_per_product)
       .field("portuguese_share", t.portuguese_share)
@@ -95,7 +44,7 @@ Json visit(Config& c, const nlohmann::json* root) {
   };
   Json out = Json::object();
   {
-    Binder b(section("clean"), "clean");
+    ConfigBinder b(section("clean"), "clean");
     b.field("decode_entities", c.clean.decode_entities)
         .field("strip_tags", c.clean.strip_tags)
         .field("remove_boilerplate", c.clean.remove_boilerplate)
@@ -107,7 +56,7 @@ Json visit(Config& c, const nlohmann::json* root) {
     out["clean"] = b.take();
   }
   {
-    Binder b(section("filter"), "filter");
+    ConfigBinder b(section("filter"), "filter");
     b.field("min_title_chars", c.filter.min_title_chars)
         .field("max_title_chars", c.filter.max_title_chars)
         .field("min_content_chars", c.filter.min_content_chars)
@@ -118,7 +67,7 @@ Json visit(Config& c, const nlohmann::json* root) {
     out["filter"] = b.take();
   }
   {
-    Binder b(section("split"), "split");
+    ConfigBinder b(section("split"), "split");
     b.field("validation_ratio", c.split.validation_ratio)
         .field("test_ratio", c.split.test_ratio)
         .field("seed", c.split.seed);
@@ -126,13 +75,13 @@ Json visit(Config& c, const nlohmann::json* root) {
     out["split"] = b.take();
   }
   {
-    Binder b(section("tasks"), "tasks");
+    ConfigBinder b(section("tasks"), "tasks");
     bind_task_options(b, c.tasks);
     b.finish_reading();
     out["tasks"] = b.take();
   }
   {
-    Binder b(section("catalog"), "catalog");
+    ConfigBinder b(section("catalog"), "catalog");
     b.field("index_content", c.catalog.index_content)
         .field("page_size", c.catalog.page_size)
         .field("cache_mib", c.catalog.cache_mib)
@@ -141,7 +90,7 @@ Json visit(Config& c, const nlohmann::json* root) {
     out["catalog"] = b.take();
   }
   {
-    Binder b(section("run"), "run");
+    ConfigBinder b(section("run"), "run");
     b.field("threads", c.threads)
         .field("block_bytes", c.block_bytes)
         .field("examples_per_rule", c.examples_per_rule)

@@ -118,3 +118,32 @@ TEST(Llama, MissingTensorIsAClearError) {
 
 }  // namespace
 }  // namespace vitrine::models
+
+namespace vitrine::models {
+namespace {
+
+TEST(Llama, PackedExamplesComputeWhatEachDoesAlone) {
+  const fs::path dir = shared_path("fixtures/hf-llama/gqa-tied");
+  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
+  LlamaForCausalLM model = load_llama(dir);
+  at::NoGradGuard no_grad;
+  const auto ids = [&](int64_t n) {
+    return at::randint(3, model->config().vocab_size, {1, n}, at::TensorOptions().dtype(at::kLong));
+  };
+  const at::Tensor a = ids(7), b = ids(5), c = ids(9), pad = at::zeros({1, 3}, at::kLong);
+  // Row 0: a, b, then padding; row 1: c, then a.
+  const at::Tensor row0 = at::cat({a, b, pad}, 1), row1 = at::cat({c, a}, 1);  // 15 and 16
+  const at::Tensor packed = at::cat({at::cat({row0, at::zeros({1, 1}, at::kLong)}, 1), row1}, 0);
+  const at::Tensor segments =
+      at::tensor(std::vector<int64_t>{0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 9, 9, 9, 9,  //
+                                      4, 4, 4, 4, 4, 4, 4, 4, 4, 7, 7, 7, 7, 7, 7, 7})
+          .view({2, 16});
+  const at::Tensor logits = model->forward_packed(packed, segments);  // [2, 16, vocab]
+  EXPECT_LT(max_abs_diff(logits[0].narrow(0, 0, 7), model->forward(a)[0]), 1e-4);
+  EXPECT_LT(max_abs_diff(logits[0].narrow(0, 7, 5), model->forward(b)[0]), 1e-4);
+  EXPECT_LT(max_abs_diff(logits[1].narrow(0, 0, 9), model->forward(c)[0]), 1e-4);
+  EXPECT_LT(max_abs_diff(logits[1].narrow(0, 9, 7), model->forward(a)[0]), 1e-4);
+}
+
+}  // namespace
+}  // namespace vitrine::models

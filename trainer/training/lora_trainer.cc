@@ -42,6 +42,11 @@ LoraTrainer::LoraTrainer(models::LlamaForCausalLM model, TrainableAdapter adapte
                               .weight_decay(config_.weight_decay));
 }
 
+at::Tensor LoraTrainer::logits_of(const Batch& b, const models::RowAdapters& rows) {
+  return b.segments.defined() ? model_->forward_packed(b.ids, b.segments, rows)
+                              : model_->forward(b.ids, nullptr, rows);  // [batch, seq, vocab]
+}
+
 StepResult LoraTrainer::step(const std::vector<Batch>& micro_batches) {
   if (micro_batches.empty()) throw std::invalid_argument("training step without a batch");
   model_->train();
@@ -56,8 +61,7 @@ StepResult LoraTrainer::step(const std::vector<Batch>& micro_batches) {
   double loss_sum = 0;
   for (const Batch& b : micro_batches) {
     const models::RowAdapters rows(static_cast<size_t>(b.ids.size(0)), adapter_.slot);
-    const at::Tensor logits = model_->forward(b.ids, nullptr, rows);  // [batch, seq, vocab]
-    const LossSum part = causal_lm_loss_sum(logits, b.labels);
+    const LossSum part = causal_lm_loss_sum(logits_of(b, rows), b.labels);
     (part.sum / static_cast<double>(result.targets)).backward();
     loss_sum += part.sum.item<double>();
   }
@@ -88,7 +92,7 @@ EvalResult LoraTrainer::evaluate(const std::vector<Batch>& batches) {
   double loss_sum = 0;
   for (const Batch& b : batches) {
     const models::RowAdapters rows(static_cast<size_t>(b.ids.size(0)), adapter_.slot);
-    const LossSum part = causal_lm_loss_sum(model_->forward(b.ids, nullptr, rows), b.labels);
+    const LossSum part = causal_lm_loss_sum(logits_of(b, rows), b.labels);
     loss_sum += part.sum.item<double>();
     result.targets += part.count;
   }

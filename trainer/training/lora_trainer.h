@@ -41,10 +41,13 @@ struct OptimizerConfig {
 double schedule_factor(const OptimizerConfig& config, int64_t step);
 
 // A batch of sequences of equal length: ids [batch, seq] (int64), labels
-// [batch, seq] (int64, -100 = not a target; the model shifts them).
+// [batch, seq] (int64, -100 = not a target; the model shifts them), and
+// optionally segments [batch, seq] when rows pack several examples (see
+// LlamaForCausalLMImpl::forward_packed).
 struct Batch {
   at::Tensor ids;
   at::Tensor labels;
+  at::Tensor segments;
 };
 
 struct StepResult {
@@ -76,6 +79,8 @@ class LoraTrainer {
   models::LlamaForCausalLM& model() { return model_; }
 
  private:
+  at::Tensor logits_of(const Batch& batch, const models::RowAdapters& rows);
+
   models::LlamaForCausalLM model_;
   TrainableAdapter adapter_;
   OptimizerConfig config_;

@@ -1,0 +1,131 @@
+// Task files -> prompts and completions -> packed rows -> batches.
+#include "trainer/training/examples.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "tests/support/expect_error.h"
+#include "tests/support/temp_dir.h"
+#include "trainer/training/lm_loss.h"
+#include "trainer/training/trainable_adapter.h"
+
+namespace vitrine::training {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Examples : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_dir_ = testing::shared_path("models/stories260K-hf");
+    if (!fs::exists(model_dir_)) GTEST_SKIP() << model_dir_ << " not found";
+    tokenizer_ = models::load_tokenizer(model_dir_);
+    testing::write_file(
+        dir_.path() / "describe.jsonl",
+        R"({"uid":"a1","prompt":"Red Kite","completion":"A kite that flies high."})"
+        "\n"
+        R"({"uid":"b2","prompt":"Blue Ball","completion":"A ball for the park, soft and light."})"
+        "\n"
+        R"({"uid":"c3","prompt":"Tiny Cup","completion":"Cup."})"
+        "\n");
+  }
+
+  fs::path model_dir_;
+  testing::TempDir dir_;
+  std::unique_ptr<models::Tokenizer> tokenizer_;
+};
+
+TEST_F(Examples, CompletionTokensAreTheOnlyTargets) {
+  const ExampleSet set = load_examples(dir_.path() / "describe.jsonl", Task::kDescribe, *tokenizer_,
+                                       models::ChatFamily::kPlain, 512);
+  ASSERT_EQ(set.examples.size(), 3u);
+  const Example& ex = set.examples[0];
+  EXPECT_EQ(ex.uid, "a1");
+  EXPECT_EQ(ex.ids.front(), tokenizer_->bos_id());
+  EXPECT_EQ(ex.ids.back(), tokenizer_->eos_ids().front());
+  const std::vector<int32_t> prompt(ex.ids.begin(), ex.ids.begin() + ex.prompt_len);
+  const std::vector<int32_t> completion(ex.ids.begin() + ex.prompt_len, ex.ids.end() - 1);
+  EXPECT_NE(tokenizer_->decode(prompt).find("Describe this product: Red Kite"), std::string::npos);
+  EXPECT_EQ(tokenizer_->decode(completion), "A kite that flies high.");
+}
+
+TEST_F(Examples, LongCompletionsAreCutAndCounted) {
+  const ExampleSet full = load_examples(dir_.path() / "describe.jsonl", Task::kDescribe,
+                                        *tokenizer_, models::ChatFamily::kPlain, 512);
+  const int64_t cap = full.examples[1].prompt_len + 3;
+  const ExampleSet cut = load_examples(dir_.path() / "describe.jsonl", Task::kDescribe, *tokenizer_,
+                                       models::ChatFamily::kPlain, cap);
+  EXPECT_GE(cut.truncated, 1);
+  for (const Example& ex : cut.examples) EXPECT_LE(static_cast<int64_t>(ex.ids.size()), cap);
+  const ExampleSet none = load_examples(dir_.path() / "describe.jsonl", Task::kDescribe,
+                                        *tokenizer_, models::ChatFamily::kPlain, 4);
+  EXPECT_EQ(none.dropped_long_prompt, 3);
+  EXPECT_TRUE(none.examples.empty());
+}
+
+TEST_F(Examples, BadLinesNameTheFileAndLine) {
+  testing::write_file(dir_.path() / "bad.jsonl", R"({"prompt":"x","completion":"y"})"
+                                                 "\n"
+                                                 R"({"prompt":"x"})"
+                                                 "\n");
+  testing::expect_error(
+      [&] {
+        load_examples(dir_.path() / "bad.jsonl", Task::kDescribe, *tokenizer_,
+                      models::ChatFamily::kPlain, 512);
+      },
+      {"bad.jsonl' line 2: expected string fields 'prompt' and 'completion'"});
+}
+
+TEST_F(Examples, PackingKeepsEveryTargetAndFitsTheRows) {
+  const ExampleSet set = load_examples(dir_.path() / "describe.jsonl", Task::kDescribe, *tokenizer_,
+                                       models::ChatFamily::kPlain, 512);
+  int64_t targets = 0, tokens = 0;
+  for (const Example& ex : set.examples) {
+    targets += static_cast<int64_t>(ex.ids.size()) - ex.prompt_len;
+    tokens += static_cast<int64_t>(ex.ids.size());
+  }
+  const auto packed = pack_examples(set.examples, 512, /*packing=*/true);
+  const auto single = pack_examples(set.examples, 512, /*packing=*/false);
+  EXPECT_EQ(packed.size(), 1u);
+  EXPECT_EQ(single.size(), 3u);
+  for (const auto* rows : {&packed, &single}) {
+    int64_t counted = 0, seen = 0;
+    for (const PackedRow& row : *rows) {
+      EXPECT_LE(row.ids.size(), 512u);
+      seen += static_cast<int64_t>(row.ids.size());
+      for (const int64_t label : row.labels) counted += label != kIgnoreLabel;
+    }
+    EXPECT_EQ(counted, targets);
+    EXPECT_EQ(seen, tokens);
+  }
+  const Batch b = make_batch(single, 0, 3);
+  EXPECT_EQ(b.ids.size(0), 3);
+  EXPECT_EQ((b.labels != kIgnoreLabel).sum().item<int64_t>(), targets);
+}
+
+TEST_F(Examples, APackedRowTrainsExactlyAsTheExamplesApart) {
+  const ExampleSet set = load_examples(dir_.path() / "describe.jsonl", Task::kDescribe, *tokenizer_,
+                                       models::ChatFamily::kPlain, 512);
+  const auto packed = pack_examples(set.examples, 512, true);
+  const auto single = pack_examples(set.examples, 512, false);
+  std::vector<double> losses;
+  std::vector<at::Tensor> adapters;
+  for (const auto* rows : {&packed, &single}) {
+    models::LlamaForCausalLM model = models::load_llama(model_dir_);
+    models::PeftAdapterConfig config;
+    config.r = 4;
+    config.lora_alpha = 8;
+    config.target_modules = {"q_proj", "v_proj", "down_proj"};
+    LoraTrainer trainer(model, make_trainable(model, init_lora_adapter(model, config, 7), 0),
+                        OptimizerConfig{.learning_rate = 1e-2, .max_grad_norm = 0});
+    StepResult r;
+    for (int s = 0; s < 3; ++s) r = trainer.step({make_batch(*rows, 0, rows->size())});
+    losses.push_back(r.loss);
+    adapters.push_back(trainer.adapter().tensors().back().detach().clone());
+  }
+  EXPECT_NEAR(losses[0], losses[1], 1e-5);
+  EXPECT_LT((adapters[0] - adapters[1]).abs().max().item<double>(), 1e-5);
+}
+
+}  // namespace
+}  // namespace vitrine::training

@@ -1,0 +1,68 @@
+// Training examples from the task files of `vitrine prepare`: each turned
+// into the prompt the daemon will ask (the model's chat format, or a plain
+// instruction format) and the completion to learn, tokenised, with the loss
+// on the completion only; then packed into rows of the maximum sequence
+// length, several examples per row, each attending only to itself.
+//
+// Not goals: multi-turn examples, on-the-fly tokenisation in a data loader
+// thread (tokenising the tasks takes seconds next to training's minutes).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "models/chat_format.h"
+#include "models/tokenizer.h"
+#include "trainer/training/lora_trainer.h"
+
+namespace vitrine::training {
+
+enum class Task {
+  kDescribe,  // title -> the product's description (tasks/describe)
+  kQa,        // question about a product -> answer (tasks/qa)
+};
+
+// "describe" or "qa"; parse_task throws std::invalid_argument naming the value.
+std::string_view task_name(Task task);
+Task parse_task(std::string_view name);
+
+// The system prompt and user message of a task's request: the same text at
+// training and at serving time, so the adapter sees at serving what it learnt.
+models::ChatTurn task_turn(Task task, std::string_view input);
+
+struct Example {
+  std::string uid;
+  std::vector<int32_t> ids;  // BOS, prompt, completion, EOS
+  int64_t prompt_len = 0;    // ids before the completion: not targets
+};
+
+struct ExampleSet {
+  std::vector<Example> examples;
+  int64_t read = 0;                 // lines read
+  int64_t truncated = 0;            // completions cut to fit max_seq_len
+  int64_t dropped_long_prompt = 0;  // prompts that left no room for a completion
+};
+
+// Reads `file` (tasks/<task>/<split>.jsonl), at most `limit` lines (0 = all).
+// Throws std::runtime_error naming the file and line for a bad line.
+ExampleSet load_examples(const std::filesystem::path& file, Task task,
+                         const models::Tokenizer& tokenizer, models::ChatFamily family,
+                         int64_t max_seq_len, int64_t limit = 0);
+
+// Rows of at most `max_seq_len` tokens. With packing, examples are placed in
+// order into the first row with room (first fit over the open rows); without,
+// one example per row.
+struct PackedRow {
+  std::vector<int64_t> ids, labels, segments;  // labels -100 outside completions
+};
+std::vector<PackedRow> pack_examples(const std::vector<Example>& examples, int64_t max_seq_len,
+                                     bool packing);
+
+// A batch of rows padded to the longest (pad id 0, label -100, a segment
+// of its own), with segments so packed examples stay apart.
+Batch make_batch(const std::vector<PackedRow>& rows, size_t begin, size_t end);
+
+}  // namespace vitrine::training
