@@ -15,5 +15,6 @@ Command add_prepare_command(CLI::App& app);
 Command add_logits_command(CLI::App& app);
 Command add_generate_command(CLI::App& app);
 Command add_info_command(CLI::App& app);
+Command add_train_command(CLI::App& app);
 
 }  // namespace vitrine::cli

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   auto logits = vitrine::cli::add_logits_command(app);
   auto generate = vitrine::cli::add_generate_command(app);
   auto info = vitrine::cli::add_info_command(app);
+  auto train = vitrine::cli::add_train_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   // environment at start-up sets (see models/runtime.h).
   vitrine::models::reexec_with_passive_wait_policy(argv);
   if (app.got_subcommand(info.command)) return info.run();
+  if (app.got_subcommand(train.command)) return train.run();
   if (app.got_subcommand(logits.command)) return logits.run();
   if (app.got_subcommand(generate.command)) return generate.run();
   return 2;

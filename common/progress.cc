@@ -67,19 +67,26 @@ void Progress::draw(bool final) {
       line.append(static_cast<size_t>(kWidth - filled), '.');
       line.append("] ");
     }
-    line += fmt::format("{:3.0f}% {} / {}", frac * 100.0, human_bytes(static_cast<double>(bytes_)),
-                        human_bytes(static_cast<double>(options_.total_bytes)));
     const double eta =
         rate > 0
             ? static_cast<double>(options_.total_bytes - std::min(bytes_, options_.total_bytes)) /
                   rate
             : 0;
-    line += fmt::format(", {}/s, {} lines, {} {}", human_bytes(rate), items_,
-                        final ? "took" : "ETA", human_duration(final ? secs : eta));
+    if (options_.steps) {
+      line += fmt::format("{:3.0f}% step {}/{}, {} {}", frac * 100.0, bytes_, options_.total_bytes,
+                          final ? "took" : "ETA", human_duration(final ? secs : eta));
+    } else {
+      line +=
+          fmt::format("{:3.0f}% {} / {}", frac * 100.0, human_bytes(static_cast<double>(bytes_)),
+                      human_bytes(static_cast<double>(options_.total_bytes)));
+      line += fmt::format(", {}/s, {} lines, {} {}", human_bytes(rate), items_,
+                          final ? "took" : "ETA", human_duration(final ? secs : eta));
+    }
   } else {
     line += fmt::format("{}, {}/s, {} lines, {}", human_bytes(static_cast<double>(bytes_)),
                         human_bytes(rate), items_, human_duration(secs));
   }
+  if (!detail_.empty()) line += ", " + detail_;
   if (tty_) {
     std::fprintf(stderr, "\r\033[2K%s%s", line.c_str(), final ? "\n" : "");
   } else {

@@ -16,6 +16,8 @@ struct ProgressOptions {
   uint64_t total_bytes = 0;       // 0 = unknown: no percentage or ETA
   bool enabled = true;            // false = silent (tests, --quiet)
   bool force_plain = false;       // log lines even on a terminal
+  bool steps = false;             // count steps (training) instead of bytes: total_bytes is the
+                                  // total number of steps
 };
 
 class Progress {
@@ -27,6 +29,8 @@ class Progress {
 
   // `bytes` of the total done so far, `items` processed so far.
   void update(uint64_t bytes, uint64_t items);
+  // Text shown after the counts (e.g. "loss 2.31, 1.2k tokens/s").
+  void set_detail(std::string detail) { detail_ = std::move(detail); }
   // Draws the final state and ends the line.
   void finish();
 
@@ -38,6 +42,7 @@ class Progress {
   bool finished_ = false;
   uint64_t bytes_ = 0;
   uint64_t items_ = 0;
+  std::string detail_;
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_draw_;
 };

@@ -1,8 +1,11 @@
 #include "common/stable_hash.h"
 
+#include <fmt/format.h>
 #include <xxhash.h>
 
 #include <cstdio>
+#include <fstream>
+#include <stdexcept>
 
 namespace vitrine {
 
@@ -38,6 +41,26 @@ std::string StreamingHash128::hex() const {
   std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(h.high),
                 static_cast<unsigned long long>(h.low));
   return buf;
+}
+
+std::string files_fingerprint(const std::vector<std::filesystem::path>& files) {
+  XXH3_state_t* state = XXH3_createState();
+  XXH3_128bits_reset(state);
+  std::vector<char> block(1 << 20);
+  for (const auto& file : files) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+      XXH3_freeState(state);
+      throw std::runtime_error(fmt::format("cannot read '{}' to fingerprint it", file.string()));
+    }
+    while (in) {
+      in.read(block.data(), static_cast<std::streamsize>(block.size()));
+      XXH3_128bits_update(state, block.data(), static_cast<size_t>(in.gcount()));
+    }
+  }
+  const XXH128_hash_t h = XXH3_128bits_digest(state);
+  XXH3_freeState(state);
+  return fmt::format("{:016x}{:016x}", h.high64, h.low64);
 }
 
 }  // namespace vitrine

@@ -6,8 +6,10 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace vitrine {
 
@@ -23,6 +25,11 @@ uint64_t stable_hash64(std::string_view bytes, uint64_t seed = 0);
 // 128-bit XXH3 of `bytes`: collisions between distinct inputs are negligible
 // (~1e-26 for 1e6 items), so equal hashes stand for equal keys.
 Hash128 stable_hash128(std::string_view bytes, uint64_t seed = 0);
+
+// XXH3-128 of the contents of the files, in order, streamed in blocks, as
+// 32 hex digits: the fingerprint of a model or dataset that a trained
+// adapter records. Throws std::runtime_error naming a file it cannot read.
+std::string files_fingerprint(const std::vector<std::filesystem::path>& files);
 
 // Maps a 64-bit hash to [0, 1) using its top 53 bits.
 inline double unit_interval(uint64_t hash) {

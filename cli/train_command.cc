@@ -1,0 +1,84 @@
+// `vitrine train --config configs/train.yaml`: fine-tunes the adapters the
+// config names (describe and qa by default) from a prepared dataset.
+#include <fmt/format.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <memory>
+
+#include "cli/commands.h"
+#include "cli/yaml_json.h"
+#include "trainer/training/train_config.h"
+#include "trainer/training/train_run.h"
+
+namespace vitrine::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void on_signal(int) {
+  g_stop.store(true);
+}
+
+struct TrainArgs {
+  std::string config;
+  std::string output;
+  std::string dataset;
+  std::string base_model;
+  bool quiet = false;
+  bool print_config = false;
+};
+
+int run_train(const TrainArgs& args) {
+  try {
+    training::TrainConfig config = training::default_train_config();
+    if (!args.config.empty()) training::apply_train_config(load_yaml_as_json(args.config), config);
+    if (!args.output.empty()) config.output = args.output;
+    if (!args.dataset.empty()) config.dataset = args.dataset;
+    if (!args.base_model.empty()) config.base_model = args.base_model;
+    if (args.print_config) {
+      std::puts(training::train_config_to_json(config).dump(2).c_str());
+      return 0;
+    }
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    const auto outcomes =
+        training::run_training(config, {.progress = !args.quiet, .cancel = &g_stop});
+    for (const auto& o : outcomes) {
+      std::printf("%s: %ld steps, train loss %.4f, best validation loss %.4f (step %ld)%s -> %s\n",
+                  o.name.c_str(), static_cast<long>(o.steps), o.last_train_loss,
+                  o.best_validation_loss, static_cast<long>(o.best_step),
+                  o.cancelled       ? ", stopped by a signal"
+                  : o.stopped_early ? ", stopped early"
+                                    : "",
+                  o.adapter_dir.string().c_str());
+    }
+    return !outcomes.empty() && outcomes.back().cancelled ? 130 : 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vitrine train: error: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace
+
+Command add_train_command(CLI::App& app) {
+  auto args = std::make_shared<TrainArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "train", "Fine-tune the describe and qa LoRA adapters from a prepared dataset");
+  cmd->add_option("--config,-c", args->config, "training config (configs/train.yaml)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--output,-o", args->output, "run directory (overrides the config's output)");
+  cmd->add_option("--dataset,-d", args->dataset, "dataset directory (overrides the config)");
+  cmd->add_option("--base-model,-m", args->base_model,
+                  "base model directory (overrides the config)");
+  cmd->add_flag("--quiet,-q", args->quiet, "no progress output");
+  cmd->add_flag("--print-config", args->print_config,
+                "print the resolved configuration as JSON and exit");
+  return Command{cmd, [args] { return run_train(*args); }};
+}
+
+}  // namespace vitrine::cli

@@ -1,0 +1,139 @@
+// `vitrine train` end to end on the real sample: prepare, train both
+// adapters for a few steps, and check what a user relies on.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "models/llama.h"
+#include "models/peft_adapter.h"
+#include "tests/support/run_vitrine.h"
+#include "tests/support/temp_dir.h"
+#include "trainer/training/train_config.h"
+
+namespace vitrine {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::read_file;
+using testing::run_vitrine;
+using testing::write_file;
+
+TEST(TrainCli, ShippedConfigHoldsExactlyTheDefaults) {
+  const testing::CliRun r = run_vitrine(
+      fmt::format("train --config {}/configs/train.yaml --print-config", VITRINE_SOURCE_DIR));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(nlohmann::ordered_json::parse(r.output),
+            training::train_config_to_json(training::default_train_config()))
+      << "configs/train.yaml and the defaults in the code disagree";
+}
+
+TEST(TrainCli, BadConfigsAreRefusedNamingTheKey) {
+  testing::TempDir dir;
+  write_file(dir / "typo.yaml", "adapters:\n  describe:\n    learnig_rate: 0.1\n");
+  testing::CliRun r = run_vitrine("train --print-config --config " + (dir / "typo.yaml").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("unknown config key 'adapters.describe.learnig_rate'"), std::string::npos)
+      << r.output;
+  write_file(dir / "task.yaml", "adapters:\n  mine:\n    task: summarise\n");
+  r = run_vitrine("train --print-config --config " + (dir / "task.yaml").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("'adapters.mine': task 'summarise'"), std::string::npos) << r.output;
+  r = run_vitrine("train -q --dataset " + dir.path().string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("is not a dataset made by `vitrine prepare`"), std::string::npos)
+      << r.output;
+}
+
+class TrainRun : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const fs::path sample = testing::shared_path("data/amazon_titles_sample.jsonl");
+    model_ = testing::shared_path("models/stories260K-hf");
+    if (!fs::exists(sample) || !fs::exists(model_)) return;
+    dir_ = new testing::TempDir();
+    const testing::CliRun r = run_vitrine(fmt::format(
+        "prepare -q --input {} --out {}", sample.string(), (dir_->path() / "ds").string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    std::string adapter;
+    for (const char* name : {"describe", "qa"}) {
+      adapter += fmt::format(
+          "  {}:\n    max_steps: 6\n    warmup_steps: 0\n    learning_rate: 0.01\n"
+          "    eval_every: 3\n    checkpoint_every: 3\n    train_examples: 96\n"
+          "    validation_examples: 24\n    max_seq_len: 96\n    batch_size: 4\n",
+          name);
+    }
+    write_file(dir_->path() / "tiny.yaml",
+               fmt::format("base_model: {}\ndataset: {}\nthreads: 1\nadapters:\n{}",
+                           model_.string(), (dir_->path() / "ds").string(), adapter));
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    if (dir_ == nullptr) GTEST_SKIP() << "../shared data or models not found";
+  }
+  static testing::CliRun train(const fs::path& out) {
+    return run_vitrine(fmt::format("train -q --config {} --output {}",
+                                   (dir_->path() / "tiny.yaml").string(), out.string()));
+  }
+
+  static inline testing::TempDir* dir_ = nullptr;
+  static inline fs::path model_;
+};
+
+TEST_F(TrainRun, BothAdaptersArePublishedCheckpointedAndLogged) {
+  const fs::path out = dir_->path() / "run";
+  const testing::CliRun r = train(out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  models::LlamaForCausalLM model = models::load_llama(model_);
+  int slot = 0;
+  for (const char* name : {"describe", "qa"}) {
+    const fs::path adapter = out / "adapters" / name;
+    // A PEFT adapter that fits the base, with the record of how it was made.
+    EXPECT_NO_THROW(models::attach_adapter(model, models::load_peft_adapter(adapter), slot++));
+    const auto record = nlohmann::json::parse(read_file(adapter / "training.json"));
+    EXPECT_EQ(record["steps"], 6);
+    EXPECT_EQ(record["seed"], 1);
+    EXPECT_EQ(record["fingerprints"]["base_model"].get<std::string>().size(), 32u);
+    EXPECT_EQ(record["fingerprints"]["dataset"].get<std::string>().size(), 32u);
+    EXPECT_EQ(record["config"]["max_steps"], 6);
+    for (const char* step : {"step-3", "step-6"}) {
+      const fs::path ckpt = out / "checkpoints" / name / step;
+      EXPECT_TRUE(fs::exists(ckpt / "adapter" / "adapter_model.safetensors")) << ckpt;
+      EXPECT_TRUE(fs::exists(ckpt / "optimizer.pt")) << ckpt;
+      EXPECT_TRUE(fs::exists(ckpt / "state.json")) << ckpt;
+    }
+  }
+  // Validation at the start (the base), at step 3 and at the end; the
+  // tuned adapters beat the base on held-out loss.
+  std::map<std::string, std::vector<double>> losses;
+  int step_lines = 0;
+  std::istringstream lines(read_file(out / "metrics.jsonl"));
+  for (std::string line; std::getline(lines, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j["event"] == "eval") losses[j["adapter"]].push_back(j["validation_loss"]);
+    if (j["event"] == "step") ++step_lines;
+  }
+  EXPECT_EQ(step_lines, 12);
+  for (const char* name : {"describe", "qa"}) {
+    ASSERT_EQ(losses[name].size(), 3u) << name;
+    EXPECT_LT(losses[name].back(), losses[name].front()) << name;
+  }
+}
+
+TEST_F(TrainRun, TheSameSeedGivesTheSameAdapters) {
+  ASSERT_EQ(train(dir_->path() / "a").exit_code, 0);
+  ASSERT_EQ(train(dir_->path() / "b").exit_code, 0);
+  for (const char* name : {"describe", "qa"}) {
+    EXPECT_EQ(read_file(dir_->path() / "a" / "adapters" / name / "adapter_model.safetensors"),
+              read_file(dir_->path() / "b" / "adapters" / name / "adapter_model.safetensors"))
+        << name;
+  }
+}
+
+}  // namespace
+}  // namespace vitrine

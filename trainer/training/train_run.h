@@ -1,0 +1,45 @@
+// `vitrine train`: both adapters from one prepared dataset, each trained,
+// evaluated on its validation split at intervals, checkpointed, and
+// published in the run directory:
+//
+//   <output>/adapters/<name>/           PEFT adapter + training.json (base and
+//                                       dataset fingerprints, seed, config,
+//                                       final metrics)
+//   <output>/checkpoints/<name>/step-N/ adapter, optimizer state, state.json
+//   <output>/metrics.jsonl              one line per step and per evaluation
+//   <output>/config.json                the configuration the run used
+//
+// The adapter published is the one with the lowest validation loss (the
+// last one when no evaluation ran). Every file and directory is written
+// atomically: a crash leaves the previous state or the new one.
+#pragma once
+
+#include <atomic>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "trainer/training/train_config.h"
+
+namespace vitrine::training {
+
+struct TrainRunOptions {
+  bool progress = true;                       // progress bar / log lines on stderr
+  const std::atomic<bool>* cancel = nullptr;  // set to stop after the current step
+};
+
+struct AdapterOutcome {
+  std::string name;
+  int64_t steps = 0;
+  double last_train_loss = 0;
+  double best_validation_loss = 0;  // 0 when never evaluated
+  int64_t best_step = 0;
+  bool stopped_early = false;
+  bool cancelled = false;
+  double tokens_per_second = 0;
+  std::filesystem::path adapter_dir;
+};
+
+std::vector<AdapterOutcome> run_training(const TrainConfig& config, const TrainRunOptions& options);
+
+}  // namespace vitrine::training
