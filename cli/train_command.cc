@@ -28,6 +28,7 @@ struct TrainArgs {
   std::string base_model;
   bool quiet = false;
   bool print_config = false;
+  bool resume = false;
 };
 
 int run_train(const TrainArgs& args) {
@@ -45,8 +46,8 @@ int run_train(const TrainArgs& args) {
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
-    const auto outcomes =
-        training::run_training(config, {.progress = !args.quiet, .cancel = &g_stop});
+    const auto outcomes = training::run_training(
+        config, {.progress = !args.quiet, .cancel = &g_stop, .resume = args.resume});
     for (const auto& o : outcomes) {
       std::printf("%s: %ld steps, train loss %.4f, best validation loss %.4f (step %ld)%s -> %s\n",
                   o.name.c_str(), static_cast<long>(o.steps), o.last_train_loss,
@@ -76,6 +77,8 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--base-model,-m", args->base_model,
                   "base model directory (overrides the config)");
   cmd->add_flag("--quiet,-q", args->quiet, "no progress output");
+  cmd->add_flag("--resume", args->resume,
+                "continue an interrupted run from its latest checkpoints (same config)");
   cmd->add_flag("--print-config", args->print_config,
                 "print the resolved configuration as JSON and exit");
   return Command{cmd, [args] { return run_train(*args); }};

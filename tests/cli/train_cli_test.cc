@@ -2,6 +2,9 @@
 // adapters for a few steps, and check what a user relies on.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -68,6 +71,13 @@ class TrainRun : public ::testing::Test {
     write_file(dir_->path() / "tiny.yaml",
                fmt::format("base_model: {}\ndataset: {}\nthreads: 1\nadapters:\n{}",
                            model_.string(), (dir_->path() / "ds").string(), adapter));
+    // Long enough to be killed part-way: 40 steps, a checkpoint every 4.
+    write_file(dir_->path() / "long.yaml",
+               fmt::format("base_model: {}\ndataset: {}\nthreads: 1\nadapters:\n  describe:\n"
+                           "    max_steps: 40\n    checkpoint_every: 4\n    eval_every: 8\n"
+                           "    train_examples: 96\n    validation_examples: 8\n"
+                           "    max_seq_len: 96\n    batch_size: 4\n    dropout: 0.1\n",
+                           model_.string(), (dir_->path() / "ds").string()));
   }
   static void TearDownTestSuite() {
     delete dir_;
@@ -133,6 +143,53 @@ TEST_F(TrainRun, TheSameSeedGivesTheSameAdapters) {
               read_file(dir_->path() / "b" / "adapters" / name / "adapter_model.safetensors"))
         << name;
   }
+}
+
+TEST_F(TrainRun, AKilledRunResumesToTheSameAdapter) {
+  const fs::path config = dir_->path() / "long.yaml";
+  const fs::path whole = dir_->path() / "whole", killed = dir_->path() / "killed";
+  ASSERT_EQ(
+      run_vitrine(fmt::format("train -q --config {} --output {}", config.string(), whole.string()))
+          .exit_code,
+      0);
+  // Start the same run, SIGKILL it once a checkpoint is on disk, resume it.
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string binary = std::string(VITRINE_BINARY_DIR) + "/cli/vitrine";
+    const std::string config_arg = config.string(), out_arg = killed.string();
+    execl(binary.c_str(), binary.c_str(), "train", "-q", "--config", config_arg.c_str(), "--output",
+          out_arg.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const fs::path first = killed / "checkpoints" / "describe" / "step-4" / "state.json";
+  for (int i = 0; i < 6000 && !fs::exists(first); ++i) usleep(5000);
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it could be killed";
+  EXPECT_FALSE(fs::exists(killed / "adapters" / "describe"));
+  const testing::CliRun resumed = run_vitrine(
+      fmt::format("train -q --resume --config {} --output {}", config.string(), killed.string()));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(read_file(killed / "adapters" / "describe" / "adapter_model.safetensors"),
+            read_file(whole / "adapters" / "describe" / "adapter_model.safetensors"));
+  const auto a = nlohmann::json::parse(read_file(whole / "adapters/describe/training.json"));
+  const auto b = nlohmann::json::parse(read_file(killed / "adapters/describe/training.json"));
+  EXPECT_EQ(a["best_validation_loss"], b["best_validation_loss"]);
+  EXPECT_EQ(a["last_train_loss"], b["last_train_loss"]);
+  // Resuming a finished run changes nothing; a changed config is refused.
+  const std::string before = read_file(killed / "adapters/describe/adapter_model.safetensors");
+  ASSERT_EQ(run_vitrine(fmt::format("train -q --resume --config {} --output {}", config.string(),
+                                    killed.string()))
+                .exit_code,
+            0);
+  EXPECT_EQ(read_file(killed / "adapters/describe/adapter_model.safetensors"), before);
+  const testing::CliRun changed =
+      run_vitrine(fmt::format("train -q --resume --config {} --output {}",
+                              (dir_->path() / "tiny.yaml").string(), killed.string()));
+  EXPECT_EQ(changed.exit_code, 1);
+  EXPECT_NE(changed.output.find("the configuration differs"), std::string::npos) << changed.output;
 }
 
 }  // namespace

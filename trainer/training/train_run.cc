@@ -1,5 +1,6 @@
 #include "trainer/training/train_run.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 #include <torch/serialize.h>
 
@@ -8,6 +9,7 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 
 #include "common/atomic_output.h"
@@ -41,6 +43,12 @@ class MetricsLog {
   std::ofstream out_;
 };
 
+std::string read_text(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) throw std::runtime_error(fmt::format("cannot read '{}'", file.string()));
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
 // A deterministic permutation of [0, n) for `seed` (Fisher-Yates on
 // mt19937_64, whose sequence the C++ standard fixes).
 std::vector<size_t> permutation(size_t n, uint64_t seed) {
@@ -59,13 +67,96 @@ std::vector<Batch> batches_of(const std::vector<PackedRow>& rows, int64_t batch_
   return out;
 }
 
-void save_checkpoint(const fs::path& dir, const LoraTrainer& trainer,
-                     torch::optim::AdamW& optimizer, const Json& state) {
+// Where a run is between steps: enough to continue it exactly.
+struct LoopState {
+  int64_t step = 0;             // optimizer steps done
+  int64_t epoch = -1;           // epoch of the current data order
+  size_t cursor = SIZE_MAX;     // next row of that order (past the end: new epoch)
+  double best_loss = INFINITY;  // best validation loss so far
+  int64_t best_step = 0;
+  int64_t evaluations_without_gain = 0;
+  int64_t tokens = 0;
+};
+
+uint64_t epoch_seed(uint64_t seed, int64_t epoch) {
+  return seed * 1000003 + static_cast<uint64_t>(epoch);
+}
+
+// checkpoints/<adapter>/step-N: the adapter, the best adapter so far, the
+// optimizer's moments, the dropout generator and the loop state, renamed
+// into place in one step.
+void save_checkpoint(const fs::path& dir, LoraTrainer& trainer, const models::PeftAdapter& best,
+                     const LoopState& st) {
+  fs::create_directories(dir.parent_path());
   StagingDir staging(dir);
   models::save_peft_adapter(staging.path() / "adapter", snapshot(trainer.adapter()));
-  torch::save(optimizer, (staging.path() / "optimizer.pt").string());
+  models::save_peft_adapter(staging.path() / "best", best);
+  torch::save(trainer.optimizer(), (staging.path() / "optimizer.pt").string());
+  at::Tensor rng = at::detail::getDefaultCPUGenerator().get_state();
+  torch::save(rng, (staging.path() / "rng.pt").string());
+  const Json state = {{"step", st.step},
+                      {"epoch", st.epoch},
+                      {"cursor", st.cursor},
+                      {"best_validation_loss", std::isfinite(st.best_loss) ? st.best_loss : -1.0},
+                      {"best_step", st.best_step},
+                      {"evaluations_without_gain", st.evaluations_without_gain},
+                      {"tokens", st.tokens}};
   write_file_atomic(staging.path() / "state.json", state.dump(2) + "\n");
   staging.commit();
+}
+
+// The checkpoint with the most steps, if any.
+std::optional<fs::path> latest_checkpoint(const fs::path& dir) {
+  std::optional<fs::path> latest;
+  int64_t most = -1;
+  if (!fs::exists(dir)) return latest;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (!name.starts_with("step-") || !fs::exists(entry.path() / "state.json")) continue;
+    const int64_t steps = std::stoll(name.substr(5));
+    if (steps > most) {
+      most = steps;
+      latest = entry.path();
+    }
+  }
+  return latest;
+}
+
+LoopState restore_checkpoint(const fs::path& dir, LoraTrainer& trainer, models::PeftAdapter& best) {
+  const Json state = Json::parse(read_text(dir / "state.json"));
+  LoopState st;
+  st.step = state["step"];
+  st.epoch = state["epoch"];
+  st.cursor = state["cursor"];
+  const double best_loss = state["best_validation_loss"];
+  st.best_loss = best_loss < 0 ? INFINITY : best_loss;
+  st.best_step = state["best_step"];
+  st.evaluations_without_gain = state["evaluations_without_gain"];
+  st.tokens = state["tokens"];
+  const models::PeftAdapter saved = models::load_peft_adapter(dir / "adapter");
+  {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i + 1 < trainer.adapter().parameters.size(); i += 2) {
+      const std::string& key = trainer.adapter().parameters[i].first;
+      const std::string path =
+          key.substr(17, key.size() - 17 - 14);  // base_model.model. / .lora_A.weight
+      const auto it = saved.modules.find(path);
+      if (it == saved.modules.end()) {
+        throw std::runtime_error(fmt::format(
+            "checkpoint '{}' lacks module '{}': made with another config?", dir.string(), path));
+      }
+      trainer.adapter().parameters[i].second.copy_(it->second.a);
+      trainer.adapter().parameters[i + 1].second.copy_(it->second.b);
+    }
+  }
+  best = models::load_peft_adapter(dir / "best");
+  torch::load(trainer.optimizer(), (dir / "optimizer.pt").string());
+  at::Tensor rng;
+  torch::load(rng, (dir / "rng.pt").string());
+  at::Generator generator = at::detail::getDefaultCPUGenerator();  // shares the default's state
+  generator.set_state(rng);
+  trainer.set_steps_done(st.step);
+  return st;
 }
 
 AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
@@ -73,6 +164,23 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
                              models::LlamaForCausalLM& model, const models::Tokenizer& tokenizer,
                              models::ChatFamily family, const Json& base_fingerprint,
                              MetricsLog& metrics, const TrainRunOptions& options) {
+  const fs::path published = fs::path(config.output) / "adapters" / name;
+  if (options.resume && fs::exists(published / "training.json")) {
+    // Finished before the interruption: keep it as it is.
+    const Json record = Json::parse(read_text(published / "training.json"));
+    if (!record.value("cancelled", false)) {
+      AdapterOutcome done;
+      done.name = name;
+      done.steps = record["steps"];
+      done.best_step = record["best_step"];
+      done.best_validation_loss = record["best_validation_loss"];
+      done.last_train_loss = record["last_train_loss"];
+      done.stopped_early = record["stopped_early"];
+      done.tokens_per_second = record["tokens_per_second"];
+      done.adapter_dir = published;
+      return done;
+    }
+  }
   const Task task = parse_task(ac.task);
   const fs::path tasks = fs::path(config.dataset) / "tasks" / std::string(task_name(task));
   const ExampleSet train = load_examples(tasks / "train.jsonl", task, tokenizer, family,
@@ -118,19 +226,27 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
                      {"validation_examples", validation.examples.size()},
                      {"total_steps", total_steps}});
 
+  AdapterOutcome outcome;
+  outcome.name = name;
+  const fs::path checkpoints = fs::path(config.output) / "checkpoints" / name;
+  LoopState st;
+  models::PeftAdapter best = snapshot(trainer.adapter());
+  const std::optional<fs::path> resume_from =
+      options.resume ? latest_checkpoint(checkpoints) : std::nullopt;
+  if (resume_from) {
+    st = restore_checkpoint(*resume_from, trainer, best);
+    metrics.write(Json{{"event", "resume"}, {"adapter", name}, {"step", st.step}});
+  }
+
   Progress progress({.label = fmt::format("train {}", name),
                      .total_bytes = static_cast<uint64_t>(total_steps),
                      .enabled = options.progress,
                      .steps = true});
-  AdapterOutcome outcome;
-  outcome.name = name;
-  models::PeftAdapter best = snapshot(trainer.adapter());
-  double best_loss = INFINITY;
-  int64_t evaluations_without_gain = 0, tokens = 0;
   const auto start = Clock::now();
-  std::vector<size_t> order;
-  size_t cursor = rows.size();  // start a fresh epoch at the first step
-  int64_t epoch = -1;
+  const int64_t tokens_before = st.tokens;
+  std::vector<size_t> order = st.epoch >= 0
+                                  ? permutation(rows.size(), epoch_seed(config.seed, st.epoch))
+                                  : std::vector<size_t>();
 
   auto evaluate = [&](int64_t step) {
     if (validation_batches.empty()) return;
@@ -141,43 +257,45 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
                        {"validation_loss", r.loss},
                        {"validation_perplexity", std::exp(r.loss)},
                        {"validation_targets", r.targets}});
-    if (r.loss < best_loss) {
-      best_loss = r.loss;
-      outcome.best_step = step;
+    if (r.loss < st.best_loss) {
+      st.best_loss = r.loss;
+      st.best_step = step;
       best = snapshot(trainer.adapter());
-      evaluations_without_gain = 0;
+      st.evaluations_without_gain = 0;
     } else {
-      ++evaluations_without_gain;
+      ++st.evaluations_without_gain;
     }
   };
 
   // Step 0 is the base model (B = 0): the loss tuning has to beat, and the
   // adapter published if it never does.
-  evaluate(0);
-  for (int64_t step = 1; step <= total_steps; ++step) {
+  if (!resume_from) evaluate(0);
+  while (st.step < total_steps) {
+    const int64_t step = st.step + 1;
     std::vector<Batch> micro;
     for (int64_t m = 0; m < ac.gradient_accumulation; ++m) {
-      if (cursor >= rows.size()) {
-        ++epoch;
-        order = permutation(rows.size(), config.seed * 1000003 + static_cast<uint64_t>(epoch));
-        cursor = 0;
+      if (st.cursor >= rows.size()) {
+        ++st.epoch;
+        order = permutation(rows.size(), epoch_seed(config.seed, st.epoch));
+        st.cursor = 0;
       }
-      const size_t take = std::min(rows.size() - cursor, static_cast<size_t>(ac.batch_size));
+      const size_t take = std::min(rows.size() - st.cursor, static_cast<size_t>(ac.batch_size));
       std::vector<PackedRow> chosen;
-      for (size_t i = 0; i < take; ++i) chosen.push_back(rows[order[cursor + i]]);
-      cursor += take;
+      for (size_t i = 0; i < take; ++i) chosen.push_back(rows[order[st.cursor + i]]);
+      st.cursor += take;
       micro.push_back(make_batch(chosen, 0, chosen.size()));
     }
     const StepResult r = trainer.step(micro);
-    tokens += r.tokens;
+    st.step = step;
+    st.tokens += r.tokens;
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    outcome.steps = step;
     outcome.last_train_loss = r.loss;
-    outcome.tokens_per_second = seconds > 0 ? static_cast<double>(tokens) / seconds : 0;
+    outcome.tokens_per_second =
+        seconds > 0 ? static_cast<double>(st.tokens - tokens_before) / seconds : 0;
     metrics.write(Json{{"event", "step"},
                        {"adapter", name},
                        {"step", step},
-                       {"epoch", epoch},
+                       {"epoch", st.epoch},
                        {"loss", r.loss},
                        {"learning_rate", r.learning_rate},
                        {"grad_norm", r.grad_norm},
@@ -186,32 +304,29 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
                        {"seconds", seconds}});
     progress.set_detail(
         fmt::format("loss {:.3f}, {:.0f} tokens/s", r.loss, outcome.tokens_per_second));
-    progress.update(static_cast<uint64_t>(step), static_cast<uint64_t>(tokens));
+    progress.update(static_cast<uint64_t>(step), static_cast<uint64_t>(st.tokens));
     if (ac.eval_every > 0 && step % ac.eval_every == 0 && step < total_steps) {
       evaluate(step);
-      if (ac.patience > 0 && evaluations_without_gain >= ac.patience) {
+      if (ac.patience > 0 && st.evaluations_without_gain >= ac.patience) {
         outcome.stopped_early = true;
         break;
       }
     }
     if (ac.checkpoint_every > 0 && step % ac.checkpoint_every == 0) {
-      save_checkpoint(fs::path(config.output) / "checkpoints" / name / fmt::format("step-{}", step),
-                      trainer, trainer.optimizer(),
-                      Json{{"adapter", name},
-                           {"step", step},
-                           {"epoch", epoch},
-                           {"cursor", cursor},
-                           {"best_validation_loss", std::isfinite(best_loss) ? best_loss : 0.0},
-                           {"fingerprints", fingerprints}});
+      save_checkpoint(checkpoints / fmt::format("step-{}", step), trainer, best, st);
     }
     if (options.cancel != nullptr && options.cancel->load()) {
       outcome.cancelled = true;
       break;
     }
   }
+  outcome.steps = st.step;
+  outcome.best_step = st.best_step;
   if (!outcome.stopped_early && !outcome.cancelled) evaluate(outcome.steps);
   progress.finish();
+  const double best_loss = st.best_loss;
   outcome.best_validation_loss = std::isfinite(best_loss) ? best_loss : 0.0;
+  outcome.best_step = st.best_step;
   if (!std::isfinite(best_loss)) best = snapshot(trainer.adapter());
 
   // Publish: the PEFT adapter and what it was made from, in one rename.
@@ -249,7 +364,15 @@ std::vector<AdapterOutcome> run_training(const TrainConfig& config,
         "'{}' is not a dataset made by `vitrine prepare` (no stats.json)", dataset.string()));
   }
   fs::create_directories(output);
-  write_file_atomic(output / "config.json", train_config_to_json(config).dump(2) + "\n");
+  const std::string config_text = train_config_to_json(config).dump(2) + "\n";
+  if (options.resume && fs::exists(output / "config.json") &&
+      read_text(output / "config.json") != config_text) {
+    throw std::runtime_error(fmt::format(
+        "--resume: the configuration differs from the one '{}' was started with ({}); resume "
+        "with the same config or start a new run directory",
+        output.string(), (output / "config.json").string()));
+  }
+  write_file_atomic(output / "config.json", config_text);
   const Json fingerprints = {
       {"base_model", files_fingerprint({base / "config.json", base / "model.safetensors"})}};
   models::LlamaForCausalLM model = models::load_llama(base, config.device);

@@ -26,6 +26,7 @@ namespace vitrine::training {
 struct TrainRunOptions {
   bool progress = true;                       // progress bar / log lines on stderr
   const std::atomic<bool>* cancel = nullptr;  // set to stop after the current step
+  bool resume = false;  // continue each adapter from its latest checkpoint; skip finished ones
 };
 
 struct AdapterOutcome {
