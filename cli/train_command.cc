@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "cli/yaml_json.h"
+#include "trainer/training/evaluation.h"
 #include "trainer/training/train_config.h"
 #include "trainer/training/train_run.h"
 
@@ -29,6 +30,7 @@ struct TrainArgs {
   bool quiet = false;
   bool print_config = false;
   bool resume = false;
+  bool no_eval = false;
 };
 
 int run_train(const TrainArgs& args) {
@@ -57,7 +59,18 @@ int run_train(const TrainArgs& args) {
                                     : "",
                   o.adapter_dir.string().c_str());
     }
-    return !outcomes.empty() && outcomes.back().cancelled ? 130 : 0;
+    if (!outcomes.empty() && outcomes.back().cancelled) return 130;
+    if (!args.no_eval) {
+      training::EvalOptions eval;
+      eval.progress = !args.quiet;
+      for (const auto& r : training::evaluate_run(config.output, eval)) {
+        std::printf("%s %s: ROUGE-L %.4f -> %.4f, BLEU %.2f -> %.2f, perplexity %.2f -> %.2f\n",
+                    r.adapter.c_str(), r.split.c_str(), r.base.rougeL, r.tuned.rougeL, r.base.bleu,
+                    r.tuned.bleu, r.base.perplexity, r.tuned.perplexity);
+      }
+      std::printf("report: %s/eval/report.md\n", config.output.c_str());
+    }
+    return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vitrine train: error: %s\n", e.what());
     return 1;
@@ -79,6 +92,7 @@ Command add_train_command(CLI::App& app) {
   cmd->add_flag("--quiet,-q", args->quiet, "no progress output");
   cmd->add_flag("--resume", args->resume,
                 "continue an interrupted run from its latest checkpoints (same config)");
+  cmd->add_flag("--no-eval", args->no_eval, "skip the base-vs-tuned evaluation at the end");
   cmd->add_flag("--print-config", args->print_config,
                 "print the resolved configuration as JSON and exit");
   return Command{cmd, [args] { return run_train(*args); }};

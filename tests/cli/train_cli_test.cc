@@ -87,7 +87,7 @@ class TrainRun : public ::testing::Test {
     if (dir_ == nullptr) GTEST_SKIP() << "../shared data or models not found";
   }
   static testing::CliRun train(const fs::path& out) {
-    return run_vitrine(fmt::format("train -q --config {} --output {}",
+    return run_vitrine(fmt::format("train -q --no-eval --config {} --output {}",
                                    (dir_->path() / "tiny.yaml").string(), out.string()));
   }
 
@@ -148,18 +148,18 @@ TEST_F(TrainRun, TheSameSeedGivesTheSameAdapters) {
 TEST_F(TrainRun, AKilledRunResumesToTheSameAdapter) {
   const fs::path config = dir_->path() / "long.yaml";
   const fs::path whole = dir_->path() / "whole", killed = dir_->path() / "killed";
-  ASSERT_EQ(
-      run_vitrine(fmt::format("train -q --config {} --output {}", config.string(), whole.string()))
-          .exit_code,
-      0);
+  ASSERT_EQ(run_vitrine(fmt::format("train -q --no-eval --config {} --output {}", config.string(),
+                                    whole.string()))
+                .exit_code,
+            0);
   // Start the same run, SIGKILL it once a checkpoint is on disk, resume it.
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     const std::string binary = std::string(VITRINE_BINARY_DIR) + "/cli/vitrine";
     const std::string config_arg = config.string(), out_arg = killed.string();
-    execl(binary.c_str(), binary.c_str(), "train", "-q", "--config", config_arg.c_str(), "--output",
-          out_arg.c_str(), static_cast<char*>(nullptr));
+    execl(binary.c_str(), binary.c_str(), "train", "-q", "--no-eval", "--config",
+          config_arg.c_str(), "--output", out_arg.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   const fs::path first = killed / "checkpoints" / "describe" / "step-4" / "state.json";
@@ -169,8 +169,8 @@ TEST_F(TrainRun, AKilledRunResumesToTheSameAdapter) {
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it could be killed";
   EXPECT_FALSE(fs::exists(killed / "adapters" / "describe"));
-  const testing::CliRun resumed = run_vitrine(
-      fmt::format("train -q --resume --config {} --output {}", config.string(), killed.string()));
+  const testing::CliRun resumed = run_vitrine(fmt::format(
+      "train -q --no-eval --resume --config {} --output {}", config.string(), killed.string()));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_EQ(read_file(killed / "adapters" / "describe" / "adapter_model.safetensors"),
             read_file(whole / "adapters" / "describe" / "adapter_model.safetensors"));
@@ -180,16 +180,43 @@ TEST_F(TrainRun, AKilledRunResumesToTheSameAdapter) {
   EXPECT_EQ(a["last_train_loss"], b["last_train_loss"]);
   // Resuming a finished run changes nothing; a changed config is refused.
   const std::string before = read_file(killed / "adapters/describe/adapter_model.safetensors");
-  ASSERT_EQ(run_vitrine(fmt::format("train -q --resume --config {} --output {}", config.string(),
-                                    killed.string()))
+  ASSERT_EQ(run_vitrine(fmt::format("train -q --no-eval --resume --config {} --output {}",
+                                    config.string(), killed.string()))
                 .exit_code,
             0);
   EXPECT_EQ(read_file(killed / "adapters/describe/adapter_model.safetensors"), before);
   const testing::CliRun changed =
-      run_vitrine(fmt::format("train -q --resume --config {} --output {}",
+      run_vitrine(fmt::format("train -q --no-eval --resume --config {} --output {}",
                               (dir_->path() / "tiny.yaml").string(), killed.string()));
   EXPECT_EQ(changed.exit_code, 1);
   EXPECT_NE(changed.output.find("the configuration differs"), std::string::npos) << changed.output;
+}
+
+TEST_F(TrainRun, EvalComparesBaseAndTunedOnTheSameProducts) {
+  const fs::path out = dir_->path() / "evaluated";
+  ASSERT_EQ(train(out).exit_code, 0);
+  const testing::CliRun r = run_vitrine(fmt::format(
+      "eval -q --run {} --test 6 --train 3 --max-new-tokens 12 --batch-size 4", out.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("describe test (6 products): ROUGE-L"), std::string::npos) << r.output;
+  const auto report = nlohmann::json::parse(read_file(out / "eval" / "report.json"));
+  ASSERT_EQ(report["results"].size(), 4u);  // two adapters x test, train
+  for (const auto& result : report["results"]) {
+    for (const char* side : {"base", "tuned"}) {
+      const auto& s = result[side];
+      EXPECT_GE(s["rougeL"].get<double>(), 0.0);
+      EXPECT_LE(s["rougeL"].get<double>(), 1.0);
+      EXPECT_GT(s["perplexity"].get<double>(), 1.0);
+      EXPECT_GT(s["mean_words"].get<double>(), 0.0) << "an empty answer";
+    }
+    // (Whether tuning helps is measured by full runs, docs/training.md; six
+    // steps on 96-token rows are too few to say.)
+    ASSERT_FALSE(result["samples"].empty());
+    EXPECT_NE(result["samples"][0]["base"], result["samples"][0]["tuned"]);
+  }
+  const std::string md = read_file(out / "eval" / "report.md");
+  EXPECT_NE(md.find("| ROUGE-L F1 |"), std::string::npos);
+  EXPECT_NE(md.find("| asked | reference | base | tuned |"), std::string::npos);
 }
 
 }  // namespace

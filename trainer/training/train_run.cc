@@ -355,8 +355,13 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
 
 }  // namespace
 
-std::vector<AdapterOutcome> run_training(const TrainConfig& config,
-                                         const TrainRunOptions& options) {
+std::vector<AdapterOutcome> run_training(const TrainConfig& given, const TrainRunOptions& options) {
+  // The run records absolute paths, so `vitrine eval` and a resume work
+  // from any directory.
+  TrainConfig config = given;
+  config.base_model = fs::absolute(config.base_model).lexically_normal().string();
+  config.dataset = fs::absolute(config.dataset).lexically_normal().string();
+  config.output = fs::absolute(config.output).lexically_normal().string();
   models::init_runtime({.threads = config.threads, .device = config.device});
   const fs::path base(config.base_model), dataset(config.dataset), output(config.output);
   if (!fs::exists(dataset / "stats.json")) {

@@ -1,0 +1,250 @@
+#include "trainer/training/evaluation.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "common/atomic_output.h"
+#include "common/progress.h"
+#include "models/chat_format.h"
+#include "models/generation.h"
+#include "models/llama.h"
+#include "models/peft_adapter.h"
+#include "models/runtime.h"
+#include "trainer/training/examples.h"
+#include "trainer/training/lm_loss.h"
+#include "trainer/training/text_metrics.h"
+
+namespace vitrine::training {
+namespace fs = std::filesystem;
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+struct Item {
+  std::string input, reference;
+};
+
+std::vector<Item> read_items(const fs::path& file, Task task, int64_t limit) {
+  std::ifstream in(file);
+  if (!in) throw std::runtime_error(fmt::format("cannot read '{}'", file.string()));
+  const char* input_key = task == Task::kDescribe ? "prompt" : "question";
+  const char* output_key = task == Task::kDescribe ? "completion" : "answer";
+  std::vector<Item> items;
+  std::string line;
+  for (int64_t n = 1; static_cast<int64_t>(items.size()) < limit && std::getline(in, line); ++n) {
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.contains(input_key) || !j.contains(output_key)) {
+      throw std::runtime_error(
+          fmt::format("'{}' line {}: not a {} task line", file.string(), n, task_name(task)));
+    }
+    items.push_back({j[input_key].get<std::string>(), j[output_key].get<std::string>()});
+  }
+  return items;
+}
+
+double words(const std::string& text) {
+  return static_cast<double>(rouge_tokens(text).size());
+}
+
+// exp(mean loss) of the examples' completions with adapter `slot` (-1 = base).
+double perplexity(models::LlamaForCausalLM& model, const std::vector<Example>& examples, int slot,
+                  int64_t max_seq_len, int64_t batch_size) {
+  at::NoGradGuard no_grad;
+  const auto rows = pack_examples(examples, max_seq_len, /*packing=*/false);
+  double sum = 0;
+  int64_t count = 0;
+  for (size_t i = 0; i < rows.size(); i += static_cast<size_t>(batch_size)) {
+    const Batch b = make_batch(rows, i, std::min(rows.size(), i + static_cast<size_t>(batch_size)));
+    const models::RowAdapters adapters(static_cast<size_t>(b.ids.size(0)), slot);
+    const LossSum part =
+        causal_lm_loss_sum(model->forward_packed(b.ids, b.segments, adapters), b.labels);
+    sum += part.sum.item<double>();
+    count += part.count;
+  }
+  return count > 0 ? std::exp(sum / static_cast<double>(count)) : NAN;  // NaN: no reference fits
+}
+
+Json scores_json(const ModelScores& s) {
+  return {{"rouge1", s.rouge1},
+          {"rouge2", s.rouge2},
+          {"rougeL", s.rougeL},
+          {"bleu", s.bleu},
+          {"perplexity", std::isfinite(s.perplexity) ? Json(s.perplexity) : Json(nullptr)},
+          {"mean_words", s.mean_words}};
+}
+
+std::string cell(const std::string& text) {
+  std::string out = text.size() > 280 ? text.substr(0, 277) + "..." : text;
+  for (char& c : out) {
+    if (c == '\n' || c == '|') c = ' ';
+  }
+  return out;
+}
+
+std::string render_markdown(const std::vector<SplitResult>& results, const TrainConfig& config,
+                            const EvalOptions& options) {
+  std::string md = "# Evaluation: base model vs tuned adapters\n\n";
+  md += fmt::format(
+      "Base model `{}`, dataset `{}`. Greedy decoding, at most {} new tokens, repetition "
+      "penalty {}, the same prompts and settings for both. ROUGE F1 as rouge_score computes it "
+      "(mean over examples), BLEU-4 as "
+      "sacreBLEU's corpus_bleu (13a), perplexity of the dataset's reference answers.\n\n",
+      config.base_model, config.dataset, options.max_new_tokens, options.repetition_penalty);
+  for (const auto& r : results) {
+    md += fmt::format("## {} adapter, {} split ({} products)\n\n", r.adapter, r.split, r.examples);
+    md += "| measure | base | tuned |\n| --- | --- | --- |\n";
+    md += fmt::format("| ROUGE-1 F1 | {:.4f} | {:.4f} |\n", r.base.rouge1, r.tuned.rouge1);
+    md += fmt::format("| ROUGE-2 F1 | {:.4f} | {:.4f} |\n", r.base.rouge2, r.tuned.rouge2);
+    md += fmt::format("| ROUGE-L F1 | {:.4f} | {:.4f} |\n", r.base.rougeL, r.tuned.rougeL);
+    md += fmt::format("| BLEU-4 | {:.2f} | {:.2f} |\n", r.base.bleu, r.tuned.bleu);
+    md += fmt::format("| reference perplexity | {:.2f} | {:.2f} |\n", r.base.perplexity,
+                      r.tuned.perplexity);
+    md += fmt::format("| mean answer words (reference {:.1f}) | {:.1f} | {:.1f} |\n\n",
+                      r.reference_mean_words, r.base.mean_words, r.tuned.mean_words);
+    if (!r.samples.empty()) {
+      md += "| asked | reference | base | tuned |\n| --- | --- | --- | --- |\n";
+      for (const auto& s : r.samples) {
+        md += fmt::format("| {} | {} | {} | {} |\n", cell(s.input), cell(s.reference), cell(s.base),
+                          cell(s.tuned));
+      }
+      md += "\n";
+    }
+  }
+  return md;
+}
+
+}  // namespace
+
+std::vector<SplitResult> evaluate_run(const fs::path& run_dir, const EvalOptions& options) {
+  std::ifstream config_in(run_dir / "config.json");
+  if (!config_in) {
+    throw std::runtime_error(
+        fmt::format("'{}' is not a training run (no config.json)", run_dir.string()));
+  }
+  TrainConfig config = default_train_config();
+  apply_train_config(nlohmann::json::parse(config_in), config);
+  models::init_runtime({.threads = config.threads, .device = config.device});
+  const fs::path base(config.base_model), dataset(config.dataset);
+  models::LlamaForCausalLM model = models::load_llama(base, config.device);
+  const auto tokenizer = models::load_tokenizer(base);
+  const models::ChatFamily family = models::detect_chat_family(base);
+  models::GenerationOptions generation;
+  generation.max_new_tokens = options.max_new_tokens;
+  generation.repetition_penalty = options.repetition_penalty;
+  for (const int32_t id : tokenizer->eos_ids()) generation.eos_ids.push_back(id);
+  generation.stop_strings = models::chat_stop_strings(family);
+
+  std::vector<SplitResult> results;
+  int slot = 0;
+  for (const auto& [name, ac] : config.adapters) {
+    const fs::path adapter_dir = run_dir / "adapters" / name;
+    if (!fs::exists(adapter_dir / "adapter_config.json")) continue;  // not trained (yet)
+    models::attach_adapter(model, models::load_peft_adapter(adapter_dir), slot);
+    const Task task = parse_task(ac.task);
+    for (const auto& [split, limit] :
+         {std::pair<std::string, int64_t>{"test", options.test_examples},
+          {"train", options.train_examples}}) {
+      if (limit <= 0) continue;
+      const fs::path file = dataset / "tasks" / std::string(task_name(task)) / (split + ".jsonl");
+      const std::vector<Item> items = read_items(file, task, limit);
+      if (items.empty()) continue;
+      SplitResult r;
+      r.adapter = name;
+      r.task = std::string(task_name(task));
+      r.split = split;
+      r.examples = static_cast<int64_t>(items.size());
+      std::vector<std::string> base_answers, tuned_answers, references;
+      Progress progress({.label = fmt::format("eval {} {}", name, split),
+                         .total_bytes = static_cast<uint64_t>(items.size()),
+                         .enabled = options.progress,
+                         .steps = true});
+      for (size_t i = 0; i < items.size(); i += static_cast<size_t>(options.batch_size)) {
+        std::vector<models::BatchRequest> requests;
+        const size_t end = std::min(items.size(), i + static_cast<size_t>(options.batch_size));
+        for (size_t k = i; k < end; ++k) {
+          const std::string prompt =
+              models::render_chat_prompt(family, task_turn(task, items[k].input));
+          const auto ids32 = tokenizer->encode(prompt, /*add_bos=*/true);
+          const std::vector<int64_t> ids(ids32.begin(), ids32.end());
+          requests.push_back({ids, -1});    // base
+          requests.push_back({ids, slot});  // tuned, in the same forward
+        }
+        const auto answers = models::generate_batch(model, *tokenizer, requests, generation);
+        for (size_t k = i; k < end; ++k) {
+          base_answers.push_back(answers[2 * (k - i)].text);
+          tuned_answers.push_back(answers[2 * (k - i) + 1].text);
+          references.push_back(items[k].reference);
+        }
+        progress.update(end, end);
+      }
+      progress.finish();
+      for (size_t k = 0; k < items.size(); ++k) {
+        const RougeScores b = rouge(references[k], base_answers[k]);
+        const RougeScores t = rouge(references[k], tuned_answers[k]);
+        r.base.rouge1 += b.rouge1;
+        r.base.rouge2 += b.rouge2;
+        r.base.rougeL += b.rougeL;
+        r.tuned.rouge1 += t.rouge1;
+        r.tuned.rouge2 += t.rouge2;
+        r.tuned.rougeL += t.rougeL;
+        r.base.mean_words += words(base_answers[k]);
+        r.tuned.mean_words += words(tuned_answers[k]);
+        r.reference_mean_words += words(references[k]);
+        if (static_cast<int64_t>(r.samples.size()) < options.examples_in_report) {
+          r.samples.push_back({items[k].input, references[k], base_answers[k], tuned_answers[k]});
+        }
+      }
+      const double n = static_cast<double>(items.size());
+      for (ModelScores* s : {&r.base, &r.tuned}) {
+        s->rouge1 /= n;
+        s->rouge2 /= n;
+        s->rougeL /= n;
+        s->mean_words /= n;
+      }
+      r.reference_mean_words /= n;
+      r.base.bleu = corpus_bleu(base_answers, references).score;
+      r.tuned.bleu = corpus_bleu(tuned_answers, references).score;
+      // Perplexity of whole references where the model's context allows,
+      // not only of the part training saw.
+      const int64_t context = std::max<int64_t>(
+          ac.max_seq_len, std::min<int64_t>(model->config().max_position_embeddings, 1024));
+      const ExampleSet examples = load_examples(file, task, *tokenizer, family, context, limit);
+      r.base.perplexity = perplexity(model, examples.examples, -1, context, ac.batch_size);
+      r.tuned.perplexity = perplexity(model, examples.examples, slot, context, ac.batch_size);
+      results.push_back(std::move(r));
+    }
+    ++slot;
+  }
+
+  Json report = Json::array();
+  for (const auto& r : results) {
+    Json samples = Json::array();
+    for (const auto& s : r.samples) {
+      samples.push_back(
+          {{"input", s.input}, {"reference", s.reference}, {"base", s.base}, {"tuned", s.tuned}});
+    }
+    report.push_back({{"adapter", r.adapter},
+                      {"task", r.task},
+                      {"split", r.split},
+                      {"examples", r.examples},
+                      {"reference_mean_words", r.reference_mean_words},
+                      {"base", scores_json(r.base)},
+                      {"tuned", scores_json(r.tuned)},
+                      {"samples", samples}});
+  }
+  fs::create_directories(run_dir / "eval");
+  write_file_atomic(run_dir / "eval" / "report.json",
+                    Json{{"max_new_tokens", options.max_new_tokens},
+                         {"repetition_penalty", options.repetition_penalty},
+                         {"results", report}}
+                            .dump(2) +
+                        "\n");
+  write_file_atomic(run_dir / "eval" / "report.md", render_markdown(results, config, options));
+  return results;
+}
+
+}  // namespace vitrine::training
