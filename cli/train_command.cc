@@ -50,7 +50,7 @@ int run_train(const TrainArgs& args) {
     sigaction(SIGTERM, &sa, nullptr);
     const auto outcomes = training::run_training(
         config, {.progress = !args.quiet, .cancel = &g_stop, .resume = args.resume});
-    for (const auto& o : outcomes) {
+    for (const auto& o : outcomes.adapters) {
       std::printf("%s: %ld steps, train loss %.4f, best validation loss %.4f (step %ld)%s -> %s\n",
                   o.name.c_str(), static_cast<long>(o.steps), o.last_train_loss,
                   o.best_validation_loss, static_cast<long>(o.best_step),
@@ -59,7 +59,16 @@ int run_train(const TrainArgs& args) {
                                     : "",
                   o.adapter_dir.string().c_str());
     }
-    if (!outcomes.empty() && outcomes.back().cancelled) return 130;
+    if (!outcomes.adapters.empty() && outcomes.adapters.back().cancelled) return 130;
+    if (outcomes.classifier_trained) {
+      const auto& c = outcomes.classifier;
+      std::printf(
+          "classifier: test accuracy %.4f (%ld texts), hard cases %.4f (%ld), %.0f µs per "
+          "decision -> %s\n",
+          c.test_accuracy, static_cast<long>(c.test_examples), c.test_hard_accuracy,
+          static_cast<long>(c.test_hard), c.microseconds_per_decision,
+          outcomes.classifier_dir.string().c_str());
+    }
     if (!args.no_eval) {
       training::EvalOptions eval;
       eval.progress = !args.quiet;

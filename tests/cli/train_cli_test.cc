@@ -12,6 +12,7 @@
 
 #include "models/llama.h"
 #include "models/peft_adapter.h"
+#include "models/text_classifier.h"
 #include "tests/support/run_vitrine.h"
 #include "tests/support/temp_dir.h"
 #include "trainer/training/train_config.h"
@@ -69,11 +70,13 @@ class TrainRun : public ::testing::Test {
           name);
     }
     write_file(dir_->path() / "tiny.yaml",
-               fmt::format("base_model: {}\ndataset: {}\nthreads: 1\nadapters:\n{}",
+               fmt::format("base_model: {}\ndataset: {}\nthreads: 1\nadapters:\n{}"
+                           "classifier:\n  epochs: 4\n",
                            model_.string(), (dir_->path() / "ds").string(), adapter));
     // Long enough to be killed part-way: 40 steps, a checkpoint every 4.
     write_file(dir_->path() / "long.yaml",
-               fmt::format("base_model: {}\ndataset: {}\nthreads: 1\nadapters:\n  describe:\n"
+               fmt::format("base_model: {}\ndataset: {}\nthreads: 1\nclassifier:\n"
+                           "  enabled: false\nadapters:\n  describe:\n"
                            "    max_steps: 40\n    checkpoint_every: 4\n    eval_every: 8\n"
                            "    train_examples: 96\n    validation_examples: 8\n"
                            "    max_seq_len: 96\n    batch_size: 4\n    dropout: 0.1\n",
@@ -118,6 +121,14 @@ TEST_F(TrainRun, BothAdaptersArePublishedCheckpointedAndLogged) {
       EXPECT_TRUE(fs::exists(ckpt / "state.json")) << ckpt;
     }
   }
+  // The router's classifier, trained on the router task and measured on
+  // its held-out split (hard cases included).
+  models::TextClassifier classifier = models::load_text_classifier(out / "classifier");
+  const auto info = nlohmann::json::parse(read_file(out / "classifier" / "classifier.json"));
+  EXPECT_GE(info["training"]["test_accuracy"].get<double>(), 0.9);
+  EXPECT_GT(info["training"]["test_hard"].get<int>(), 0);
+  EXPECT_EQ(models::classify(*classifier, "What is The Prophet about?").label, "qa");
+  EXPECT_EQ(models::classify(*classifier, "Girls Ballet Tutu Neon Pink").label, "describe");
   // Validation at the start (the base), at step 3 and at the end; the
   // tuned adapters beat the base on held-out loss.
   std::map<std::string, std::vector<double>> losses;

@@ -47,6 +47,15 @@ void bind_run(ConfigBinder& b, TrainConfig& c) {
       .field("device", c.device);
 }
 
+void bind_classifier(ConfigBinder& b, TrainConfig& c) {
+  b.field("enabled", c.classifier_enabled)
+      .field("buckets", c.classifier.buckets)
+      .field("dim", c.classifier.dim)
+      .field("epochs", c.classifier.epochs)
+      .field("batch_size", c.classifier.batch_size)
+      .field("learning_rate", c.classifier.learning_rate);
+}
+
 void check(const std::string& name, const AdapterTrainConfig& a) {
   auto fail = [&](const std::string& what) {
     throw std::invalid_argument(fmt::format("config 'adapters.{}': {}", name, what));
@@ -87,9 +96,23 @@ void apply_train_config(const nlohmann::json& json, TrainConfig& c) {
   {
     nlohmann::json top = json;
     top.erase("adapters");
+    top.erase("classifier");
     ConfigBinder b(&top, "train");
     bind_run(b, c);
     b.finish_reading();
+  }
+  if (json.contains("classifier")) {
+    if (!json["classifier"].is_object()) {
+      throw std::invalid_argument("config 'classifier' must be a mapping");
+    }
+    ConfigBinder b(&json["classifier"], "classifier");
+    bind_classifier(b, c);
+    b.finish_reading();
+    if (c.classifier.buckets < 16 || c.classifier.dim < 1 || c.classifier.epochs < 1 ||
+        c.classifier.batch_size < 1 || c.classifier.learning_rate <= 0) {
+      throw std::invalid_argument(
+          "config 'classifier': buckets >= 16, dim, epochs, batch_size >= 1, learning_rate > 0");
+    }
   }
   if (json.contains("adapters")) {
     const auto& adapters = json["adapters"];
@@ -126,6 +149,9 @@ Json train_config_to_json(const TrainConfig& config) {
     adapters[name] = b.take();
   }
   out["adapters"] = adapters;
+  ConfigBinder classifier(nullptr, "classifier");
+  bind_classifier(classifier, c);
+  out["classifier"] = classifier.take();
   return out;
 }
 

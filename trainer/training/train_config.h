@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "trainer/training/classifier_training.h"
 #include "trainer/training/lora_trainer.h"
 
 namespace vitrine::training {
@@ -26,7 +27,7 @@ struct AdapterTrainConfig {
                                              "gate_proj", "up_proj", "down_proj"};
   OptimizerConfig optimizer;
   // Data and batching
-  int64_t epochs = 1;                 // passes over the training rows (max_steps wins when set)
+  int64_t epochs = 3;                 // passes over the training rows (max_steps wins when set)
   int64_t max_steps = 0;              // 0 = epochs decide
   int64_t batch_size = 8;             // rows per micro-batch
   int64_t gradient_accumulation = 1;  // micro-batches per optimizer step
@@ -48,6 +49,8 @@ struct TrainConfig {
   int threads = 0;  // torch threads, 0 = cores
   std::string device = "cpu";
   std::map<std::string, AdapterTrainConfig> adapters;  // by adapter name (describe, qa)
+  bool classifier_enabled = true;                      // train the router's classifier too
+  ClassifierTrainConfig classifier;
 };
 
 // The built-in configuration (two adapters, describe and qa).

@@ -355,7 +355,7 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
 
 }  // namespace
 
-std::vector<AdapterOutcome> run_training(const TrainConfig& given, const TrainRunOptions& options) {
+TrainOutcome run_training(const TrainConfig& given, const TrainRunOptions& options) {
   // The run records absolute paths, so `vitrine eval` and a resume work
   // from any directory.
   TrainConfig config = given;
@@ -384,14 +384,27 @@ std::vector<AdapterOutcome> run_training(const TrainConfig& given, const TrainRu
   const auto tokenizer = models::load_tokenizer(base);
   const models::ChatFamily family = models::detect_chat_family(base);
   MetricsLog metrics(output / "metrics.jsonl");
-  std::vector<AdapterOutcome> outcomes;
+  TrainOutcome outcome;
   int slot = 0;
   for (const auto& [name, ac] : config.adapters) {
-    outcomes.push_back(train_adapter(config, name, ac, slot++, model, *tokenizer, family,
-                                     fingerprints, metrics, options));
-    if (outcomes.back().cancelled) break;
+    outcome.adapters.push_back(train_adapter(config, name, ac, slot++, model, *tokenizer, family,
+                                             fingerprints, metrics, options));
+    if (outcome.adapters.back().cancelled) return outcome;
   }
-  return outcomes;
+  if (config.classifier_enabled) {
+    outcome.classifier_dir = output / "classifier";
+    outcome.classifier =
+        train_classifier(dataset, outcome.classifier_dir, config.classifier, config.seed);
+    outcome.classifier_trained = true;
+    const ClassifierReport& r = outcome.classifier;
+    metrics.write(Json{{"event", "classifier"},
+                       {"test_accuracy", r.test_accuracy},
+                       {"test_hard", r.test_hard},
+                       {"test_hard_accuracy", r.test_hard_accuracy},
+                       {"validation_accuracy", r.validation_accuracy},
+                       {"microseconds_per_decision", r.microseconds_per_decision}});
+  }
+  return outcome;
 }
 
 }  // namespace vitrine::training

@@ -6,6 +6,7 @@
 //                                       dataset fingerprints, seed, config,
 //                                       final metrics)
 //   <output>/checkpoints/<name>/step-N/ adapter, optimizer state, state.json
+//   <output>/classifier/                the router's title-or-question classifier
 //   <output>/metrics.jsonl              one line per step and per evaluation
 //   <output>/config.json                the configuration the run used
 //
@@ -41,6 +42,13 @@ struct AdapterOutcome {
   std::filesystem::path adapter_dir;
 };
 
-std::vector<AdapterOutcome> run_training(const TrainConfig& config, const TrainRunOptions& options);
+struct TrainOutcome {
+  std::vector<AdapterOutcome> adapters;
+  bool classifier_trained = false;
+  ClassifierReport classifier;
+  std::filesystem::path classifier_dir;
+};
+
+TrainOutcome run_training(const TrainConfig& config, const TrainRunOptions& options);
 
 }  // namespace vitrine::training
