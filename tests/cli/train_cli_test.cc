@@ -140,6 +140,14 @@ TEST_F(TrainRun, BothAdaptersArePublishedCheckpointedAndLogged) {
     if (j["event"] == "step") ++step_lines;
   }
   EXPECT_EQ(step_lines, 12);
+  // The same scalars for TensorBoard (the format is checked in TensorBoard.*).
+  ASSERT_TRUE(fs::exists(out / "tensorboard"));
+  size_t event_bytes = 0;
+  for (const auto& e : fs::directory_iterator(out / "tensorboard")) {
+    EXPECT_EQ(e.path().filename().string().rfind("events.out.tfevents.", 0), 0u);
+    event_bytes += fs::file_size(e.path());
+  }
+  EXPECT_GT(event_bytes, 12u * 4 * 40);  // 4 scalars a step, 12 steps
   for (const char* name : {"describe", "qa"}) {
     ASSERT_EQ(losses[name].size(), 3u) << name;
     EXPECT_LT(losses[name].back(), losses[name].front()) << name;
@@ -228,6 +236,11 @@ TEST_F(TrainRun, EvalComparesBaseAndTunedOnTheSameProducts) {
   const std::string md = read_file(out / "eval" / "report.md");
   EXPECT_NE(md.find("| ROUGE-L F1 |"), std::string::npos);
   EXPECT_NE(md.find("| asked | reference | base | tuned |"), std::string::npos);
+  EXPECT_NE(md.find("![training and validation loss](loss_curves.svg)"), std::string::npos);
+  const std::string svg = read_file(out / "eval" / "loss_curves.svg");
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("<polyline"), std::string::npos);
+  EXPECT_NE(svg.find("describe: training (line)"), std::string::npos);
 }
 
 }  // namespace

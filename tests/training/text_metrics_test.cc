@@ -19,17 +19,18 @@ TEST(Rouge, TokensAreLowercaseAlphanumericRuns) {
 
 TEST(Rouge, UnigramBigramAndLcsF1) {
   const RougeScores s = rouge("the cat sat on the mat", "The cat on the mat.");
-  EXPECT_NEAR(s.rouge1, 10.0 / 11.0, 1e-12);  // 5 matches: P 1, R 5/6
+  EXPECT_NEAR(s.rouge1, 10.0 / 11.0, 1e-12);            // 5 matches: P 1, R 5/6
   EXPECT_NEAR(s.rouge2, 2 * 0.75 * 0.6 / 1.35, 1e-12);  // 3 of 4 and 3 of 5 bigrams
-  EXPECT_NEAR(s.rougeL, 10.0 / 11.0, 1e-12);  // LCS "the cat on the mat"
+  EXPECT_NEAR(s.rougeL, 10.0 / 11.0, 1e-12);            // LCS "the cat on the mat"
   const RougeScores none = rouge("alpha beta", "gamma");
   EXPECT_EQ(none.rouge1, 0);
   EXPECT_EQ(rouge("", "anything").rougeL, 0);
 }
 
 TEST(Bleu, ThirteenATokenisation) {
-  EXPECT_EQ(bleu_13a_tokens("Hello, world. It costs $3.50 (approx)!"),
-            (Tokens{"Hello", ",", "world", ".", "It", "costs", "$", "3.50", "(", "approx", ")", "!"}));
+  EXPECT_EQ(
+      bleu_13a_tokens("Hello, world. It costs $3.50 (approx)!"),
+      (Tokens{"Hello", ",", "world", ".", "It", "costs", "$", "3.50", "(", "approx", ")", "!"}));
   EXPECT_EQ(bleu_13a_tokens("a 5-year e-mail, don't &amp; 1,000"),
             (Tokens{"a", "5", "-", "year", "e-mail", ",", "don't", "&", "1,000"}));
 }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "common/atomic_output.h"
@@ -115,6 +116,80 @@ std::string render_markdown(const std::vector<SplitResult>& results, const Train
     }
   }
   return md;
+}
+
+// An SVG chart of each adapter's training loss (lines) and validation loss
+// (dots) against steps, from the run's metrics.jsonl; empty when there is none.
+std::string loss_curves_svg(const fs::path& metrics_file) {
+  std::ifstream in(metrics_file);
+  if (!in) return "";
+  struct Series {
+    std::vector<std::pair<double, double>> train, validation;
+  };
+  std::map<std::string, Series> series;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.contains("event") || !j.contains("adapter")) continue;
+    if (j["event"] == "step") {
+      series[j["adapter"]].train.emplace_back(j["step"].get<double>(), j["loss"].get<double>());
+    } else if (j["event"] == "eval") {
+      series[j["adapter"]].validation.emplace_back(j["step"].get<double>(),
+                                                   j["validation_loss"].get<double>());
+    }
+  }
+  if (series.empty()) return "";
+  double max_step = 1, low = 1e30, high = -1e30;
+  for (const auto& [name, s] : series) {
+    for (const auto* points : {&s.train, &s.validation}) {
+      for (const auto& [x, y] : *points) {
+        max_step = std::max(max_step, x);
+        low = std::min(low, y);
+        high = std::max(high, y);
+      }
+    }
+  }
+  if (high <= low) high = low + 1;
+  constexpr double kW = 640, kH = 360, kLeft = 56, kRight = 150, kTop = 20, kBottom = 40;
+  const auto px = [&](double x) { return kLeft + x / max_step * (kW - kLeft - kRight); };
+  const auto py = [&](double y) {
+    return kTop + (high - y) / (high - low) * (kH - kTop - kBottom);
+  };
+  const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" "
+      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" "
+      "fill=\"white\"/>\n",
+      kW, kH);
+  svg += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"black\"/>\n",
+                     kLeft, kTop, kH - kBottom);
+  svg += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"black\"/>\n",
+                     kLeft, kH - kBottom, kW - kRight);
+  for (int t = 0; t <= 4; ++t) {
+    const double y = low + (high - low) * t / 4;
+    svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.2f}</text>\n", kLeft - 4,
+                       py(y) + 4, y);
+  }
+  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">step {:.0f}</text>\n",
+                     kW - kRight, kH - kBottom + 16, max_step);
+  svg += fmt::format("<text x=\"{}\" y=\"{}\">loss</text>\n", 4, kTop - 6);
+  int k = 0;
+  for (const auto& [name, s] : series) {
+    const char* colour = colours[k % 4];
+    std::string points;
+    for (const auto& [x, y] : s.train) points += fmt::format("{:.1f},{:.1f} ", px(x), py(y));
+    svg += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1\" points=\"{}\"/>\n",
+                       colour, points);
+    for (const auto& [x, y] : s.validation) {
+      svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3.5\" fill=\"{}\"/>\n", px(x),
+                         py(y), colour);
+    }
+    svg += fmt::format(
+        "<text x=\"{}\" y=\"{}\" fill=\"{}\">{}: training (line), validation (dots)</text>\n",
+        kW - kRight + 8, kTop + 16 * (k + 1), colour, name);
+    ++k;
+  }
+  return svg + "</svg>\n";
 }
 
 }  // namespace
@@ -243,7 +318,13 @@ std::vector<SplitResult> evaluate_run(const fs::path& run_dir, const EvalOptions
                          {"results", report}}
                             .dump(2) +
                         "\n");
-  write_file_atomic(run_dir / "eval" / "report.md", render_markdown(results, config, options));
+  std::string md = render_markdown(results, config, options);
+  const std::string svg = loss_curves_svg(run_dir / "metrics.jsonl");
+  if (!svg.empty()) {
+    write_file_atomic(run_dir / "eval" / "loss_curves.svg", svg);
+    md += "## Loss curves\n\n![training and validation loss](loss_curves.svg)\n";
+  }
+  write_file_atomic(run_dir / "eval" / "report.md", md);
   return results;
 }
 

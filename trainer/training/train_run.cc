@@ -18,6 +18,7 @@
 #include "models/peft_adapter.h"
 #include "models/runtime.h"
 #include "trainer/training/examples.h"
+#include "trainer/training/tensorboard.h"
 #include "trainer/training/trainable_adapter.h"
 
 namespace vitrine::training {
@@ -163,7 +164,8 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
                              const AdapterTrainConfig& ac, int slot,
                              models::LlamaForCausalLM& model, const models::Tokenizer& tokenizer,
                              models::ChatFamily family, const Json& base_fingerprint,
-                             MetricsLog& metrics, const TrainRunOptions& options) {
+                             MetricsLog& metrics, TensorBoardWriter& board,
+                             const TrainRunOptions& options) {
   const fs::path published = fs::path(config.output) / "adapters" / name;
   if (options.resume && fs::exists(published / "training.json")) {
     // Finished before the interruption: keep it as it is.
@@ -257,6 +259,8 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
                        {"validation_loss", r.loss},
                        {"validation_perplexity", std::exp(r.loss)},
                        {"validation_targets", r.targets}});
+    board.scalar(name + "/validation_loss", r.loss, step);
+    board.scalar(name + "/validation_perplexity", std::exp(r.loss), step);
     if (r.loss < st.best_loss) {
       st.best_loss = r.loss;
       st.best_step = step;
@@ -302,6 +306,10 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
                        {"tokens", r.tokens},
                        {"tokens_per_second", outcome.tokens_per_second},
                        {"seconds", seconds}});
+    board.scalar(name + "/loss", r.loss, step);
+    board.scalar(name + "/learning_rate", r.learning_rate, step);
+    board.scalar(name + "/grad_norm", r.grad_norm, step);
+    board.scalar(name + "/tokens_per_second", outcome.tokens_per_second, step);
     progress.set_detail(
         fmt::format("loss {:.3f}, {:.0f} tokens/s", r.loss, outcome.tokens_per_second));
     progress.update(static_cast<uint64_t>(step), static_cast<uint64_t>(st.tokens));
@@ -384,11 +392,12 @@ TrainOutcome run_training(const TrainConfig& given, const TrainRunOptions& optio
   const auto tokenizer = models::load_tokenizer(base);
   const models::ChatFamily family = models::detect_chat_family(base);
   MetricsLog metrics(output / "metrics.jsonl");
+  TensorBoardWriter board(output / "tensorboard");
   TrainOutcome outcome;
   int slot = 0;
   for (const auto& [name, ac] : config.adapters) {
     outcome.adapters.push_back(train_adapter(config, name, ac, slot++, model, *tokenizer, family,
-                                             fingerprints, metrics, options));
+                                             fingerprints, metrics, board, options));
     if (outcome.adapters.back().cancelled) return outcome;
   }
   if (config.classifier_enabled) {

@@ -8,6 +8,7 @@
 //   <output>/checkpoints/<name>/step-N/ adapter, optimizer state, state.json
 //   <output>/classifier/                the router's title-or-question classifier
 //   <output>/metrics.jsonl              one line per step and per evaluation
+//   <output>/tensorboard/               the same scalars as TensorBoard event files
 //   <output>/config.json                the configuration the run used
 //
 // The adapter published is the one with the lowest validation loss (the
