@@ -11,6 +11,7 @@
 #include <random>
 
 #include "models/text_classifier.h"
+#include "trainer/training/examples.h"
 
 namespace vitrine::training {
 namespace fs = std::filesystem;
@@ -84,7 +85,7 @@ ClassifierReport train_classifier(const fs::path& dataset, const fs::path& out_d
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   model->train();
   for (int64_t epoch = 0; epoch < c.epochs; ++epoch) {
-    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+    shuffle_order(order, rng);
     for (size_t start = 0; start < order.size(); start += static_cast<size_t>(c.batch_size)) {
       const size_t end = std::min(order.size(), start + static_cast<size_t>(c.batch_size));
       std::vector<int64_t> flat, offsets, labels;

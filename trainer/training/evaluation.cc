@@ -32,8 +32,7 @@ struct Item {
 std::vector<Item> read_items(const fs::path& file, Task task, int64_t limit) {
   std::ifstream in(file);
   if (!in) throw std::runtime_error(fmt::format("cannot read '{}'", file.string()));
-  const char* input_key = task == Task::kDescribe ? "prompt" : "question";
-  const char* output_key = task == Task::kDescribe ? "completion" : "answer";
+  const auto [input_key, output_key] = task_fields(task);
   std::vector<Item> items;
   std::string line;
   for (int64_t n = 1; static_cast<int64_t>(items.size()) < limit && std::getline(in, line); ++n) {

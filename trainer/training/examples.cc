@@ -23,6 +23,11 @@ Task parse_task(std::string_view name) {
   throw std::invalid_argument(fmt::format("task '{}': expected describe or qa", name));
 }
 
+TaskFields task_fields(Task task) {
+  return task == Task::kDescribe ? TaskFields{"prompt", "completion"}
+                                 : TaskFields{"question", "answer"};
+}
+
 models::ChatTurn task_turn(Task task, std::string_view input) {
   if (task == Task::kDescribe) {
     return {.system = "You write product descriptions for an online shop.",
@@ -35,8 +40,7 @@ ExampleSet load_examples(const fs::path& file, Task task, const models::Tokenize
                          models::ChatFamily family, int64_t max_seq_len, int64_t limit) {
   std::ifstream in(file);
   if (!in) throw std::runtime_error(fmt::format("cannot read '{}'", file.string()));
-  const char* input_key = task == Task::kDescribe ? "prompt" : "question";
-  const char* output_key = task == Task::kDescribe ? "completion" : "answer";
+  const auto [input_key, output_key] = task_fields(task);
   const std::vector<int32_t> eos = tokenizer.eos_ids();
   ExampleSet set;
   std::string line;
@@ -115,6 +119,10 @@ std::vector<PackedRow> pack_examples(const std::vector<Example>& examples, int64
     }
   }
   return rows;
+}
+
+void shuffle_order(std::vector<size_t>& order, std::mt19937_64& rng) {
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
 }
 
 Batch make_batch(const std::vector<PackedRow>& rows, size_t begin, size_t end) {

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,6 +29,14 @@ enum class Task {
 // "describe" or "qa"; parse_task throws std::invalid_argument naming the value.
 std::string_view task_name(Task task);
 Task parse_task(std::string_view name);
+
+// The JSON keys of a task line's input and expected output:
+// prompt/completion (describe), question/answer (qa).
+struct TaskFields {
+  const char* input;
+  const char* output;
+};
+TaskFields task_fields(Task task);
 
 // The system prompt and user message of a task's request: the same text at
 // training and at serving time, so the adapter sees at serving what it learnt.
@@ -60,6 +69,10 @@ struct PackedRow {
 };
 std::vector<PackedRow> pack_examples(const std::vector<Example>& examples, int64_t max_seq_len,
                                      bool packing);
+
+// Shuffles `order` in place: Fisher-Yates on mt19937_64, whose sequence the
+// C++ standard fixes, so a seed gives the same order on every machine.
+void shuffle_order(std::vector<size_t>& order, std::mt19937_64& rng);
 
 // A batch of rows padded to the longest (pad id 0, label -100, a segment
 // of its own), with segments so packed examples stay apart.

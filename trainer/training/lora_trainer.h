@@ -47,7 +47,7 @@ double schedule_factor(const OptimizerConfig& config, int64_t step);
 struct Batch {
   at::Tensor ids;
   at::Tensor labels;
-  at::Tensor segments;
+  at::Tensor segments{};  // undefined: one example per row
 };
 
 struct StepResult {

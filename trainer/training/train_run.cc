@@ -50,13 +50,12 @@ std::string read_text(const fs::path& file) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// A deterministic permutation of [0, n) for `seed` (Fisher-Yates on
-// mt19937_64, whose sequence the C++ standard fixes).
+// A deterministic permutation of [0, n) for `seed`.
 std::vector<size_t> permutation(size_t n, uint64_t seed) {
   std::vector<size_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = i;
   std::mt19937_64 rng(seed);
-  for (size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+  shuffle_order(order, rng);
   return order;
 }
 
@@ -137,17 +136,16 @@ LoopState restore_checkpoint(const fs::path& dir, LoraTrainer& trainer, models::
   const models::PeftAdapter saved = models::load_peft_adapter(dir / "adapter");
   {
     at::NoGradGuard no_grad;
-    for (size_t i = 0; i + 1 < trainer.adapter().parameters.size(); i += 2) {
-      const std::string& key = trainer.adapter().parameters[i].first;
-      const std::string path =
-          key.substr(17, key.size() - 17 - 14);  // base_model.model. / .lora_A.weight
+    const TrainableAdapter& adapter = trainer.adapter();
+    for (size_t m = 0; m < adapter.modules.size(); ++m) {
+      const std::string& path = adapter.modules[m];
       const auto it = saved.modules.find(path);
       if (it == saved.modules.end()) {
         throw std::runtime_error(fmt::format(
             "checkpoint '{}' lacks module '{}': made with another config?", dir.string(), path));
       }
-      trainer.adapter().parameters[i].second.copy_(it->second.a);
-      trainer.adapter().parameters[i + 1].second.copy_(it->second.b);
+      adapter.parameters[2 * m].second.copy_(it->second.a);
+      adapter.parameters[2 * m + 1].second.copy_(it->second.b);
     }
   }
   best = models::load_peft_adapter(dir / "best");

@@ -57,6 +57,7 @@ TrainableAdapter make_trainable(models::LlamaForCausalLM& model, const models::P
     const std::string key = "base_model.model." + path;
     trainable.parameters.emplace_back(key + ".lora_A.weight", t.a);
     trainable.parameters.emplace_back(key + ".lora_B.weight", t.b);
+    trainable.modules.push_back(path);
     copy.modules[path] = t;
   }
   models::attach_adapter(model, copy, slot);
@@ -66,14 +67,11 @@ TrainableAdapter make_trainable(models::LlamaForCausalLM& model, const models::P
 models::PeftAdapter snapshot(const TrainableAdapter& adapter) {
   models::PeftAdapter out;
   out.config = adapter.config;
-  for (size_t i = 0; i + 1 < adapter.parameters.size(); i += 2) {
-    const std::string& key = adapter.parameters[i].first;  // base_model.model.<path>.lora_A.weight
-    const std::string path = key.substr(std::string("base_model.model.").size(),
-                                        key.size() - std::string("base_model.model.").size() -
-                                            std::string(".lora_A.weight").size());
-    out.modules[path] = {.a = adapter.parameters[i].second.detach().to(at::kCPU).clone(),
-                         .b = adapter.parameters[i + 1].second.detach().to(at::kCPU).clone(),
-                         .scaling = adapter.config.scaling()};
+  for (size_t m = 0; m < adapter.modules.size(); ++m) {
+    out.modules[adapter.modules[m]] = {
+        .a = adapter.parameters[2 * m].second.detach().to(at::kCPU).clone(),
+        .b = adapter.parameters[2 * m + 1].second.detach().to(at::kCPU).clone(),
+        .scaling = adapter.config.scaling()};
   }
   return out;
 }

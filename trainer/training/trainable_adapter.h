@@ -22,6 +22,8 @@ struct TrainableAdapter {
   // (PEFT key, tensor): "base_model.model.<module>.lora_A.weight" [r, in]
   // and ".lora_B.weight" [out, r], in a fixed order (module path, A then B).
   std::vector<std::pair<std::string, at::Tensor>> parameters;
+  // Module path of each A, B pair: parameters[2i] and [2i + 1] belong to modules[i].
+  std::vector<std::string> modules;
 
   std::vector<at::Tensor> tensors() const;
 };
