@@ -28,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 
+from benchmarks_doc import write_section
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 PEER = os.path.join(SHARED, "bench", "torch_lora_baseline.py")
@@ -148,16 +150,7 @@ def main():
     print(table)
     if args.no_write:
         return
-    doc = os.path.join(ROOT, "docs", "benchmarks.md")
-    text = open(doc).read()
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + table + text[text.index(END) + len(END):]
-    else:
-        text += "\n" + table + "\n"
-    tmp = doc + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, doc)
+    write_section(os.path.join(ROOT, "docs", "benchmarks.md"), BEGIN, END, table)
 
 
 if __name__ == "__main__":

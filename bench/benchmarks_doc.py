@@ -1,0 +1,18 @@
+"""Writes a benchmark's section of docs/benchmarks.md, between its markers."""
+
+import os
+
+
+def write_section(doc, begin, end, section):
+    """Replaces the text from `begin` to `end` in `doc` with `section` (which
+    starts with `begin` and ends with `end`), or appends it when the markers
+    are absent; the file is replaced atomically."""
+    text = open(doc).read() if os.path.exists(doc) else ""
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
+    else:
+        text += "\n" + section + "\n"
+    tmp = doc + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, doc)
