@@ -1,5 +1,10 @@
 // `vitrine train --config configs/train.yaml`: fine-tunes the adapters the
 // config names (describe and qa by default) from a prepared dataset.
+//
+// Started by torchrun-style launchers (RANK, WORLD_SIZE, MASTER_ADDR,
+// MASTER_PORT in the environment; see trainer/training/data_parallel.h),
+// each process is one data-parallel rank; rank 0 writes the run and
+// evaluates it.
 #include <fmt/format.h>
 #include <signal.h>
 
@@ -49,7 +54,17 @@ int run_train(const TrainArgs& args) {
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
     const auto outcomes = training::run_training(
-        config, {.progress = !args.quiet, .cancel = &g_stop, .resume = args.resume});
+        config, {.progress = !args.quiet,
+                 .cancel = &g_stop,
+                 .resume = args.resume,
+                 .data_parallel = training::data_parallel_from_environment()});
+    if (!outcomes.main_rank) {
+      for (const auto& o : outcomes.adapters) {
+        std::printf("%s: %ld steps as a replica, adapter equal to rank 0's within %g\n",
+                    o.name.c_str(), static_cast<long>(o.steps), o.replicas_max_difference);
+      }
+      return !outcomes.adapters.empty() && outcomes.adapters.back().cancelled ? 130 : 0;
+    }
     for (const auto& o : outcomes.adapters) {
       std::printf("%s: %ld steps, train loss %.4f, best validation loss %.4f (step %ld)%s -> %s\n",
                   o.name.c_str(), static_cast<long>(o.steps), o.last_train_loss,

@@ -13,6 +13,8 @@ PACKAGES=(
   libsimdjson-dev libxxhash-dev zlib1g-dev libsqlite3-dev sqlite3
   # models/: libtorch on CPU with a threaded OpenBLAS behind libblas.so.3
   libtorch-dev libopenblas0-pthread libsentencepiece-dev libpcre2-dev
+  # trainer: data-parallel training on c10d's Gloo process group (its headers)
+  libgloo-dev
   # router/, gateway/: gRPC and Protobuf
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   # benchmarks: the peer pipeline runs on Debian's Python

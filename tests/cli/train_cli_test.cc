@@ -2,11 +2,14 @@
 // adapters for a few steps, and check what a user relies on.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -241,6 +244,116 @@ TEST_F(TrainRun, EvalComparesBaseAndTunedOnTheSameProducts) {
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
   EXPECT_NE(svg.find("<polyline"), std::string::npos);
   EXPECT_NE(svg.find("describe: training (line)"), std::string::npos);
+}
+
+// A TCP port free on loopback right now (the kernel's choice).
+uint16_t free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::vector<double> step_losses(const fs::path& metrics) {
+  std::vector<double> losses;
+  std::istringstream lines(read_file(metrics));
+  for (std::string line; std::getline(lines, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j["event"] == "step") losses.push_back(j["loss"]);
+  }
+  return losses;
+}
+
+TEST_F(TrainRun, TwoDataParallelRanksTakeTheSingleProcessSteps) {
+  // Two ranks on loopback with micro-batches of 2, against one process
+  // accumulating two micro-batches of 2: the same 4 rows a step.
+  const std::string adapter = fmt::format(
+      "base_model: {}\ndataset: {}\nthreads: 1\nclassifier:\n  enabled: false\nadapters:\n"
+      "  describe:\n    max_steps: 6\n    warmup_steps: 0\n    learning_rate: 0.01\n"
+      "    dropout: 0\n    eval_every: 3\n    checkpoint_every: 3\n    train_examples: 48\n"
+      "    validation_examples: 16\n    max_seq_len: 96\n    batch_size: 2\n",
+      model_.string(), (dir_->path() / "ds").string());
+  write_file(dir_->path() / "ranks.yaml", adapter + "    gradient_accumulation: 1\n");
+  write_file(dir_->path() / "one.yaml", adapter + "    gradient_accumulation: 2\n");
+  const fs::path one = dir_->path() / "dp-one", ranks = dir_->path() / "dp-ranks";
+  const testing::CliRun single =
+      run_vitrine(fmt::format("train -q --no-eval --config {} --output {}",
+                              (dir_->path() / "one.yaml").string(), one.string()));
+  ASSERT_EQ(single.exit_code, 0) << single.output;
+
+  const uint16_t port = free_port();
+  auto rank = [&](int r) {
+    return std::async(std::launch::async, [&, r] {
+      return run_vitrine(
+          fmt::format("train -q --no-eval --config {} --output {}",
+                      (dir_->path() / "ranks.yaml").string(), ranks.string()),
+          fmt::format("env RANK={} WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={} "
+                      "VITRINE_DIST_TIMEOUT=120",
+                      r, port));
+    });
+  };
+  auto rank0 = rank(0), rank1 = rank(1);
+  const testing::CliRun r0 = rank0.get(), r1 = rank1.get();
+  ASSERT_EQ(r0.exit_code, 0) << r0.output;
+  ASSERT_EQ(r1.exit_code, 0) << r1.output;
+
+  // Both ranks ended with the same adapter: each compared its tensors with
+  // rank 0's before rank 0 published.
+  EXPECT_NE(r1.output.find("describe: 6 steps as a replica, adapter equal to rank 0's within 0"),
+            std::string::npos)
+      << r1.output;
+  const auto record =
+      nlohmann::json::parse(read_file(ranks / "adapters" / "describe" / "training.json"));
+  EXPECT_EQ(record["data_parallel"]["world_size"], 2);
+  EXPECT_EQ(record["data_parallel"]["rows_per_step"], 4);
+  EXPECT_EQ(record["data_parallel"]["replicas_max_difference"], 0.0);
+
+  // And that adapter is the single process's, up to the order of sums.
+  const models::PeftAdapter a = models::load_peft_adapter(ranks / "adapters" / "describe");
+  const models::PeftAdapter b = models::load_peft_adapter(one / "adapters" / "describe");
+  ASSERT_EQ(a.modules.size(), b.modules.size());
+  for (const auto& [path, m] : a.modules) {
+    const auto& other = b.modules.at(path);
+    EXPECT_TRUE(at::allclose(m.a, other.a, 1e-5, 1e-6)) << path;
+    EXPECT_TRUE(at::allclose(m.b, other.b, 1e-5, 1e-6)) << path;
+    EXPECT_GT(m.b.abs().max().item<float>(), 0.0f) << path << " never trained";
+  }
+  const std::vector<double> la = step_losses(ranks / "metrics.jsonl"),
+                            lb = step_losses(one / "metrics.jsonl");
+  ASSERT_EQ(la.size(), 6u);
+  ASSERT_EQ(lb.size(), 6u);
+  for (size_t i = 0; i < la.size(); ++i) EXPECT_NEAR(la[i], lb[i], 1e-5 * lb[i]) << "step " << i;
+  // Rank 1 wrote nothing of its own: one metrics log, one TensorBoard file.
+  EXPECT_EQ(std::distance(fs::directory_iterator(ranks / "tensorboard"), fs::directory_iterator()),
+            1);
+}
+
+TEST(TrainCli, DataParallelSettingsAreCheckedAndARankAloneGivesUp) {
+  testing::CliRun r =
+      run_vitrine("train -q --no-eval --output /nonexistent", "env -u RANK WORLD_SIZE=2");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("WORLD_SIZE=2 but RANK is unset"), std::string::npos) << r.output;
+  r = run_vitrine("train -q --no-eval --output /nonexistent", "env WORLD_SIZE=2 RANK=2");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("RANK='2': expected an integer from 0 to 1"), std::string::npos)
+      << r.output;
+  // Rank 1 waiting for a rank 0 that never comes stops at the timeout.
+  testing::TempDir dir;
+  write_file(dir / "stats.json", "{}");
+  r = run_vitrine(fmt::format("train -q --no-eval --dataset {} --output {}", dir.path().string(),
+                              (dir / "run").string()),
+                  fmt::format("env RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={} "
+                              "VITRINE_DIST_TIMEOUT=2",
+                              free_port()));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("rank 1 of 2: cannot join the process group at 127.0.0.1:"),
+            std::string::npos)
+      << r.output;
 }
 
 }  // namespace

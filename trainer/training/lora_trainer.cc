@@ -56,6 +56,12 @@ StepResult LoraTrainer::step(const std::vector<Batch>& micro_batches) {
         (b.labels.narrow(1, 1, b.labels.size(1) - 1) != kIgnoreLabel).sum().item<int64_t>();
     result.tokens += b.ids.numel();
   }
+  if (data_parallel_ != nullptr) {  // the step's counts over all ranks
+    const auto totals = data_parallel_->all_reduce(
+        {static_cast<double>(result.targets), static_cast<double>(result.tokens)});
+    result.targets = static_cast<int64_t>(totals[0]);
+    result.tokens = static_cast<int64_t>(totals[1]);
+  }
   if (result.targets == 0) throw std::invalid_argument("training step with no target tokens");
   optimizer_->zero_grad();
   double loss_sum = 0;
@@ -65,8 +71,19 @@ StepResult LoraTrainer::step(const std::vector<Batch>& micro_batches) {
     (part.sum / static_cast<double>(result.targets)).backward();
     loss_sum += part.sum.item<double>();
   }
-  result.loss = loss_sum / static_cast<double>(result.targets);
   const std::vector<at::Tensor> tensors = adapter_.tensors();
+  if (data_parallel_ != nullptr) {
+    // Each rank's gradient is its share of the step's mean; their sum is
+    // the whole step's gradient.
+    std::vector<at::Tensor> grads;
+    for (const auto& t : tensors) {
+      if (!t.grad().defined()) t.mutable_grad() = at::zeros_like(t);
+      grads.push_back(t.grad());
+    }
+    data_parallel_->all_reduce_in_place(grads);
+    loss_sum = data_parallel_->all_reduce(std::vector<double>{loss_sum})[0];
+  }
+  result.loss = loss_sum / static_cast<double>(result.targets);
   if (config_.max_grad_norm > 0) {
     result.grad_norm = torch::nn::utils::clip_grad_norm_(tensors, config_.max_grad_norm);
   } else {
@@ -88,15 +105,24 @@ StepResult LoraTrainer::step(const std::vector<Batch>& micro_batches) {
 EvalResult LoraTrainer::evaluate(const std::vector<Batch>& batches) {
   model_->eval();
   at::NoGradGuard no_grad;
-  EvalResult result;
-  double loss_sum = 0;
-  for (const Batch& b : batches) {
+  const size_t ranks = data_parallel_ != nullptr ? data_parallel_->world_size() : 1;
+  const size_t rank = data_parallel_ != nullptr ? data_parallel_->rank() : 0;
+  double loss_sum = 0, targets = 0;
+  for (size_t i = rank; i < batches.size(); i += ranks) {
+    const Batch& b = batches[i];
     const models::RowAdapters rows(static_cast<size_t>(b.ids.size(0)), adapter_.slot);
     const LossSum part = causal_lm_loss_sum(logits_of(b, rows), b.labels);
     loss_sum += part.sum.item<double>();
-    result.targets += part.count;
+    targets += static_cast<double>(part.count);
   }
-  result.loss = result.targets > 0 ? loss_sum / static_cast<double>(result.targets) : 0.0;
+  if (data_parallel_ != nullptr) {
+    const auto totals = data_parallel_->all_reduce({loss_sum, targets});
+    loss_sum = totals[0];
+    targets = totals[1];
+  }
+  EvalResult result;
+  result.targets = static_cast<int64_t>(targets);
+  result.loss = result.targets > 0 ? loss_sum / targets : 0.0;
   return result;
 }
 

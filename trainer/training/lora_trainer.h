@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "models/llama.h"
+#include "trainer/training/data_parallel.h"
 #include "trainer/training/trainable_adapter.h"
 
 namespace vitrine::training {
@@ -67,9 +68,17 @@ class LoraTrainer {
  public:
   LoraTrainer(models::LlamaForCausalLM model, TrainableAdapter adapter, OptimizerConfig config);
 
+  // Trains as one replica of a data-parallel group (not owned; outlives
+  // the trainer): each rank passes its own share of a step's micro-batches,
+  // and the step, its loss and its counts are those of all ranks' batches
+  // together, as one process taking them all would compute them.
+  void set_data_parallel(DataParallel* group) { data_parallel_ = group; }
+
   // One optimizer step over these micro-batches (accumulated).
   StepResult step(const std::vector<Batch>& micro_batches);
-  // Loss of the adapter on these batches, without gradients.
+  // Loss of the adapter on these batches, without gradients. With a
+  // data-parallel group every rank passes all batches and evaluates its
+  // share (every world_size-th batch); all get the total.
   EvalResult evaluate(const std::vector<Batch>& batches);
 
   int64_t steps_done() const { return steps_done_; }
@@ -85,6 +94,7 @@ class LoraTrainer {
   TrainableAdapter adapter_;
   OptimizerConfig config_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
+  DataParallel* data_parallel_ = nullptr;
   int64_t steps_done_ = 0;
 };
 

@@ -1,6 +1,5 @@
 #include "trainer/training/train_run.h"
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 #include <torch/serialize.h>
 
@@ -44,6 +43,26 @@ class MetricsLog {
   std::ofstream out_;
 };
 
+// What a run reports as it goes: metrics.jsonl and TensorBoard scalars,
+// written by rank 0 only (the other ranks' logs are disabled).
+class RunLog {
+ public:
+  RunLog() = default;
+  explicit RunLog(const fs::path& output)
+      : metrics_(std::in_place, output / "metrics.jsonl"),
+        board_(std::in_place, output / "tensorboard") {}
+  void write(const Json& j) {
+    if (metrics_) metrics_->write(j);
+  }
+  void scalar(const std::string& tag, double value, int64_t step) {
+    if (board_) board_->scalar(tag, value, step);
+  }
+
+ private:
+  std::optional<MetricsLog> metrics_;
+  std::optional<TensorBoardWriter> board_;
+};
+
 std::string read_text(const fs::path& file) {
   std::ifstream in(file);
   if (!in) throw std::runtime_error(fmt::format("cannot read '{}'", file.string()));
@@ -82,9 +101,15 @@ uint64_t epoch_seed(uint64_t seed, int64_t epoch) {
   return seed * 1000003 + static_cast<uint64_t>(epoch);
 }
 
+// The seed of the dropout masks of one optimizer step on one rank: drawn
+// afresh each step, so a resumed run draws what the uninterrupted one did
+// without saving generator state, and ranks draw different masks.
+uint64_t step_seed(uint64_t seed, int slot, int64_t step, int rank) {
+  return stable_hash64(fmt::format("dropout/{}/{}/{}/{}", seed, slot, step, rank));
+}
+
 // checkpoints/<adapter>/step-N: the adapter, the best adapter so far, the
-// optimizer's moments, the dropout generator and the loop state, renamed
-// into place in one step.
+// optimizer's moments and the loop state, renamed into place in one step.
 void save_checkpoint(const fs::path& dir, LoraTrainer& trainer, const models::PeftAdapter& best,
                      const LoopState& st) {
   fs::create_directories(dir.parent_path());
@@ -92,8 +117,6 @@ void save_checkpoint(const fs::path& dir, LoraTrainer& trainer, const models::Pe
   models::save_peft_adapter(staging.path() / "adapter", snapshot(trainer.adapter()));
   models::save_peft_adapter(staging.path() / "best", best);
   torch::save(trainer.optimizer(), (staging.path() / "optimizer.pt").string());
-  at::Tensor rng = at::detail::getDefaultCPUGenerator().get_state();
-  torch::save(rng, (staging.path() / "rng.pt").string());
   const Json state = {{"step", st.step},
                       {"epoch", st.epoch},
                       {"cursor", st.cursor},
@@ -150,36 +173,56 @@ LoopState restore_checkpoint(const fs::path& dir, LoraTrainer& trainer, models::
   }
   best = models::load_peft_adapter(dir / "best");
   torch::load(trainer.optimizer(), (dir / "optimizer.pt").string());
-  at::Tensor rng;
-  torch::load(rng, (dir / "rng.pt").string());
-  at::Generator generator = at::detail::getDefaultCPUGenerator();  // shares the default's state
-  generator.set_state(rng);
   trainer.set_steps_done(st.step);
   return st;
+}
+
+// The largest difference between this rank's adapter and rank 0's, the
+// same on every rank: replicas that took the same steps hold the same
+// numbers, and anything else is a bug worth stopping for.
+double replicas_max_difference(const TrainableAdapter& adapter, DataParallel& group) {
+  if (!group.distributed()) return 0;
+  std::vector<at::Tensor> mine, mains;
+  for (const at::Tensor& t : adapter.tensors()) {
+    mine.push_back(t.detach());
+    mains.push_back(t.detach().clone());
+  }
+  group.broadcast_from_main(mains);
+  double largest = 0;
+  for (size_t i = 0; i < mine.size(); ++i) {
+    largest = std::max(largest, (mine[i] - mains[i]).abs().max().item<double>());
+  }
+  return group.all_reduce(std::vector<double>{largest}, Reduce::kMax)[0];
 }
 
 AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
                              const AdapterTrainConfig& ac, int slot,
                              models::LlamaForCausalLM& model, const models::Tokenizer& tokenizer,
-                             models::ChatFamily family, const Json& base_fingerprint,
-                             MetricsLog& metrics, TensorBoardWriter& board,
-                             const TrainRunOptions& options) {
+                             models::ChatFamily family, const Json& base_fingerprint, RunLog& log,
+                             DataParallel& group, const TrainRunOptions& options) {
   const fs::path published = fs::path(config.output) / "adapters" / name;
-  if (options.resume && fs::exists(published / "training.json")) {
+  const bool finished =
+      options.resume && fs::exists(published / "training.json") &&
+      !Json::parse(read_text(published / "training.json")).value("cancelled", false);
+  if (!group.agree(finished ? 1.0 : 0.0)) {
+    throw std::runtime_error(fmt::format(
+        "--resume: ranks disagree on whether adapter '{}' is finished: the run directory '{}' must "
+        "be on a volume every rank shares",
+        name, config.output));
+  }
+  if (finished) {
     // Finished before the interruption: keep it as it is.
     const Json record = Json::parse(read_text(published / "training.json"));
-    if (!record.value("cancelled", false)) {
-      AdapterOutcome done;
-      done.name = name;
-      done.steps = record["steps"];
-      done.best_step = record["best_step"];
-      done.best_validation_loss = record["best_validation_loss"];
-      done.last_train_loss = record["last_train_loss"];
-      done.stopped_early = record["stopped_early"];
-      done.tokens_per_second = record["tokens_per_second"];
-      done.adapter_dir = published;
-      return done;
-    }
+    AdapterOutcome done;
+    done.name = name;
+    done.steps = record["steps"];
+    done.best_step = record["best_step"];
+    done.best_validation_loss = record["best_validation_loss"];
+    done.last_train_loss = record["last_train_loss"];
+    done.stopped_early = record["stopped_early"];
+    done.tokens_per_second = record["tokens_per_second"];
+    done.adapter_dir = published;
+    return done;
   }
   const Task task = parse_task(ac.task);
   const fs::path tasks = fs::path(config.dataset) / "tasks" / std::string(task_name(task));
@@ -197,7 +240,10 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
   const std::vector<Batch> validation_batches =
       batches_of(pack_examples(validation.examples, ac.max_seq_len, ac.packing), ac.batch_size);
 
-  const int64_t rows_per_step = ac.batch_size * ac.gradient_accumulation;
+  // A step's micro-batches, over all ranks; rank r takes the r-th run of
+  // gradient_accumulation of them.
+  const int64_t micro_per_step = ac.gradient_accumulation * group.world_size();
+  const int64_t rows_per_step = ac.batch_size * micro_per_step;
   const int64_t steps_per_epoch =
       std::max<int64_t>(1, (static_cast<int64_t>(rows.size()) + rows_per_step - 1) / rows_per_step);
   const int64_t total_steps = ac.max_steps > 0 ? ac.max_steps : ac.epochs * steps_per_epoch;
@@ -211,20 +257,22 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
   peft.base_model_name_or_path = config.base_model;
   OptimizerConfig optimizer = ac.optimizer;
   optimizer.total_steps = total_steps;
-  at::manual_seed(config.seed);  // LoRA dropout masks
   LoraTrainer trainer(
       model, make_trainable(model, init_lora_adapter(model, peft, config.seed + slot), slot),
       optimizer);
+  trainer.set_data_parallel(&group);
 
-  metrics.write(Json{{"event", "start"},
-                     {"adapter", name},
-                     {"task", ac.task},
-                     {"train_examples", train.examples.size()},
-                     {"train_rows", rows.size()},
-                     {"truncated", train.truncated},
-                     {"dropped_long_prompt", train.dropped_long_prompt},
-                     {"validation_examples", validation.examples.size()},
-                     {"total_steps", total_steps}});
+  log.write(Json{{"event", "start"},
+                 {"adapter", name},
+                 {"task", ac.task},
+                 {"train_examples", train.examples.size()},
+                 {"train_rows", rows.size()},
+                 {"truncated", train.truncated},
+                 {"dropped_long_prompt", train.dropped_long_prompt},
+                 {"validation_examples", validation.examples.size()},
+                 {"world_size", group.world_size()},
+                 {"rows_per_step", rows_per_step},
+                 {"total_steps", total_steps}});
 
   AdapterOutcome outcome;
   outcome.name = name;
@@ -233,14 +281,23 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
   models::PeftAdapter best = snapshot(trainer.adapter());
   const std::optional<fs::path> resume_from =
       options.resume ? latest_checkpoint(checkpoints) : std::nullopt;
+  const double resumed_step =
+      resume_from ? static_cast<double>(std::stoll(resume_from->filename().string().substr(5)))
+                  : 0.0;
+  if (!group.agree(resumed_step)) {
+    throw std::runtime_error(fmt::format(
+        "--resume: ranks found different checkpoints of adapter '{}' in '{}': the run directory "
+        "must be on a volume every rank shares",
+        name, checkpoints.string()));
+  }
   if (resume_from) {
     st = restore_checkpoint(*resume_from, trainer, best);
-    metrics.write(Json{{"event", "resume"}, {"adapter", name}, {"step", st.step}});
+    log.write(Json{{"event", "resume"}, {"adapter", name}, {"step", st.step}});
   }
 
   Progress progress({.label = fmt::format("train {}", name),
                      .total_bytes = static_cast<uint64_t>(total_steps),
-                     .enabled = options.progress,
+                     .enabled = options.progress && group.is_main(),
                      .steps = true});
   const auto start = Clock::now();
   const int64_t tokens_before = st.tokens;
@@ -251,14 +308,14 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
   auto evaluate = [&](int64_t step) {
     if (validation_batches.empty()) return;
     const EvalResult r = trainer.evaluate(validation_batches);
-    metrics.write(Json{{"event", "eval"},
-                       {"adapter", name},
-                       {"step", step},
-                       {"validation_loss", r.loss},
-                       {"validation_perplexity", std::exp(r.loss)},
-                       {"validation_targets", r.targets}});
-    board.scalar(name + "/validation_loss", r.loss, step);
-    board.scalar(name + "/validation_perplexity", std::exp(r.loss), step);
+    log.write(Json{{"event", "eval"},
+                   {"adapter", name},
+                   {"step", step},
+                   {"validation_loss", r.loss},
+                   {"validation_perplexity", std::exp(r.loss)},
+                   {"validation_targets", r.targets}});
+    log.scalar(name + "/validation_loss", r.loss, step);
+    log.scalar(name + "/validation_perplexity", std::exp(r.loss), step);
     if (r.loss < st.best_loss) {
       st.best_loss = r.loss;
       st.best_step = step;
@@ -275,18 +332,21 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
   while (st.step < total_steps) {
     const int64_t step = st.step + 1;
     std::vector<Batch> micro;
-    for (int64_t m = 0; m < ac.gradient_accumulation; ++m) {
+    for (int64_t m = 0; m < micro_per_step; ++m) {
       if (st.cursor >= rows.size()) {
         ++st.epoch;
         order = permutation(rows.size(), epoch_seed(config.seed, st.epoch));
         st.cursor = 0;
       }
       const size_t take = std::min(rows.size() - st.cursor, static_cast<size_t>(ac.batch_size));
-      std::vector<PackedRow> chosen;
-      for (size_t i = 0; i < take; ++i) chosen.push_back(rows[order[st.cursor + i]]);
+      if (m / ac.gradient_accumulation == group.rank()) {
+        std::vector<PackedRow> chosen;
+        for (size_t i = 0; i < take; ++i) chosen.push_back(rows[order[st.cursor + i]]);
+        micro.push_back(make_batch(chosen, 0, chosen.size()));
+      }
       st.cursor += take;
-      micro.push_back(make_batch(chosen, 0, chosen.size()));
     }
+    at::manual_seed(step_seed(config.seed, slot, step, group.rank()));  // LoRA dropout masks
     const StepResult r = trainer.step(micro);
     st.step = step;
     st.tokens += r.tokens;
@@ -294,20 +354,20 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
     outcome.last_train_loss = r.loss;
     outcome.tokens_per_second =
         seconds > 0 ? static_cast<double>(st.tokens - tokens_before) / seconds : 0;
-    metrics.write(Json{{"event", "step"},
-                       {"adapter", name},
-                       {"step", step},
-                       {"epoch", st.epoch},
-                       {"loss", r.loss},
-                       {"learning_rate", r.learning_rate},
-                       {"grad_norm", r.grad_norm},
-                       {"tokens", r.tokens},
-                       {"tokens_per_second", outcome.tokens_per_second},
-                       {"seconds", seconds}});
-    board.scalar(name + "/loss", r.loss, step);
-    board.scalar(name + "/learning_rate", r.learning_rate, step);
-    board.scalar(name + "/grad_norm", r.grad_norm, step);
-    board.scalar(name + "/tokens_per_second", outcome.tokens_per_second, step);
+    log.write(Json{{"event", "step"},
+                   {"adapter", name},
+                   {"step", step},
+                   {"epoch", st.epoch},
+                   {"loss", r.loss},
+                   {"learning_rate", r.learning_rate},
+                   {"grad_norm", r.grad_norm},
+                   {"tokens", r.tokens},
+                   {"tokens_per_second", outcome.tokens_per_second},
+                   {"seconds", seconds}});
+    log.scalar(name + "/loss", r.loss, step);
+    log.scalar(name + "/learning_rate", r.learning_rate, step);
+    log.scalar(name + "/grad_norm", r.grad_norm, step);
+    log.scalar(name + "/tokens_per_second", outcome.tokens_per_second, step);
     progress.set_detail(
         fmt::format("loss {:.3f}, {:.0f} tokens/s", r.loss, outcome.tokens_per_second));
     progress.update(static_cast<uint64_t>(step), static_cast<uint64_t>(st.tokens));
@@ -318,10 +378,12 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
         break;
       }
     }
-    if (ac.checkpoint_every > 0 && step % ac.checkpoint_every == 0) {
+    if (ac.checkpoint_every > 0 && step % ac.checkpoint_every == 0 && group.is_main()) {
       save_checkpoint(checkpoints / fmt::format("step-{}", step), trainer, best, st);
     }
-    if (options.cancel != nullptr && options.cancel->load()) {
+    // A signal to any rank stops them all after the same step.
+    const bool cancel = options.cancel != nullptr && options.cancel->load();
+    if (group.all_reduce(std::vector<double>{cancel ? 1.0 : 0.0}, Reduce::kMax)[0] > 0) {
       outcome.cancelled = true;
       break;
     }
@@ -334,9 +396,16 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
   outcome.best_validation_loss = std::isfinite(best_loss) ? best_loss : 0.0;
   outcome.best_step = st.best_step;
   if (!std::isfinite(best_loss)) best = snapshot(trainer.adapter());
+  outcome.replicas_max_difference = replicas_max_difference(trainer.adapter(), group);
+  if (outcome.replicas_max_difference > 1e-5) {
+    throw std::runtime_error(fmt::format(
+        "adapter '{}': the ranks' adapters differ by up to {} after training; not publishing", name,
+        outcome.replicas_max_difference));
+  }
 
   // Publish: the PEFT adapter and what it was made from, in one rename.
   outcome.adapter_dir = fs::path(config.output) / "adapters" / name;
+  if (!group.is_main()) return outcome;
   fs::create_directories(outcome.adapter_dir.parent_path());
   StagingDir staging(outcome.adapter_dir);
   models::save_peft_adapter(staging.path(), best);
@@ -352,10 +421,14 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
                        {"stopped_early", outcome.stopped_early},
                        {"cancelled", outcome.cancelled},
                        {"tokens_per_second", outcome.tokens_per_second},
+                       {"data_parallel",
+                        {{"world_size", group.world_size()},
+                         {"rows_per_step", rows_per_step},
+                         {"replicas_max_difference", outcome.replicas_max_difference}}},
                        {"config", train_config_to_json(config)["adapters"][name]}};
   write_file_atomic(staging.path() / "training.json", record.dump(2) + "\n");
   staging.commit();
-  metrics.write(Json{{"event", "done"}, {"adapter", name}, {"record", record}});
+  log.write(Json{{"event", "done"}, {"adapter", name}, {"record", record}});
   return outcome;
 }
 
@@ -374,7 +447,8 @@ TrainOutcome run_training(const TrainConfig& given, const TrainRunOptions& optio
     throw std::runtime_error(fmt::format(
         "'{}' is not a dataset made by `vitrine prepare` (no stats.json)", dataset.string()));
   }
-  fs::create_directories(output);
+  DataParallel group(options.data_parallel);
+  if (group.is_main()) fs::create_directories(output);
   const std::string config_text = train_config_to_json(config).dump(2) + "\n";
   if (options.resume && fs::exists(output / "config.json") &&
       read_text(output / "config.json") != config_text) {
@@ -383,33 +457,33 @@ TrainOutcome run_training(const TrainConfig& given, const TrainRunOptions& optio
         "with the same config or start a new run directory",
         output.string(), (output / "config.json").string()));
   }
-  write_file_atomic(output / "config.json", config_text);
+  if (group.is_main()) write_file_atomic(output / "config.json", config_text);
   const Json fingerprints = {
       {"base_model", files_fingerprint({base / "config.json", base / "model.safetensors"})}};
   models::LlamaForCausalLM model = models::load_llama(base, config.device);
   const auto tokenizer = models::load_tokenizer(base);
   const models::ChatFamily family = models::detect_chat_family(base);
-  MetricsLog metrics(output / "metrics.jsonl");
-  TensorBoardWriter board(output / "tensorboard");
+  RunLog log = group.is_main() ? RunLog(output) : RunLog();
   TrainOutcome outcome;
+  outcome.main_rank = group.is_main();
   int slot = 0;
   for (const auto& [name, ac] : config.adapters) {
     outcome.adapters.push_back(train_adapter(config, name, ac, slot++, model, *tokenizer, family,
-                                             fingerprints, metrics, board, options));
+                                             fingerprints, log, group, options));
     if (outcome.adapters.back().cancelled) return outcome;
   }
-  if (config.classifier_enabled) {
+  if (config.classifier_enabled && group.is_main()) {
     outcome.classifier_dir = output / "classifier";
     outcome.classifier =
         train_classifier(dataset, outcome.classifier_dir, config.classifier, config.seed);
     outcome.classifier_trained = true;
     const ClassifierReport& r = outcome.classifier;
-    metrics.write(Json{{"event", "classifier"},
-                       {"test_accuracy", r.test_accuracy},
-                       {"test_hard", r.test_hard},
-                       {"test_hard_accuracy", r.test_hard_accuracy},
-                       {"validation_accuracy", r.validation_accuracy},
-                       {"microseconds_per_decision", r.microseconds_per_decision}});
+    log.write(Json{{"event", "classifier"},
+                   {"test_accuracy", r.test_accuracy},
+                   {"test_hard", r.test_hard},
+                   {"test_hard_accuracy", r.test_hard_accuracy},
+                   {"validation_accuracy", r.validation_accuracy},
+                   {"microseconds_per_decision", r.microseconds_per_decision}});
   }
   return outcome;
 }

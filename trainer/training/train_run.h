@@ -14,6 +14,14 @@
 // The adapter published is the one with the lowest validation loss (the
 // last one when no evaluation ran). Every file and directory is written
 // atomically: a crash leaves the previous state or the new one.
+//
+// Data-parallel (options.data_parallel with world_size > 1): every rank
+// runs this with the same config; an optimizer step takes batch_size x
+// gradient_accumulation rows on each rank, world_size times as many in all,
+// and is the step one process taking all those rows would take. Rank 0
+// alone writes the run directory; before publishing, every rank checks
+// that its adapter is rank 0's. --resume needs the run directory on a
+// volume every rank reads.
 #pragma once
 
 #include <atomic>
@@ -21,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "trainer/training/data_parallel.h"
 #include "trainer/training/train_config.h"
 
 namespace vitrine::training {
@@ -29,6 +38,7 @@ struct TrainRunOptions {
   bool progress = true;                       // progress bar / log lines on stderr
   const std::atomic<bool>* cancel = nullptr;  // set to stop after the current step
   bool resume = false;  // continue each adapter from its latest checkpoint; skip finished ones
+  DataParallelSettings data_parallel{};  // world_size 1: this process alone
 };
 
 struct AdapterOutcome {
@@ -40,10 +50,13 @@ struct AdapterOutcome {
   bool stopped_early = false;
   bool cancelled = false;
   double tokens_per_second = 0;
+  // Largest difference between any rank's adapter and rank 0's (0 alone).
+  double replicas_max_difference = 0;
   std::filesystem::path adapter_dir;
 };
 
 struct TrainOutcome {
+  bool main_rank = true;  // false on ranks other than 0, which write nothing
   std::vector<AdapterOutcome> adapters;
   bool classifier_trained = false;
   ClassifierReport classifier;
