@@ -17,5 +17,6 @@ Command add_generate_command(CLI::App& app);
 Command add_info_command(CLI::App& app);
 Command add_train_command(CLI::App& app);
 Command add_eval_command(CLI::App& app);
+Command add_trainer_command(CLI::App& app);
 
 }  // namespace vitrine::cli

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   auto info = vitrine::cli::add_info_command(app);
   auto train = vitrine::cli::add_train_command(app);
   auto eval = vitrine::cli::add_eval_command(app);
+  auto trainer = vitrine::cli::add_trainer_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   if (app.got_subcommand(info.command)) return info.run();
   if (app.got_subcommand(train.command)) return train.run();
   if (app.got_subcommand(eval.command)) return eval.run();
+  if (app.got_subcommand(trainer.command)) return trainer.run();
   if (app.got_subcommand(logits.command)) return logits.run();
   if (app.got_subcommand(generate.command)) return generate.run();
   return 2;

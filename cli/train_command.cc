@@ -53,11 +53,12 @@ int run_train(const TrainArgs& args) {
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
-    const auto outcomes = training::run_training(
-        config, {.progress = !args.quiet,
-                 .cancel = &g_stop,
-                 .resume = args.resume,
-                 .data_parallel = training::data_parallel_from_environment()});
+    const auto outcomes =
+        training::run_training(config, {.progress = !args.quiet,
+                                        .cancel = &g_stop,
+                                        .resume = args.resume,
+                                        .data_parallel = training::data_parallel_from_environment(),
+                                        .on_event = {}});
     if (!outcomes.main_rank) {
       for (const auto& o : outcomes.adapters) {
         std::printf("%s: %ld steps as a replica, adapter equal to rank 0's within %g\n",

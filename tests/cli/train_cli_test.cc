@@ -16,6 +16,7 @@
 #include "models/llama.h"
 #include "models/peft_adapter.h"
 #include "models/text_classifier.h"
+#include "tests/support/ports.h"
 #include "tests/support/run_vitrine.h"
 #include "tests/support/temp_dir.h"
 #include "trainer/training/train_config.h"
@@ -24,6 +25,7 @@ namespace vitrine {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::free_port;
 using testing::read_file;
 using testing::run_vitrine;
 using testing::write_file;
@@ -244,19 +246,6 @@ TEST_F(TrainRun, EvalComparesBaseAndTunedOnTheSameProducts) {
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
   EXPECT_NE(svg.find("<polyline"), std::string::npos);
   EXPECT_NE(svg.find("describe: training (line)"), std::string::npos);
-}
-
-// A TCP port free on loopback right now (the kernel's choice).
-uint16_t free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
 }
 
 std::vector<double> step_losses(const fs::path& metrics) {

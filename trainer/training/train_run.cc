@@ -48,11 +48,14 @@ class MetricsLog {
 class RunLog {
  public:
   RunLog() = default;
-  explicit RunLog(const fs::path& output)
+  RunLog(const fs::path& output, std::function<void(const Json&)> on_event)
       : metrics_(std::in_place, output / "metrics.jsonl"),
-        board_(std::in_place, output / "tensorboard") {}
+        board_(std::in_place, output / "tensorboard"),
+        on_event_(std::move(on_event)) {}
   void write(const Json& j) {
-    if (metrics_) metrics_->write(j);
+    if (!metrics_) return;
+    metrics_->write(j);
+    if (on_event_) on_event_(j);
   }
   void scalar(const std::string& tag, double value, int64_t step) {
     if (board_) board_->scalar(tag, value, step);
@@ -61,6 +64,7 @@ class RunLog {
  private:
   std::optional<MetricsLog> metrics_;
   std::optional<TensorBoardWriter> board_;
+  std::function<void(const Json&)> on_event_;
 };
 
 std::string read_text(const fs::path& file) {
@@ -300,7 +304,7 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
                      .enabled = options.progress && group.is_main(),
                      .steps = true});
   const auto start = Clock::now();
-  const int64_t tokens_before = st.tokens;
+  const int64_t tokens_before = st.tokens, steps_before = st.step;
   std::vector<size_t> order = st.epoch >= 0
                                   ? permutation(rows.size(), epoch_seed(config.seed, st.epoch))
                                   : std::vector<size_t>();
@@ -363,7 +367,9 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
                    {"grad_norm", r.grad_norm},
                    {"tokens", r.tokens},
                    {"tokens_per_second", outcome.tokens_per_second},
-                   {"seconds", seconds}});
+                   {"seconds", seconds},
+                   {"eta_seconds", seconds / static_cast<double>(step - steps_before) *
+                                       static_cast<double>(total_steps - step)}});
     log.scalar(name + "/loss", r.loss, step);
     log.scalar(name + "/learning_rate", r.learning_rate, step);
     log.scalar(name + "/grad_norm", r.grad_norm, step);
@@ -463,7 +469,7 @@ TrainOutcome run_training(const TrainConfig& given, const TrainRunOptions& optio
   models::LlamaForCausalLM model = models::load_llama(base, config.device);
   const auto tokenizer = models::load_tokenizer(base);
   const models::ChatFamily family = models::detect_chat_family(base);
-  RunLog log = group.is_main() ? RunLog(output) : RunLog();
+  RunLog log = group.is_main() ? RunLog(output, options.on_event) : RunLog();
   TrainOutcome outcome;
   outcome.main_rank = group.is_main();
   int slot = 0;

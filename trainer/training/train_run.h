@@ -26,6 +26,8 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -39,6 +41,10 @@ struct TrainRunOptions {
   const std::atomic<bool>* cancel = nullptr;  // set to stop after the current step
   bool resume = false;  // continue each adapter from its latest checkpoint; skip finished ones
   DataParallelSettings data_parallel{};  // world_size 1: this process alone
+  // Called (on rank 0) with each line written to metrics.jsonl as it is
+  // written: events start, resume, step (with eta_seconds), eval, done and
+  // classifier. Runs on the training thread; keep it short.
+  std::function<void(const nlohmann::ordered_json&)> on_event;
 };
 
 struct AdapterOutcome {
