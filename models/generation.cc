@@ -50,6 +50,69 @@ GenerationResult generate(LlamaForCausalLM& model, const Tokenizer& tokenizer,
       generate_batch(model, tokenizer, {BatchRequest{prompt, adapter_slot}}, o, row_callback)[0]);
 }
 
+Sequence::Sequence(const std::vector<int64_t>& prompt, const GenerationOptions& options,
+                   const Tokenizer* tokenizer)
+    : options_(options),
+      tokenizer_(tokenizer),
+      generator_(at::detail::createCPUGenerator(options.seed)),
+      seen_(prompt) {
+  if (prompt.empty()) throw std::invalid_argument("generation: empty prompt");
+  if (tokenizer == nullptr && !options.stop_strings.empty()) {
+    throw std::invalid_argument("generation: stop strings need a tokenizer");
+  }
+  if (tokenizer != nullptr) {
+    // Primed with the prompt, so the first generated piece decodes as it
+    // would in context (a leading space stays).
+    decoder_ = std::make_unique<StreamDecoder>(*tokenizer);
+    for (const int64_t id : prompt) decoder_->push(static_cast<int32_t>(id));
+    decoder_->flush();
+  }
+  result_.finish_reason = "length";
+  if (options.max_new_tokens <= 0) done_ = true;
+}
+
+void Sequence::finish(const char* reason) {
+  if (done_) return;
+  result_.finish_reason = reason;
+  done_ = true;
+}
+
+int64_t Sequence::advance(const at::Tensor& logits, const TokenCallback& on_token) {
+  const int64_t id = pick_next(logits, options_, seen_, generator_);
+  if (done_) return id;
+  if (std::find(options_.eos_ids.begin(), options_.eos_ids.end(), id) != options_.eos_ids.end()) {
+    finish("stop");
+    return id;
+  }
+  result_.ids.push_back(id);
+  seen_.push_back(id);
+  std::string piece = decoder_ ? decoder_->push(static_cast<int32_t>(id)) : std::string();
+  result_.text += piece;
+  bool stopped = false;
+  for (const auto& stop : options_.stop_strings) {
+    if (!stop.empty() && result_.text.ends_with(stop)) {
+      const size_t keep = result_.text.size() - stop.size();
+      const size_t before = result_.text.size() - piece.size();
+      piece = keep > before ? piece.substr(0, keep - before) : std::string();
+      result_.text.resize(keep);
+      stopped = true;
+      break;
+    }
+  }
+  if (on_token && !on_token(id, piece)) {
+    finish("cancelled");
+  } else if (stopped) {
+    finish("stop");
+  } else if (static_cast<int64_t>(result_.ids.size()) >= options_.max_new_tokens) {
+    finish("length");
+    // What the decoder held back (an unfinished character) ends the text.
+    const std::string rest = decoder_ ? decoder_->flush() : std::string();
+    result_.text += rest;
+    if (on_token && !rest.empty()) on_token(-1, rest);
+  }
+  return id;
+}
+
 namespace {
 
 // generate_batch with an optional tokenizer: without one, texts stay empty.
@@ -58,39 +121,25 @@ std::vector<GenerationResult> run_batch(LlamaForCausalLM& model, const Tokenizer
                                         const GenerationOptions& o,
                                         const BatchTokenCallback& on_token) {
   const size_t n = requests.size();
-  std::vector<GenerationResult> results(n);
-  if (n == 0) return results;
-  if (tokenizer == nullptr && !o.stop_strings.empty()) {
-    throw std::invalid_argument("generation: stop strings need a tokenizer");
-  }
+  if (n == 0) return {};
   c10::InferenceMode inference;
   const auto device = model->lm_head_weight().device();
   size_t longest = 0;
+  std::vector<Sequence> sequences;
+  sequences.reserve(n);
   for (const auto& r : requests) {
-    if (r.prompt.empty()) throw std::invalid_argument("generate_batch: empty prompt");
+    sequences.emplace_back(r.prompt, o, tokenizer);
     longest = std::max(longest, r.prompt.size());
   }
   // Left-pad every prompt to the longest; the pad id is never attended to.
   std::vector<int64_t> pad(n), flat;
   RowAdapters rows(n);
-  std::vector<at::Generator> generators;
-  std::vector<std::vector<int64_t>> seen(n);
-  std::vector<std::unique_ptr<StreamDecoder>> decoders;
-  std::vector<bool> done(n, false);
   for (size_t i = 0; i < n; ++i) {
     const auto& prompt = requests[i].prompt;
     pad[i] = static_cast<int64_t>(longest - prompt.size());
     flat.insert(flat.end(), static_cast<size_t>(pad[i]), prompt.front());
     flat.insert(flat.end(), prompt.begin(), prompt.end());
     rows[i] = requests[i].adapter_slot;
-    generators.push_back(at::detail::createCPUGenerator(o.seed));
-    seen[i] = prompt;
-    if (tokenizer != nullptr) {
-      decoders.push_back(std::make_unique<StreamDecoder>(*tokenizer));
-      for (const int64_t id : prompt) decoders[i]->push(static_cast<int32_t>(id));
-      decoders[i]->flush();
-    }
-    results[i].finish_reason = "length";
   }
   // Rows without padding need no padding mask (decode steps then skip it).
   if (std::all_of(pad.begin(), pad.end(), [](int64_t p) { return p == 0; })) pad.clear();
@@ -99,58 +148,32 @@ std::vector<GenerationResult> run_batch(LlamaForCausalLM& model, const Tokenizer
   at::Tensor input = at::tensor(flat, at::TensorOptions().dtype(at::kLong))
                          .view({static_cast<int64_t>(n), static_cast<int64_t>(longest)})
                          .to(device);  // [n, longest]
-  size_t active = n;
-  for (int step = 0; step < o.max_new_tokens && active > 0; ++step) {
+  auto active = [&] {
+    return std::any_of(sequences.begin(), sequences.end(),
+                       [](const Sequence& s) { return !s.done(); });
+  };
+  while (active()) {
     const at::Tensor last = model->forward_last(input, &cache, rows, pad);  // [n, vocab]
     std::vector<int64_t> next(n);
     for (size_t i = 0; i < n; ++i) {
-      if (done[i]) {
-        next[i] = seen[i].back();  // finished rows keep a slot until the batch ends
-        continue;
-      }
-      const int64_t id = pick_next(last[static_cast<int64_t>(i)], o, seen[i], generators[i]);
-      next[i] = id;
-      GenerationResult& r = results[i];
-      auto finish = [&](const char* reason) {
-        r.finish_reason = reason;
-        done[i] = true;
-        --active;
-      };
-      if (std::find(o.eos_ids.begin(), o.eos_ids.end(), id) != o.eos_ids.end()) {
-        finish("stop");
-        continue;
-      }
-      r.ids.push_back(id);
-      seen[i].push_back(id);
-      std::string piece = tokenizer ? decoders[i]->push(static_cast<int32_t>(id)) : std::string();
-      r.text += piece;
-      bool stopped = false;
-      for (const auto& stop : o.stop_strings) {
-        if (!stop.empty() && r.text.ends_with(stop)) {
-          const size_t keep = r.text.size() - stop.size();
-          const size_t before = r.text.size() - piece.size();
-          piece = keep > before ? piece.substr(0, keep - before) : std::string();
-          r.text.resize(keep);
-          stopped = true;
-          break;
+      // Finished rows keep their slot until the batch ends, fed their last id.
+      if (!sequences[i].done()) {
+        TokenCallback row_callback;
+        if (on_token) {
+          row_callback = [&, i](int64_t id, std::string_view text) {
+            return on_token(i, id, text);
+          };
         }
+        sequences[i].advance(last[static_cast<int64_t>(i)], row_callback);
       }
-      if (on_token && !on_token(i, id, piece)) {
-        finish("cancelled");
-      } else if (stopped) {
-        finish("stop");
-      }
+      next[i] = sequences[i].last_id();
     }
     input = at::tensor(next, at::TensorOptions().dtype(at::kLong))
                 .view({static_cast<int64_t>(n), 1})
                 .to(device);
   }
-  for (size_t i = 0; i < n && tokenizer != nullptr; ++i) {
-    if (results[i].finish_reason != "length") continue;
-    const std::string rest = decoders[i]->flush();
-    results[i].text += rest;
-    if (on_token && !rest.empty()) on_token(i, -1, rest);
-  }
+  std::vector<GenerationResult> results;
+  for (Sequence& s : sequences) results.push_back(s.take_result());
   return results;
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,6 +69,41 @@ std::vector<GenerationResult> generate_batch_ids(LlamaForCausalLM& model,
                                                  const std::vector<BatchRequest>& requests,
                                                  const GenerationOptions& options,
                                                  const BatchTokenCallback& on_token = {});
+
+// One sequence being generated, token by token: what it has seen, its own
+// sampler (seeded with options.seed), its streaming decoder and its stop
+// rules. generate_batch and the serving engine (models/engine.h) both drive
+// their rows through it, so a row behaves the same in either.
+class Sequence {
+ public:
+  // `tokenizer` may be null (ids only; then stop strings are refused).
+  Sequence(const std::vector<int64_t>& prompt, const GenerationOptions& options,
+           const Tokenizer* tokenizer);
+
+  // Picks the next id from this sequence's last-position logits [vocab] and
+  // takes it: an eos id ends the sequence ("stop"); otherwise the id and its
+  // text are appended, a stop string ends it ("stop", the string removed),
+  // on_token is called (false ends it: "cancelled"), and reaching
+  // max_new_tokens ends it ("length"). Returns the id picked.
+  int64_t advance(const at::Tensor& logits, const TokenCallback& on_token = {});
+  // Ends it now with `reason` (e.g. "cancelled", "deadline").
+  void finish(const char* reason);
+
+  bool done() const { return done_; }
+  // The id to feed the next step: the last one seen.
+  int64_t last_id() const { return seen_.back(); }
+  const GenerationResult& result() const { return result_; }
+  GenerationResult take_result() { return std::move(result_); }
+
+ private:
+  GenerationOptions options_;
+  const Tokenizer* tokenizer_;
+  at::Generator generator_;
+  std::vector<int64_t> seen_;
+  std::unique_ptr<StreamDecoder> decoder_;
+  GenerationResult result_;
+  bool done_ = false;
+};
 
 // The next id from last-position logits [vocab] under `options` (exposed for tests).
 int64_t pick_next(const at::Tensor& logits, const GenerationOptions& options,
