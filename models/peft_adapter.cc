@@ -179,6 +179,12 @@ PeftAdapter extract_adapter(LlamaForCausalLM& model, int slot, const PeftAdapter
   return adapter;
 }
 
+void detach_adapter(LlamaForCausalLM& model, int slot) {
+  for (auto& [path, module] : model->projections()) {
+    if (module->has_adapter(slot)) module->remove_adapter(slot);
+  }
+}
+
 void merge_adapter(LlamaForCausalLM& model, int slot) {
   at::NoGradGuard no_grad;
   for (auto& [path, module] : model->projections()) {

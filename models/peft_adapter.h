@@ -46,6 +46,9 @@ void save_peft_adapter(const std::filesystem::path& dir, const PeftAdapter& adap
 // not fit ("...: adapter for another base?"); the model is unchanged then.
 void attach_adapter(LlamaForCausalLM& model, const PeftAdapter& adapter, int slot);
 
+// Removes whatever adapter is in `slot` (nothing when the slot is empty).
+void detach_adapter(LlamaForCausalLM& model, int slot);
+
 // The adapter in `slot` of `model`, as a PeftAdapter to save (after training).
 PeftAdapter extract_adapter(LlamaForCausalLM& model, int slot, const PeftAdapterConfig& config);
 
