@@ -4,6 +4,8 @@
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
+
 #include "models/runtime.h"
 #include "models/simd_vec8.h"
 
@@ -14,33 +16,53 @@ using simd::load8;
 using simd::store8;
 using simd::Vec8;
 
-// One (sequence, head): scores[r][t] = q_r · k_t, each key row read once.
+// One (sequence, head): scores[r][t] = q_r · k_t. Eight keys at a time: their
+// eight dot products are independent chains of multiply-adds (one key alone
+// waits on each add before the next), and sum8x8 reduces all eight at once.
 __attribute__((always_inline)) inline void scores_one_head(const float* q, int64_t rows,
                                                            const float* k, int64_t k_stride,
                                                            int64_t keys, int64_t d, float* out) {
-  for (int64_t t = 0; t < keys; ++t) {
-    const float* kt = k + t * k_stride;
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* qr = q + r * d;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* qr = q + r * d;
+    float* o = out + r * keys;
+    int64_t t = 0;
+    for (; t + 8 <= keys; t += 8) {
+      const float* kt = k + t * k_stride;
+      Vec8 acc[8] = {};
+      for (int64_t i = 0; i < d; i += 8) {
+        const Vec8 qv = load8(qr + i);
+        for (int j = 0; j < 8; ++j) acc[j] += qv * load8(kt + j * k_stride + i);
+      }
+      store8(o + t, simd::sum8x8(acc));
+    }
+    for (; t < keys; ++t) {
+      const float* kt = k + t * k_stride;
       Vec8 acc = {};
       for (int64_t i = 0; i < d; i += 8) acc += load8(qr + i) * load8(kt + i);
-      out[r * keys + t] = simd::sum8(acc);
+      o[t] = simd::sum8(acc);
     }
   }
 }
 
-// One (sequence, head): out[r] = Σ_t p[r][t] · v_t, each value row read once.
+// One (sequence, head): out[r] = Σ_t p[r][t] · v_t. The output row is held
+// in registers, 64 floats at a time, while every key's value row streams
+// past (rather than being loaded and stored back once per key).
 __attribute__((always_inline)) inline void values_one_head(const float* p, int64_t rows,
                                                            const float* v, int64_t v_stride,
                                                            int64_t keys, int64_t d, float* out) {
-  for (int64_t i = 0; i < rows * d; ++i) out[i] = 0;
-  for (int64_t t = 0; t < keys; ++t) {
-    const float* vt = v + t * v_stride;
-    for (int64_t r = 0; r < rows; ++r) {
-      const float weight = p[r * keys + t];
-      if (weight == 0) continue;  // masked keys
-      float* o = out + r * d;
-      for (int64_t i = 0; i < d; i += 8) store8(o + i, load8(o + i) + load8(vt + i) * weight);
+  constexpr int64_t kBlock = 8;  // vectors of the output row per pass
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* pr = p + r * keys;
+    for (int64_t c = 0; c < d; c += 8 * kBlock) {
+      const int64_t n = std::min<int64_t>(kBlock, (d - c) / 8);
+      Vec8 acc[kBlock] = {};
+      for (int64_t t = 0; t < keys; ++t) {
+        const float weight = pr[t];
+        if (weight == 0) continue;  // masked keys
+        const float* vt = v + t * v_stride + c;
+        for (int64_t j = 0; j < n; ++j) acc[j] += load8(vt + 8 * j) * weight;
+      }
+      for (int64_t j = 0; j < n; ++j) store8(out + r * d + c + 8 * j, acc[j]);
     }
   }
 }

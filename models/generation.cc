@@ -11,6 +11,10 @@ namespace vitrine::models {
 
 int64_t pick_next(const at::Tensor& logits_in, const GenerationOptions& o,
                   const std::vector<int64_t>& seen, at::Generator& generator) {
+  // Plain greedy decoding needs neither a copy nor the generator.
+  if (o.temperature <= 0.0 && (o.repetition_penalty == 1.0 || seen.empty())) {
+    return logits_in.argmax().item<int64_t>();
+  }
   // Sampling runs on the CPU whatever the model's device: the generators are CPU ones.
   at::Tensor logits = logits_in.to(at::kCPU, at::kFloat).clone();  // [vocab]
   if (o.repetition_penalty != 1.0 && !seen.empty()) {

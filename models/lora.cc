@@ -35,6 +35,20 @@ at::Tensor LoraLinearImpl::forward(const at::Tensor& x, const RowAdapters& rows)
   }
   // Mixed rows: all adapters in one pair of products, each row masked to its
   // own slot's columns (rows on the base or on a slot absent here keep none).
+  if (small_linear_applies(x, stacked_a_)) {
+    // Decode steps: the mask applied in place from the host copy of the
+    // column owners, without building mask tensors in every projection.
+    at::Tensor h = small_linear(x, stacked_a_, {});  // [batch, seq, Σr], contiguous
+    const int64_t batch = x.size(0), per_row = h.numel() / batch, width = h.size(-1);
+    float* hp = h.data_ptr<float>();
+    for (int64_t i = 0; i < batch; ++i) {
+      const int slot = rows[static_cast<size_t>(i)];
+      for (int64_t j = 0; j < per_row; ++j) {
+        if (column_owner_[static_cast<size_t>(j % width)] != slot) hp[i * per_row + j] = 0;
+      }
+    }
+    return y.add_(fast_linear(h, stacked_b_));
+  }
   const at::Tensor row_slot =
       at::tensor(std::vector<int64_t>(rows.begin(), rows.end()), column_slot_.options())
           .view({-1, 1});  // [batch, 1]
@@ -47,6 +61,7 @@ at::Tensor LoraLinearImpl::forward(const at::Tensor& x, const RowAdapters& rows)
 void LoraLinearImpl::restack() {
   if (adapters_.empty()) {
     stacked_a_ = stacked_b_ = column_slot_ = at::Tensor();
+    column_owner_.clear();
     return;
   }
   at::NoGradGuard no_grad;
@@ -60,6 +75,7 @@ void LoraLinearImpl::restack() {
   stacked_a_ = at::cat(as, 0);  // [Σr, in]
   stacked_b_ = at::cat(bs, 1);  // [out, Σr]
   column_slot_ = at::tensor(owners, at::TensorOptions().dtype(at::kLong)).to(weight.device());
+  column_owner_.assign(owners.begin(), owners.end());
 }
 
 void LoraLinearImpl::set_adapter(int slot, LoraWeights w) {

@@ -59,6 +59,8 @@ class LoraLinearImpl : public torch::nn::Module {
   // each of the Σr columns. One pair of products then serves every row,
   // each row keeping only its own slot's columns.
   at::Tensor stacked_a_, stacked_b_, column_slot_;
+  // column_slot_ on the host, for masking decode steps in place.
+  std::vector<int> column_owner_;
 };
 TORCH_MODULE(LoraLinear);
 

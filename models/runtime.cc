@@ -41,11 +41,19 @@ bool cpu_has_avx2() {
   return has;
 }
 
+bool cpu_has_avx512() {
+  static const bool has = cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512vl") &&
+                          std::getenv("VITRINE_NO_AVX512") == nullptr;
+  return has;
+}
+
 RuntimeFacts runtime_facts() {
   RuntimeFacts facts;
   facts.threads = at::get_num_threads();
   if (const char* policy = std::getenv("OMP_WAIT_POLICY")) facts.omp_wait_policy = policy;
   facts.avx2 = cpu_has_avx2();
+  facts.avx512 = cpu_has_avx512();
   facts.cuda = at::hasCUDA();
   // "always [madvise] never": the mode in brackets is the one in force.
   std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");

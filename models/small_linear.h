@@ -5,7 +5,9 @@
 // 1 to 16 rows costs as much as the product; this kernel streams each
 // weight row once from memory and takes the dot products of all rows of x
 // with it while it is in cache, so a batch of 8 costs about what a batch of
-// 1 does. Inference only (no autograd), float32, CPU; elsewhere, or for
+// 1 does. From 5 rows on, x is laid out by columns so that one broadcast
+// weight element multiplies eight rows at once (an AVX-512 build where the
+// CPU has it). Inference only (no autograd), float32, CPU; elsewhere, or for
 // more rows, callers use at::linear.
 #pragma once
 
