@@ -19,6 +19,7 @@ Command add_info_command(CLI::App& app) {
                        {"threads", facts.threads},
                        {"omp_wait_policy", facts.omp_wait_policy},
                        {"avx2", facts.avx2},
+                       {"avx512", facts.avx512},
                        {"cuda", facts.cuda},
                        {"transparent_huge_pages", facts.transparent_huge_pages},
                    };

@@ -340,21 +340,25 @@ void Engine::step() {
 
 void Engine::retire_finished() {
   std::vector<int64_t> keep;
-  std::vector<std::unique_ptr<Row>> kept;
+  std::vector<std::unique_ptr<Row>> kept, done;
   for (size_t i = 0; i < rows_.size(); ++i) {
     if (rows_[i]->sequence->done()) {
-      deliver(*rows_[i]);
+      done.push_back(std::move(rows_[i]));
     } else {
       keep.push_back(static_cast<int64_t>(i));
       kept.push_back(std::move(rows_[i]));
     }
   }
-  if (kept.size() != rows_.size()) keep_rows(cache_, pad_, keep);
+  if (!done.empty()) keep_rows(cache_, pad_, keep);
   rows_ = std::move(kept);
-  std::lock_guard lock(mutex_);
-  stats_.running = static_cast<int64_t>(rows_.size());
-  running_slots_.clear();
-  for (const auto& row : rows_) running_slots_.insert(row->request.adapter_slot);
+  {
+    // The counts are right before any caller hears its request has ended.
+    std::lock_guard lock(mutex_);
+    stats_.running = static_cast<int64_t>(rows_.size());
+    running_slots_.clear();
+    for (const auto& row : rows_) running_slots_.insert(row->request.adapter_slot);
+  }
+  for (auto& row : done) deliver(*row);
 }
 
 }  // namespace vitrine::models
