@@ -1,6 +1,6 @@
 // catalog.sqlite: round trips, determinism, error messages and title search
 // from noisy wordings, on hand-made products and on the real sample.
-#include "trainer/catalog.h"
+#include "agents/catalog.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-namespace vitrine::trainer {
+namespace vitrine::agents {
 namespace {
 
 namespace fs = std::filesystem;
@@ -428,4 +428,4 @@ TEST(Catalog, FindsSampleTitlesFromNoisyWordings) {
 }
 
 }  // namespace
-}  // namespace vitrine::trainer
+}  // namespace vitrine::agents

@@ -9,10 +9,10 @@
 #include <stdexcept>
 #include <unordered_set>
 
-#include "trainer/catalog.h"
-#include "trainer/catalog_internal.h"
+#include "agents/catalog.h"
+#include "agents/catalog_internal.h"
 
-namespace vitrine::trainer {
+namespace vitrine::agents {
 
 using namespace catalog_internal;  // NOLINT: this file's own internals
 
@@ -335,4 +335,4 @@ std::string Catalog::meta(std::string_view key) const {
   return std::string(column_text(stmt, 0));
 }
 
-}  // namespace vitrine::trainer
+}  // namespace vitrine::agents

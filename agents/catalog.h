@@ -28,9 +28,9 @@
 #include <string_view>
 #include <vector>
 
-#include "trainer/product.h"
+#include "agents/product.h"
 
-namespace vitrine::trainer {
+namespace vitrine::agents {
 
 struct CatalogOptions {
   bool index_content = false;  // also FTS-index descriptions (column `content` of products_fts),
@@ -127,4 +127,4 @@ class Catalog {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace vitrine::trainer
+}  // namespace vitrine::agents
