@@ -30,4 +30,13 @@ models::ChatTurn task_turn(Task task, std::string_view input) {
   return {.system = "You answer shoppers' questions about products.", .user = std::string(input)};
 }
 
+models::ChatTurn grounded_qa_turn(std::string_view question, std::string_view title,
+                                  std::string_view description) {
+  models::ChatTurn turn = task_turn(Task::kQa, question);
+  turn.user = description.empty()
+                  ? fmt::format("Product: {}\n\n{}", title, question)
+                  : fmt::format("Product: {}\nDescription: {}\n\n{}", title, description, question);
+  return turn;
+}
+
 }  // namespace vitrine::agents

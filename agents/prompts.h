@@ -35,4 +35,21 @@ TaskFields task_fields(Task task);
 // training and at serving time, so the adapter sees at serving what it learnt.
 models::ChatTurn task_turn(Task task, std::string_view input);
 
+// The qa turn with the product it is about written before the question
+// (grounding), so that the model answers from the catalogue and not only
+// from what the adapter remembers:
+//
+//   Product: <title>
+//   Description: <description>      (only when `description` is not empty)
+//
+//   <question>
+//
+// Same system prompt as task_turn(kQa, ...); the user message ends with the
+// question as in training. This is an extension of the training prompt: the
+// qa adapter was never tuned on it, so a grounded answer is the base model's
+// reading ability plus the adapter's style, not a trained behaviour.
+// Deterministic: the same arguments give the same text.
+models::ChatTurn grounded_qa_turn(std::string_view question, std::string_view title,
+                                  std::string_view description = {});
+
 }  // namespace vitrine::agents

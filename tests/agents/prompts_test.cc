@@ -1,4 +1,5 @@
-// Prompt formats: task names, task-file fields, the training turns.
+// Prompt formats: task names, task-file fields, the training turn and the
+// grounded qa turn.
 #include "agents/prompts.h"
 
 #include <gtest/gtest.h>
@@ -36,6 +37,17 @@ TEST(Prompts, TaskTurnsAreTheTrainingPrompts) {
   const models::ChatTurn qa = task_turn(Task::kQa, "Is it for children?");
   EXPECT_EQ(qa.system, "You answer shoppers' questions about products.");
   EXPECT_EQ(qa.user, "Is it for children?");
+}
+
+TEST(Prompts, GroundedQaTurnNamesTheProductBeforeTheQuestion) {
+  const models::ChatTurn title = grounded_qa_turn("Is it for children?", "How Things Work");
+  EXPECT_EQ(title.system, task_turn(Task::kQa, "").system);
+  EXPECT_EQ(title.user, "Product: How Things Work\n\nIs it for children?");
+  const models::ChatTurn both =
+      grounded_qa_turn("Is it for children?", "How Things Work", "An introduction to physics.");
+  EXPECT_EQ(both.user,
+            "Product: How Things Work\nDescription: An introduction to physics.\n\n"
+            "Is it for children?");
 }
 
 }  // namespace
