@@ -14,12 +14,11 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "trainer/catalog.h"
+#include "agents/catalog.h"
 
 namespace {
 
@@ -34,7 +33,8 @@ std::string plain_lower(const std::string& s) {
   for (const char c : s) {
     if ((c >= 'A' && c <= 'Z')) {
       out.push_back(static_cast<char>(c + 32));
-    } else if (c == ':' || c == ',' || c == '(' || c == ')' || c == '[' || c == ']' || c == '!' || c == '?') {
+    } else if (c == ':' || c == ',' || c == '(' || c == ')' || c == '[' || c == ']' || c == '!' ||
+               c == '?') {
       out.push_back(' ');
     } else {
       out.push_back(c);
@@ -98,14 +98,16 @@ int main(int argc, char** argv) {
     queries.push_back({"o que é " + plain_lower(title), uid, title});
     queries.push_back({drop_middle_word(title), uid, title});
   }
-  vitrine::trainer::Catalog catalog(dir + "/catalog.sqlite");
-  for (const auto& q : queries) catalog.find_by_title(q.wording);  // warm-up: page cache, statements
+  vitrine::agents::Catalog catalog(dir + "/catalog.sqlite");
+  for (const auto& q : queries)
+    catalog.find_by_title(q.wording);  // warm-up: page cache, statements
   std::vector<double> micros;
   size_t top1 = 0, top5 = 0;
   for (const auto& q : queries) {
     const auto t0 = std::chrono::steady_clock::now();
     const auto matches = catalog.find_by_title(q.wording, 5);
-    micros.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    micros.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
     for (size_t k = 0; k < matches.size(); ++k) {
       if (matches[k].uid == q.uid || matches[k].title == q.title) {
         top1 += k == 0;
@@ -121,10 +123,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%8.0f us  %s\n", micros[order[i]], queries[order[i]].wording.c_str());
   }
   const double n = static_cast<double>(queries.size());
-  std::printf("{\"products\": %lld, \"queries\": %zu, \"median_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, "
-              "\"max_us\": %.1f, \"top1\": %.4f, \"top5\": %.4f}\n",
-              static_cast<long long>(catalog.size()), queries.size(), percentile(micros, 0.5),
-              percentile(micros, 0.9), percentile(micros, 0.99), *std::max_element(micros.begin(), micros.end()),
-              static_cast<double>(top1) / n, static_cast<double>(top5) / n);
+  std::printf(
+      "{\"products\": %lld, \"queries\": %zu, \"median_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": "
+      "%.1f, "
+      "\"max_us\": %.1f, \"top1\": %.4f, \"top5\": %.4f}\n",
+      static_cast<long long>(catalog.size()), queries.size(), percentile(micros, 0.5),
+      percentile(micros, 0.9), percentile(micros, 0.99),
+      *std::max_element(micros.begin(), micros.end()), static_cast<double>(top1) / n,
+      static_cast<double>(top5) / n);
   return 0;
 }

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "trainer/product.h"
+#include "agents/product.h"
 
 namespace vitrine::trainer {
 
@@ -24,6 +24,6 @@ struct SplitOptions {
 void validate(const SplitOptions& options);
 
 // The split of the product with this uid.
-Split assign_split(std::string_view uid, const SplitOptions& options);
+agents::Split assign_split(std::string_view uid, const SplitOptions& options);
 
 }  // namespace vitrine::trainer

@@ -16,9 +16,9 @@ namespace vitrine::trainer {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::gzip;
 using testing::read_file;
 using testing::shared_path;
-using testing::gzip;
 using testing::TempDir;
 using testing::write_file;
 
@@ -66,7 +66,6 @@ std::string record(const std::string& uid, const std::string& title, const std::
                       {"target_rel", {1.0, 1.0}}};
   return j.dump() + "\n";
 }
-
 
 const std::string kLongText =
     "A practical guide to the subject, written for beginners and experts alike. It covers the "
@@ -348,12 +347,12 @@ TEST(Prepare, SplitAssignmentIsStableAcrossVersions) {
   // products between train and test, so it must come with a new
   // dataset_format. (XXH3-64 of the uid, seed 0, top 53 bits as u in [0, 1):
   // test below 0.05, validation below 0.10; `xxhsum -H3` shows the hashes.)
-  const std::vector<std::pair<std::string, Split>> golden = {
-      {"0000031909", Split::kTrain},    {"0001360000", Split::kTrain},
-      {"B00005N5PF", Split::kTrain},    {"B1000007", Split::kValidation},
-      {"B1000015", Split::kValidation}, {"B1000022", Split::kTest},
-      {"B1000024", Split::kTest},       {"B1000038", Split::kTest},
-      {"B1000048", Split::kValidation},
+  const std::vector<std::pair<std::string, agents::Split>> golden = {
+      {"0000031909", agents::Split::kTrain},    {"0001360000", agents::Split::kTrain},
+      {"B00005N5PF", agents::Split::kTrain},    {"B1000007", agents::Split::kValidation},
+      {"B1000015", agents::Split::kValidation}, {"B1000022", agents::Split::kTest},
+      {"B1000024", agents::Split::kTest},       {"B1000038", agents::Split::kTest},
+      {"B1000048", agents::Split::kValidation},
   };
   for (const auto& [uid, split] : golden)
     EXPECT_EQ(assign_split(uid, SplitOptions{}), split) << uid;

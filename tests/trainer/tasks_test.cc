@@ -24,8 +24,8 @@ using nlohmann::json;
 struct OwnedProduct {
   std::string uid, title, content;
   std::string_view lang = "unknown";
-  Product view() const {
-    Product p;
+  agents::Product view() const {
+    agents::Product p;
     p.uid = uid;
     p.title = title;
     p.content = content;

@@ -36,8 +36,8 @@ class Examples : public ::testing::Test {
 };
 
 TEST_F(Examples, CompletionTokensAreTheOnlyTargets) {
-  const ExampleSet set = load_examples(dir_.path() / "describe.jsonl", Task::kDescribe, *tokenizer_,
-                                       models::ChatFamily::kPlain, 512);
+  const ExampleSet set = load_examples(dir_.path() / "describe.jsonl", agents::Task::kDescribe,
+                                       *tokenizer_, models::ChatFamily::kPlain, 512);
   ASSERT_EQ(set.examples.size(), 3u);
   const Example& ex = set.examples[0];
   EXPECT_EQ(ex.uid, "a1");
@@ -50,14 +50,14 @@ TEST_F(Examples, CompletionTokensAreTheOnlyTargets) {
 }
 
 TEST_F(Examples, LongCompletionsAreCutAndCounted) {
-  const ExampleSet full = load_examples(dir_.path() / "describe.jsonl", Task::kDescribe,
+  const ExampleSet full = load_examples(dir_.path() / "describe.jsonl", agents::Task::kDescribe,
                                         *tokenizer_, models::ChatFamily::kPlain, 512);
   const int64_t cap = full.examples[1].prompt_len + 3;
-  const ExampleSet cut = load_examples(dir_.path() / "describe.jsonl", Task::kDescribe, *tokenizer_,
-                                       models::ChatFamily::kPlain, cap);
+  const ExampleSet cut = load_examples(dir_.path() / "describe.jsonl", agents::Task::kDescribe,
+                                       *tokenizer_, models::ChatFamily::kPlain, cap);
   EXPECT_GE(cut.truncated, 1);
   for (const Example& ex : cut.examples) EXPECT_LE(static_cast<int64_t>(ex.ids.size()), cap);
-  const ExampleSet none = load_examples(dir_.path() / "describe.jsonl", Task::kDescribe,
+  const ExampleSet none = load_examples(dir_.path() / "describe.jsonl", agents::Task::kDescribe,
                                         *tokenizer_, models::ChatFamily::kPlain, 4);
   EXPECT_EQ(none.dropped_long_prompt, 3);
   EXPECT_TRUE(none.examples.empty());
@@ -70,15 +70,15 @@ TEST_F(Examples, BadLinesNameTheFileAndLine) {
                                                  "\n");
   testing::expect_error(
       [&] {
-        load_examples(dir_.path() / "bad.jsonl", Task::kDescribe, *tokenizer_,
+        load_examples(dir_.path() / "bad.jsonl", agents::Task::kDescribe, *tokenizer_,
                       models::ChatFamily::kPlain, 512);
       },
       {"bad.jsonl' line 2: expected string fields 'prompt' and 'completion'"});
 }
 
 TEST_F(Examples, PackingKeepsEveryTargetAndFitsTheRows) {
-  const ExampleSet set = load_examples(dir_.path() / "describe.jsonl", Task::kDescribe, *tokenizer_,
-                                       models::ChatFamily::kPlain, 512);
+  const ExampleSet set = load_examples(dir_.path() / "describe.jsonl", agents::Task::kDescribe,
+                                       *tokenizer_, models::ChatFamily::kPlain, 512);
   int64_t targets = 0, tokens = 0;
   for (const Example& ex : set.examples) {
     targets += static_cast<int64_t>(ex.ids.size()) - ex.prompt_len;
@@ -104,8 +104,8 @@ TEST_F(Examples, PackingKeepsEveryTargetAndFitsTheRows) {
 }
 
 TEST_F(Examples, APackedRowTrainsExactlyAsTheExamplesApart) {
-  const ExampleSet set = load_examples(dir_.path() / "describe.jsonl", Task::kDescribe, *tokenizer_,
-                                       models::ChatFamily::kPlain, 512);
+  const ExampleSet set = load_examples(dir_.path() / "describe.jsonl", agents::Task::kDescribe,
+                                       *tokenizer_, models::ChatFamily::kPlain, 512);
   const auto packed = pack_examples(set.examples, 512, true);
   const auto single = pack_examples(set.examples, 512, false);
   std::vector<double> losses;

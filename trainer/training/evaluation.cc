@@ -8,6 +8,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "agents/prompts.h"
 #include "common/atomic_output.h"
 #include "common/progress.h"
 #include "models/chat_format.h"
@@ -29,17 +30,17 @@ struct Item {
   std::string input, reference;
 };
 
-std::vector<Item> read_items(const fs::path& file, Task task, int64_t limit) {
+std::vector<Item> read_items(const fs::path& file, agents::Task task, int64_t limit) {
   std::ifstream in(file);
   if (!in) throw std::runtime_error(fmt::format("cannot read '{}'", file.string()));
-  const auto [input_key, output_key] = task_fields(task);
+  const auto [input_key, output_key] = agents::task_fields(task);
   std::vector<Item> items;
   std::string line;
   for (int64_t n = 1; static_cast<int64_t>(items.size()) < limit && std::getline(in, line); ++n) {
     const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.contains(input_key) || !j.contains(output_key)) {
-      throw std::runtime_error(
-          fmt::format("'{}' line {}: not a {} task line", file.string(), n, task_name(task)));
+      throw std::runtime_error(fmt::format("'{}' line {}: not a {} task line", file.string(), n,
+                                           agents::task_name(task)));
     }
     items.push_back({j[input_key].get<std::string>(), j[output_key].get<std::string>()});
   }
@@ -218,17 +219,18 @@ std::vector<SplitResult> evaluate_run(const fs::path& run_dir, const EvalOptions
     const fs::path adapter_dir = run_dir / "adapters" / name;
     if (!fs::exists(adapter_dir / "adapter_config.json")) continue;  // not trained (yet)
     models::attach_adapter(model, models::load_peft_adapter(adapter_dir), slot);
-    const Task task = parse_task(ac.task);
+    const agents::Task task = agents::parse_task(ac.task);
     for (const auto& [split, limit] :
          {std::pair<std::string, int64_t>{"test", options.test_examples},
           {"train", options.train_examples}}) {
       if (limit <= 0) continue;
-      const fs::path file = dataset / "tasks" / std::string(task_name(task)) / (split + ".jsonl");
+      const fs::path file =
+          dataset / "tasks" / std::string(agents::task_name(task)) / (split + ".jsonl");
       const std::vector<Item> items = read_items(file, task, limit);
       if (items.empty()) continue;
       SplitResult r;
       r.adapter = name;
-      r.task = std::string(task_name(task));
+      r.task = std::string(agents::task_name(task));
       r.split = split;
       r.examples = static_cast<int64_t>(items.size());
       std::vector<std::string> base_answers, tuned_answers, references;
@@ -241,7 +243,7 @@ std::vector<SplitResult> evaluate_run(const fs::path& run_dir, const EvalOptions
         const size_t end = std::min(items.size(), i + static_cast<size_t>(options.batch_size));
         for (size_t k = i; k < end; ++k) {
           const std::string prompt =
-              models::render_chat_prompt(family, task_turn(task, items[k].input));
+              models::render_chat_prompt(family, agents::task_turn(task, items[k].input));
           const auto ids32 = tokenizer->encode(prompt, /*add_bos=*/true);
           const std::vector<int64_t> ids(ids32.begin(), ids32.end());
           requests.push_back({ids, -1});    // base

@@ -13,34 +13,12 @@
 namespace vitrine::training {
 namespace fs = std::filesystem;
 
-std::string_view task_name(Task task) {
-  return task == Task::kDescribe ? "describe" : "qa";
-}
-
-Task parse_task(std::string_view name) {
-  if (name == "describe") return Task::kDescribe;
-  if (name == "qa") return Task::kQa;
-  throw std::invalid_argument(fmt::format("task '{}': expected describe or qa", name));
-}
-
-TaskFields task_fields(Task task) {
-  return task == Task::kDescribe ? TaskFields{"prompt", "completion"}
-                                 : TaskFields{"question", "answer"};
-}
-
-models::ChatTurn task_turn(Task task, std::string_view input) {
-  if (task == Task::kDescribe) {
-    return {.system = "You write product descriptions for an online shop.",
-            .user = fmt::format("Describe this product: {}", input)};
-  }
-  return {.system = "You answer shoppers' questions about products.", .user = std::string(input)};
-}
-
-ExampleSet load_examples(const fs::path& file, Task task, const models::Tokenizer& tokenizer,
-                         models::ChatFamily family, int64_t max_seq_len, int64_t limit) {
+ExampleSet load_examples(const fs::path& file, agents::Task task,
+                         const models::Tokenizer& tokenizer, models::ChatFamily family,
+                         int64_t max_seq_len, int64_t limit) {
   std::ifstream in(file);
   if (!in) throw std::runtime_error(fmt::format("cannot read '{}'", file.string()));
-  const auto [input_key, output_key] = task_fields(task);
+  const auto [input_key, output_key] = agents::task_fields(task);
   const std::vector<int32_t> eos = tokenizer.eos_ids();
   ExampleSet set;
   std::string line;
@@ -60,8 +38,8 @@ ExampleSet load_examples(const fs::path& file, Task task, const models::Tokenize
     }
     Example ex;
     ex.uid = j.value("uid", "");
-    const std::string prompt =
-        models::render_chat_prompt(family, task_turn(task, j[input_key].get<std::string>()));
+    const std::string prompt = models::render_chat_prompt(
+        family, agents::task_turn(task, j[input_key].get<std::string>()));
     ex.ids = tokenizer.encode(prompt, /*add_bos=*/true);
     ex.prompt_len = static_cast<int64_t>(ex.ids.size());
     // The completion follows the prompt's text directly, as generation continues it.

@@ -1,8 +1,9 @@
 // Training examples from the task files of `vitrine prepare`: each turned
-// into the prompt the daemon will ask (the model's chat format, or a plain
-// instruction format) and the completion to learn, tokenised, with the loss
-// on the completion only; then packed into rows of the maximum sequence
-// length, several examples per row, each attending only to itself.
+// into the prompt the daemon will ask (agents/prompts.h, rendered in the
+// model's chat format or a plain instruction format) and the completion to
+// learn, tokenised, with the loss on the completion only; then packed into
+// rows of the maximum sequence length, several examples per row, each
+// attending only to itself.
 //
 // Not goals: multi-turn examples, on-the-fly tokenisation in a data loader
 // thread (tokenising the tasks takes seconds next to training's minutes).
@@ -15,32 +16,12 @@
 #include <string_view>
 #include <vector>
 
+#include "agents/prompts.h"
 #include "models/chat_format.h"
 #include "models/tokenizer.h"
 #include "trainer/training/lora_trainer.h"
 
 namespace vitrine::training {
-
-enum class Task {
-  kDescribe,  // title -> the product's description (tasks/describe)
-  kQa,        // question about a product -> answer (tasks/qa)
-};
-
-// "describe" or "qa"; parse_task throws std::invalid_argument naming the value.
-std::string_view task_name(Task task);
-Task parse_task(std::string_view name);
-
-// The JSON keys of a task line's input and expected output:
-// prompt/completion (describe), question/answer (qa).
-struct TaskFields {
-  const char* input;
-  const char* output;
-};
-TaskFields task_fields(Task task);
-
-// The system prompt and user message of a task's request: the same text at
-// training and at serving time, so the adapter sees at serving what it learnt.
-models::ChatTurn task_turn(Task task, std::string_view input);
 
 struct Example {
   std::string uid;
@@ -57,7 +38,7 @@ struct ExampleSet {
 
 // Reads `file` (tasks/<task>/<split>.jsonl), at most `limit` lines (0 = all).
 // Throws std::runtime_error naming the file and line for a bad line.
-ExampleSet load_examples(const std::filesystem::path& file, Task task,
+ExampleSet load_examples(const std::filesystem::path& file, agents::Task task,
                          const models::Tokenizer& tokenizer, models::ChatFamily family,
                          int64_t max_seq_len, int64_t limit = 0);
 

@@ -11,6 +11,7 @@
 #include <optional>
 #include <random>
 
+#include "agents/prompts.h"
 #include "common/atomic_output.h"
 #include "common/progress.h"
 #include "common/stable_hash.h"
@@ -228,8 +229,8 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
     done.adapter_dir = published;
     return done;
   }
-  const Task task = parse_task(ac.task);
-  const fs::path tasks = fs::path(config.dataset) / "tasks" / std::string(task_name(task));
+  const agents::Task task = agents::parse_task(ac.task);
+  const fs::path tasks = fs::path(config.dataset) / "tasks" / std::string(agents::task_name(task));
   const ExampleSet train = load_examples(tasks / "train.jsonl", task, tokenizer, family,
                                          ac.max_seq_len, ac.train_examples);
   const ExampleSet validation = load_examples(tasks / "validation.jsonl", task, tokenizer, family,

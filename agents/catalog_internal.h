@@ -15,9 +15,9 @@
 #include <string_view>
 #include <vector>
 
-#include "trainer/catalog.h"
+#include "agents/catalog.h"
 
-namespace vitrine::trainer::catalog_internal {
+namespace vitrine::agents::catalog_internal {
 
 constexpr int kApplicationId = 0x56495452;  // "VITR"
 constexpr int kFormatVersion = 1;
@@ -184,4 +184,4 @@ inline std::string uri_path(const std::filesystem::path& path) {
   return out;
 }
 
-}  // namespace vitrine::trainer::catalog_internal
+}  // namespace vitrine::agents::catalog_internal

@@ -1,6 +1,6 @@
 // catalog.sqlite: round trips, determinism, error messages and title search
 // from noisy wordings, on hand-made products and on the real sample.
-#include "trainer/catalog.h"
+#include "agents/catalog.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-namespace vitrine::trainer {
+namespace vitrine::agents {
 namespace {
 
 namespace fs = std::filesystem;
@@ -294,6 +294,31 @@ TEST(Catalog, FindsHandMadeTitlesFromNoisyWordings) {
   EXPECT_EQ(catalog.find_by_title("harry potter", 1).size(), 1u);
 }
 
+TEST(Catalog, FindsExactTitlesUpToCaseSpacesAndTrailingQuestionMarks) {
+  TempDir dir;
+  write_catalog(dir / "catalog.sqlite", hand_made());
+  const Catalog catalog(dir / "catalog.sqlite");
+  for (const std::string text :
+       {"Who Moved My Cheese? An Amazing Way to Deal with Change in Your Work and in Your Life",
+        "who moved my cheese? an amazing way to deal with change in your work and in your life??",
+        "  Who Moved  My Cheese?\tAn Amazing Way to Deal with Change in Your Work and in Your "
+        "Life ?"}) {
+    const auto matches = catalog.find_exact_title(text);
+    ASSERT_EQ(matches.size(), 1u) << text;
+    EXPECT_EQ(matches[0].uid, "0399144463");
+    EXPECT_DOUBLE_EQ(matches[0].score, 1.0);
+  }
+  EXPECT_EQ(catalog.find_exact_title("what is the what?").at(0).uid, "0000000001");
+  EXPECT_EQ(catalog.find_exact_title("How things work").at(0).uid, "B000WORKS1");
+  // Same identifying words, other words or punctuation: not the title.
+  for (const std::string text :
+       {"how do things work", "How Things Work!", "harry potter prisoner azkaban",
+        "Who Moved My Cheese", "the what", "", "?", "   ", "\"*"}) {
+    EXPECT_TRUE(catalog.find_exact_title(text).empty()) << text;
+  }
+  EXPECT_TRUE(catalog.find_exact_title("How Things Work", 0).empty());
+}
+
 TEST(Catalog, MeaninglessOrHostileWordingNeverThrows) {
   TempDir dir;
   write_catalog(dir / "catalog.sqlite", hand_made());
@@ -428,4 +453,4 @@ TEST(Catalog, FindsSampleTitlesFromNoisyWordings) {
 }
 
 }  // namespace
-}  // namespace vitrine::trainer
+}  // namespace vitrine::agents

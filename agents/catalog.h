@@ -28,9 +28,9 @@
 #include <string_view>
 #include <vector>
 
-#include "trainer/product.h"
+#include "agents/product.h"
 
-namespace vitrine::trainer {
+namespace vitrine::agents {
 
 struct CatalogOptions {
   bool index_content = false;  // also FTS-index descriptions (column `content` of products_fts),
@@ -117,6 +117,14 @@ class Catalog {
   // meaningless or hostile wording gives an empty result.
   std::vector<CatalogMatch> find_by_title(std::string_view wording, int limit = 5) const;
 
+  // The products (at most `limit`, earliest added first, score 1) whose
+  // title is `text` exactly, up to ASCII case, runs of white space and
+  // trailing question marks: "who moved my cheese" and "Who  Moved My
+  // Cheese?" are the title "Who Moved My Cheese?", "what is dune?" is not
+  // "Dune". Looked up by the title's key (one index probe), so it costs a
+  // few microseconds. Never throws on user text.
+  std::vector<CatalogMatch> find_exact_title(std::string_view text, int limit = 5) const;
+
   std::optional<StoredProduct> get(std::string_view uid) const;
   int64_t size() const;
   // The value stored with set_meta(); throws std::out_of_range when absent.
@@ -127,4 +135,4 @@ class Catalog {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace vitrine::trainer
+}  // namespace vitrine::agents

@@ -9,10 +9,10 @@
 #include <stdexcept>
 #include <unordered_set>
 
-#include "trainer/catalog.h"
-#include "trainer/catalog_internal.h"
+#include "agents/catalog.h"
+#include "agents/catalog_internal.h"
 
-namespace vitrine::trainer {
+namespace vitrine::agents {
 
 using namespace catalog_internal;  // NOLINT: this file's own internals
 
@@ -302,6 +302,61 @@ std::vector<CatalogMatch> Catalog::find_by_title(std::string_view wording, int l
   return c.rank(query, limit);
 }
 
+namespace {
+
+// `text` as find_exact_title compares it: ASCII lowercase, white space runs
+// made one space, no white space at either end, no trailing question marks.
+std::string exact_title_form(std::string_view text) {
+  std::string out;
+  bool space = false;
+  for (const char c : text) {
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out += ' ';
+    space = false;
+    out += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  }
+  while (!out.empty() && (out.back() == '?' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+}  // namespace
+
+std::vector<CatalogMatch> Catalog::find_exact_title(std::string_view text, int limit) const {
+  const std::string wanted = exact_title_form(text);
+  if (limit <= 0 || wanted.empty()) return {};
+  Impl& c = *impl_;
+  std::lock_guard lock(c.mutex);
+  // The writer keyed every title by all its words; equal forms have equal
+  // words, so the title, if any, is among the products with this key.
+  TitleKey key;
+  bool any_word = false;
+  c.words->for_each(wanted, [&](std::string_view word) {
+    key.add(word);
+    any_word = true;
+    return true;
+  });
+  if (!any_word) return {};
+  Impl::Query query;
+  sqlite3_bind_int64(c.select_key.get(), 1, key.value());
+  sqlite3_bind_int(c.select_key.get(), 2, kCandidates);
+  c.collect(c.select_key.get(), query);
+  std::vector<CatalogMatch> out;
+  sqlite3_stmt* stmt = c.select_title.get();
+  for (const int64_t id : query.ids) {
+    ResetGuard guard{stmt};
+    sqlite3_bind_int64(stmt, 1, id);
+    if (sqlite3_step(stmt) != SQLITE_ROW) fail(c.db, c.path, fmt::format("reading product {}", id));
+    if (exact_title_form(column_text(stmt, 1)) != wanted) continue;
+    out.push_back(
+        CatalogMatch{std::string(column_text(stmt, 0)), std::string(column_text(stmt, 1)), 1.0});
+    if (out.size() == static_cast<size_t>(limit)) break;
+  }
+  return out;
+}
+
 std::optional<StoredProduct> Catalog::get(std::string_view uid) const {
   Impl& c = *impl_;
   std::lock_guard lock(c.mutex);
@@ -335,4 +390,4 @@ std::string Catalog::meta(std::string_view key) const {
   return std::string(column_text(stmt, 0));
 }
 
-}  // namespace vitrine::trainer
+}  // namespace vitrine::agents

@@ -20,7 +20,7 @@
 // an AND of the rarest words, in rowid order; any two of the three rarest;
 // the rarest words while they match few rows. Candidates are then re-ranked
 // on their titles.
-#include "trainer/catalog.h"
+#include "agents/catalog.h"
 
 #include <fmt/format.h>
 #include <sqlite3.h>
@@ -31,9 +31,9 @@
 #include <stdexcept>
 #include <unordered_set>
 
-#include "trainer/catalog_internal.h"
+#include "agents/catalog_internal.h"
 
-namespace vitrine::trainer {
+namespace vitrine::agents {
 
 using namespace catalog_internal;  // NOLINT: this file's own internals
 
@@ -200,4 +200,4 @@ void CatalogWriter::finish() {
   w.db = nullptr;
 }
 
-}  // namespace vitrine::trainer
+}  // namespace vitrine::agents

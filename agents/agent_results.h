@@ -1,0 +1,67 @@
+// What the agents hand the daemon: plain structs (a route, the catalogue
+// records an answer is about, the prompt to generate from) that router/ maps
+// to its protobuf messages. No protobuf, gRPC or model state here.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agents/prompts.h"
+#include "models/chat_format.h"
+
+namespace vitrine::agents {
+
+class Catalog;
+
+// Why the classifier agent chose its route.
+enum class Evidence {
+  kClassifier,      // the classifier was confident enough
+  kCatalogueTitle,  // the text is exactly a catalogue title: describe it
+  kDefault,         // the classifier was unsure: the configured default route
+};
+// "classifier", "catalogue title", "default".
+std::string_view evidence_name(Evidence evidence);
+
+// A catalogue record an answer is about.
+struct Source {
+  std::string uid;
+  std::string title;
+  double score = 0;  // CatalogMatch::score in [0, 1]; 1 for an exact title
+};
+
+// The classifier agent's decision for one text.
+struct Route {
+  Task task = Task::kQa;  // the adapter that answers
+  Evidence evidence = Evidence::kDefault;
+  double confidence = 0;              // the classifier's probability of its label (even when
+                                      // evidence is not the classifier)
+  std::vector<std::string> labels;    // the classifier's labels, in its order
+  std::vector<double> scores;         // the classifier's probability of each label
+  std::optional<Source> title_match;  // the catalogue record, when evidence is kCatalogueTitle
+};
+
+// What the describe and qa agents return: the request to generate from and
+// the records it is about.
+struct AgentPrompt {
+  Task task = Task::kQa;        // the adapter to generate with
+  models::ChatTurn turn;        // render with models::render_chat_prompt in the model's family
+  bool grounded = false;        // the turn carries catalogue text, so it differs from training's
+  std::vector<Source> sources;  // best first; empty when no product is known
+  bool product_known = false;   // false: no catalogue record matched well enough (sources empty)
+};
+
+// How an agent picks its sources from a title search.
+struct SourceOptions {
+  double min_score = 0.6;  // matches below are not this product: a higher bar gives fewer wrong
+                           // sources and more "unknown product" answers
+  int max_sources = 3;     // records returned at most, best first
+};
+
+// The records of catalog.find_by_title(wording) that score at least
+// options.min_score, at most options.max_sources, best first.
+std::vector<Source> find_sources(const Catalog& catalog, std::string_view wording,
+                                 const SourceOptions& options);
+
+}  // namespace vitrine::agents

@@ -1,0 +1,41 @@
+// The describe agent: turns a product title into the describe adapter's
+// request, exactly the prompt the adapter was tuned on
+// (task_turn(kDescribe, title)), and names the catalogue records the title
+// is, found by title search.
+//
+// The prompt never carries catalogue text: the adapter writes a description
+// from the title alone, as in training, so a title the catalogue does not
+// know is described all the same; its sources then say so (empty,
+// product_known false). Not goals: generating the text (the daemon runs the
+// model), picking among several products with the same title (all are
+// named, best first).
+#pragma once
+
+#include <memory>
+#include <string_view>
+
+#include "agents/agent_results.h"
+#include "agents/catalog.h"
+
+namespace vitrine::agents {
+
+struct DescribeAgentOptions {
+  SourceOptions sources{.min_score = 0.8,  // a title names its record closely; near titles
+                                           // (other editions, other products) stay out
+                        .max_sources = 3};
+};
+
+class DescribeAgent {
+ public:
+  explicit DescribeAgent(std::shared_ptr<const Catalog> catalog, DescribeAgentOptions options = {});
+
+  // The describe request for `title` and the records it names. Never throws
+  // on user text.
+  AgentPrompt prompt(std::string_view title) const;
+
+ private:
+  std::shared_ptr<const Catalog> catalog_;
+  DescribeAgentOptions options_;
+};
+
+}  // namespace vitrine::agents

@@ -1,0 +1,120 @@
+// ClassifierAgent on a hand-made catalogue with hand-set classifiers: exact
+// catalogue titles win, a confident classifier decides, an unsure one gives
+// the default route. (sample_agents_test.cc runs a trained classifier.)
+#include "agents/classifier_agent.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+
+#include "hand_catalog.h"
+
+namespace vitrine::agents {
+namespace {
+
+// A classifier that ignores its input: zero weights, so its probabilities
+// are softmax(bias).
+models::TextClassifier constant_classifier(double describe_bias, double qa_bias,
+                                           std::vector<std::string> labels = {"describe", "qa"}) {
+  models::TextClassifierConfig config;
+  config.labels = std::move(labels);
+  config.buckets = 64;
+  config.dim = 4;
+  models::TextClassifier model(config);
+  at::NoGradGuard no_grad;
+  model->embedding->weight.zero_();
+  model->output->weight.zero_();
+  model->output->bias[0].fill_(describe_bias);
+  model->output->bias[1].fill_(qa_bias);
+  return model;
+}
+
+class ClassifierAgentTest : public testing::HandCatalogTest {};
+
+TEST_F(ClassifierAgentTest, ExactCatalogueTitleIsDescribedEvenWithAQuestionMark) {
+  const ClassifierAgent agent(constant_classifier(0, 4), catalog_);  // always "qa", 98%
+  for (const char* text :
+       {"Who Moved My Cheese?", "who moved my cheese", " WHO MOVED MY CHEESE ?"}) {
+    const Route route = agent.decide(text);
+    EXPECT_EQ(route.task, Task::kDescribe) << text;
+    EXPECT_EQ(route.evidence, Evidence::kCatalogueTitle) << text;
+    ASSERT_TRUE(route.title_match.has_value()) << text;
+    EXPECT_EQ(route.title_match->uid, "0399144463");
+    EXPECT_EQ(route.title_match->title, "Who Moved My Cheese?");
+    EXPECT_DOUBLE_EQ(route.title_match->score, 1.0);
+    // The classifier's view is reported all the same.
+    EXPECT_EQ(route.labels, (std::vector<std::string>{"describe", "qa"}));
+    ASSERT_EQ(route.scores.size(), 2u);
+    EXPECT_GT(route.scores[1], 0.95);
+    EXPECT_DOUBLE_EQ(route.confidence, route.scores[1]);
+  }
+  // A question that contains the title is not the title.
+  const Route question = agent.decide("Who moved my cheese? Is it a good gift?");
+  EXPECT_EQ(question.task, Task::kQa);
+  EXPECT_EQ(question.evidence, Evidence::kClassifier);
+  EXPECT_FALSE(question.title_match.has_value());
+}
+
+TEST_F(ClassifierAgentTest, ConfidentClassifierDecides) {
+  const ClassifierAgent describe(constant_classifier(4, 0), catalog_);
+  const Route a = describe.decide("Blue Ceramic Mug 12 oz");
+  EXPECT_EQ(a.task, Task::kDescribe);
+  EXPECT_EQ(a.evidence, Evidence::kClassifier);
+  EXPECT_GT(a.confidence, 0.95);
+  EXPECT_FALSE(a.title_match.has_value());
+  const ClassifierAgent qa(constant_classifier(0, 4), catalog_);
+  const Route b = qa.decide("Does the kettle switch itself off?");
+  EXPECT_EQ(b.task, Task::kQa);
+  EXPECT_EQ(b.evidence, Evidence::kClassifier);
+}
+
+TEST_F(ClassifierAgentTest, UnsureClassifierGivesTheConfiguredDefault) {
+  // softmax(0.2, 0) = (0.55, 0.45): below the default threshold of 0.6.
+  ClassifierAgentOptions options;
+  const ClassifierAgent to_qa(constant_classifier(0.2, 0), catalog_, options);
+  const Route a = to_qa.decide("kettle");
+  EXPECT_EQ(a.task, Task::kQa);
+  EXPECT_EQ(a.evidence, Evidence::kDefault);
+  EXPECT_NEAR(a.confidence, 0.55, 0.01);
+  options.default_task = Task::kDescribe;
+  const ClassifierAgent to_describe(constant_classifier(0, 0.2), catalog_, options);
+  EXPECT_EQ(to_describe.decide("kettle").task, Task::kDescribe);
+  EXPECT_EQ(to_describe.decide("kettle").evidence, Evidence::kDefault);
+  options.min_confidence = 0.5;
+  const ClassifierAgent trusting(constant_classifier(0, 0.2), catalog_, options);
+  EXPECT_EQ(trusting.decide("kettle").task, Task::kQa);
+  EXPECT_EQ(trusting.decide("kettle").evidence, Evidence::kClassifier);
+}
+
+TEST_F(ClassifierAgentTest, ExactTitlesCanBeTurnedOff) {
+  ClassifierAgentOptions options;
+  options.exact_titles = false;
+  const ClassifierAgent agent(constant_classifier(0, 4), catalog_, options);
+  const Route route = agent.decide("Who Moved My Cheese?");
+  EXPECT_EQ(route.task, Task::kQa);
+  EXPECT_EQ(route.evidence, Evidence::kClassifier);
+}
+
+TEST_F(ClassifierAgentTest, RefusesAClassifierOfOtherLabels) {
+  try {
+    ClassifierAgent agent(constant_classifier(0, 0, {"spam", "ham"}), catalog_);
+    FAIL() << "no throw";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("'spam'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(ClassifierAgent(constant_classifier(0, 0), nullptr), std::invalid_argument);
+}
+
+TEST_F(ClassifierAgentTest, HostileTextNeverThrows) {
+  const ClassifierAgent agent(constant_classifier(0, 4), catalog_);
+  for (const char* text : {"", "?", "\"", "NEAR(a b)", "*", "title:x", "\xff\xfe"}) {
+    EXPECT_NO_THROW(agent.decide(text)) << text;
+  }
+  EXPECT_EQ(evidence_name(Evidence::kClassifier), "classifier");
+  EXPECT_EQ(evidence_name(Evidence::kCatalogueTitle), "catalogue title");
+  EXPECT_EQ(evidence_name(Evidence::kDefault), "default");
+}
+
+}  // namespace
+}  // namespace vitrine::agents

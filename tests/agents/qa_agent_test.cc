@@ -1,0 +1,105 @@
+// QaAgent: the product a question is about, grounding none / title /
+// title and description, unknown products.
+#include "agents/qa_agent.h"
+
+#include <gtest/gtest.h>
+
+#include "hand_catalog.h"
+
+namespace vitrine::agents {
+namespace {
+
+class QaAgentTest : public testing::HandCatalogTest {
+ protected:
+  QaAgent agent(Grounding grounding) const {
+    QaAgentOptions options;
+    options.grounding = grounding;
+    return QaAgent(catalog_, options);
+  }
+};
+
+constexpr const char* kQuestion = "How many watts is the stainless steel electric kettle?";
+
+TEST_F(QaAgentTest, NoGroundingIsTheTrainingPromptWithSources) {
+  const AgentPrompt p = agent(Grounding::kNone).prompt(kQuestion);
+  testing::expect_training_prompt(p, Task::kQa, kQuestion);
+  EXPECT_TRUE(p.product_known);
+  ASSERT_EQ(p.sources.size(), 1u);
+  EXPECT_EQ(p.sources[0].uid, "B00KETTLE1");
+  EXPECT_GE(p.sources[0].score, QaAgentOptions{}.sources.min_score);
+}
+
+TEST_F(QaAgentTest, TitleGroundingNamesTheProduct) {
+  const AgentPrompt p = agent(Grounding::kTitle).prompt(kQuestion);
+  EXPECT_TRUE(p.grounded);
+  EXPECT_EQ(p.turn.system, task_turn(Task::kQa, "").system);
+  EXPECT_EQ(p.turn.user,
+            std::string("Product: Stainless Steel Electric Kettle 1.7 Liter\n\n") + kQuestion);
+  ASSERT_EQ(p.sources.size(), 1u);
+  EXPECT_EQ(p.sources[0].uid, "B00KETTLE1");
+}
+
+TEST_F(QaAgentTest, TitleAndDescriptionGroundingAddsTheDescription) {
+  const AgentPrompt p = agent(Grounding::kTitleAndDescription).prompt(kQuestion);
+  EXPECT_TRUE(p.grounded);
+  EXPECT_EQ(p.turn.user,
+            std::string("Product: Stainless Steel Electric Kettle 1.7 Liter\n"
+                        "Description: Boils water in three minutes. Automatic shut-off. 1500 "
+                        "watts.\n\n") +
+                kQuestion);
+  // Same question, same prompt.
+  EXPECT_EQ(agent(Grounding::kTitleAndDescription).prompt(kQuestion).turn.user, p.turn.user);
+  // A product without a description is grounded by its title alone.
+  const AgentPrompt empty =
+      agent(Grounding::kTitleAndDescription).prompt("what is plain title with empty content?");
+  ASSERT_TRUE(empty.product_known);
+  EXPECT_EQ(empty.turn.user,
+            "Product: Plain Title With Empty Content\n\nwhat is plain title with empty content?");
+}
+
+TEST_F(QaAgentTest, LongDescriptionsAreCutAtAWord) {
+  QaAgentOptions options;
+  options.grounding = Grounding::kTitleAndDescription;
+  options.max_description_chars = 30;
+  const AgentPrompt p = QaAgent(catalog_, options).prompt(kQuestion);
+  EXPECT_NE(p.turn.user.find("Description: Boils water in three minutes....\n"), std::string::npos)
+      << p.turn.user;
+  EXPECT_EQ(cut_description("short", 30), "short");
+  EXPECT_EQ(cut_description("abc def ghi", 9), "abc def...");
+  EXPECT_EQ(cut_description("abcdefghij", 4), "abcd...");
+  // Never inside a UTF-8 sequence: "ação" is a, ç (2 bytes), ã (2 bytes), o.
+  EXPECT_EQ(cut_description("a\xC3\xA7\xC3\xA3o", 2), "a...");
+}
+
+TEST_F(QaAgentTest, UnknownProductIsSaidAndNeverGrounded) {
+  for (const Grounding g : {Grounding::kNone, Grounding::kTitle, Grounding::kTitleAndDescription}) {
+    const AgentPrompt p = agent(g).prompt("Does the Zorblax 9000 toaster have a warranty?");
+    EXPECT_FALSE(p.product_known) << grounding_name(g);
+    EXPECT_TRUE(p.sources.empty()) << grounding_name(g);
+    EXPECT_FALSE(p.grounded);
+    EXPECT_EQ(p.turn.user, "Does the Zorblax 9000 toaster have a warranty?");
+  }
+  EXPECT_FALSE(agent(Grounding::kTitle).prompt("").product_known);
+  EXPECT_FALSE(agent(Grounding::kTitle).prompt("what is it?").product_known);
+}
+
+TEST_F(QaAgentTest, MinScoreDecidesWhatIsKnown) {
+  QaAgentOptions options;
+  options.sources.min_score = 1.01;  // nothing scores above 1
+  EXPECT_FALSE(QaAgent(catalog_, options).prompt(kQuestion).product_known);
+  options.sources.min_score = 0;
+  options.sources.max_sources = 3;
+  const AgentPrompt p = QaAgent(catalog_, options).prompt("is harry potter scary?");
+  ASSERT_GE(p.sources.size(), 2u);
+  EXPECT_EQ(p.sources[0].title.substr(0, 12), "Harry Potter");
+}
+
+TEST_F(QaAgentTest, GroundingNamesRoundTrip) {
+  for (const Grounding g : {Grounding::kNone, Grounding::kTitle, Grounding::kTitleAndDescription})
+    EXPECT_EQ(parse_grounding(grounding_name(g)), g);
+  EXPECT_THROW(parse_grounding("full"), std::invalid_argument);
+  EXPECT_THROW(QaAgent(nullptr), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace vitrine::agents
