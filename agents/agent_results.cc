@@ -1,6 +1,6 @@
 #include "agents/agent_results.h"
 
-#include "agents/catalog.h"
+#include "catalog/catalog.h"
 
 namespace vitrine::agents {
 
@@ -20,7 +20,7 @@ std::vector<Source> find_sources(const Catalog& catalog, std::string_view wordin
                                  const SourceOptions& options) {
   std::vector<Source> sources;
   if (options.max_sources <= 0) return sources;
-  for (CatalogMatch& match : catalog.find_by_title(wording, options.max_sources)) {
+  for (catalog::CatalogMatch& match : catalog.find_by_title(wording, options.max_sources)) {
     if (match.score < options.min_score) break;  // best first: the rest score lower
     sources.push_back(Source{std::move(match.uid), std::move(match.title), match.score});
   }

@@ -11,9 +11,15 @@
 #include "agents/prompts.h"
 #include "models/chat_format.h"
 
+namespace vitrine::catalog {
+class Catalog;
+}  // namespace vitrine::catalog
+
 namespace vitrine::agents {
 
-class Catalog;
+// The agents look products up in the catalogue (catalog/, which keeps SQLite
+// to itself).
+using catalog::Catalog;
 
 // Why the classifier agent chose its route.
 enum class Evidence {

@@ -30,7 +30,7 @@ Route ClassifierAgent::decide(std::string_view text) const {
   route.labels = classifier_->config().labels;
   route.scores = c.scores;
   if (options_.exact_titles) {
-    std::vector<CatalogMatch> titles = catalog_->find_exact_title(text, 1);
+    std::vector<catalog::CatalogMatch> titles = catalog_->find_exact_title(text, 1);
     if (!titles.empty()) {
       route.task = Task::kDescribe;
       route.evidence = Evidence::kCatalogueTitle;

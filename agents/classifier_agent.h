@@ -21,8 +21,8 @@
 #include <string_view>
 
 #include "agents/agent_results.h"
-#include "agents/catalog.h"
 #include "agents/prompts.h"
+#include "catalog/catalog.h"
 #include "models/text_classifier.h"
 
 namespace vitrine::agents {

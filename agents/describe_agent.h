@@ -15,7 +15,7 @@
 #include <string_view>
 
 #include "agents/agent_results.h"
-#include "agents/catalog.h"
+#include "catalog/catalog.h"
 
 namespace vitrine::agents {
 

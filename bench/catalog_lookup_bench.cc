@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "agents/catalog.h"
+#include "catalog/catalog.h"
 
 namespace {
 
@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
     queries.push_back({"o que é " + plain_lower(title), uid, title});
     queries.push_back({drop_middle_word(title), uid, title});
   }
-  vitrine::agents::Catalog catalog(dir + "/catalog.sqlite");
+  vitrine::catalog::Catalog catalog(dir + "/catalog.sqlite");
   for (const auto& q : queries)
     catalog.find_by_title(q.wording);  // warm-up: page cache, statements
   std::vector<double> micros;

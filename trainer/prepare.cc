@@ -52,7 +52,7 @@ struct CleanedRecord {
   uint32_t content_off = 0, content_len = 0;
   uint32_t title_chars = 0, content_chars = 0;
   Hash128 pair_hash, uid_hash, title_hash, content_hash;
-  agents::Split split = agents::Split::kTrain;
+  catalog::Split split = catalog::Split::kTrain;
   std::string_view lang;
 };
 
@@ -229,16 +229,16 @@ class TaskFiles {
  public:
   TaskFiles(const fs::path& dir, std::string_view task) {
     fs::create_directories(dir / "tasks" / std::string(task));
-    for (int s = 0; s < agents::kNumSplits; ++s) {
+    for (int s = 0; s < catalog::kNumSplits; ++s) {
       const fs::path path =
           dir / "tasks" / std::string(task) /
-          fmt::format("{}.jsonl", agents::split_name(static_cast<agents::Split>(s)));
+          fmt::format("{}.jsonl", catalog::split_name(static_cast<catalog::Split>(s)));
       files_[s] = std::make_unique<AtomicFile>(path);
     }
   }
-  std::string& buffer(agents::Split s) { return buffers_[static_cast<int>(s)]; }
+  std::string& buffer(catalog::Split s) { return buffers_[static_cast<int>(s)]; }
   // Counts the lines appended since the last call and flushes big buffers.
-  void settle(agents::Split s) {
+  void settle(catalog::Split s) {
     const int i = static_cast<int>(s);
     std::string& b = buffers_[i];
     lines_[i] += static_cast<uint64_t>(
@@ -251,7 +251,7 @@ class TaskFiles {
     }
   }
   void commit() {
-    for (int s = 0; s < agents::kNumSplits; ++s) {
+    for (int s = 0; s < catalog::kNumSplits; ++s) {
       files_[s]->write(buffers_[s]);
       files_[s]->commit();
     }
@@ -259,10 +259,10 @@ class TaskFiles {
   uint64_t lines(int s) const { return lines_[s]; }
 
  private:
-  std::array<std::unique_ptr<AtomicFile>, agents::kNumSplits> files_;
-  std::array<std::string, agents::kNumSplits> buffers_;
-  std::array<size_t, agents::kNumSplits> counted_{};
-  std::array<uint64_t, agents::kNumSplits> lines_{};
+  std::array<std::unique_ptr<AtomicFile>, catalog::kNumSplits> files_;
+  std::array<std::string, catalog::kNumSplits> buffers_;
+  std::array<size_t, catalog::kNumSplits> counted_{};
+  std::array<uint64_t, catalog::kNumSplits> lines_{};
 };
 
 // Order-restoring pipeline: reader -> workers -> in-order consumer.
@@ -425,7 +425,7 @@ struct KeptStats {
   uint64_t kept = 0;
   LengthHistogram title_after, content_after;
   std::map<std::string, uint64_t> languages;
-  std::array<uint64_t, agents::kNumSplits> splits{};
+  std::array<uint64_t, catalog::kNumSplits> splits{};
   uint64_t sharing_title = 0, sharing_content = 0, content_across_splits = 0;
 };
 
@@ -504,16 +504,16 @@ nlohmann::ordered_json build_stats(const fs::path& input, const LineReader& read
       {"kept_sharing_a_description", k.sharing_content},
       {"descriptions_shared_across_splits", k.content_across_splits}};
   nlohmann::ordered_json splits;
-  for (int i = 0; i < agents::kNumSplits; ++i)
-    splits[std::string(agents::split_name(static_cast<agents::Split>(i)))] = k.splits[i];
+  for (int i = 0; i < catalog::kNumSplits; ++i)
+    splits[std::string(catalog::split_name(static_cast<catalog::Split>(i)))] = k.splits[i];
   s["splits"] = {{"key", "uid"}, {"products", splits}};
   if (tasks[0] != nullptr) {
     nlohmann::ordered_json examples;
     const char* names[] = {"describe", "qa", "router"};
     for (int t = 0; t < 3; ++t) {
       nlohmann::ordered_json per;
-      for (int i = 0; i < agents::kNumSplits; ++i)
-        per[std::string(agents::split_name(static_cast<agents::Split>(i)))] = tasks[t]->lines(i);
+      for (int i = 0; i < catalog::kNumSplits; ++i)
+        per[std::string(catalog::split_name(static_cast<catalog::Split>(i)))] = tasks[t]->lines(i);
       examples[names[t]] = per;
     }
     s["tasks"] = {{"examples", examples}, {"details", task_details}};
@@ -526,7 +526,7 @@ nlohmann::ordered_json build_stats(const fs::path& input, const LineReader& read
   return s;
 }
 
-void append_clean_line(const agents::Product& p, std::string& out) {
+void append_clean_line(const catalog::Product& p, std::string& out) {
   out.push_back('{');
   append_json_key(out, "uid");
   append_json_string(out, p.uid);
@@ -538,7 +538,7 @@ void append_clean_line(const agents::Product& p, std::string& out) {
   append_json_string(out, p.content);
   out.push_back(',');
   append_json_key(out, "split");
-  append_json_string(out, agents::split_name(p.split));
+  append_json_string(out, catalog::split_name(p.split));
   out.append("}\n");
 }
 
@@ -563,7 +563,7 @@ PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir,
   StagingDir staging(out_dir);
   const fs::path dir = staging.path();
 
-  std::unique_ptr<agents::CatalogWriter> catalog;
+  std::unique_ptr<catalog::CatalogWriter> catalog;
   std::unique_ptr<TaskBuilder> builder;
   std::unique_ptr<TaskFiles> describe, qa, router;
   std::unique_ptr<AtomicFile> clean_file;
@@ -571,7 +571,7 @@ PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir,
   if (hooks.clean_only) {
     clean_file = std::make_unique<AtomicFile>(dir / "clean.jsonl");
   } else {
-    catalog = std::make_unique<agents::CatalogWriter>(dir / "catalog.sqlite", config.catalog);
+    catalog = std::make_unique<catalog::CatalogWriter>(dir / "catalog.sqlite", config.catalog);
     builder = std::make_unique<TaskBuilder>(config.tasks);
     describe = std::make_unique<TaskFiles>(dir, "describe");
     qa = std::make_unique<TaskFiles>(dir, "qa");
@@ -627,7 +627,7 @@ PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir,
       ++kept.languages[std::string(rec.lang)];
       ++kept.splits[static_cast<int>(rec.split)];
 
-      agents::Product product;
+      catalog::Product product;
       product.uid = std::string_view(batch.arena.data() + rec.uid_off, rec.uid_len);
       product.title = title;
       product.content = content;

@@ -20,7 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "agents/catalog.h"
+#include "catalog/catalog.h"
 #include "trainer/split.h"
 #include "trainer/tasks.h"
 #include "trainer/text_cleaner.h"
@@ -41,11 +41,11 @@ struct FilterOptions {
 };
 
 struct PrepareConfig {
-  CleanOptions clean;              // transforming rules
-  FilterOptions filter;            // dropping rules
-  SplitOptions split;              // train / validation / test by uid hash
-  TaskOptions tasks;               // questions, answers and router examples
-  agents::CatalogOptions catalog;  // catalog.sqlite
+  CleanOptions clean;               // transforming rules
+  FilterOptions filter;             // dropping rules
+  SplitOptions split;               // train / validation / test by uid hash
+  TaskOptions tasks;                // questions, answers and router examples
+  catalog::CatalogOptions catalog;  // catalog.sqlite
   bool repair_utf8 = true;  // replace invalid UTF-8 with U+FFFD (counted); false sets such lines
                             // aside as malformed
   int threads = 0;          // parse/clean workers; 0 = number of cores

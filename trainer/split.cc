@@ -17,11 +17,11 @@ void validate(const SplitOptions& options) {
   }
 }
 
-agents::Split assign_split(std::string_view uid, const SplitOptions& options) {
+catalog::Split assign_split(std::string_view uid, const SplitOptions& options) {
   const double u = unit_interval(stable_hash64(uid, options.seed));
-  if (u < options.test_ratio) return agents::Split::kTest;
-  if (u < options.test_ratio + options.validation_ratio) return agents::Split::kValidation;
-  return agents::Split::kTrain;
+  if (u < options.test_ratio) return catalog::Split::kTest;
+  if (u < options.test_ratio + options.validation_ratio) return catalog::Split::kValidation;
+  return catalog::Split::kTrain;
 }
 
 }  // namespace vitrine::trainer

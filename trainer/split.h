@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "agents/product.h"
+#include "catalog/product.h"
 
 namespace vitrine::trainer {
 
@@ -24,6 +24,6 @@ struct SplitOptions {
 void validate(const SplitOptions& options);
 
 // The split of the product with this uid.
-agents::Split assign_split(std::string_view uid, const SplitOptions& options);
+catalog::Split assign_split(std::string_view uid, const SplitOptions& options);
 
 }  // namespace vitrine::trainer

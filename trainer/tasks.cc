@@ -265,7 +265,7 @@ uint64_t TaskBuilder::kind_hash(std::string_view uid, std::string_view salt) {
   return stable_hash64(key_, options_.seed);
 }
 
-void TaskBuilder::append_describe(const agents::Product& p, std::string& out) {
+void TaskBuilder::append_describe(const catalog::Product& p, std::string& out) {
   const std::string_view content = trim(p.content);
   if (content.empty()) {
     ++stats_.describe_skipped_empty;
@@ -429,7 +429,7 @@ int TaskBuilder::build_question(QaKind kind, bool portuguese, std::string_view t
   return index;
 }
 
-void TaskBuilder::append_qa(const agents::Product& p, std::string& out) {
+void TaskBuilder::append_qa(const catalog::Product& p, std::string& out) {
   ++stats_.qa_products;
   const std::string_view title = trim(p.title);
   const std::string_view content = trim(p.content);
@@ -517,7 +517,7 @@ void TaskBuilder::append_qa(const agents::Product& p, std::string& out) {
   if (emitted == 0) ++stats_.qa_products_without_questions;
 }
 
-void TaskBuilder::append_router(const agents::Product& p, std::string& out) {
+void TaskBuilder::append_router(const catalog::Product& p, std::string& out) {
   const std::string_view title = trim(p.title);
   if (title.empty()) return;
   auto write = [&](std::string_view text, bool qa, bool hard, RouterKind kind) {

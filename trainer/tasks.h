@@ -46,7 +46,7 @@
 #include <string_view>
 #include <vector>
 
-#include "agents/product.h"
+#include "catalog/product.h"
 
 namespace vitrine::trainer {
 
@@ -212,9 +212,9 @@ class TaskBuilder {
 
   // Each appends zero or more complete JSONL lines ("...}\n") to `out`;
   // deterministic in (seed, uid, title, content).
-  void append_describe(const agents::Product& p, std::string& out);
-  void append_qa(const agents::Product& p, std::string& out);
-  void append_router(const agents::Product& p, std::string& out);
+  void append_describe(const catalog::Product& p, std::string& out);
+  void append_qa(const catalog::Product& p, std::string& out);
+  void append_router(const catalog::Product& p, std::string& out);
 
   const TaskStats& stats() const { return stats_; }
   const TaskOptions& options() const { return options_; }

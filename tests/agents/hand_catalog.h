@@ -11,7 +11,7 @@
 
 #include "../support/temp_dir.h"
 #include "agents/agent_results.h"
-#include "agents/catalog.h"
+#include "catalog/catalog.h"
 
 namespace vitrine::agents::testing {
 
@@ -36,10 +36,10 @@ inline std::vector<HandProduct> hand_products() {
 
 // Writes hand_products() as a finished catalogue at `path`.
 inline void write_hand_catalog(const std::filesystem::path& path) {
-  CatalogWriter writer(path);
+  catalog::CatalogWriter writer(path);
   uint64_t line = 0;
   for (const HandProduct& p : hand_products()) {
-    writer.add(Product{.uid = p.uid, .title = p.title, .content = p.content, .line = ++line});
+    writer.add(catalog::Product{.uid = p.uid, .title = p.title, .content = p.content, .line = ++line});
   }
   writer.finish();
 }

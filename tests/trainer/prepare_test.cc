@@ -347,12 +347,12 @@ TEST(Prepare, SplitAssignmentIsStableAcrossVersions) {
   // products between train and test, so it must come with a new
   // dataset_format. (XXH3-64 of the uid, seed 0, top 53 bits as u in [0, 1):
   // test below 0.05, validation below 0.10; `xxhsum -H3` shows the hashes.)
-  const std::vector<std::pair<std::string, agents::Split>> golden = {
-      {"0000031909", agents::Split::kTrain},    {"0001360000", agents::Split::kTrain},
-      {"B00005N5PF", agents::Split::kTrain},    {"B1000007", agents::Split::kValidation},
-      {"B1000015", agents::Split::kValidation}, {"B1000022", agents::Split::kTest},
-      {"B1000024", agents::Split::kTest},       {"B1000038", agents::Split::kTest},
-      {"B1000048", agents::Split::kValidation},
+  const std::vector<std::pair<std::string, catalog::Split>> golden = {
+      {"0000031909", catalog::Split::kTrain},    {"0001360000", catalog::Split::kTrain},
+      {"B00005N5PF", catalog::Split::kTrain},    {"B1000007", catalog::Split::kValidation},
+      {"B1000015", catalog::Split::kValidation}, {"B1000022", catalog::Split::kTest},
+      {"B1000024", catalog::Split::kTest},       {"B1000038", catalog::Split::kTest},
+      {"B1000048", catalog::Split::kValidation},
   };
   for (const auto& [uid, split] : golden)
     EXPECT_EQ(assign_split(uid, SplitOptions{}), split) << uid;

@@ -24,8 +24,8 @@ using nlohmann::json;
 struct OwnedProduct {
   std::string uid, title, content;
   std::string_view lang = "unknown";
-  agents::Product view() const {
-    agents::Product p;
+  catalog::Product view() const {
+    catalog::Product p;
     p.uid = uid;
     p.title = title;
     p.content = content;

@@ -28,9 +28,9 @@
 #include <string_view>
 #include <vector>
 
-#include "agents/product.h"
+#include "catalog/product.h"
 
-namespace vitrine::agents {
+namespace vitrine::catalog {
 
 struct CatalogOptions {
   bool index_content = false;  // also FTS-index descriptions (column `content` of products_fts),
@@ -135,4 +135,4 @@ class Catalog {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace vitrine::agents
+}  // namespace vitrine::catalog

@@ -1,6 +1,6 @@
 // catalog.sqlite: round trips, determinism, error messages and title search
 // from noisy wordings, on hand-made products and on the real sample.
-#include "agents/catalog.h"
+#include "catalog/catalog.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-namespace vitrine::agents {
+namespace vitrine::catalog {
 namespace {
 
 namespace fs = std::filesystem;
@@ -453,4 +453,4 @@ TEST(Catalog, FindsSampleTitlesFromNoisyWordings) {
 }
 
 }  // namespace
-}  // namespace vitrine::agents
+}  // namespace vitrine::catalog

@@ -20,7 +20,7 @@
 // an AND of the rarest words, in rowid order; any two of the three rarest;
 // the rarest words while they match few rows. Candidates are then re-ranked
 // on their titles.
-#include "agents/catalog.h"
+#include "catalog/catalog.h"
 
 #include <fmt/format.h>
 #include <sqlite3.h>
@@ -31,11 +31,11 @@
 #include <stdexcept>
 #include <unordered_set>
 
-#include "agents/catalog_internal.h"
+#include "catalog/catalog_internal.h"
 
-namespace vitrine::agents {
+namespace vitrine::catalog {
 
-using namespace catalog_internal;  // NOLINT: this file's own internals
+using namespace internal;  // NOLINT: this file's own internals
 
 // ---------------------------------------------------------------- writer
 
@@ -200,4 +200,4 @@ void CatalogWriter::finish() {
   w.db = nullptr;
 }
 
-}  // namespace vitrine::agents
+}  // namespace vitrine::catalog

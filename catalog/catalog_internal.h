@@ -15,9 +15,9 @@
 #include <string_view>
 #include <vector>
 
-#include "agents/catalog.h"
+#include "catalog/catalog.h"
 
-namespace vitrine::agents::catalog_internal {
+namespace vitrine::catalog::internal {
 
 constexpr int kApplicationId = 0x56495452;  // "VITR"
 constexpr int kFormatVersion = 1;
@@ -184,4 +184,4 @@ inline std::string uri_path(const std::filesystem::path& path) {
   return out;
 }
 
-}  // namespace vitrine::agents::catalog_internal
+}  // namespace vitrine::catalog::internal

@@ -9,12 +9,12 @@
 #include <stdexcept>
 #include <unordered_set>
 
-#include "agents/catalog.h"
-#include "agents/catalog_internal.h"
+#include "catalog/catalog.h"
+#include "catalog/catalog_internal.h"
 
-namespace vitrine::agents {
+namespace vitrine::catalog {
 
-using namespace catalog_internal;  // NOLINT: this file's own internals
+using namespace internal;  // NOLINT: this file's own internals
 
 // ---------------------------------------------------------------- reader
 
@@ -390,4 +390,4 @@ std::string Catalog::meta(std::string_view key) const {
   return std::string(column_text(stmt, 0));
 }
 
-}  // namespace vitrine::agents
+}  // namespace vitrine::catalog

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string_view>
 
-namespace vitrine::agents {
+namespace vitrine::catalog {
 
 enum class Split : uint8_t { kTrain = 0, kValidation = 1, kTest = 2 };
 inline constexpr int kNumSplits = 3;
@@ -32,4 +32,4 @@ struct Product {
   uint64_t line = 0;                  // 1-based line number in the input file
 };
 
-}  // namespace vitrine::agents
+}  // namespace vitrine::catalog
