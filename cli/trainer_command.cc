@@ -99,15 +99,8 @@ void check(const grpc::Status& status, const std::string& address) {
           : status.error_message());
 }
 
-std::string state_name(v1::JobState state) {
-  std::string name = v1::JobState_Name(state);
-  name = name.substr(name.rfind('_') + 1);
-  for (char& c : name) c = static_cast<char>(std::tolower(c));
-  return name;
-}
-
 void print_job(const v1::Job& job) {
-  std::printf("%s  %-9s  %s", job.id().c_str(), state_name(job.state()).c_str(),
+  std::printf("%s  %-9s  %s", job.id().c_str(), trainer::job_state_word(job.state()).c_str(),
               job.name().empty() ? "-" : job.name().c_str());
   if (job.state() == v1::JOB_STATE_RUNNING && !job.progress().adapter().empty()) {
     const v1::Progress& p = job.progress();
@@ -124,7 +117,7 @@ void print_job(const v1::Job& job) {
 void print_event(const v1::JobEvent& e) {
   switch (e.event_case()) {
     case v1::JobEvent::kState:
-      std::printf("state: %s\n", state_name(e.state()).c_str());
+      std::printf("state: %s\n", trainer::job_state_word(e.state()).c_str());
       break;
     case v1::JobEvent::kProgress: {
       const v1::Progress& p = e.progress();

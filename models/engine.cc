@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 #include <stdexcept>
 
 #include "common/errors.h"
@@ -91,9 +92,8 @@ void keep_rows(KvCache& batch, std::vector<int64_t>& pad, const std::vector<int6
 struct Engine::Row {
   EngineRequest request;
   std::promise<EngineResult> promise;
-  Clock::time_point submitted, started, first_token;
-  bool got_first = false;
-  int64_t generated = 0;
+  Clock::time_point submitted, started;
+  std::optional<Clock::time_point> first_token;
   std::unique_ptr<Sequence> sequence;
 };
 
@@ -252,33 +252,24 @@ void Engine::end_unstarted(Row& row, const char* reason) {
   deliver(row);
 }
 
-void Engine::emit(Row& row, int64_t id) {
-  if (id < 0) return;
-  if (!row.got_first) {
-    row.got_first = true;
-    row.first_token = Clock::now();
-  }
-  ++row.generated;
-}
-
 void Engine::deliver(Row& row) {
   EngineTimings t;
   const auto now = Clock::now();
   t.queue_ms = ms_between(row.submitted, row.started);
-  t.first_token_ms = row.got_first ? ms_between(row.submitted, row.first_token) : 0;
+  t.first_token_ms = row.first_token ? ms_between(row.submitted, *row.first_token) : 0;
   t.total_ms = ms_between(row.submitted, now);
   t.prompt_tokens = static_cast<int64_t>(row.request.prompt.size());
-  t.generated_tokens = row.generated;
+  t.generated_tokens = static_cast<int64_t>(row.sequence->result().ids.size());
   {
     std::lock_guard lock(mutex_);
-    stats_.tokens_generated += row.generated;
+    stats_.tokens_generated += t.generated_tokens;
   }
   row.promise.set_value(EngineResult{row.sequence->take_result(), t});
 }
 
 TokenCallback Engine::callback_of(Row& row) {
-  return [this, &row](int64_t token, std::string_view text) {
-    emit(row, token);
+  return [&row](int64_t token, std::string_view text) {
+    if (token >= 0 && !row.first_token) row.first_token = Clock::now();
     return !row.request.on_token || row.request.on_token(token, text);
   };
 }

@@ -110,7 +110,6 @@ class Engine {
   void admit(std::unique_ptr<Row> row);
   void step();
   void retire_finished();
-  void emit(Row& row, int64_t id);
   void deliver(Row& row);  // fulfils the row's promise
   void end_unstarted(Row& row, const char* reason);
   TokenCallback callback_of(Row& row);

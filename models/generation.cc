@@ -56,10 +56,7 @@ GenerationResult generate(LlamaForCausalLM& model, const Tokenizer& tokenizer,
 
 Sequence::Sequence(const std::vector<int64_t>& prompt, const GenerationOptions& options,
                    const Tokenizer* tokenizer)
-    : options_(options),
-      tokenizer_(tokenizer),
-      generator_(at::detail::createCPUGenerator(options.seed)),
-      seen_(prompt) {
+    : options_(options), generator_(at::detail::createCPUGenerator(options.seed)), seen_(prompt) {
   if (prompt.empty()) throw std::invalid_argument("generation: empty prompt");
   if (tokenizer == nullptr && !options.stop_strings.empty()) {
     throw std::invalid_argument("generation: stop strings need a tokenizer");

@@ -97,7 +97,6 @@ class Sequence {
 
  private:
   GenerationOptions options_;
-  const Tokenizer* tokenizer_;
   at::Generator generator_;
   std::vector<int64_t> seen_;
   std::unique_ptr<StreamDecoder> decoder_;

@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "common/versions.h"
 #include "models/peft_adapter.h"
 
 namespace vitrine::router {
@@ -11,19 +12,12 @@ namespace fs = std::filesystem;
 
 std::pair<int64_t, fs::path> newest_version(const fs::path& dir, const std::string& name) {
   const fs::path root = dir / name;
-  std::pair<int64_t, fs::path> newest{-1, {}};
-  if (fs::exists(root / "adapter_config.json")) newest = {0, root};
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(root, ec)) {
-    const std::string v = entry.path().filename().string();
-    if (v.size() < 2 || v[0] != 'v' || v.find_first_not_of("0123456789", 1) != std::string::npos ||
-        !fs::exists(entry.path() / "adapter_config.json")) {
-      continue;  // staging directories (.v3.tmp-...) and anything else
-    }
-    const int64_t version = std::stoll(v.substr(1));
-    if (version > newest.first) newest = {version, entry.path()};
+  const auto versions = versions_in(root);
+  for (auto it = versions.rbegin(); it != versions.rend(); ++it) {
+    if (fs::exists(it->second / "adapter_config.json")) return *it;
   }
-  return newest;
+  if (fs::exists(root / "adapter_config.json")) return {0, root};
+  return {-1, {}};
 }
 
 AdapterRegistry::AdapterRegistry(models::Engine& engine, fs::path dir,

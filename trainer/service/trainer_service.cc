@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -9,6 +10,7 @@
 #include "common/atomic_output.h"
 #include "common/config_binder.h"
 #include "common/errors.h"
+#include "common/versions.h"
 #include "protos/status.h"
 #include "trainer/training/evaluation.h"
 #include "trainer/training/train_config.h"
@@ -29,23 +31,6 @@ int64_t now_ms() {
 bool terminal(v1::JobState state) {
   return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
          state == v1::JOB_STATE_CANCELLED;
-}
-
-std::string state_word(v1::JobState state) {
-  switch (state) {
-    case v1::JOB_STATE_QUEUED:
-      return "queued";
-    case v1::JOB_STATE_RUNNING:
-      return "running";
-    case v1::JOB_STATE_SUCCEEDED:
-      return "succeeded";
-    case v1::JOB_STATE_FAILED:
-      return "failed";
-    case v1::JOB_STATE_CANCELLED:
-      return "cancelled";
-    default:
-      return "unknown";
-  }
 }
 
 // A training config from the request's JSON over the built-in defaults,
@@ -82,21 +67,6 @@ std::string new_job_id() {
   return fmt::format("job-{}-{:04x}", now_ms(), rng() & 0xffff);
 }
 
-// The highest v<N> under dir (0 when none).
-int64_t latest_version(const fs::path& dir) {
-  int64_t latest = 0;
-  if (!fs::exists(dir)) return latest;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    const std::string name = entry.path().filename().string();
-    if (name.size() < 2 || name[0] != 'v' ||
-        name.find_first_not_of("0123456789", 1) != std::string::npos) {
-      continue;
-    }
-    latest = std::max<int64_t>(latest, std::stoll(name.substr(1)));
-  }
-  return latest;
-}
-
 void bind(ConfigBinder& b, TrainerServiceOptions& o) {
   b.field("listen", o.listen)
       .field("state_dir", o.state_dir)
@@ -105,6 +75,13 @@ void bind(ConfigBinder& b, TrainerServiceOptions& o) {
 }
 
 }  // namespace
+
+std::string job_state_word(v1::JobState state) {
+  std::string word = v1::JobState_Name(state);  // JOB_STATE_SUCCEEDED
+  word = word.substr(word.rfind('_') + 1);
+  for (char& c : word) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return word;
+}
 
 void apply_trainer_service_config(const nlohmann::json& json, TrainerServiceOptions& options) {
   ConfigBinder b(&json, "trainer");
@@ -323,7 +300,8 @@ void TrainerService::run(v1::Job job) {
   auto publish = [&](const std::string& name, const fs::path& from) {
     const fs::path dir = fs::path(options_.adapters_dir) / name;
     fs::create_directories(dir);
-    const int64_t version = latest_version(dir) + 1;
+    const auto versions = versions_in(dir);
+    const int64_t version = (versions.empty() ? 0 : versions.back().first) + 1;
     StagingDir staging(dir / fmt::format("v{}", version));
     fs::copy(from, staging.path(), fs::copy_options::recursive);
     const Json record = {{"name", name},
@@ -422,7 +400,7 @@ grpc::Status TrainerService::CancelJob(grpc::ServerContext*, const v1::CancelJob
     *job = must_get(request->job_id());
     if (terminal(job->state())) {
       throw FailedPreconditionError(
-          fmt::format("job '{}' has {} already", job->id(), state_word(job->state())));
+          fmt::format("job '{}' has {} already", job->id(), job_state_word(job->state())));
     }
     if (job->state() == v1::JOB_STATE_QUEUED) {
       set_state(*job, v1::JOB_STATE_CANCELLED);

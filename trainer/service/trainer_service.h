@@ -37,6 +37,9 @@ struct TrainerServiceOptions {
   int64_t max_queued = 64;  // jobs waiting at most; more are refused (RESOURCE_EXHAUSTED)
 };
 
+// "queued", "running", "succeeded", "failed", "cancelled" ("unspecified").
+std::string job_state_word(v1::JobState state);
+
 // Reads a config JSON (from YAML) over `options`; unknown keys and wrong
 // types throw std::invalid_argument naming the key.
 void apply_trainer_service_config(const nlohmann::json& json, TrainerServiceOptions& options);

@@ -133,19 +133,20 @@ void save_checkpoint(const fs::path& dir, LoraTrainer& trainer, const models::Pe
   staging.commit();
 }
 
+struct Checkpoint {
+  fs::path dir;
+  int64_t step = 0;
+};
+
 // The checkpoint with the most steps, if any.
-std::optional<fs::path> latest_checkpoint(const fs::path& dir) {
-  std::optional<fs::path> latest;
-  int64_t most = -1;
+std::optional<Checkpoint> latest_checkpoint(const fs::path& dir) {
+  std::optional<Checkpoint> latest;
   if (!fs::exists(dir)) return latest;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
     if (!name.starts_with("step-") || !fs::exists(entry.path() / "state.json")) continue;
-    const int64_t steps = std::stoll(name.substr(5));
-    if (steps > most) {
-      most = steps;
-      latest = entry.path();
-    }
+    const int64_t step = std::stoll(name.substr(5));
+    if (!latest || step > latest->step) latest = Checkpoint{entry.path(), step};
   }
   return latest;
 }
@@ -206,9 +207,12 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
                              models::ChatFamily family, const Json& base_fingerprint, RunLog& log,
                              DataParallel& group, const TrainRunOptions& options) {
   const fs::path published = fs::path(config.output) / "adapters" / name;
-  const bool finished =
-      options.resume && fs::exists(published / "training.json") &&
-      !Json::parse(read_text(published / "training.json")).value("cancelled", false);
+  // Finished before an interruption (not cancelled): kept as it is.
+  std::optional<Json> finished;
+  if (options.resume && fs::exists(published / "training.json")) {
+    Json record = Json::parse(read_text(published / "training.json"));
+    if (!record.value("cancelled", false)) finished = std::move(record);
+  }
   if (!group.agree(finished ? 1.0 : 0.0)) {
     throw std::runtime_error(fmt::format(
         "--resume: ranks disagree on whether adapter '{}' is finished: the run directory '{}' must "
@@ -216,8 +220,7 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
         name, config.output));
   }
   if (finished) {
-    // Finished before the interruption: keep it as it is.
-    const Json record = Json::parse(read_text(published / "training.json"));
+    const Json& record = *finished;
     AdapterOutcome done;
     done.name = name;
     done.steps = record["steps"];
@@ -284,19 +287,16 @@ AdapterOutcome train_adapter(const TrainConfig& config, const std::string& name,
   const fs::path checkpoints = fs::path(config.output) / "checkpoints" / name;
   LoopState st;
   models::PeftAdapter best = snapshot(trainer.adapter());
-  const std::optional<fs::path> resume_from =
+  const std::optional<Checkpoint> resume_from =
       options.resume ? latest_checkpoint(checkpoints) : std::nullopt;
-  const double resumed_step =
-      resume_from ? static_cast<double>(std::stoll(resume_from->filename().string().substr(5)))
-                  : 0.0;
-  if (!group.agree(resumed_step)) {
+  if (!group.agree(resume_from ? static_cast<double>(resume_from->step) : 0.0)) {
     throw std::runtime_error(fmt::format(
         "--resume: ranks found different checkpoints of adapter '{}' in '{}': the run directory "
         "must be on a volume every rank shares",
         name, checkpoints.string()));
   }
   if (resume_from) {
-    st = restore_checkpoint(*resume_from, trainer, best);
+    st = restore_checkpoint(resume_from->dir, trainer, best);
     log.write(Json{{"event", "resume"}, {"adapter", name}, {"step", st.step}});
   }
 
