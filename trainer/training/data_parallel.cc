@@ -133,7 +133,9 @@ std::vector<double> DataParallel::all_reduce(std::vector<double> values, Reduce 
 }
 
 bool DataParallel::agree(double value) {
-  return all_reduce({value}, Reduce::kMin)[0] == all_reduce({value}, Reduce::kMax)[0];
+  // One collective: the largest value and the largest negation (minus the smallest).
+  const std::vector<double> most = all_reduce({value, -value}, Reduce::kMax);
+  return most[0] == -most[1];
 }
 
 void DataParallel::broadcast_from_main(const std::vector<at::Tensor>& tensors) {
