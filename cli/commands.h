@@ -18,5 +18,9 @@ Command add_info_command(CLI::App& app);
 Command add_train_command(CLI::App& app);
 Command add_eval_command(CLI::App& app);
 Command add_trainer_command(CLI::App& app);
+Command add_ab_report_command(CLI::App& app);
+Command add_ask_command(CLI::App& app);
+Command add_compare_command(CLI::App& app);
+Command add_bench_command(CLI::App& app);
 
 }  // namespace vitrine::cli

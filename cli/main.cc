@@ -17,12 +17,21 @@ int main(int argc, char** argv) {
   auto train = vitrine::cli::add_train_command(app);
   auto eval = vitrine::cli::add_eval_command(app);
   auto trainer = vitrine::cli::add_trainer_command(app);
+  auto ab_report = vitrine::cli::add_ab_report_command(app);
+  auto ask = vitrine::cli::add_ask_command(app);
+  auto compare = vitrine::cli::add_compare_command(app);
+  auto bench = vitrine::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   if (app.got_subcommand(prepare.command)) return prepare.run();
+  if (app.got_subcommand(ab_report.command)) return ab_report.run();
+  // The daemon's clients load no model either.
+  if (app.got_subcommand(ask.command)) return ask.run();
+  if (app.got_subcommand(compare.command)) return compare.run();
+  if (app.got_subcommand(bench.command)) return bench.run();
   // The model commands need OpenMP's passive wait policy, which only the
   // environment at start-up sets (see models/runtime.h).
   vitrine::models::reexec_with_passive_wait_policy(argv);

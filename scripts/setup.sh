@@ -17,6 +17,8 @@ PACKAGES=(
   libgloo-dev
   # router/, gateway/: gRPC and Protobuf
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  # router/: the daemon's Prometheus endpoint
+  libcpp-httplib-dev
   # benchmarks: the peer pipeline runs on Debian's Python
   python3 python3-pandas python3-numpy time
 )

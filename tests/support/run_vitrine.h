@@ -13,10 +13,12 @@ struct CliRun {
   std::string output;  // stdout and stderr
 };
 
-// `env` is put before the program, e.g. "env -u OMP_WAIT_POLICY".
-inline CliRun run_vitrine(const std::string& args, const std::string& env = "") {
+// Runs `program` (a path under the build directory) with arguments; `env`
+// is put before it, e.g. "env -u OMP_WAIT_POLICY".
+inline CliRun run_program(const std::string& program, const std::string& args,
+                          const std::string& env = "") {
   const std::string cmd =
-      env + " " + std::string(VITRINE_BINARY_DIR) + "/cli/vitrine " + args + " 2>&1";
+      env + " " + std::string(VITRINE_BINARY_DIR) + "/" + program + " " + args + " 2>&1";
   CliRun r;
   FILE* pipe = popen(cmd.c_str(), "r");
   char buf[4096];
@@ -25,6 +27,10 @@ inline CliRun run_vitrine(const std::string& args, const std::string& env = "") 
   const int status = pclose(pipe);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+inline CliRun run_vitrine(const std::string& args, const std::string& env = "") {
+  return run_program("cli/vitrine", args, env);
 }
 
 }  // namespace vitrine::testing

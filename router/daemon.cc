@@ -1,0 +1,218 @@
+#include "router/daemon.h"
+
+#include <fmt/format.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "catalog/catalog.h"
+#include "models/runtime.h"
+#include "models/text_classifier.h"
+#include "router/chat_service.h"
+
+namespace vitrine::router {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// Resident memory of this process, from /proc/self/statm; 0 when unknown.
+double resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  long pages = 0, resident = 0;
+  if (!(statm >> pages >> resident)) return 0;
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE));
+}
+
+std::string read_pem(const std::string& path, const char* key) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(fmt::format("tls.{}: cannot read '{}'", key, path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().find("-----BEGIN") == std::string::npos) {
+    throw std::runtime_error(fmt::format("tls.{}: '{}' is not a PEM file", key, path));
+  }
+  return ss.str();
+}
+
+std::shared_ptr<grpc::ServerCredentials> credentials(const TlsConfig& tls) {
+  if (tls.cert.empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options(
+      tls.client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                            : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.pem_key_cert_pairs.push_back({read_pem(tls.key, "key"), read_pem(tls.cert, "cert")});
+  if (!tls.client_ca.empty()) options.pem_root_certs = read_pem(tls.client_ca, "client_ca");
+  return grpc::SslServerCredentials(options);
+}
+
+Tokens read_all_tokens(const AuthConfig& auth) {
+  Tokens tokens;
+  if (!auth.user_tokens_file.empty()) tokens.user = read_tokens(auth.user_tokens_file);
+  if (!auth.admin_tokens_file.empty()) tokens.admin = read_tokens(auth.admin_tokens_file);
+  return tokens;
+}
+
+void must_exist(const std::string& path, const char* key) {
+  if (!fs::exists(path)) {
+    throw std::runtime_error(fmt::format("{}: '{}' does not exist", key, path));
+  }
+}
+
+// Loads everything the service answers with.
+ServingParts load_parts(const RouterConfig& c, const nlohmann::json& experiments,
+                        const std::function<void(const std::string&)>& log) {
+  must_exist(c.model, "model");
+  must_exist(c.classifier, "classifier");
+  must_exist(c.catalog, "catalog");
+  ServingParts parts;
+  const Clock::time_point start = Clock::now();
+  models::LlamaForCausalLM model = models::load_llama(c.model, c.device);
+  parts.tokenizer = std::shared_ptr<const models::Tokenizer>(models::load_tokenizer(c.model));
+  parts.family = models::detect_chat_family(c.model);
+  parts.engine = std::make_shared<models::Engine>(
+      model, parts.tokenizer,
+      models::EngineOptions{.max_batch = c.engine.max_batch,
+                            .max_queue = c.engine.max_queue,
+                            .max_prompt_tokens = c.engine.max_prompt_tokens,
+                            .max_new_tokens = c.engine.max_new_tokens});
+  parts.registry = std::make_shared<AdapterRegistry>(*parts.engine, c.adapters_dir, c.adapters);
+  const AdapterRegistry::ReloadResult loaded = parts.registry->reload();
+  for (const LoadedAdapter& a : loaded.loaded) {
+    log(fmt::format("adapter {} v{} from {} in slot {}", a.name, a.version, a.path.string(),
+                    a.slot));
+  }
+  for (const std::string& e : loaded.errors) log("adapter not loaded: " + e);
+  for (const std::string& name : c.adapters) {
+    if (parts.registry->current(name) == nullptr) {
+      log(
+          fmt::format("no '{}' adapter in {} yet: the base model answers its route until one "
+                      "is published",
+                      name, c.adapters_dir));
+    }
+  }
+
+  const auto catalog = std::make_shared<const catalog::Catalog>(c.catalog);
+  const RoutingConfig& r = c.routing;
+  parts.classifier = std::make_shared<const agents::ClassifierAgent>(
+      models::load_text_classifier(c.classifier), catalog,
+      agents::ClassifierAgentOptions{.min_confidence = r.min_confidence,
+                                     .default_task = agents::parse_task(r.default_route),
+                                     .exact_titles = r.exact_titles});
+  parts.describe = std::make_shared<const agents::DescribeAgent>(
+      catalog, agents::DescribeAgentOptions{
+                   .sources = {.min_score = r.describe_min_score, .max_sources = 3}});
+  parts.qa = std::make_shared<const agents::QaAgent>(
+      catalog, agents::QaAgentOptions{
+                   .grounding = agents::parse_grounding(r.grounding),
+                   .sources = {.min_score = r.qa_min_score, .max_sources = 1},
+                   .max_description_chars = static_cast<size_t>(r.max_description_chars)});
+  if (!experiments.is_null()) {
+    parts.experiments = std::make_shared<const Experiments>(parse_experiments_config(experiments));
+  }
+  if (!c.response_log.empty()) {
+    const fs::path path(c.response_log);
+    if (path.has_parent_path()) fs::create_directories(path.parent_path());
+    parts.log = std::make_shared<ResponseLog>(path);
+  }
+  log(fmt::format("loaded {} ({} catalogue products) in {:.1f} s", c.model, catalog->size(),
+                  std::chrono::duration<double>(Clock::now() - start).count()));
+  return parts;
+}
+
+}  // namespace
+
+void run_daemon(const RouterConfig& config, const nlohmann::json& experiments,
+                const std::atomic<bool>& stop, const DaemonHooks& hooks) {
+  const auto log = hooks.log ? hooks.log : [](const std::string& line) {
+    std::fprintf(stderr, "vitrined: %s\n", line.c_str());
+  };
+  models::init_runtime({.threads = config.threads, .device = config.device});
+
+  MetricsRegistry metrics;
+  metrics.gauge_callback("process_resident_memory_bytes", "Resident memory size in bytes",
+                         resident_bytes);
+  std::unique_ptr<MetricsHttpServer> metrics_server;
+  if (!config.metrics_listen.empty()) {
+    metrics_server = std::make_unique<MetricsHttpServer>(metrics, config.metrics_listen);
+    metrics_server->start();
+    log(fmt::format("metrics on http://{}/metrics", config.metrics_listen));
+  }
+
+  ChatService service(config, read_all_tokens(config.auth), metrics);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config.listen, credentials(config.tls), &port);
+  builder.RegisterService(&service);
+  // Each request in flight holds a thread while it waits for the engine:
+  // enough for the whole queue and batch, and a few for the quick calls.
+  grpc::ResourceQuota quota("vitrined");
+  quota.SetMaxThreads(config.engine.max_queue + config.engine.max_batch + 16);
+  builder.SetResourceQuota(quota);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    throw std::runtime_error(fmt::format("cannot listen on '{}'", config.listen));
+  }
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  auto set_health = [&](bool serving) {
+    health->SetServingStatus(serving);
+    health->SetServingStatus("vitrine.v1.ChatService", serving);
+  };
+  set_health(false);
+  log(fmt::format("listening on {}{} (not serving until loaded)", config.listen,
+                  config.tls.cert.empty() ? "" : " with TLS"));
+
+  ServingParts parts = load_parts(config, experiments, log);
+  const std::shared_ptr<models::Engine> engine = parts.engine;
+  const std::shared_ptr<AdapterRegistry> registry = parts.registry;
+  metrics.gauge_callback("vitrine_queue_depth", "Requests waiting for a row of the batch",
+                         [engine] { return static_cast<double>(engine->stats().queued); });
+  metrics.gauge_callback("vitrine_batch_size", "Rows in the running batch",
+                         [engine] { return static_cast<double>(engine->stats().running); });
+  service.ready(std::move(parts));
+  set_health(true);
+  log("serving");
+
+  Clock::time_point next_reload = Clock::now() + std::chrono::seconds(config.reload_seconds);
+  while (!stop.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    registry->collect();
+    if (config.reload_seconds > 0 && Clock::now() >= next_reload) {
+      const AdapterRegistry::ReloadResult r = registry->reload();
+      for (const LoadedAdapter& a : r.loaded) {
+        log(fmt::format("adapter {} v{} loaded in slot {}", a.name, a.version, a.slot));
+      }
+      for (const std::string& e : r.errors) log("adapter not loaded: " + e);
+      next_reload = Clock::now() + std::chrono::seconds(config.reload_seconds);
+    }
+  }
+
+  set_health(false);
+  service.start_draining();
+  log(fmt::format("draining: {} requests in flight, {:.0f} s to finish", service.in_flight(),
+                  config.drain_seconds));
+  const Clock::time_point give_up =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double>(config.drain_seconds));
+  while (service.in_flight() > 0 && Clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (service.in_flight() > 0) {
+    log(fmt::format("{} requests still running after the grace period: cancelled",
+                    service.in_flight()));
+  }
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  if (metrics_server) metrics_server->stop();
+  log("stopped");
+}
+
+}  // namespace vitrine::router

@@ -1,0 +1,278 @@
+// The daemon's Prometheus metrics: the exposition text byte for byte,
+// escaping, name rules, exact sums under concurrent updates, and /metrics
+// served over real HTTP on loopback.
+#include "router/metrics.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace vitrine::router {
+namespace {
+
+// Runs `f`, which must throw E with `needle` in its message.
+template <typename E, typename F>
+void expect_throw_naming(F&& f, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "no exception; expected one naming " << needle;
+  } catch (const E& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)
+        << "message: " << e.what() << "\nexpected it to name: " << needle;
+  }
+}
+
+TEST(MetricsRegistry, RendersEveryTypeInTheTextFormat) {
+  MetricsRegistry m;
+  Counter& requests = m.counter("vitrine_requests_total", "Requests answered", {"route", "arm"});
+  requests.labels({"qa", "tuned"}).inc();
+  requests.labels({"qa", "tuned"}).inc(2);
+  requests.labels({"describe", "base"}).inc();
+  m.counter("vitrine_errors_total", "Requests that failed", {"code"});  // no series yet
+  Gauge& loaded = m.gauge("vitrine_adapters_loaded", "Adapters attached");
+  loaded.set(3);
+  loaded.add(-1);
+  int depth = 7;
+  m.gauge_callback("vitrine_queue_depth", "Requests waiting", [&] { return double(depth); });
+  Histogram& seconds =
+      m.histogram("vitrine_request_seconds", "Time to answer", {0.125, 0.5, 1}, {"route"});
+  for (double v : {0.0625, 0.125, 0.75, 3.0}) seconds.labels({"qa"}).observe(v);
+  m.histogram("vitrine_inter_token_seconds", "Between tokens", {0.01});
+
+  const std::string expected = R"(# HELP vitrine_requests_total Requests answered
+# TYPE vitrine_requests_total counter
+vitrine_requests_total{route="describe",arm="base"} 1
+vitrine_requests_total{route="qa",arm="tuned"} 3
+# HELP vitrine_errors_total Requests that failed
+# TYPE vitrine_errors_total counter
+# HELP vitrine_adapters_loaded Adapters attached
+# TYPE vitrine_adapters_loaded gauge
+vitrine_adapters_loaded 2
+# HELP vitrine_queue_depth Requests waiting
+# TYPE vitrine_queue_depth gauge
+vitrine_queue_depth 7
+# HELP vitrine_request_seconds Time to answer
+# TYPE vitrine_request_seconds histogram
+vitrine_request_seconds_bucket{route="qa",le="0.125"} 2
+vitrine_request_seconds_bucket{route="qa",le="0.5"} 2
+vitrine_request_seconds_bucket{route="qa",le="1"} 3
+vitrine_request_seconds_bucket{route="qa",le="+Inf"} 4
+vitrine_request_seconds_sum{route="qa"} 3.9375
+vitrine_request_seconds_count{route="qa"} 4
+# HELP vitrine_inter_token_seconds Between tokens
+# TYPE vitrine_inter_token_seconds histogram
+vitrine_inter_token_seconds_bucket{le="0.01"} 0
+vitrine_inter_token_seconds_bucket{le="+Inf"} 0
+vitrine_inter_token_seconds_sum 0
+vitrine_inter_token_seconds_count 0
+)";
+  EXPECT_EQ(m.render(), expected);
+
+  depth = 9;  // read again at every scrape
+  EXPECT_NE(m.render().find("\nvitrine_queue_depth 9\n"), std::string::npos);
+}
+
+TEST(MetricsRegistry, EscapesLabelValuesAndHelp) {
+  MetricsRegistry m;
+  m.counter("x_total", "a \\ b \"quoted\"\nsecond line", {"v"}).labels({"a\"b\\c\nd"}).inc();
+  EXPECT_EQ(m.render(),
+            "# HELP x_total a \\\\ b \"quoted\"\\nsecond line\n"
+            "# TYPE x_total counter\n"
+            "x_total{v=\"a\\\"b\\\\c\\nd\"} 1\n");
+}
+
+TEST(MetricsRegistry, SpecialValuesUseThePrometheusSpelling) {
+  MetricsRegistry m;
+  Gauge& g = m.gauge("g", "h", {"k"});
+  g.labels({"inf"}).set(INFINITY);
+  g.labels({"minus_inf"}).set(-INFINITY);
+  g.labels({"nan"}).set(NAN);
+  g.labels({"small"}).set(2.5e-7);
+  Histogram& h = m.histogram("h", "h", {1});
+  h.observe(NAN);  // in +Inf only, and the sum becomes NaN
+  EXPECT_EQ(m.render(),
+            "# HELP g h\n# TYPE g gauge\n"
+            "g{k=\"inf\"} +Inf\ng{k=\"minus_inf\"} -Inf\ng{k=\"nan\"} NaN\ng{k=\"small\"} 2.5e-07\n"
+            "# HELP h h\n# TYPE h histogram\n"
+            "h_bucket{le=\"1\"} 0\nh_bucket{le=\"+Inf\"} 1\nh_sum NaN\nh_count 1\n");
+}
+
+TEST(MetricsRegistry, RejectsBadNamesNamingThem) {
+  MetricsRegistry m;
+  for (const std::string name : {"2xx_total", "requests-total", "", "caf\xc3\xa9"}) {
+    expect_throw_naming<std::invalid_argument>([&] { m.counter(name, "h"); }, "'" + name + "'");
+  }
+  for (const std::string label : {"route-name", "1a", "a:b", "__reserved"}) {
+    expect_throw_naming<std::invalid_argument>([&] { m.gauge("ok_name", "h", {label}); },
+                                               "'" + label + "'");
+  }
+  expect_throw_naming<std::invalid_argument>([&] { m.histogram("lat", "h", {1}, {"le"}); }, "'le'");
+  expect_throw_naming<std::invalid_argument>([&] { m.counter("dup", "h", {"a", "a"}); }, "'a'");
+  EXPECT_NO_THROW(m.counter("vitrine:requests:rate5m", "colons are for recording rules"));
+  EXPECT_NO_THROW(m.counter("_under", "h", {"_x", "Y9"}));
+  // None of the rejected ones was registered.
+  EXPECT_EQ(m.render().find("ok_name"), std::string::npos);
+}
+
+TEST(MetricsRegistry, SameNameReturnsTheFamilyOnlyWhenEverythingMatches) {
+  MetricsRegistry m;
+  Counter& a = m.counter("requests_total", "h", {"route"});
+  EXPECT_EQ(&m.counter("requests_total", "h", {"route"}), &a);
+  expect_throw_naming<std::invalid_argument>([&] { m.gauge("requests_total", "h", {"route"}); },
+                                             "'requests_total' is registered already with type "
+                                             "counter, not gauge");
+  expect_throw_naming<std::invalid_argument>([&] { m.counter("requests_total", "h", {"arm"}); },
+                                             "labels (route), not (arm)");
+  expect_throw_naming<std::invalid_argument>(
+      [&] { m.counter("requests_total", "other", {"route"}); }, "help");
+  m.histogram("seconds", "h", {1, 2});
+  expect_throw_naming<std::invalid_argument>(
+      [&] {
+        m.histogram("seconds", "h", {1, 3});
+      },
+      "buckets [1, 2], not [1, 3]");
+  m.gauge_callback("depth", "h", [] { return 1.0; });
+  expect_throw_naming<std::invalid_argument>(
+      [&] { m.gauge_callback("depth", "h", [] { return 2.0; }); }, "'depth'");
+  expect_throw_naming<std::invalid_argument>([&] { m.gauge("depth", "h"); }, "'depth'");
+}
+
+TEST(MetricsRegistry, RejectsMisuseOfSeries) {
+  MetricsRegistry m;
+  Counter& c = m.counter("c_total", "h", {"route", "arm"});
+  expect_throw_naming<std::invalid_argument>([&] { c.labels({"qa"}); },
+                                             "has labels (route, arm), got 1 value(s)");
+  expect_throw_naming<std::invalid_argument>([&] { c.inc(); }, "'c_total' has labels");
+  expect_throw_naming<std::invalid_argument>(
+      [&] {
+        c.labels({"qa", "x"}).inc(-1);
+      },
+      "only goes up");
+  expect_throw_naming<std::invalid_argument>(
+      [&] {
+        m.histogram("lat", "h", {0.5, 0.5});
+      },
+      "strictly increasing");
+  expect_throw_naming<std::invalid_argument>(
+      [&] {
+        m.histogram("lat", "h", {1, INFINITY});
+      },
+      "finite");
+  expect_throw_naming<std::invalid_argument>(
+      [&] { m.gauge_callback("empty", "h", std::function<double()>()); }, "'empty'");
+  // A callback gauge cannot also be set.
+  Gauge callback("cb", "h", [] { return 4.0; });
+  expect_throw_naming<std::invalid_argument>([&] { callback.set(1); }, "read from a callback");
+  expect_throw_naming<std::invalid_argument>([&] { callback.labels({}); }, "read from a callback");
+}
+
+TEST(MetricsRegistry, ConcurrentUpdatesSumExactly) {
+  MetricsRegistry m;
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 50000;
+  Counter& requests = m.counter("requests_total", "h", {"route"});
+  Gauge& in_flight = m.gauge("in_flight", "h");
+  Histogram& seconds = m.histogram("seconds", "h", {0.5}, {"route"});
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      // Every thread looks the series up itself, so they race to make them.
+      CounterSeries& qa = requests.labels({"qa"});
+      HistogramSeries& lat = seconds.labels({"qa"});
+      for (int i = 0; i < kPerThread; ++i) {
+        qa.inc();
+        in_flight.add(1);
+        lat.observe(t % 2 == 0 ? 0.25 : 1.0);
+      }
+    });
+  }
+  // Scrapes while the updates run must not disturb them.
+  for (int i = 0; i < 20; ++i) m.render();
+  for (std::thread& t : threads) t.join();
+
+  EXPECT_EQ(requests.labels({"qa"}).value(), double(kThreads) * kPerThread);
+  const HistogramSeries::Snapshot s = seconds.labels({"qa"}).snapshot();
+  EXPECT_EQ(s.cumulative,
+            (std::vector<uint64_t>{kThreads / 2 * kPerThread, kThreads * kPerThread}));
+  EXPECT_EQ(s.count, uint64_t(kThreads) * kPerThread);
+  EXPECT_EQ(s.sum, kThreads / 2 * kPerThread * (0.25 + 1.0));
+  const std::string text = m.render();
+  EXPECT_NE(text.find("\nrequests_total{route=\"qa\"} 200000\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nin_flight 200000\n"), std::string::npos) << text;
+}
+
+TEST(MetricsHttpServer, ServesMetricsOnLoopbackAnd404Elsewhere) {
+  MetricsRegistry m;
+  Counter& scrapes = m.counter("scrapes_total", "h");
+  MetricsHttpServer server(m, "127.0.0.1:0");
+  server.start();
+  ASSERT_GT(server.port(), 0);
+
+  httplib::Client client("127.0.0.1", server.port());
+  httplib::Result first = client.Get("/metrics");
+  ASSERT_TRUE(first) << httplib::to_string(first.error());
+  EXPECT_EQ(first->status, 200);
+  EXPECT_EQ(first->get_header_value("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ(first->body, "# HELP scrapes_total h\n# TYPE scrapes_total counter\nscrapes_total 0\n");
+
+  scrapes.inc();
+  httplib::Result second = client.Get("/metrics");
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->body, m.render());
+  EXPECT_NE(second->body.find("scrapes_total 1\n"), std::string::npos);
+
+  for (const char* path : {"/", "/metrics/extra", "/healthz"}) {
+    httplib::Result other = client.Get(path);
+    ASSERT_TRUE(other) << path;
+    EXPECT_EQ(other->status, 404) << path;
+  }
+
+  server.stop();
+  server.stop();  // idempotent
+  httplib::Client after("127.0.0.1", server.port());
+  after.set_connection_timeout(1);
+  EXPECT_FALSE(after.Get("/metrics")) << "still serving after stop()";
+}
+
+TEST(MetricsHttpServer, SecondServerOnTheSamePortFailsNamingTheAddress) {
+  MetricsRegistry m;
+  MetricsHttpServer first(m, "127.0.0.1:0");
+  first.start();
+  const std::string address = "127.0.0.1:" + std::to_string(first.port());
+  MetricsHttpServer second(m, address);
+  expect_throw_naming<std::runtime_error>([&] { second.start(); }, address);
+  expect_throw_naming<std::logic_error>([&] { first.start(); }, "running already");
+}
+
+TEST(MetricsHttpServer, DestructorStopsAndFreesThePort) {
+  MetricsRegistry m;
+  int port = 0;
+  {
+    MetricsHttpServer server(m, "127.0.0.1:0");
+    server.start();
+    port = server.port();
+  }
+  MetricsHttpServer again(m, "127.0.0.1:" + std::to_string(port));
+  EXPECT_NO_THROW(again.start());
+  httplib::Client client("127.0.0.1", port);
+  httplib::Result r = client.Get("/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST(MetricsHttpServer, RejectsMalformedAddresses) {
+  MetricsRegistry m;
+  for (const std::string address :
+       {"localhost", "127.0.0.1:http", "::1:9464", "127.0.0.1:70000", "127.0.0.1:", "[::1]9464"}) {
+    MetricsHttpServer server(m, address);
+    expect_throw_naming<std::invalid_argument>([&] { server.start(); }, "'" + address + "'");
+  }
+}
+
+}  // namespace
+}  // namespace vitrine::router

@@ -1,0 +1,629 @@
+// vitrined end to end: the real daemon as a child process on loopback,
+// serving stories260K-hf with describe and qa adapters and a classifier
+// trained in this test from ../shared's sample, asked over gRPC.
+#include <fmt/format.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <future>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "router/router_config.h"
+#include "tests/support/ports.h"
+#include "tests/support/run_vitrine.h"
+#include "tests/support/temp_dir.h"
+#include "vitrine/v1/chat.grpc.pb.h"
+
+namespace vitrine {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+using testing::run_vitrine;
+using namespace std::chrono_literals;
+
+// grpc.health.v1.Health/Check of `service` by hand (the request is field 1,
+// the answer's status field 1): 1 SERVING, 2 NOT_SERVING, -1 no answer.
+int health(const std::shared_ptr<grpc::Channel>& channel, const std::string& service = "") {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 2s);
+  std::string request;
+  if (!service.empty()) {
+    request.push_back(0x0a);
+    request.push_back(static_cast<char>(service.size()));
+    request += service;
+  }
+  grpc::Slice slice(request);
+  grpc::ByteBuffer in(&slice, 1), out;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &in, &out,
+                 [&](grpc::Status s) { done.set_value(s); });
+  if (!done.get_future().get().ok()) return -1;
+  std::vector<grpc::Slice> slices;
+  out.Dump(&slices);
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return bytes.size() == 2 && bytes[0] == 0x08 ? bytes[1] : 0;
+}
+
+// A vitrined child process.
+class Daemon {
+ public:
+  Daemon(const fs::path& config, std::shared_ptr<grpc::ChannelCredentials> credentials,
+         const std::string& address)
+      : address_(address) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      const std::string binary = std::string(VITRINE_BINARY_DIR) + "/router/vitrined";
+      const std::string config_arg = config.string();
+      execl(binary.c_str(), binary.c_str(), "--config", config_arg.c_str(),
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    channel_ = grpc::CreateChannel(address_, std::move(credentials));
+    stub_ = v1::ChatService::NewStub(channel_);
+  }
+  ~Daemon() { stop(SIGKILL); }
+
+  // Waits until health says SERVING; false after `limit` or if the process ended.
+  bool wait_serving(std::chrono::seconds limit = 60s) {
+    const auto give_up = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < give_up) {
+      if (health(channel_) == 1) return true;
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return false;
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    return false;
+  }
+  // Sends the signal and returns the exit status (-1 if killed).
+  int stop(int signal) {
+    if (pid_ <= 0) return -2;
+    kill(pid_, signal);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  v1::ChatService::Stub& stub() { return *stub_; }
+  const std::shared_ptr<grpc::Channel>& channel() { return channel_; }
+
+ private:
+  std::string address_;
+  pid_t pid_ = -1;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::ChatService::Stub> stub_;
+};
+
+struct Labelled {
+  std::string text;
+  std::string route;  // describe or qa
+  std::string uid;    // the product it is about
+};
+
+std::vector<Json> read_jsonl(const fs::path& path, size_t limit) {
+  std::ifstream in(path);
+  std::vector<Json> out;
+  std::string line;
+  while (out.size() < limit && std::getline(in, line)) out.push_back(Json::parse(line));
+  return out;
+}
+
+void copy_adapter(const fs::path& from, const fs::path& to) {
+  const fs::path staging = to.parent_path() / fmt::format(".{}.tmp", to.filename().string());
+  fs::create_directories(to.parent_path());
+  fs::copy(from, staging, fs::copy_options::recursive);
+  fs::rename(staging, to);  // as the trainer service publishes: never half a version
+}
+
+class Vitrined : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const fs::path sample = testing::shared_path("data/amazon_titles_sample.jsonl");
+    const fs::path model = testing::shared_path("models/stories260K-hf");
+    if (!fs::exists(sample) || !fs::exists(model)) return;
+    dir_ = new testing::TempDir();
+    const fs::path d = dir_->path();
+    testing::CliRun r = run_vitrine(
+        fmt::format("prepare -q --input {} --out {}", sample.string(), (d / "ds").string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    Json adapter = {{"max_steps", 8},       {"warmup_steps", 0},        {"learning_rate", 0.01},
+                    {"train_examples", 64}, {"validation_examples", 8}, {"max_seq_len", 96},
+                    {"batch_size", 4},      {"eval_every", 0},          {"checkpoint_every", 0}};
+    Json adapter_qa = adapter;
+    adapter_qa["task"] = "qa";
+    const Json train = {{"base_model", model.string()},
+                        {"dataset", (d / "ds").string()},
+                        {"output", (d / "run").string()},
+                        {"threads", 1},
+                        {"adapters", {{"describe", adapter}, {"qa", adapter_qa}}}};
+    testing::write_file(d / "train.yaml", train.dump());
+    r = run_vitrine(fmt::format("train -q --no-eval --config {}", (d / "train.yaml").string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    copy_adapter(d / "run" / "adapters" / "describe", d / "published" / "describe" / "v1");
+    copy_adapter(d / "run" / "adapters" / "qa", d / "published" / "qa" / "v1");
+    model_ = model;
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    if (dir_ == nullptr) GTEST_SKIP() << "../shared data or models not found";
+    const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    work_ = dir_->path() / name;
+    fs::create_directories(work_);
+    fs::copy(dir_->path() / "published", work_ / "adapters", fs::copy_options::recursive);
+    address_ = fmt::format("127.0.0.1:{}", testing::free_port());
+    metrics_address_ = fmt::format("127.0.0.1:{}", testing::free_port());
+  }
+
+  // The daemon's config for this test: `overrides` merged into the defaults.
+  fs::path write_config(const Json& overrides = Json::object()) {
+    Json c = {{"listen", address_},
+              {"model", model_.string()},
+              {"adapters_dir", (work_ / "adapters").string()},
+              {"classifier", (dir_->path() / "run" / "classifier").string()},
+              {"catalog", (dir_->path() / "ds" / "catalog.sqlite").string()},
+              {"response_log", (work_ / "responses.sqlite").string()},
+              {"threads", 1},
+              {"reload_seconds", 0},
+              {"drain_seconds", 20},
+              {"metrics_listen", metrics_address_},
+              {"engine", {{"max_batch", 4}, {"max_queue", 16}, {"default_new_tokens", 24}}}};
+    c.merge_patch(overrides);
+    const fs::path path = work_ / "router.yaml";
+    testing::write_file(path, c.dump(2));  // JSON is YAML
+    return path;
+  }
+
+  std::unique_ptr<Daemon> start(
+      const Json& overrides = Json::object(),
+      std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials()) {
+    auto daemon = std::make_unique<Daemon>(write_config(overrides), credentials, address_);
+    EXPECT_TRUE(daemon->wait_serving()) << "vitrined did not start serving";
+    return daemon;
+  }
+
+  std::string metrics() {
+    httplib::Client client("http://" + metrics_address_);
+    const auto r = client.Get("/metrics");
+    return r && r->status == 200 ? r->body : "";
+  }
+
+  static inline testing::TempDir* dir_ = nullptr;
+  static inline fs::path model_;
+  fs::path work_;
+  std::string address_, metrics_address_;
+};
+
+v1::AskRequest ask_request(const std::string& text, int max_new_tokens = 0,
+                           v1::Route route = v1::ROUTE_AUTO) {
+  v1::AskRequest request;
+  request.set_text(text);
+  request.set_route(route);
+  request.mutable_generation()->set_max_new_tokens(max_new_tokens);
+  return request;
+}
+
+// A request that runs long: sampled (eos comes late, if at all) up to `tokens`.
+v1::AskRequest long_request(int tokens) {
+  v1::AskRequest request = ask_request("Tell me about Dune", tokens, v1::ROUTE_QA);
+  request.mutable_generation()->set_temperature(1.0);
+  return request;
+}
+
+grpc::Status ask(Daemon& daemon, const v1::AskRequest& request, v1::AskResponse& response,
+                 const std::string& token = "") {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 60s);
+  if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+  return daemon.stub().Ask(&context, request, &response);
+}
+
+TEST_F(Vitrined, RoutesTitlesAndQuestionsAndNamesTheirSources) {
+  auto daemon = start();
+  const fs::path tasks = dir_->path() / "ds" / "tasks";
+  std::vector<Labelled> set;
+  for (const Json& j : read_jsonl(tasks / "describe" / "test.jsonl", 24)) {
+    set.push_back({j["prompt"], "describe", j["uid"]});
+  }
+  for (const Json& j : read_jsonl(tasks / "qa" / "test.jsonl", 24)) {
+    set.push_back({j["question"], "qa", j["uid"]});
+  }
+  // Titles that read as questions: the catalogue knows them as titles.
+  int title_questions = 0;
+  for (const Json& j : read_jsonl(tasks / "describe" / "train.jsonl", 100000)) {
+    const std::string title = j["prompt"];
+    if (title.back() == '?' && title_questions < 8) {
+      set.push_back({title, "describe", j["uid"]});
+      ++title_questions;
+    }
+  }
+  ASSERT_GE(title_questions, 1) << "the sample has no title ending with '?'";
+
+  int right = 0, with_source = 0, questions = 0, questions_right = 0;
+  for (const Labelled& item : set) {
+    v1::AskResponse r;
+    const grpc::Status s = ask(*daemon, ask_request(item.text, 2), r);
+    ASSERT_TRUE(s.ok()) << item.text << ": " << s.error_message();
+    const bool routed = r.route().agent() == item.route;
+    right += routed;
+    if (item.route == "qa") {
+      ++questions;
+      questions_right += routed;
+    } else {
+      // Every title is the catalogue's: described, and named as the source.
+      EXPECT_EQ(r.route().agent(), "describe") << item.text;
+      EXPECT_EQ(r.route().evidence(), "catalogue title") << item.text;
+    }
+    EXPECT_EQ(r.route().adapter(), r.route().agent());
+    EXPECT_EQ(r.route().adapter_version(), 1);
+    const bool found = std::any_of(r.sources().begin(), r.sources().end(),
+                                   [&](const v1::Source& src) { return src.uid() == item.uid; });
+    with_source += found;
+    EXPECT_EQ(r.product_found(), !r.sources().empty());
+    EXPECT_FALSE(r.response_id().empty());
+    EXPECT_GT(r.usage().prompt_tokens(), 0);
+    EXPECT_GT(r.timings().total_ms(), 0);
+  }
+  std::printf("routed %d/%zu right (questions %d/%d), source named for %d/%zu\n", right, set.size(),
+              questions_right, questions, with_source, set.size());
+  EXPECT_GE(questions_right, questions * 9 / 10);
+  EXPECT_GE(with_source, static_cast<int>(set.size()) * 8 / 10);
+
+  // A question about no product says so.
+  v1::AskResponse unknown;
+  ASSERT_TRUE(
+      ask(*daemon, ask_request("What is the warranty of the zq-9000 hyperdrive?", 2), unknown)
+          .ok());
+  EXPECT_FALSE(unknown.product_found());
+  EXPECT_TRUE(unknown.sources().empty());
+
+  // Classify agrees with Ask's route.
+  grpc::ClientContext context;
+  v1::ClassifyRequest classify;
+  classify.set_text(set.back().text);
+  v1::ClassifyResponse decision;
+  ASSERT_TRUE(daemon->stub().Classify(&context, classify, &decision).ok());
+  EXPECT_EQ(decision.route(), v1::ROUTE_DESCRIBE);
+  EXPECT_EQ(decision.matched().uid(), set.back().uid);
+}
+
+TEST_F(Vitrined, StreamingEqualsUnaryAndCompareAnswersWithBoth) {
+  auto daemon = start();
+  const v1::AskRequest request = ask_request("Who Moved My Cheese?", 24, v1::ROUTE_QA);
+  v1::AskResponse unary;
+  ASSERT_TRUE(ask(*daemon, request, unary).ok());
+
+  grpc::ClientContext context;
+  auto reader = daemon->stub().AskStream(&context, request);
+  v1::AskStreamEvent event;
+  std::string streamed;
+  v1::AskResponse last;
+  int pieces = 0;
+  while (reader->Read(&event)) {
+    if (event.has_answer()) {
+      last = event.answer();
+    } else {
+      streamed += event.text();
+      ++pieces;
+    }
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_GT(pieces, 1);
+  EXPECT_EQ(streamed, unary.text());
+  EXPECT_EQ(last.text(), unary.text());
+  EXPECT_EQ(last.usage().completion_tokens(), unary.usage().completion_tokens());
+  EXPECT_NE(last.response_id(), unary.response_id());
+
+  grpc::ClientContext compare_context;
+  v1::CompareResponse compared;
+  ASSERT_TRUE(daemon->stub().Compare(&compare_context, request, &compared).ok());
+  EXPECT_EQ(compared.base().route().adapter(), "");
+  EXPECT_EQ(compared.tuned().route().adapter(), "qa");
+  EXPECT_EQ(compared.tuned().route().adapter_version(), 1);
+  EXPECT_EQ(compared.tuned().text(), unary.text());  // greedy: the same answer as Ask's
+  v1::AskResponse base;
+  ASSERT_TRUE(ask(*daemon, ask_request("Who Moved My Cheese?", 24, v1::ROUTE_BASE), base).ok());
+  EXPECT_EQ(compared.base().text(), base.text());
+  EXPECT_EQ(compared.base().sources_size(), compared.tuned().sources_size());
+  EXPECT_GT(compared.base().timings().total_ms(), 0);
+  EXPECT_GT(compared.tuned().timings().total_ms(), 0);
+
+  // Responses are logged; feedback needs a logged id.
+  grpc::ClientContext feedback_context;
+  v1::FeedbackRequest feedback;
+  feedback.set_response_id(unary.response_id());
+  feedback.set_rating(1);
+  v1::FeedbackResponse nothing;
+  EXPECT_TRUE(daemon->stub().Feedback(&feedback_context, feedback, &nothing).ok());
+  grpc::ClientContext unknown_context;
+  feedback.set_response_id("r-nope");
+  EXPECT_EQ(daemon->stub().Feedback(&unknown_context, feedback, &nothing).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(Vitrined, BadRequestsGetTheirStatusAndTheDaemonGoesOn) {
+  auto daemon = start({{"engine", {{"max_input_chars", 100}}}});
+  v1::AskResponse r;
+  auto code = [&](const v1::AskRequest& request) { return ask(*daemon, request, r).error_code(); };
+  EXPECT_EQ(code(ask_request("")), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(code(ask_request("   ")), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(code(ask_request(std::string(101, 'a'))), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::AskRequest bad_route = ask_request("Dune");
+  bad_route.set_route(static_cast<v1::Route>(42));
+  EXPECT_EQ(code(bad_route), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::AskRequest too_long = ask_request("Dune", 100000);
+  EXPECT_EQ(code(too_long), grpc::StatusCode::INVALID_ARGUMENT);
+  // Invalid UTF-8 never reaches an agent (protobuf or the service refuses it).
+  const grpc::Status utf8 = ask(*daemon, ask_request("caf\xc3("), r);
+  EXPECT_EQ(utf8.error_code(), grpc::StatusCode::INTERNAL) << utf8.error_message();
+  std::printf("invalid UTF-8: %d %s\n", utf8.error_code(), utf8.error_message().c_str());
+
+  grpc::ClientContext past;
+  past.set_deadline(std::chrono::system_clock::now() - 1s);
+  EXPECT_EQ(daemon->stub().Ask(&past, ask_request("Dune"), &r).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+
+  // Still serving.
+  EXPECT_TRUE(ask(*daemon, ask_request("Dune", 2), r).ok());
+  const std::string text = metrics();
+  EXPECT_NE(text.find("vitrine_errors_total{code=\"INVALID_ARGUMENT\"} 5"), std::string::npos)
+      << text;
+}
+
+TEST_F(Vitrined, AFloodBeyondTheQueueIsRefusedAndCancellingFreesTheRow) {
+  auto daemon = start({{"engine", {{"max_batch", 1}, {"max_queue", 1}, {"max_new_tokens", 400}}}});
+  // One row, one queue place: of 8 long requests at once, some are refused.
+  std::vector<std::future<grpc::StatusCode>> flood;
+  for (int i = 0; i < 8; ++i) {
+    flood.push_back(std::async(std::launch::async, [&] {
+      v1::AskResponse r;
+      return ask(*daemon, long_request(400), r).error_code();
+    }));
+  }
+  int ok = 0, exhausted = 0;
+  for (auto& f : flood) {
+    const grpc::StatusCode c = f.get();
+    ok += c == grpc::StatusCode::OK;
+    exhausted += c == grpc::StatusCode::RESOURCE_EXHAUSTED;
+  }
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(exhausted, 1);
+  EXPECT_EQ(ok + exhausted, 8);
+
+  // A stream cancelled after its first piece leaves the batch at once.
+  grpc::ClientContext context;
+  auto reader = daemon->stub().AskStream(&context, long_request(400));
+  v1::AskStreamEvent event;
+  ASSERT_TRUE(reader->Read(&event));
+  context.TryCancel();
+  while (reader->Read(&event)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  // The only row is free: the next request is served.
+  v1::AskResponse next;
+  EXPECT_TRUE(ask(*daemon, ask_request("Dune", 2), next).ok());
+  // The stream's handler records it once the engine has let it go.
+  std::string text;
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < give_up) {
+    text = metrics();
+    if (text.find("code=\"CANCELLED\"") != std::string::npos) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_NE(text.find("vitrine_requests_total{method=\"AskStream\",route=\"qa\",arm=\"\",code="
+                      "\"CANCELLED\"} 1"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("vitrine_batch_size 0"), std::string::npos) << text;
+  EXPECT_NE(
+      text.find("vitrine_errors_total{code=\"RESOURCE_EXHAUSTED\"} " + std::to_string(exhausted)),
+      std::string::npos)
+      << text;
+  // The log holds the cancelled answer, cut short of its 400 tokens.
+  EXPECT_EQ(daemon->stop(SIGTERM), 0);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(
+      sqlite3_open_v2((work_ / "responses.sqlite").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+      SQLITE_OK);
+  sqlite3_stmt* row = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT completion_tokens, status_code FROM responses "
+                               "WHERE finish_reason = 'cancelled'",
+                               -1, &row, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(row), SQLITE_ROW);
+  EXPECT_GE(sqlite3_column_int64(row, 0), 1);
+  EXPECT_LT(sqlite3_column_int64(row, 0), 400);
+  EXPECT_EQ(sqlite3_column_int(row, 1), static_cast<int>(grpc::StatusCode::CANCELLED));
+  EXPECT_EQ(sqlite3_step(row), SQLITE_DONE);
+  sqlite3_finalize(row);
+  sqlite3_close(db);
+}
+
+// Writes a CA, a server certificate for 127.0.0.1 and a client
+// certificate, all signed by the CA, with the openssl program.
+bool make_certificates(const fs::path& dir) {
+  const std::string d = dir.string();
+  const std::string cmd = fmt::format(
+      "cd {0} && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca "
+      "-keyout ca.key -out ca.pem && "
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr "
+      "&& "
+      "printf 'subjectAltName=IP:127.0.0.1' > san.ext && "
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+      "-extfile san.ext -out server.pem && "
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=client -keyout client.key -out client.csr && "
+      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+      "-out client.pem",
+      d);
+  return std::system(("(" + cmd + ") > /dev/null 2>&1").c_str()) == 0;
+}
+
+TEST_F(Vitrined, TlsWithClientCertificatesAndTokensAreEnforced) {
+  const fs::path certs = work_ / "certs";
+  fs::create_directories(certs);
+  if (!make_certificates(certs)) GTEST_SKIP() << "openssl could not make test certificates";
+  testing::write_file(work_ / "users", "# user tokens\nuser-token\n");
+  testing::write_file(work_ / "admins", "admin-token\n");
+  grpc::SslCredentialsOptions with_cert;
+  with_cert.pem_root_certs = testing::read_file(certs / "ca.pem");
+  with_cert.pem_cert_chain = testing::read_file(certs / "client.pem");
+  with_cert.pem_private_key = testing::read_file(certs / "client.key");
+  auto daemon = start({{"tls",
+                        {{"cert", (certs / "server.pem").string()},
+                         {"key", (certs / "server.key").string()},
+                         {"client_ca", (certs / "ca.pem").string()}}},
+                       {"auth",
+                        {{"user_tokens_file", (work_ / "users").string()},
+                         {"admin_tokens_file", (work_ / "admins").string()}}}},
+                      grpc::SslCredentials(with_cert));
+  v1::AskResponse r;
+  const v1::AskRequest request = ask_request("Dune", 2);
+  EXPECT_EQ(ask(*daemon, request, r).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(ask(*daemon, request, r, "wrong").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(ask(*daemon, request, r, "user-token").ok());
+  EXPECT_TRUE(ask(*daemon, request, r, "admin-token").ok());
+
+  auto reload = [&](const std::string& token) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + token);
+    v1::ListAdaptersResponse list;
+    return daemon->stub().ReloadAdapters(&context, v1::ReloadAdaptersRequest(), &list).error_code();
+  };
+  EXPECT_EQ(reload("user-token"), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(reload("admin-token"), grpc::StatusCode::OK);
+
+  // Without TLS, or without a client certificate, no call gets through.
+  auto refused = [&](std::shared_ptr<grpc::ChannelCredentials> credentials) {
+    auto stub = v1::ChatService::NewStub(grpc::CreateChannel(address_, credentials));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 5s);
+    context.AddMetadata("authorization", "Bearer admin-token");
+    v1::AskResponse response;
+    return stub->Ask(&context, request, &response).error_code();
+  };
+  EXPECT_EQ(refused(grpc::InsecureChannelCredentials()), grpc::StatusCode::UNAVAILABLE);
+  grpc::SslCredentialsOptions no_cert;
+  no_cert.pem_root_certs = with_cert.pem_root_certs;
+  EXPECT_EQ(refused(grpc::SslCredentials(no_cert)), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(Vitrined, ANewVersionIsPickedUpWithoutFailingARequest) {
+  auto daemon = start({{"reload_seconds", 1}});
+  std::atomic<bool> running{true};
+  std::atomic<int> failures{0}, answered{0};
+  std::set<int64_t> versions;
+  std::mutex mutex;
+  std::thread client([&] {
+    while (running.load()) {
+      v1::AskResponse r;
+      const grpc::Status s = ask(*daemon, ask_request("Dune", 8, v1::ROUTE_DESCRIBE), r);
+      if (!s.ok()) {
+        ++failures;
+        continue;
+      }
+      ++answered;
+      std::lock_guard lock(mutex);
+      versions.insert(r.route().adapter_version());
+    }
+  });
+  std::this_thread::sleep_for(300ms);
+  copy_adapter(dir_->path() / "run" / "adapters" / "describe",
+               work_ / "adapters" / "describe" / "v2");
+  // The poll (every second) attaches v2; new requests use it.
+  const auto give_up = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < give_up) {
+    {
+      std::lock_guard lock(mutex);
+      if (versions.count(2) > 0) break;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  std::this_thread::sleep_for(300ms);
+  running.store(false);
+  client.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(versions, (std::set<int64_t>{1, 2}));
+
+  grpc::ClientContext context;
+  v1::ListAdaptersResponse list;
+  ASSERT_TRUE(daemon->stub().ListAdapters(&context, v1::ListAdaptersRequest(), &list).ok());
+  std::map<std::string, int64_t> listed;
+  for (const auto& a : list.adapters()) listed[a.name()] = a.version();
+  EXPECT_EQ(listed["describe"], 2);
+  EXPECT_EQ(listed["qa"], 1);
+}
+
+TEST_F(Vitrined, SigtermDrainsTheRequestsInFlightAndExitsZero) {
+  auto daemon = start();
+  // A long answer in flight when the signal comes.
+  grpc::ClientContext context;
+  auto reader = daemon->stub().AskStream(&context, long_request(200));
+  v1::AskStreamEvent event;
+  ASSERT_TRUE(reader->Read(&event));
+  std::promise<int> exit_code;
+  std::thread stopper([&] { exit_code.set_value(daemon->stop(SIGTERM)); });
+  // Health turns NOT_SERVING and new requests are refused while it drains.
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  int status = 1;
+  while (std::chrono::steady_clock::now() < give_up && status == 1) {
+    status = health(daemon->channel());
+  }
+  EXPECT_EQ(status, 2);
+  v1::AskResponse refused;
+  const grpc::Status s = ask(*daemon, ask_request("Dune", 2), refused);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  // The request in flight ends with its whole answer.
+  v1::AskResponse answer;
+  while (reader->Read(&event)) {
+    if (event.has_answer()) answer = event.answer();
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_FALSE(answer.response_id().empty());
+  stopper.join();
+  EXPECT_EQ(exit_code.get_future().get(), 0);
+}
+
+TEST(VitrinedConfig, ShippedConfigHoldsExactlyTheDefaults) {
+  auto run = [](const std::string& args) { return testing::run_program("router/vitrined", args); };
+  const testing::CliRun r =
+      run(fmt::format("--config {}/configs/router.yaml --print-config", VITRINE_SOURCE_DIR));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(nlohmann::ordered_json::parse(r.output),
+            router::router_config_to_json(router::RouterConfig{}))
+      << "configs/router.yaml and the defaults in the code disagree";
+  testing::TempDir dir;
+  testing::write_file(dir / "typo.yaml", "engine:\n  max_batchs: 3\n");
+  const testing::CliRun typo =
+      run(fmt::format("--print-config --config {}", (dir / "typo.yaml").string()));
+  EXPECT_EQ(typo.exit_code, 1);
+  EXPECT_NE(typo.output.find("unknown config key 'router.engine.max_batchs'"), std::string::npos)
+      << typo.output;
+  testing::write_file(dir / "bad.yaml", "routing:\n  default_route: base\n");
+  const testing::CliRun bad =
+      run(fmt::format("--print-config --config {}", (dir / "bad.yaml").string()));
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("router.routing.default_route"), std::string::npos) << bad.output;
+}
+
+}  // namespace
+}  // namespace vitrine
