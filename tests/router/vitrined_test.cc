@@ -573,6 +573,61 @@ TEST_F(Vitrined, ANewVersionIsPickedUpWithoutFailingARequest) {
   EXPECT_EQ(listed["qa"], 1);
 }
 
+TEST_F(Vitrined, ExperimentsSplitUsersStablyAndTheReportComparesTheArms) {
+  testing::write_file(work_ / "experiments.yaml",
+                      "experiments:\n"
+                      "  - name: tuned-vs-base\n"
+                      "    routes: [describe]\n"
+                      "    arms:\n"
+                      "      - {name: base, adapter_version: -1, weight: 1}\n"
+                      "      - {name: tuned, adapter_version: 0, weight: 1}\n");
+  auto daemon = start({{"experiments", (work_ / "experiments.yaml").string()}});
+  std::map<std::string, std::string> arm_of;  // user -> arm
+  std::map<std::string, int> per_arm;
+  for (int i = 0; i < 40; ++i) {
+    const std::string user = fmt::format("user-{}", i % 20);
+    v1::AskRequest request = ask_request("Dune", 2, v1::ROUTE_DESCRIBE);
+    request.set_user_id(user);
+    v1::AskResponse r;
+    ASSERT_TRUE(ask(*daemon, request, r).ok());
+    EXPECT_EQ(r.experiment(), "tuned-vs-base");
+    // The arm decides the model: no adapter for base, the current one for tuned.
+    EXPECT_EQ(r.route().adapter(), r.arm() == "base" ? "" : "describe") << r.arm();
+    if (arm_of.count(user) > 0) {
+      EXPECT_EQ(arm_of[user], r.arm()) << user;  // stable
+    }
+    arm_of[user] = r.arm();
+    ++per_arm[r.arm()];
+    if (i < 4) {
+      grpc::ClientContext context;
+      v1::FeedbackRequest feedback;
+      feedback.set_response_id(r.response_id());
+      feedback.set_rating(r.arm() == "tuned" ? 1 : -1);
+      v1::FeedbackResponse nothing;
+      EXPECT_TRUE(daemon->stub().Feedback(&context, feedback, &nothing).ok());
+    }
+  }
+  EXPECT_GT(per_arm["base"], 0);
+  EXPECT_GT(per_arm["tuned"], 0);
+  // Questions are in no experiment.
+  v1::AskResponse question;
+  ASSERT_TRUE(ask(*daemon, ask_request("What is Dune about?", 2, v1::ROUTE_QA), question).ok());
+  EXPECT_EQ(question.experiment(), "");
+
+  const testing::CliRun report =
+      run_vitrine(fmt::format("ab-report --json --log {}", (work_ / "responses.sqlite").string()));
+  ASSERT_EQ(report.exit_code, 0) << report.output;
+  std::map<std::string, int64_t> reported;
+  const Json parsed = Json::parse(report.output);
+  for (const Json& row : parsed["rows"]) {
+    if (row["experiment"] == "tuned-vs-base") {
+      reported[row["arm"].get<std::string>()] = row["requests"].get<int64_t>();
+    }
+  }
+  EXPECT_EQ(reported["base"], per_arm["base"]) << report.output;
+  EXPECT_EQ(reported["tuned"], per_arm["tuned"]);
+}
+
 TEST_F(Vitrined, SigtermDrainsTheRequestsInFlightAndExitsZero) {
   auto daemon = start();
   // A long answer in flight when the signal comes.
