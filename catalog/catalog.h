@@ -56,8 +56,8 @@ struct StoredProduct {
 // A title search hit. `score` is in [0, 1], higher is better, comparable
 // between queries:
 //   0.7 * (share of the wording's words that the title has, each word
-//          weighted by its rarity among titles (idf); words no title has
-//          are left out)
+//          weighted by its rarity among titles (idf); a word no title
+//          has weighs half as much as the rarest, and no title has it)
 //   + 0.3 * (share of the title's distinct words that the wording has)
 // with stop words ("the", "what", "about", "o", "que", "sobre", ...) left out
 // of both sides unless they are all there is. 1 means the wording and the

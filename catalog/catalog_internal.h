@@ -31,6 +31,11 @@ constexpr size_t kAndTerms = 3;          // rarest words that must all be in a t
 constexpr size_t kPairTerms = 3;         // rarest words of which any two must be in a title
 constexpr int kCandidates = 50;          // rows taken from each FTS5 query for re-ranking
 constexpr double kQueryCoverageWeight = 0.7;  // see CatalogMatch
+// A wording word no title has still counts against every title, at this
+// share of the rarest known word's weight: "the battery life of the
+// zq-9000 hyperdrive" is not "A Traveller's Life" for sharing "life".
+// Not the full weight, since unknown words are often typos or filler.
+constexpr double kUnknownWordWeight = 0.25;
 static_assert(kMaxLookups <= 32, "rank() keeps found words in a 32-bit mask");
 
 // Words that say nothing about which product is meant, folded as unicode61

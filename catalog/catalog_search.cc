@@ -32,7 +32,7 @@ struct Catalog::Impl {
   struct Term {
     std::string text;
     int64_t df = 0;
-    double weight = 0;  // idf; 0 for words the catalogue does not know
+    double weight = 0;  // idf; for words no title has, kUnknownWordWeight of the rarest's
   };
   struct Query {
     std::vector<std::string> run;    // identifying words in wording order, repeats kept
@@ -81,6 +81,8 @@ bool Catalog::Impl::read_wording(std::string_view wording, Query& query) {
     if (term.df > 0) {
       term.weight = idf(n_products, term.df);
       query.known.push_back(&term);
+    } else {
+      term.weight = kUnknownWordWeight * idf(n_products, 1);
     }
   }
   std::stable_sort(query.known.begin(), query.known.end(),

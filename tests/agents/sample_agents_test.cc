@@ -131,7 +131,9 @@ TEST_F(SampleAgentsTest, QuestionsAboutNoProductAreUnknown) {
   for (const char* question :
        {"Does the Zorblax 9000 toaster have a warranty?", "what is the weather like today?",
         "Can I pay with a credit card?", "Is the blue ceramic mug dishwasher safe?",
-        "How long does shipping to Lisbon take?"}) {
+        "How long does shipping to Lisbon take?",
+        // One common title word ("life", in "A Traveller's Life") among words no title has.
+        "What is the battery life of the zq-9000 hyperdrive?"}) {
     const AgentPrompt p = agent.prompt(question);
     EXPECT_FALSE(p.product_known) << question << " -> " << p.sources[0].title << " "
                                   << p.sources[0].score;

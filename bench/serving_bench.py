@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Benchmark: vitrined under load from `vitrine bench`.
+
+Starts the daemon on a trained run (adapters and classifier) and its dataset,
+sends --requests AskStream requests at each concurrency level (titles and
+questions of the test split, alternating), and writes the figures to the
+"Serving" section of docs/benchmarks.md: generated tokens/s, requests/s,
+latency and time-to-first-token percentiles, errors, and the daemon's resident
+memory before and after. The scaling target: tokens/s at the highest level at
+least 4x those at concurrency 1.
+
+Usage: python3 bench/serving_bench.py [--build build] [--dataset out/dataset]
+           [--run out/run] [--levels 1,4,16] [--requests 1000] [--no-write]
+(scripts/run.sh makes out/dataset and out/run.)
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchmarks_doc import write_section
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BEGIN = "<!-- serving-bench:begin -->"
+END = "<!-- serving-bench:end -->"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_serving(vitrine, address, daemon, limit=120):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        if daemon.poll() is not None:
+            sys.exit(f"serving_bench: vitrined exited with {daemon.returncode}")
+        probe = subprocess.run([vitrine, "ask", "--address", address, "--route", "base",
+                                "--max-new-tokens", "1", "ping"], capture_output=True)
+        if probe.returncode == 0:
+            return
+        time.sleep(0.2)
+    sys.exit("serving_bench: vitrined did not start serving")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--dataset", default=os.path.join(ROOT, "out", "dataset"))
+    ap.add_argument("--run", default=os.path.join(ROOT, "out", "run"))
+    ap.add_argument("--model", default=os.path.join(ROOT, "..", "shared", "models", "stories260K-hf"))
+    ap.add_argument("--levels", default="1,4,16")
+    ap.add_argument("--requests", type=int, default=1000)
+    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--max-batch", type=int, default=8, help="the daemon's engine.max_batch")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+
+    vitrine = os.path.join(args.build, "cli", "vitrine")
+    vitrined = os.path.join(args.build, "router", "vitrined")
+    for path in (vitrine, vitrined, os.path.join(args.run, "classifier"),
+                 os.path.join(args.dataset, "catalog.sqlite")):
+        if not os.path.exists(path):
+            sys.exit(f"serving_bench: {path} not found (build, then scripts/run.sh)")
+    port, metrics_port = free_port(), free_port()
+    address, metrics = f"127.0.0.1:{port}", f"127.0.0.1:{metrics_port}"
+    work = tempfile.mkdtemp(prefix="vitrine-serving-bench-")
+    config = {
+        "listen": address,
+        "metrics_listen": metrics,
+        "model": os.path.abspath(args.model),
+        "adapters_dir": os.path.abspath(os.path.join(args.run, "adapters")),
+        "classifier": os.path.abspath(os.path.join(args.run, "classifier")),
+        "catalog": os.path.abspath(os.path.join(args.dataset, "catalog.sqlite")),
+        "response_log": os.path.join(work, "responses.sqlite"),
+        "threads": args.threads,
+        "engine": {"max_batch": args.max_batch, "max_queue": 64},
+    }
+    config_path = os.path.join(work, "router.yaml")
+    with open(config_path, "w") as f:
+        json.dump(config, f)  # JSON is YAML
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    log = open(os.path.join(work, "vitrined.log"), "w")
+    daemon = subprocess.Popen([vitrined, "--config", config_path], stderr=log, env=env)
+    try:
+        wait_serving(vitrine, address, daemon)
+        out = os.path.join(work, "bench.json")
+        command = [vitrine, "bench", "--address", address, "--dataset", args.dataset,
+                   "--concurrency", args.levels, "--requests", str(args.requests),
+                   "--max-new-tokens", str(args.max_new_tokens), "--metrics", metrics,
+                   "--json", out]
+        bench = subprocess.run(command, env=env)
+        with open(out) as f:
+            figures = json.load(f)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
+    if daemon.returncode != 0:
+        sys.exit(f"serving_bench: vitrined exited with {daemon.returncode} (log in {work})")
+
+    levels = figures["levels"]
+    first, last = levels[0], levels[-1]
+    ratio = last["tokens_per_second"] / first["tokens_per_second"]
+    errors = sum(l["errors"] for l in levels)
+    lines = [
+        BEGIN,
+        "## Serving: `vitrine bench` against vitrined",
+        "",
+        f"Command: `python3 bench/serving_bench.py --levels {args.levels} --requests {args.requests}"
+        f" --max-new-tokens {args.max_new_tokens} --max-batch {args.max_batch}`"
+        f" (on `scripts/run.sh`'s out/dataset and out/run).",
+        "",
+        f"vitrined serving `{os.path.basename(os.path.normpath(args.model))}` with the run's describe"
+        f" and qa adapters and classifier, engine.max_batch {args.max_batch}, {args.threads} torch"
+        f" threads; each level sends {args.requests} AskStream requests (test-split titles and"
+        f" questions, alternating, routed by the classifier agent, up to {args.max_new_tokens}"
+        " tokens each) from that many concurrent clients on the same machine (the clients share"
+        " its 2 cores). Time to first token is measured by the client.",
+        "",
+        "| concurrency | requests | errors | tokens/s | requests/s | p50 ms | p99 ms | TTFT p50 ms | TTFT p99 ms |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for l in levels:
+        lines.append(
+            f"| {l['concurrency']} | {l['requests']} | {l['errors']} | {l['tokens_per_second']:.0f} |"
+            f" {(l['requests'] - l['errors']) / l['seconds']:.1f} | {l['latency_ms_p50']:.1f} |"
+            f" {l['latency_ms_p99']:.1f} | {l['first_token_ms_p50']:.1f} | {l['first_token_ms_p99']:.1f} |")
+    lines += [
+        "",
+        f"* Tokens/s at concurrency {last['concurrency']}: {ratio:.1f}x those at"
+        f" {first['concurrency']} (target: at least 4x) — "
+        + ("met." if ratio >= 4 else "NOT met."),
+        f"* Errors: {errors} in {args.requests * len(levels)} requests.",
+        f"* Daemon resident memory: {figures['rss_mib_before']:.1f} MiB before the load,"
+        f" {figures['rss_mib_after']:.1f} MiB after.",
+        END,
+    ]
+    section = "\n".join(lines)
+    print(section)
+    if not args.no_write:
+        write_section(os.path.join(ROOT, "docs", "benchmarks.md"), BEGIN, END, section)
+    return 0 if bench.returncode == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
