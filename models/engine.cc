@@ -19,39 +19,46 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-// Adds a one-row cache (a freshly prefilled request) to the batch's cache.
-// Both are aligned on their last position: the shorter side is shifted
-// right and its left padding grows by the shift, so every row's real
-// positions end where the batch's do. The padding holds zeros (never
-// attended to: a masked zero weighs nothing, where uninitialised memory
-// could hold NaNs). `headroom` positions are left free for decoding.
-void merge_row(KvCache& batch, std::vector<int64_t>& pad, const KvCache& single, int64_t headroom) {
-  const int64_t n = static_cast<int64_t>(pad.size());
-  const int64_t length = std::max(batch.length, single.length);
-  const int64_t shift_batch = length - batch.length, shift_single = length - single.length;
+// Adds the rows `take` of a freshly prefilled group's cache (left-padded
+// by `group_pad`) to the batch's cache. Both are aligned on their last
+// position: the shorter side is shifted right and its left padding grows
+// by the shift, so every row's real positions end where the batch's do.
+// New padding holds zeros (never attended to: a masked zero weighs
+// nothing, where uninitialised memory could hold NaNs). `headroom`
+// positions are left free for decoding.
+void merge_rows(KvCache& batch, std::vector<int64_t>& pad, const KvCache& group,
+                const std::vector<int64_t>& group_pad, const std::vector<int64_t>& take,
+                int64_t headroom) {
+  const int64_t n = static_cast<int64_t>(pad.size()), m = static_cast<int64_t>(take.size());
+  const int64_t length = std::max(batch.length, group.length);
+  const int64_t shift_batch = length - batch.length, shift_group = length - group.length;
   const int64_t capacity = std::max(length + headroom, batch.capacity());
   if (batch.k.empty()) {
-    batch.k.resize(single.k.size());
-    batch.v.resize(single.v.size());
+    batch.k.resize(group.k.size());
+    batch.v.resize(group.v.size());
   }
-  auto merge = [&](at::Tensor& into, const at::Tensor& row) {
-    at::Tensor grown = at::zeros({n + 1, row.size(1), capacity, row.size(3)}, row.options());
+  const at::Tensor index =
+      at::tensor(take, at::TensorOptions().dtype(at::kLong)).to(group.k[0].device());
+  const bool all = m == group.k[0].size(0);  // every row of the group, in order
+  auto merge = [&](at::Tensor& into, const at::Tensor& rows) {
+    at::Tensor grown = at::zeros({n + m, rows.size(1), capacity, rows.size(3)}, rows.options());
     if (n > 0) {
       grown.narrow(0, 0, n)
           .narrow(2, shift_batch, batch.length)
           .copy_(into.narrow(2, 0, batch.length));
     }
-    grown.narrow(0, n, 1)
-        .narrow(2, shift_single, single.length)
-        .copy_(row.narrow(2, 0, single.length));
+    const at::Tensor taken = all ? rows : rows.index_select(0, index);
+    grown.narrow(0, n, m)
+        .narrow(2, shift_group, group.length)
+        .copy_(taken.narrow(2, 0, group.length));
     into = grown;
   };
-  for (size_t layer = 0; layer < single.k.size(); ++layer) {
-    merge(batch.k[layer], single.k[layer]);
-    merge(batch.v[layer], single.v[layer]);
+  for (size_t layer = 0; layer < group.k.size(); ++layer) {
+    merge(batch.k[layer], group.k[layer]);
+    merge(batch.v[layer], group.v[layer]);
   }
   for (int64_t& p : pad) p += shift_batch;
-  pad.push_back(shift_single);
+  for (const int64_t t : take) pad.push_back(group_pad[static_cast<size_t>(t)] + shift_group);
   batch.length = length;
 }
 
@@ -227,7 +234,7 @@ void Engine::schedule() {
       end_unstarted(*row, row->request.cancelled && row->request.cancelled->load() ? "cancelled"
                                                                                    : "deadline");
     }
-    for (auto& row : admitted) admit(std::move(row));
+    if (!admitted.empty()) admit(std::move(admitted));
     if (!rows_.empty()) step();
     retire_finished();
   }
@@ -265,6 +272,7 @@ void Engine::deliver(Row& row) {
     stats_.tokens_generated += t.generated_tokens;
   }
   row.promise.set_value(EngineResult{row.sequence->take_result(), t});
+  if (row.request.on_done) row.request.on_done();
 }
 
 TokenCallback Engine::callback_of(Row& row) {
@@ -274,34 +282,60 @@ TokenCallback Engine::callback_of(Row& row) {
   };
 }
 
-void Engine::admit(std::unique_ptr<Row> row) {
-  row->started = Clock::now();
-  row->sequence =
-      std::make_unique<Sequence>(row->request.prompt, row->request.options, tokenizer_.get());
-  {
-    std::lock_guard lock(mutex_);
-    ++stats_.admitted;
+void Engine::admit(std::vector<std::unique_ptr<Row>> rows) {
+  std::vector<std::unique_ptr<Row>> group;
+  for (auto& row : rows) {
+    row->started = Clock::now();
+    row->sequence =
+        std::make_unique<Sequence>(row->request.prompt, row->request.options, tokenizer_.get());
+    {
+      std::lock_guard lock(mutex_);
+      ++stats_.admitted;
+    }
+    if (row->sequence->done() || ended_from_outside(row->request, row->sequence.get())) {
+      deliver(*row);
+    } else {
+      group.push_back(std::move(row));
+    }
   }
-  if (row->sequence->done() || ended_from_outside(row->request, row->sequence.get())) {
-    deliver(*row);
-    return;
+  if (group.empty()) return;
+  // The newcomers prefill together, left-padded to the longest prompt, each
+  // through its own adapter; their first tokens go out now, then they join
+  // the batch.
+  const auto g = static_cast<int64_t>(group.size());
+  size_t longest = 0;
+  for (const auto& row : group) longest = std::max(longest, row->request.prompt.size());
+  std::vector<int64_t> ids(group.size() * longest, 0), group_pad;
+  RowAdapters adapters;
+  for (size_t i = 0; i < group.size(); ++i) {
+    const std::vector<int64_t>& prompt = group[i]->request.prompt;
+    group_pad.push_back(static_cast<int64_t>(longest - prompt.size()));
+    std::copy(prompt.begin(), prompt.end(),
+              ids.begin() + static_cast<std::ptrdiff_t>(i * longest + longest - prompt.size()));
+    adapters.push_back(group[i]->request.adapter_slot);
   }
-  // Prefill alone; the first token goes out now, then the row joins the batch.
-  const auto l = static_cast<int64_t>(row->request.prompt.size());
-  KvCache single;
-  single.reserve(l);
-  const at::Tensor ids = at::tensor(row->request.prompt, at::TensorOptions().dtype(at::kLong))
-                             .view({1, l})
-                             .to(model_->lm_head_weight().device());
-  const at::Tensor logits =
-      model_->forward_last(ids, &single, RowAdapters{row->request.adapter_slot});  // [1, vocab]
-  row->sequence->advance(logits[0], callback_of(*row));
-  if (row->sequence->done()) {
-    deliver(*row);
-    return;
+  const bool padded =
+      std::any_of(group_pad.begin(), group_pad.end(), [](int64_t p) { return p > 0; });
+  KvCache prefilled;
+  prefilled.reserve(static_cast<int64_t>(longest));
+  const at::Tensor input = at::tensor(ids, at::TensorOptions().dtype(at::kLong))
+                               .view({g, static_cast<int64_t>(longest)})
+                               .to(model_->lm_head_weight().device());
+  const at::Tensor logits = model_->forward_last(
+      input, &prefilled, adapters, padded ? group_pad : std::vector<int64_t>());  // [g, vocab]
+  std::vector<int64_t> take;
+  for (int64_t i = 0; i < g; ++i) {
+    Row& row = *group[static_cast<size_t>(i)];
+    row.sequence->advance(logits[i], callback_of(row));
+    if (row.sequence->done()) {
+      deliver(row);
+    } else {
+      take.push_back(i);
+    }
   }
-  merge_row(cache_, pad_, single, options_.max_new_tokens);
-  rows_.push_back(std::move(row));
+  if (take.empty()) return;
+  merge_rows(cache_, pad_, prefilled, group_pad, take, options_.max_new_tokens);
+  for (const int64_t i : take) rows_.push_back(std::move(group[static_cast<size_t>(i)]));
 }
 
 void Engine::step() {

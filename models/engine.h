@@ -2,9 +2,10 @@
 //
 // Requests arrive from any thread and wait in a bounded queue. The
 // scheduler admits them into the running batch whenever a row is free —
-// each newcomer's prompt is prefilled alone, its first token sent at once,
-// and its keys and values merged into the batch's cache, left-padded to
-// the batch's length — and then decodes every running row in one forward
+// the newcomers of a round prefill together (left-padded to the longest
+// prompt), their first tokens are sent at once, and their keys and values
+// are merged into the batch's cache, left-padded to the batch's length —
+// and then decodes every running row in one forward
 // per step, each row through its own adapter (or none). A row leaves the
 // batch the step it finishes (eos, stop string, length), is cancelled, or
 // passes its deadline, and its slot is free for the next request at once.
@@ -17,8 +18,7 @@
 // forward sees half a change, and slots_in_use() says which slots running
 // or queued requests still need.
 //
-// Not goals: prefilling several newcomers in one forward, paged attention,
-// preemption, priorities.
+// Not goals: paged attention, preemption, priorities, chunked prefill.
 #pragma once
 
 #include <atomic>
@@ -57,6 +57,9 @@ struct EngineRequest {
   // Called on the scheduler thread with each new id and its text; return
   // false to cancel. Keep it short: the whole batch waits for it.
   TokenCallback on_token;
+  // Called on the scheduler thread once the future's result is set (to wake
+  // a waiter at once). Keep it short too.
+  std::function<void()> on_done;
 };
 
 struct EngineTimings {
@@ -107,7 +110,7 @@ class Engine {
  private:
   struct Row;
   void schedule();
-  void admit(std::unique_ptr<Row> row);
+  void admit(std::vector<std::unique_ptr<Row>> rows);  // prefills them together
   void step();
   void retire_finished();
   void deliver(Row& row);  // fulfils the row's promise

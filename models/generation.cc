@@ -9,8 +9,43 @@
 
 namespace vitrine::models {
 
+namespace {
+
+// Greedy choice over CPU logits in plain loops (the serving engine picks for
+// every row of every step, where a handful of tensor ops per row cost more
+// than the choice): the repetition penalty applied as transformers applies
+// it, in float (seen logits above 0 divided by it, the others multiplied),
+// once per distinct seen id, then the first highest logit, as argmax takes it.
+int64_t greedy_pick(const float* logits, int64_t vocab, double repetition_penalty,
+                    const std::vector<int64_t>& seen) {
+  auto first_max = [vocab](const float* v) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < vocab; ++i) {
+      if (v[i] > v[best]) best = i;
+    }
+    return best;
+  };
+  if (repetition_penalty == 1.0 || seen.empty()) return first_max(logits);
+  std::vector<float> penalized(logits, logits + vocab);
+  std::vector<int64_t> ids(seen);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  const float p = static_cast<float>(repetition_penalty);
+  for (const int64_t id : ids) {
+    float& v = penalized[static_cast<size_t>(id)];
+    v = v > 0 ? v / p : v * p;
+  }
+  return first_max(penalized.data());
+}
+
+}  // namespace
+
 int64_t pick_next(const at::Tensor& logits_in, const GenerationOptions& o,
                   const std::vector<int64_t>& seen, at::Generator& generator) {
+  if (o.temperature <= 0.0 && logits_in.device().is_cpu() &&
+      logits_in.scalar_type() == at::kFloat && logits_in.is_contiguous()) {
+    return greedy_pick(logits_in.data_ptr<float>(), logits_in.numel(), o.repetition_penalty, seen);
+  }
   // Plain greedy decoding needs neither a copy nor the generator.
   if (o.temperature <= 0.0 && (o.repetition_penalty == 1.0 || seen.empty())) {
     return logits_in.argmax().item<int64_t>();

@@ -2,6 +2,7 @@
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <fmt/format.h>
 #include <malloc.h>
 #include <unistd.h>
@@ -34,6 +35,14 @@ void init_runtime(const RuntimeOptions& options) {
   const int threads =
       options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(threads > 0 ? threads : 1);
+  // The BLAS behind libtorch (OpenBLAS, through libblas.so.3) keeps its own
+  // thread count, all cores by default, and its idle threads spin: bound it
+  // by the same setting, where the library offers the call.
+  using SetThreads = void (*)(int);
+  if (const auto set_blas_threads =
+          reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    set_blas_threads(threads > 0 ? threads : 1);
+  }
 }
 
 bool cpu_has_avx2() {

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 
 #include "common/atomic_output.h"
@@ -53,6 +55,28 @@ std::vector<int64_t> text_features(std::string_view text, const TextClassifierCo
   return out;
 }
 
+namespace {
+
+// Softmax of the logits and the best label.
+Classification classification_of(const TextClassifierConfig& config,
+                                 const std::vector<float>& logits) {
+  const float top = *std::max_element(logits.begin(), logits.end());
+  double total = 0;
+  std::vector<double> exps;
+  for (const float v : logits) total += exps.emplace_back(std::exp(static_cast<double>(v - top)));
+  Classification out;
+  size_t best = 0;
+  for (size_t i = 0; i < exps.size(); ++i) {
+    out.scores.push_back(exps[i] / total);
+    if (out.scores[i] > out.scores[best]) best = i;
+  }
+  out.label = config.labels[best];
+  out.confidence = out.scores[best];
+  return out;
+}
+
+}  // namespace
+
 TextClassifierImpl::TextClassifierImpl(TextClassifierConfig config) : config_(std::move(config)) {
   if (config_.labels.size() < 2) throw std::invalid_argument("a classifier needs two labels");
   embedding = register_module(
@@ -67,21 +91,44 @@ at::Tensor TextClassifierImpl::forward(const at::Tensor& features, const at::Ten
   return output(embedding(features, offsets));  // [texts, labels]
 }
 
+// The forward pass for one text in plain loops over the weights, without a
+// tensor op: the daemon classifies on gRPC's threads, and the first
+// parallel tensor op of every new thread makes libtorch rebuild its
+// thread pools (at::set_num_threads), which cost more than the
+// classification itself under load.
 Classification classify(TextClassifierImpl& model, std::string_view text) {
-  at::NoGradGuard no_grad;
   const std::vector<int64_t> features = text_features(text, model.config());
-  const at::Tensor probs =
-      at::softmax(model.forward(at::tensor(features), at::zeros({1}, at::kLong))[0], 0);
-  Classification out;
-  const float* p = probs.data_ptr<float>();
-  int64_t best = 0;
-  for (int64_t i = 0; i < probs.size(0); ++i) {
-    out.scores.push_back(p[i]);
-    if (p[i] > p[best]) best = i;
+  const at::Tensor& table = model.embedding->weight;  // [buckets, dim]
+  const at::Tensor& weight = model.output->weight;    // [labels, dim]
+  const at::Tensor& bias = model.output->bias;        // [labels]
+  if (!table.device().is_cpu() || !table.is_contiguous() || !weight.is_contiguous() ||
+      table.scalar_type() != at::kFloat) {
+    at::NoGradGuard no_grad;  // elsewhere (another device or layout): the module itself
+    const at::Tensor logits =
+        model.forward(at::tensor(features), at::zeros({1}, at::kLong))[0].to(at::kCPU);
+    return classification_of(
+        model.config(),
+        std::vector<float>(logits.data_ptr<float>(), logits.data_ptr<float>() + logits.numel()));
   }
-  out.label = model.config().labels[static_cast<size_t>(best)];
-  out.confidence = p[best];
-  return out;
+  const int64_t dim = table.size(1), labels = weight.size(0);
+  std::vector<float> mean(static_cast<size_t>(dim), 0.0f);
+  const float* rows = table.data_ptr<float>();
+  for (const int64_t f : features) {
+    const float* row = rows + f * dim;
+    for (int64_t d = 0; d < dim; ++d) mean[static_cast<size_t>(d)] += row[d];
+  }
+  if (!features.empty()) {
+    for (float& v : mean) v /= static_cast<float>(features.size());
+  }
+  std::vector<float> logits(static_cast<size_t>(labels));
+  const float* w = weight.data_ptr<float>();
+  const float* b = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  for (int64_t l = 0; l < labels; ++l) {
+    float sum = b != nullptr ? b[l] : 0.0f;
+    for (int64_t d = 0; d < dim; ++d) sum += w[l * dim + d] * mean[static_cast<size_t>(d)];
+    logits[static_cast<size_t>(l)] = sum;
+  }
+  return classification_of(model.config(), logits);
 }
 
 void save_text_classifier(TextClassifierImpl& model, const fs::path& dir,

@@ -80,28 +80,39 @@ grpc::Status status_of_finish(const std::string& reason) {
   return grpc::Status::OK;
 }
 
-// What a streaming handler's thread writes: text pieces from the engine's
-// thread, handed over without blocking it.
-class PieceQueue {
+// What a handler waits for: the text pieces the engine's thread hands over
+// (for streaming) and the end of the request, so the handler wakes at once
+// for either without blocking the engine.
+class Waiter {
  public:
   void push(std::string_view text) {
     {
       std::lock_guard lock(mutex_);
-      pieces_.emplace_back(text);
+      pieces_.append(text);
     }
-    ready_.notify_one();
+    changed_.notify_one();
   }
-  // Waits up to `timeout` for pieces and takes them all.
-  std::deque<std::string> take(std::chrono::milliseconds timeout) {
+  void end() {
+    {
+      std::lock_guard lock(mutex_);
+      ended_ = true;
+    }
+    changed_.notify_one();
+  }
+  // Waits up to `timeout` for text or the end; takes the text so far (all
+  // pieces joined: one message for what came while the last was written).
+  std::string take(std::chrono::milliseconds timeout, bool& ended) {
     std::unique_lock lock(mutex_);
-    ready_.wait_for(lock, timeout, [&] { return !pieces_.empty(); });
+    changed_.wait_for(lock, timeout, [&] { return ended_ || !pieces_.empty(); });
+    ended = ended_;
     return std::exchange(pieces_, {});
   }
 
  private:
   std::mutex mutex_;
-  std::condition_variable ready_;
-  std::deque<std::string> pieces_;
+  std::condition_variable changed_;
+  std::string pieces_;
+  bool ended_ = false;
 };
 
 }  // namespace
@@ -138,8 +149,8 @@ struct ChatService::Job {
   std::string method;
   std::string route_word;  // describe, qa or base (the model that answers)
   models::EngineRequest request;
-  std::shared_ptr<const LoadedAdapter> lease;     // the adapter version, held until the end
-  std::function<void(std::string_view)> on_text;  // streaming: each piece of text
+  std::shared_ptr<const LoadedAdapter> lease;  // the adapter version, held until the end
+  grpc::ServerWriter<v1::AskStreamEvent>* stream = nullptr;  // AskStream: where text goes
   Clock::time_point last_token;
   int64_t tokens = 0;
 };
@@ -356,19 +367,29 @@ ChatService::Job ChatService::prepare(const ServingParts& parts, grpc::ServerCon
 grpc::Status ChatService::finish(const ServingParts& parts, grpc::ServerContext* context,
                                  Job& job) const {
   job.last_token = Clock::now();
-  job.request.on_token = [this, &job](int64_t, std::string_view piece) {
+  const auto waiter = std::make_shared<Waiter>();
+  job.request.on_token = [this, &job, waiter](int64_t, std::string_view piece) {
     const Clock::time_point now = Clock::now();
     if (job.tokens++ > 0) {
       instruments_->inter_token.observe(
           std::chrono::duration<double>(now - job.last_token).count());
     }
     job.last_token = now;
-    if (job.on_text && !piece.empty()) job.on_text(piece);
+    if (job.stream != nullptr && !piece.empty()) waiter->push(piece);
     return true;
   };
+  job.request.on_done = [waiter] { waiter->end(); };
   const std::shared_ptr<std::atomic<bool>> cancelled = job.request.cancelled;
   std::future<models::EngineResult> future = parts.engine->submit(std::move(job.request));
-  while (future.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
+  // Writes the streamed text as it comes and watches for the client going
+  // away, until the engine is done with the request.
+  for (bool ended = false; !ended;) {
+    const std::string text = waiter->take(std::chrono::milliseconds(20), ended);
+    if (!text.empty()) {
+      v1::AskStreamEvent event;
+      event.set_text(text);
+      if (!job.stream->Write(event)) cancelled->store(true);  // the client went away
+    }
     if (context->IsCancelled()) cancelled->store(true);
   }
   const models::EngineResult result = future.get();
@@ -456,35 +477,8 @@ grpc::Status ChatService::AskStream(grpc::ServerContext* context, const v1::AskR
   if (status.ok()) {
     status = rpc::guarded([&] {
       job = prepare(*parts, context, *request, "AskStream");
-      // The engine's thread hands pieces over; this thread writes them.
-      auto pieces = std::make_shared<PieceQueue>();
-      job.on_text = [pieces](std::string_view text) { pieces->push(text); };
-      std::atomic<bool> writing{true};
-      const std::shared_ptr<std::atomic<bool>> cancelled = job.request.cancelled;
-      std::thread writer_thread([&] {
-        while (writing.load()) {
-          for (const std::string& text : pieces->take(std::chrono::milliseconds(20))) {
-            v1::AskStreamEvent event;
-            event.set_text(text);
-            if (!writer->Write(event)) cancelled->store(true);  // the client went away
-          }
-        }
-        for (const std::string& text : pieces->take(std::chrono::milliseconds(0))) {
-          v1::AskStreamEvent event;
-          event.set_text(text);
-          writer->Write(event);
-        }
-      });
-      grpc::Status done;
-      try {
-        done = finish(*parts, context, job);
-      } catch (...) {
-        writing.store(false);
-        writer_thread.join();
-        throw;
-      }
-      writing.store(false);
-      writer_thread.join();
+      job.stream = writer;
+      const grpc::Status done = finish(*parts, context, job);
       if (done.ok()) {
         v1::AskStreamEvent last;
         *last.mutable_answer() = job.response;

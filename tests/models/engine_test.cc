@@ -94,6 +94,33 @@ TEST(Engine, StaggeredRequestsEachGetWhatTheyGetAlone) {
   }
 }
 
+TEST(Engine, ABurstPrefillsTogetherAndEachGetsWhatItGetsAlone) {
+  std::optional<Fixture> f = transformers_fixture();
+  if (!f) GTEST_SKIP() << "../shared fixtures not found";
+  Engine engine(f->model, f->tokenizer, {.max_batch = 8});
+  // Submitted while the scheduler runs a model change, the three requests
+  // (prompts of 1, 17 and 120 ids; adapter, base, adapter) are admitted in
+  // one round: one left-padded prefill for all.
+  std::vector<std::future<EngineResult>> results;
+  engine.update_model([&](LlamaForCausalLM&) {
+    for (size_t i = 0; i < f->prompts.size(); ++i) {
+      EngineRequest r;
+      r.prompt = f->prompts[i];
+      r.adapter_slot = f->slots[i];
+      r.options.max_new_tokens = 16;
+      results.push_back(engine.submit(std::move(r)));
+    }
+  });
+  for (size_t i = 0; i < results.size(); ++i) {
+    const EngineResult r = results[i].get();
+    EXPECT_EQ(r.generation.ids, f->want[i]) << "request " << i;
+    EXPECT_EQ(r.generation.finish_reason, "length");
+  }
+  const EngineStats stats = engine.stats();
+  EXPECT_EQ(stats.admitted, 3);
+  EXPECT_EQ(stats.steps, 15) << "one prefill for the three, then 15 steps together";
+}
+
 TEST(Engine, SampledTextStreamsAndEqualsGenerateAlone) {
   const fs::path dir = testing::shared_path("models/stories260K-hf");
   if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";

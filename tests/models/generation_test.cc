@@ -148,5 +148,29 @@ TEST(Generation, RepetitionPenaltyFollowsTransformers) {
   EXPECT_EQ(pick_next(at::tensor({-1.0f, -1.5f}), options, {0}, gen), 1);  // -1 * 4 = -4 < -1.5
 }
 
+TEST(Generation, GreedyPickEqualsThePenalisedArgmaxOfTensorOps) {
+  at::manual_seed(3);
+  at::Generator gen = at::detail::createCPUGenerator(0);
+  for (const double penalty : {1.0, 1.1, 1.3, 0.8}) {
+    GenerationOptions options;
+    options.repetition_penalty = penalty;
+    for (int trial = 0; trial < 50; ++trial) {
+      const at::Tensor logits = at::randn({97}) * 3;
+      std::vector<int64_t> seen;
+      for (int k = 0; k < trial % 12; ++k) seen.push_back((k * 31 + trial * 7) % 97);
+      if (!seen.empty()) seen.push_back(seen.front());  // a repeated id is penalised once
+      // The reference: the penalty by tensor ops, then argmax.
+      at::Tensor expected = logits.clone();
+      if (!seen.empty() && penalty != 1.0) {
+        const at::Tensor idx = at::tensor(seen);
+        const at::Tensor picked = expected.index_select(0, idx);
+        expected.index_copy_(0, idx, at::where(picked > 0, picked / penalty, picked * penalty));
+      }
+      EXPECT_EQ(pick_next(logits, options, seen, gen), expected.argmax().item<int64_t>())
+          << "penalty " << penalty << ", trial " << trial;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace vitrine::models

@@ -30,6 +30,25 @@ TEST(TextClassifier, FeaturesAreStableAndSeeTheQuestionMark) {
   EXPECT_FALSE(text_features("", c).empty());
 }
 
+TEST(TextClassifier, ClassifyGivesTheModulesSoftmax) {
+  at::manual_seed(7);
+  TextClassifier model(small_config());
+  at::NoGradGuard no_grad;
+  for (const char* text : {"The Prophet", "Who is The Prophet for?", "", "¿Qué es esto?"}) {
+    const std::vector<int64_t> features = text_features(text, model->config());
+    const at::Tensor expected =
+        at::softmax(model->forward(at::tensor(features), at::zeros({1}, at::kLong))[0], 0);
+    const Classification c = classify(*model, text);
+    ASSERT_EQ(c.scores.size(), static_cast<size_t>(expected.size(0)));
+    int64_t best = 0;
+    for (int64_t i = 0; i < expected.size(0); ++i) {
+      EXPECT_NEAR(c.scores[static_cast<size_t>(i)], expected[i].item<double>(), 1e-6) << text;
+      if (expected[i].item<double>() > expected[best].item<double>()) best = i;
+    }
+    EXPECT_EQ(c.label, model->config().labels[static_cast<size_t>(best)]) << text;
+  }
+}
+
 TEST(TextClassifier, SaveLoadRoundTripGivesTheSameScores) {
   at::manual_seed(5);
   TextClassifier model(small_config());
