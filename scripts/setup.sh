@@ -21,10 +21,14 @@ PACKAGES=(
   libcpp-httplib-dev
   # benchmarks: the peer pipeline runs on Debian's Python
   python3 python3-pandas python3-numpy time
+  # deploy/: kubectl renders the Kubernetes manifests (tests/deploy/check_manifests.py)
+  kubernetes-client python3-yaml
 )
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
+  # Any kubectl will do; another package's (e.g. Google's `kubectl`) conflicts with this one.
+  if [[ $pkg == kubernetes-client ]] && command -v kubectl >/dev/null; then continue; fi
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$pkg")
   fi
