@@ -23,12 +23,17 @@ PACKAGES=(
   python3 python3-pandas python3-numpy time
   # deploy/: kubectl renders the Kubernetes manifests (tests/deploy/check_manifests.py)
   kubernetes-client python3-yaml
+  # gateway/web: the page's browser test drives headless Chromium from Node
+  # (tests/gateway/web_page_test.mjs; `npm ci` there fetches puppeteer-core)
+  chromium npm
 )
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   # Any kubectl will do; another package's (e.g. Google's `kubectl`) conflicts with this one.
   if [[ $pkg == kubernetes-client ]] && command -v kubectl >/dev/null; then continue; fi
+  # Any npm will do; a nodejs package from elsewhere (e.g. NodeSource's) bundles one and conflicts with Debian's.
+  if [[ $pkg == npm ]] && command -v npm >/dev/null; then continue; fi
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$pkg")
   fi

@@ -8,5 +8,8 @@ BUILD_DIR=${BUILD_DIR:-build}
 bash scripts/setup.sh
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build "$BUILD_DIR" --parallel "$(nproc)"
+# The web page's browser test drives Debian's Chromium with puppeteer-core
+# (npm registry, pinned by tests/gateway/package-lock.json).
+npm ci --prefix tests/gateway --no-audit --no-fund --loglevel=error
 export OMP_WAIT_POLICY=PASSIVE
 ctest --test-dir "$BUILD_DIR" --output-on-failure --parallel "$(nproc)" --timeout 600

@@ -23,6 +23,7 @@
 #include "router/router_config.h"
 #include "tests/support/ports.h"
 #include "tests/support/run_vitrine.h"
+#include "tests/support/serving.h"
 #include "tests/support/temp_dir.h"
 #include "vitrine/v1/chat.grpc.pb.h"
 
@@ -31,85 +32,11 @@ namespace {
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
+using testing::copy_adapter;
+using testing::Daemon;
+using testing::health;
 using testing::run_vitrine;
 using namespace std::chrono_literals;
-
-// grpc.health.v1.Health/Check of `service` by hand (the request is field 1,
-// the answer's status field 1): 1 SERVING, 2 NOT_SERVING, -1 no answer.
-int health(const std::shared_ptr<grpc::Channel>& channel, const std::string& service = "") {
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + 2s);
-  std::string request;
-  if (!service.empty()) {
-    request.push_back(0x0a);
-    request.push_back(static_cast<char>(service.size()));
-    request += service;
-  }
-  grpc::Slice slice(request);
-  grpc::ByteBuffer in(&slice, 1), out;
-  std::promise<grpc::Status> done;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &in, &out,
-                 [&](grpc::Status s) { done.set_value(s); });
-  if (!done.get_future().get().ok()) return -1;
-  std::vector<grpc::Slice> slices;
-  out.Dump(&slices);
-  std::string bytes;
-  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  return bytes.size() == 2 && bytes[0] == 0x08 ? bytes[1] : 0;
-}
-
-// A vitrined child process.
-class Daemon {
- public:
-  Daemon(const fs::path& config, std::shared_ptr<grpc::ChannelCredentials> credentials,
-         const std::string& address)
-      : address_(address) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      const std::string binary = std::string(VITRINE_BINARY_DIR) + "/router/vitrined";
-      const std::string config_arg = config.string();
-      execl(binary.c_str(), binary.c_str(), "--config", config_arg.c_str(),
-            static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    channel_ = grpc::CreateChannel(address_, std::move(credentials));
-    stub_ = v1::ChatService::NewStub(channel_);
-  }
-  ~Daemon() { stop(SIGKILL); }
-
-  // Waits until health says SERVING; false after `limit` or if the process ended.
-  bool wait_serving(std::chrono::seconds limit = 60s) {
-    const auto give_up = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < give_up) {
-      if (health(channel_) == 1) return true;
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return false;
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    return false;
-  }
-  // Sends the signal and returns the exit status (-1 if killed).
-  int stop(int signal) {
-    if (pid_ <= 0) return -2;
-    kill(pid_, signal);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  v1::ChatService::Stub& stub() { return *stub_; }
-  const std::shared_ptr<grpc::Channel>& channel() { return channel_; }
-
- private:
-  std::string address_;
-  pid_t pid_ = -1;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::ChatService::Stub> stub_;
-};
 
 struct Labelled {
   std::string text;
@@ -125,13 +52,6 @@ std::vector<Json> read_jsonl(const fs::path& path, size_t limit) {
   return out;
 }
 
-void copy_adapter(const fs::path& from, const fs::path& to) {
-  const fs::path staging = to.parent_path() / fmt::format(".{}.tmp", to.filename().string());
-  fs::create_directories(to.parent_path());
-  fs::copy(from, staging, fs::copy_options::recursive);
-  fs::rename(staging, to);  // as the trainer service publishes: never half a version
-}
-
 class Vitrined : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -140,24 +60,7 @@ class Vitrined : public ::testing::Test {
     if (!fs::exists(sample) || !fs::exists(model)) return;
     dir_ = new testing::TempDir();
     const fs::path d = dir_->path();
-    testing::CliRun r = run_vitrine(
-        fmt::format("prepare -q --input {} --out {}", sample.string(), (d / "ds").string()));
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    Json adapter = {{"max_steps", 8},       {"warmup_steps", 0},        {"learning_rate", 0.01},
-                    {"train_examples", 64}, {"validation_examples", 8}, {"max_seq_len", 96},
-                    {"batch_size", 4},      {"eval_every", 0},          {"checkpoint_every", 0}};
-    Json adapter_qa = adapter;
-    adapter_qa["task"] = "qa";
-    const Json train = {{"base_model", model.string()},
-                        {"dataset", (d / "ds").string()},
-                        {"output", (d / "run").string()},
-                        {"threads", 1},
-                        {"adapters", {{"describe", adapter}, {"qa", adapter_qa}}}};
-    testing::write_file(d / "train.yaml", train.dump());
-    r = run_vitrine(fmt::format("train -q --no-eval --config {}", (d / "train.yaml").string()));
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    copy_adapter(d / "run" / "adapters" / "describe", d / "published" / "describe" / "v1");
-    copy_adapter(d / "run" / "adapters" / "qa", d / "published" / "qa" / "v1");
+    ASSERT_TRUE(testing::prepare_and_train(sample, model, d));
     model_ = model;
   }
   static void TearDownTestSuite() {
