@@ -58,19 +58,23 @@ def main():
     ap.add_argument("--model", default=os.path.join(ROOT, "..", "shared", "models", "stories260K-hf"))
     ap.add_argument("--levels", default="1,4,16")
     ap.add_argument("--requests", type=int, default=1000)
-    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--max-new-tokens", type=int, default=96, help="per answer (the daemon's default)")
     ap.add_argument("--max-batch", type=int, default=8, help="the daemon's engine.max_batch")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="the daemon's torch threads (the load generator shares the machine)")
+    ap.add_argument("--gateway-requests", type=int, default=300,
+                    help="requests at concurrency 1 through vitrine-gateway and directly")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
     vitrine = os.path.join(args.build, "cli", "vitrine")
     vitrined = os.path.join(args.build, "router", "vitrined")
-    for path in (vitrine, vitrined, os.path.join(args.run, "classifier"),
+    gateway_bin = os.path.join(args.build, "gateway", "vitrine-gateway")
+    for path in (vitrine, vitrined, gateway_bin, os.path.join(args.run, "classifier"),
                  os.path.join(args.dataset, "catalog.sqlite")):
         if not os.path.exists(path):
             sys.exit(f"serving_bench: {path} not found (build, then scripts/run.sh)")
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port, http_port = free_port(), free_port(), free_port()
     address, metrics = f"127.0.0.1:{port}", f"127.0.0.1:{metrics_port}"
     work = tempfile.mkdtemp(prefix="vitrine-serving-bench-")
     config = {
@@ -90,17 +94,32 @@ def main():
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     log = open(os.path.join(work, "vitrined.log"), "w")
     daemon = subprocess.Popen([vitrined, "--config", config_path], stderr=log, env=env)
+    gateway = None
     try:
         wait_serving(vitrine, address, daemon)
         out = os.path.join(work, "bench.json")
-        command = [vitrine, "bench", "--address", address, "--dataset", args.dataset,
-                   "--concurrency", args.levels, "--requests", str(args.requests),
-                   "--max-new-tokens", str(args.max_new_tokens), "--metrics", metrics,
-                   "--json", out]
-        bench = subprocess.run(command, env=env)
+        base = [vitrine, "bench", "--address", address, "--dataset", args.dataset,
+                "--max-new-tokens", str(args.max_new_tokens)]
+        bench = subprocess.run(base + ["--concurrency", args.levels, "--requests", str(args.requests),
+                                       "--metrics", metrics, "--json", out], env=env)
         with open(out) as f:
             figures = json.load(f)
+        # The gateway's cost: the same requests at concurrency 1, directly and through HTTP.
+        gateway = subprocess.Popen([gateway_bin, "--listen", f"127.0.0.1:{http_port}",
+                                    "--daemon", address], stderr=log, env=env)
+        time.sleep(1)
+        pair = {}
+        for name, extra in (("grpc", []), ("gateway", ["--gateway", f"http://127.0.0.1:{http_port}"])):
+            path = os.path.join(work, f"pair-{name}.json")
+            run = subprocess.run(base + ["--concurrency", "1", "--requests", str(args.gateway_requests),
+                                         "--json", path] + extra, env=env)
+            with open(path) as f:
+                pair[name] = json.load(f)["levels"][0]
+            pair[name]["exit"] = run.returncode
     finally:
+        if gateway is not None:
+            gateway.send_signal(signal.SIGTERM)
+            gateway.wait(timeout=30)
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=60)
     if daemon.returncode != 0:
@@ -141,13 +160,31 @@ def main():
         f"* Errors: {errors} in {args.requests * len(levels)} requests.",
         f"* Daemon resident memory: {figures['rss_mib_before']:.1f} MiB before the load,"
         f" {figures['rss_mib_after']:.1f} MiB after.",
+        "",
+        f"Through vitrine-gateway (OpenAI streaming chat completions over HTTP) against gRPC"
+        f" directly, {args.gateway_requests} requests each at concurrency 1, one after the other:",
+        "",
+        "| path | errors | p50 ms | p99 ms | TTFT p50 ms | TTFT p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name in ("grpc", "gateway"):
+        l = pair[name]
+        lines.append(f"| {name} | {l['errors']} | {l['latency_ms_p50']:.1f} | {l['latency_ms_p99']:.1f} |"
+                     f" {l['first_token_ms_p50']:.1f} | {l['first_token_ms_p99']:.1f} |")
+    added = pair["gateway"]["latency_ms_p50"] - pair["grpc"]["latency_ms_p50"]
+    added_ttft = pair["gateway"]["first_token_ms_p50"] - pair["grpc"]["first_token_ms_p50"]
+    lines += [
+        "",
+        f"* The gateway adds {added:.2f} ms to the p50 latency and {added_ttft:.2f} ms to the p50"
+        " time to first token (target: under 2 ms) — " + ("met." if added < 2 else "NOT met."),
         END,
     ]
     section = "\n".join(lines)
     print(section)
     if not args.no_write:
         write_section(os.path.join(ROOT, "docs", "benchmarks.md"), BEGIN, END, section)
-    return 0 if bench.returncode == 0 else 1
+    ok = bench.returncode == 0 and all(pair[n]["exit"] == 0 for n in pair)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -239,6 +239,7 @@ struct BenchArgs {
   int requests = 200;
   int max_new_tokens = 32;
   std::string metrics;  // host:port of the daemon's /metrics
+  std::string gateway;  // http://host:port: through vitrine-gateway instead of gRPC
   std::string json_out;
 };
 
@@ -290,6 +291,85 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
 }
 
+// One request's outcome as the client saw it.
+struct Sent {
+  bool ok = false;
+  std::string error;   // a status or HTTP code when not ok
+  double first = -1;   // ms to the first piece of text
+  int64_t tokens = 0;  // generated, as the answer reports
+};
+
+// Through vitrine-gateway: a streaming chat completion (SSE) with usage.
+Sent send_http(httplib::Client& http, const std::string& token, const std::string& text,
+               int max_tokens, const std::string& user) {
+  const nlohmann::json body = {
+      {"model", "vitrine"},       {"messages", {{{"role", "user"}, {"content", text}}}},
+      {"max_tokens", max_tokens}, {"user", user},
+      {"stream", true},           {"stream_options", {{"include_usage", true}}}};
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/v1/chat/completions";
+  req.body = body.dump();
+  req.set_header("Content-Type", "application/json");
+  if (!token.empty()) req.set_header("Authorization", "Bearer " + token);
+  const Clock::time_point sent = Clock::now();
+  Sent out;
+  std::string pending;
+  req.content_receiver = [&](const char* data, size_t length, uint64_t, uint64_t) {
+    pending.append(data, length);
+    for (size_t end; (end = pending.find("\n\n")) != std::string::npos; pending.erase(0, end + 2)) {
+      const std::string event = pending.substr(0, end);
+      if (event.rfind("data: {", 0) != 0) continue;
+      const nlohmann::json chunk = nlohmann::json::parse(event.substr(6));
+      if (chunk.contains("usage") && chunk["usage"].is_object()) {
+        out.tokens = chunk["usage"]["completion_tokens"];
+      }
+      if (chunk.contains("error")) out.error = chunk["error"].value("code", "error");
+      if (out.first < 0 && chunk.contains("choices") && !chunk["choices"].empty() &&
+          !chunk["choices"][0]["delta"].value("content", "").empty()) {
+        out.first = std::chrono::duration<double, std::milli>(Clock::now() - sent).count();
+      }
+    }
+    return true;
+  };
+  httplib::Response res;
+  httplib::Error error = httplib::Error::Success;
+  if (!http.send(req, res, error)) {
+    out.error = httplib::to_string(error);
+  } else if (res.status != 200) {
+    out.error = fmt::format("HTTP {}", res.status);
+  } else {
+    out.ok = out.error.empty();
+  }
+  return out;
+}
+
+// Through gRPC: AskStream.
+Sent send_grpc(v1::ChatService::Stub& stub, const Connection& c, const std::string& text,
+               int max_tokens, const std::string& user) {
+  grpc::ClientContext context;
+  prepare_context(context, c);
+  v1::AskRequest request;
+  request.set_text(text);
+  request.mutable_generation()->set_max_new_tokens(max_tokens);
+  request.set_user_id(user);
+  const Clock::time_point sent = Clock::now();
+  Sent out;
+  auto reader = stub.AskStream(&context, request);
+  v1::AskStreamEvent event;
+  while (reader->Read(&event)) {
+    if (event.has_answer()) {
+      out.tokens = event.answer().usage().completion_tokens();
+    } else if (out.first < 0) {
+      out.first = std::chrono::duration<double, std::milli>(Clock::now() - sent).count();
+    }
+  }
+  const grpc::Status status = reader->Finish();
+  out.ok = status.ok();
+  if (!out.ok) out.error = fmt::format("code {}", static_cast<int>(status.error_code()));
+  return out;
+}
+
 struct BenchLevel {
   int concurrency = 0;
   int requests = 0;
@@ -310,35 +390,31 @@ BenchLevel bench_level(const BenchArgs& a, const std::vector<std::string>& texts
   for (int w = 0; w < concurrency; ++w) {
     workers.emplace_back([&] {
       auto stub = connect(a.connection);
+      std::unique_ptr<httplib::Client> http;
+      if (!a.gateway.empty()) {
+        http = std::make_unique<httplib::Client>(a.gateway);
+        http->set_read_timeout(static_cast<time_t>(a.connection.timeout_s));
+        http->set_tcp_nodelay(true);
+      }
+      std::string token = a.connection.token;
+      if (token.empty()) {
+        if (const char* env = std::getenv("VITRINE_TOKEN")) token = env;
+      }
       for (int i = next++; i < a.requests; i = next++) {
-        grpc::ClientContext context;
-        prepare_context(context, a.connection);
-        v1::AskRequest request;
-        request.set_text(texts[static_cast<size_t>(i) % texts.size()]);
-        request.mutable_generation()->set_max_new_tokens(a.max_new_tokens);
-        request.set_user_id(fmt::format("bench-{}", i));
+        const std::string& text = texts[static_cast<size_t>(i) % texts.size()];
+        const std::string user = fmt::format("bench-{}", i);
         const Clock::time_point sent = Clock::now();
-        double first = -1;
-        int64_t tokens = 0;
-        auto reader = stub->AskStream(&context, request);
-        v1::AskStreamEvent event;
-        while (reader->Read(&event)) {
-          if (event.has_answer()) {
-            tokens = event.answer().usage().completion_tokens();
-          } else if (first < 0) {
-            first = std::chrono::duration<double, std::milli>(Clock::now() - sent).count();
-          }
-        }
-        const grpc::Status status = reader->Finish();
+        const Sent r = http ? send_http(*http, token, text, a.max_new_tokens, user)
+                            : send_grpc(*stub, a.connection, text, a.max_new_tokens, user);
         const double ms = std::chrono::duration<double, std::milli>(Clock::now() - sent).count();
         std::lock_guard lock(mutex);
-        if (!status.ok()) {
-          ++level.errors[fmt::format("code {}", static_cast<int>(status.error_code()))];
+        if (!r.ok) {
+          ++level.errors[r.error];
           continue;
         }
-        level.tokens += tokens;
+        level.tokens += r.tokens;
         level.latency_ms.push_back(ms);
-        if (first >= 0) level.first_token_ms.push_back(first);
+        if (r.first >= 0) level.first_token_ms.push_back(r.first);
       }
     });
   }
@@ -440,6 +516,8 @@ Command add_bench_command(CLI::App& app) {
   cmd->add_option("--max-new-tokens", args->max_new_tokens, "tokens per answer at most")
       ->capture_default_str();
   cmd->add_option("--metrics", args->metrics, "the daemon's metrics address, for its RSS");
+  cmd->add_option("--gateway", args->gateway,
+                  "send through vitrine-gateway at this URL (http://host:port) instead of gRPC");
   cmd->add_option("--json", args->json_out, "also write the figures to this file");
   return {cmd, [args] { return guarded("bench", [&] { return bench(*args); }); }};
 }

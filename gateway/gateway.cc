@@ -512,6 +512,9 @@ Gateway::Gateway(GatewayConfig config) : state_(std::make_unique<State>()) {
   http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   http.set_payload_max_length(static_cast<size_t>(s.config.max_body_bytes));
   http.set_read_timeout(30);
+  // Streamed answers are many small writes: without this, Nagle's algorithm
+  // holds each back until the previous one is acknowledged.
+  http.set_tcp_nodelay(true);
   http.set_write_timeout(static_cast<time_t>(s.config.timeout_seconds) + 5);
   // Authentication and CORS for the API; the page and the probes are public.
   http.set_pre_routing_handler([&s](const httplib::Request& req, httplib::Response& res) {
