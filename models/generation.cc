@@ -18,12 +18,26 @@ namespace {
 // once per distinct seen id, then the first highest logit, as argmax takes it.
 int64_t greedy_pick(const float* logits, int64_t vocab, double repetition_penalty,
                     const std::vector<int64_t>& seen) {
+  // The first index of the highest value, as argmax picks it: the highest
+  // value found eight lanes at a time, then its first position.
   auto first_max = [vocab](const float* v) {
-    int64_t best = 0;
-    for (int64_t i = 1; i < vocab; ++i) {
-      if (v[i] > v[best]) best = i;
+    float top = v[0];
+    int64_t i = 0;
+    if (vocab >= 8) {
+      float lanes[8];
+      std::copy(v, v + 8, lanes);
+      for (i = 8; i + 8 <= vocab; i += 8) {
+        for (int lane = 0; lane < 8; ++lane) {
+          lanes[lane] = v[i + lane] > lanes[lane] ? v[i + lane] : lanes[lane];
+        }
+      }
+      for (const float lane : lanes) top = std::max(top, lane);
     }
-    return best;
+    for (; i < vocab; ++i) top = std::max(top, v[i]);
+    for (int64_t j = 0; j < vocab; ++j) {
+      if (v[j] == top) return j;
+    }
+    return int64_t{0};  // only NaNs
   };
   if (repetition_penalty == 1.0 || seen.empty()) return first_max(logits);
   std::vector<float> penalized(logits, logits + vocab);
