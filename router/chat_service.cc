@@ -501,6 +501,7 @@ grpc::Status ChatService::Compare(grpc::ServerContext* context, const v1::AskReq
   grpc::Status status = admit(context, Need::kUser, parts);
   if (!status.ok()) return status;
   Job tuned, base;
+  tuned.method = base.method = "Compare";  // for the metrics, should preparing fail
   status = rpc::guarded([&]() -> grpc::Status {
     if (request->route() == v1::ROUTE_BASE) {
       throw std::invalid_argument(

@@ -250,6 +250,15 @@ TEST_F(Vitrined, StreamingEqualsUnaryAndCompareAnswersWithBoth) {
   EXPECT_GT(compared.base().timings().total_ms(), 0);
   EXPECT_GT(compared.tuned().timings().total_ms(), 0);
 
+  // Compare needs a tuned side.
+  grpc::ClientContext base_context;
+  EXPECT_EQ(daemon->stub()
+                .Compare(&base_context, ask_request("Dune", 4, v1::ROUTE_BASE), &compared)
+                .error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(metrics().find("method=\"Compare\",route=\"\",arm=\"\",code=\"INVALID_ARGUMENT\"} 1"),
+            std::string::npos);
+
   // Responses are logged; feedback needs a logged id.
   grpc::ClientContext feedback_context;
   v1::FeedbackRequest feedback;
