@@ -29,6 +29,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "common/text_file.h"
 #include "vitrine/v1/chat.grpc.pb.h"
 
 namespace vitrine::cli {
@@ -52,24 +53,16 @@ void add_connection_options(CLI::App* cmd, Connection& c) {
   cmd->add_option("--timeout", c.timeout_s, "seconds per request")->capture_default_str();
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(fmt::format("cannot read '{}'", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::unique_ptr<v1::ChatService::Stub> connect(const Connection& c) {
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (c.tls_ca.empty()) {
     creds = grpc::InsecureChannelCredentials();
   } else {
     grpc::SslCredentialsOptions o;
-    o.pem_root_certs = read_text(c.tls_ca);
+    o.pem_root_certs = read_whole_file(c.tls_ca, "--tls-ca");
     if (!c.tls_cert.empty()) {
-      o.pem_cert_chain = read_text(c.tls_cert);
-      o.pem_private_key = read_text(c.tls_key);
+      o.pem_cert_chain = read_whole_file(c.tls_cert, "--tls-cert");
+      o.pem_private_key = read_whole_file(c.tls_key, "--tls-key");
     }
     creds = grpc::SslCredentials(o);
   }

@@ -8,15 +8,14 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <fstream>
 #include <future>
 #include <optional>
 #include <random>
 #include <set>
-#include <sstream>
 #include <stdexcept>
 
 #include "common/config_binder.h"
+#include "common/text_file.h"
 #include "common/utf8.h"
 #include "vitrine/v1/chat.grpc.pb.h"
 
@@ -40,29 +39,6 @@ void bind(ConfigBinder& b, GatewayConfig& c) {
       .field("max_body_bytes", c.max_body_bytes)
       .field("timeout_seconds", c.timeout_seconds)
       .field("threads", c.threads);
-}
-
-std::string read_file(const std::string& path, const char* key) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(fmt::format("gateway.{}: cannot read '{}'", key, path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// One token per line; blank lines and '#' comments ignored.
-std::set<std::string> read_tokens(const std::string& path, const char* key) {
-  std::set<std::string> tokens;
-  std::istringstream lines(read_file(path, key));
-  for (std::string line; std::getline(lines, line);) {
-    const size_t a = line.find_first_not_of(" \t\r");
-    if (a == std::string::npos || line[a] == '#') continue;
-    tokens.insert(line.substr(a, line.find_last_not_of(" \t\r") - a + 1));
-  }
-  if (tokens.empty()) {
-    throw std::runtime_error(fmt::format("gateway.{}: '{}' holds no token", key, path));
-  }
-  return tokens;
 }
 
 // An OpenAI error object.
@@ -494,14 +470,19 @@ void answer(httplib::Response& res, Body&& body) {
 Gateway::Gateway(GatewayConfig config) : state_(std::make_unique<State>()) {
   State& s = *state_;
   s.config = std::move(config);
-  if (!s.config.tokens_file.empty()) s.tokens = read_tokens(s.config.tokens_file, "tokens_file");
-  if (!s.config.daemon_token_file.empty()) {
-    s.daemon_token = *read_tokens(s.config.daemon_token_file, "daemon_token_file").begin();
+  if (!s.config.tokens_file.empty()) {
+    const std::vector<std::string> listed =
+        read_token_file(s.config.tokens_file, "gateway.tokens_file");
+    s.tokens = std::set<std::string>(listed.begin(), listed.end());
+  }
+  if (!s.config.daemon_token_file.empty()) {  // its first token, as configs/gateway.yaml says
+    s.daemon_token =
+        read_token_file(s.config.daemon_token_file, "gateway.daemon_token_file").front();
   }
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   if (!s.config.daemon_tls_ca.empty()) {
     grpc::SslCredentialsOptions tls;
-    tls.pem_root_certs = read_file(s.config.daemon_tls_ca, "daemon_tls_ca");
+    tls.pem_root_certs = read_whole_file(s.config.daemon_tls_ca, "gateway.daemon_tls_ca");
     credentials = grpc::SslCredentials(tls);
   }
   s.channel = grpc::CreateChannel(s.config.daemon, credentials);

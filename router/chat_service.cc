@@ -5,7 +5,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <fstream>
 #include <random>
 #include <stdexcept>
 
@@ -217,22 +216,6 @@ std::string code_word(grpc::StatusCode code) {
 }
 
 }  // namespace
-
-std::set<std::string> read_tokens(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error(fmt::format("cannot read the token file '{}'", path));
-  std::set<std::string> tokens;
-  std::string line;
-  while (std::getline(in, line)) {
-    const size_t a = line.find_first_not_of(" \t\r");
-    if (a == std::string::npos || line[a] == '#') continue;
-    const size_t b = line.find_last_not_of(" \t\r");
-    tokens.insert(line.substr(a, b - a + 1));
-  }
-  if (tokens.empty())
-    throw std::runtime_error(fmt::format("the token file '{}' holds no token", path));
-  return tokens;
-}
 
 ChatService::ChatService(RouterConfig config, Tokens tokens, MetricsRegistry& metrics)
     : config_(std::move(config)),

@@ -109,9 +109,4 @@ class ChatService final : public v1::ChatService::Service {
   mutable std::atomic<int64_t> in_flight_{0};
 };
 
-// Reads a token file: one token per line, blank lines and lines starting
-// with '#' ignored. Throws std::runtime_error naming the file when it cannot
-// be read or holds no token.
-std::set<std::string> read_tokens(const std::string& path);
-
 }  // namespace vitrine::router

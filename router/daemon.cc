@@ -10,10 +10,10 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "catalog/catalog.h"
+#include "common/text_file.h"
 #include "models/runtime.h"
 #include "models/text_classifier.h"
 #include "router/chat_service.h"
@@ -33,14 +33,12 @@ double resident_bytes() {
 }
 
 std::string read_pem(const std::string& path, const char* key) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(fmt::format("tls.{}: cannot read '{}'", key, path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (ss.str().find("-----BEGIN") == std::string::npos) {
-    throw std::runtime_error(fmt::format("tls.{}: '{}' is not a PEM file", key, path));
+  const std::string what = fmt::format("tls.{}", key);
+  std::string pem = read_whole_file(path, what);
+  if (pem.find("-----BEGIN") == std::string::npos) {
+    throw std::runtime_error(fmt::format("{}: '{}' is not a PEM file", what, path));
   }
-  return ss.str();
+  return pem;
 }
 
 std::shared_ptr<grpc::ServerCredentials> credentials(const TlsConfig& tls) {
@@ -55,8 +53,16 @@ std::shared_ptr<grpc::ServerCredentials> credentials(const TlsConfig& tls) {
 
 Tokens read_all_tokens(const AuthConfig& auth) {
   Tokens tokens;
-  if (!auth.user_tokens_file.empty()) tokens.user = read_tokens(auth.user_tokens_file);
-  if (!auth.admin_tokens_file.empty()) tokens.admin = read_tokens(auth.admin_tokens_file);
+  auto read = [](const std::string& path, const char* what) {
+    const std::vector<std::string> listed = read_token_file(path, what);
+    return std::set<std::string>(listed.begin(), listed.end());
+  };
+  if (!auth.user_tokens_file.empty()) {
+    tokens.user = read(auth.user_tokens_file, "auth.user_tokens_file");
+  }
+  if (!auth.admin_tokens_file.empty()) {
+    tokens.admin = read(auth.admin_tokens_file, "auth.admin_tokens_file");
+  }
   return tokens;
 }
 
