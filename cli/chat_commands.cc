@@ -69,11 +69,15 @@ std::unique_ptr<v1::ChatService::Stub> connect(const Connection& c) {
   return v1::ChatService::NewStub(grpc::CreateChannel(c.address, creds));
 }
 
+// --token, else $VITRINE_TOKEN, else none.
+std::string bearer_token(const Connection& c) {
+  if (!c.token.empty()) return c.token;
+  const char* env = std::getenv("VITRINE_TOKEN");
+  return env != nullptr ? env : "";
+}
+
 void prepare_context(grpc::ClientContext& context, const Connection& c) {
-  std::string token = c.token;
-  if (token.empty()) {
-    if (const char* env = std::getenv("VITRINE_TOKEN")) token = env;
-  }
+  const std::string token = bearer_token(c);
   if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
   context.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::milliseconds(static_cast<int64_t>(c.timeout_s * 1000)));
@@ -389,10 +393,7 @@ BenchLevel bench_level(const BenchArgs& a, const std::vector<std::string>& texts
         http->set_read_timeout(static_cast<time_t>(a.connection.timeout_s));
         http->set_tcp_nodelay(true);
       }
-      std::string token = a.connection.token;
-      if (token.empty()) {
-        if (const char* env = std::getenv("VITRINE_TOKEN")) token = env;
-      }
+      const std::string token = bearer_token(a.connection);
       for (int i = next++; i < a.requests; i = next++) {
         const std::string& text = texts[static_cast<size_t>(i) % texts.size()];
         const std::string user = fmt::format("bench-{}", i);
