@@ -65,7 +65,7 @@ void attach_random_adapters(LlamaForCausalLM& model, const std::vector<std::stri
       return name.size() >= t.size() && name.compare(name.size() - t.size(), t.size(), t) == 0;
     });
     if (!wanted) continue;
-    const int64_t out = layer->weight.size(0), in = layer->weight.size(1);
+    const int64_t out = layer->out_features(), in = layer->in_features();
     for (int slot = 0; slot < 2; ++slot) {
       layer->set_adapter(slot, {.a = at::randn({rank, in}) * 0.02,
                                 .b = at::randn({out, rank}) * 0.02,
@@ -136,7 +136,8 @@ int main(int argc, char** argv) {
     vitrine::models::init_runtime({.threads = threads});
     at::manual_seed(seed);
     const auto load_start = Clock::now();
-    LlamaForCausalLM model = vitrine::models::load_llama(model_dir);
+    LlamaForCausalLM model =
+        vitrine::models::load_llama(model_dir, "cpu", vitrine::models::WeightLayout::kPacked);
     const double load_s = seconds_since(load_start);
     const std::vector<std::string> target_list = split(targets);
     attach_random_adapters(model, target_list, lora_r, lora_alpha);

@@ -52,7 +52,8 @@ int run_logits(const LogitsArgs& args) {
   try {
     models::init_runtime(models::RuntimeOptions{.threads = args.threads, .device = args.device});
     const std::vector<int64_t> ids = parse_ids(args.ids);
-    models::LlamaForCausalLM model = models::load_llama(args.model, args.device);
+    models::LlamaForCausalLM model =
+        models::load_llama(args.model, args.device, models::WeightLayout::kPacked);
     for (const int64_t id : ids) {
       if (id < 0 || id >= model->config().vocab_size) {
         throw std::invalid_argument(fmt::format("--ids: {} is outside the vocabulary [0, {})", id,
@@ -93,7 +94,8 @@ struct GenerateArgs {
 int run_generate(GenerateArgs args) {
   try {
     models::init_runtime(models::RuntimeOptions{.threads = args.threads, .device = args.device});
-    models::LlamaForCausalLM model = models::load_llama(args.model, args.device);
+    models::LlamaForCausalLM model =
+        models::load_llama(args.model, args.device, models::WeightLayout::kPacked);
     const auto tokenizer = models::load_tokenizer(args.model);
     int slot = -1;
     if (!args.adapter.empty()) {

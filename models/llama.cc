@@ -11,11 +11,14 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <map>
+#include <optional>
 #include <set>
 #include <stdexcept>
 
 #include "common/atomic_output.h"
 #include "models/decode_attention.h"
+#include "models/packed_linear.h"
 #include "models/runtime.h"
 #include "models/safetensors.h"
 #include "models/small_linear.h"
@@ -47,32 +50,40 @@ at::Tensor append_to_cache(at::Tensor& buffer, const at::Tensor& fresh, int64_t 
   return buffer.narrow(2, 0, needed);
 }
 
-// Moves every parameter into one buffer backed by transparent huge pages
-// where the kernel offers them (madvise mode): a decode step streams all
-// weights, and with 4 kB pages the page-table walks of that stream cost
-// a visible share of the step. Where huge pages are unavailable the
-// buffer is ordinary memory.
-void pack_into_huge_pages(LlamaForCausalLMImpl& model) {
-  constexpr int64_t kHuge = int64_t{2} << 20;
-  constexpr int64_t kAlign = 16;  // floats: 64-byte alignment of each tensor
-  int64_t total = 0;
-  for (const auto& p : model.parameters()) total += (p.numel() + kAlign - 1) / kAlign * kAlign;
-  if (total == 0) return;
-  const int64_t bytes = (total * static_cast<int64_t>(sizeof(float)) + kHuge - 1) / kHuge * kHuge;
-  void* raw = std::aligned_alloc(static_cast<size_t>(kHuge), static_cast<size_t>(bytes));
-  if (raw == nullptr) return;  // keep the parameters where they are
-  ::madvise(raw, static_cast<size_t>(bytes), MADV_HUGEPAGE);
-  const at::Tensor arena = at::from_blob(
-      raw, {bytes / static_cast<int64_t>(sizeof(float))}, [](void* p) { std::free(p); },
-      at::TensorOptions().dtype(at::kFloat));
-  at::NoGradGuard no_grad;
-  int64_t offset = 0;
-  for (auto& p : model.parameters()) {
-    at::Tensor slot = arena.narrow(0, offset, p.numel()).view(p.sizes());
-    p.set_data(slot);  // the values are read from the checkpoint next
-    offset += (p.numel() + kAlign - 1) / kAlign * kAlign;
+// One buffer for every weight of a model, on transparent huge pages where
+// the kernel offers them (madvise mode): a decode step streams all weights,
+// and with 4 kB pages the page-table walks of that stream cost a visible
+// share of the step. Where huge pages are unavailable the buffer is
+// ordinary memory. Slices are handed out in order, each 64-byte aligned.
+class WeightArena {
+ public:
+  static constexpr int64_t kAlign = 16;  // floats
+
+  static int64_t aligned(int64_t floats) { return (floats + kAlign - 1) / kAlign * kAlign; }
+
+  explicit WeightArena(int64_t floats) {
+    constexpr int64_t kHuge = int64_t{2} << 20;
+    const int64_t bytes =
+        (std::max<int64_t>(floats, 1) * static_cast<int64_t>(sizeof(float)) + kHuge - 1) / kHuge *
+        kHuge;
+    void* raw = std::aligned_alloc(static_cast<size_t>(kHuge), static_cast<size_t>(bytes));
+    if (raw == nullptr) throw std::bad_alloc();
+    ::madvise(raw, static_cast<size_t>(bytes), MADV_HUGEPAGE);
+    buffer_ = at::from_blob(
+        raw, {bytes / static_cast<int64_t>(sizeof(float))}, [](void* p) { std::free(p); },
+        at::TensorOptions().dtype(at::kFloat));
   }
-}
+
+  at::Tensor take(int64_t floats) {
+    at::Tensor slice = buffer_.narrow(0, offset_, floats);
+    offset_ += aligned(floats);
+    return slice;
+  }
+
+ private:
+  at::Tensor buffer_;
+  int64_t offset_ = 0;
+};
 
 }  // namespace
 
@@ -185,6 +196,10 @@ at::Tensor LlamaForCausalLMImpl::lm_head_weight() const {
   return lm_head ? lm_head->weight : model->embed_tokens->weight;
 }
 
+at::Tensor LlamaForCausalLMImpl::head(const at::Tensor& x) const {
+  return packed() ? packed_linear(x, packed_head_) : fast_linear(x, lm_head_weight());
+}
+
 std::vector<std::pair<std::string, LoraLinear>> LlamaForCausalLMImpl::projections() {
   std::vector<std::pair<std::string, LoraLinear>> out;
   for (size_t i = 0; i < model->layers->size(); ++i) {
@@ -204,15 +219,14 @@ std::vector<std::pair<std::string, LoraLinear>> LlamaForCausalLMImpl::projection
 at::Tensor LlamaForCausalLMImpl::forward(const at::Tensor& ids, KvCache* cache,
                                          const RowAdapters& rows, HiddenStates* hidden,
                                          const std::vector<int64_t>& left_pad) {
-  return fast_linear(decode(ids, cache, rows, hidden, left_pad),
-                     lm_head_weight());  // [b, s, vocab]
+  return head(decode(ids, cache, rows, hidden, left_pad));  // [b, s, vocab]
 }
 
 at::Tensor LlamaForCausalLMImpl::forward_last(const at::Tensor& ids, KvCache* cache,
                                               const RowAdapters& rows,
                                               const std::vector<int64_t>& left_pad) {
   const at::Tensor x = decode(ids, cache, rows, nullptr, left_pad);  // [b, s, hidden]
-  return fast_linear(x.select(1, x.size(1) - 1), lm_head_weight());  // [b, vocab]
+  return head(x.select(1, x.size(1) - 1));                           // [b, vocab]
 }
 
 at::Tensor LlamaForCausalLMImpl::forward_packed(const at::Tensor& ids, const at::Tensor& segments,
@@ -232,7 +246,7 @@ at::Tensor LlamaForCausalLMImpl::forward_packed(const at::Tensor& ids, const at:
   // Causal within a segment; nothing across segments.
   const at::Tensor mask = (k > q) | (seg.unsqueeze(-1) != seg.unsqueeze(1));  // [b, s, s]
   const at::Tensor x = run_stack(ids, nullptr, rows, nullptr, index - first, mask.unsqueeze(1));
-  return fast_linear(x, lm_head_weight());  // [b, s, vocab]
+  return head(x);  // [b, s, vocab]
 }
 
 at::Tensor LlamaForCausalLMImpl::decode(const at::Tensor& ids, KvCache* cache,
@@ -297,7 +311,7 @@ at::Tensor LlamaForCausalLMImpl::run_stack(const at::Tensor& ids, KvCache* cache
   return x;
 }
 
-LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device) {
+LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device, WeightLayout layout) {
   const c10::Device target = resolve_device(device);
   const LlamaConfig config = load_llama_config(dir / "config.json");
   const fs::path weights = dir / "model.safetensors";
@@ -312,8 +326,30 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device) {
   }
   const SafetensorsFile file = SafetensorsFile::open(weights);
   LlamaForCausalLM model(config);
-  if (target.is_cpu()) pack_into_huge_pages(*model);
   at::NoGradGuard no_grad;
+  // On the CPU every weight goes into one arena, the packed ones as panels
+  // (their [out, in] parameters stay empty); elsewhere into the parameters.
+  const bool pack = layout == WeightLayout::kPacked && target.is_cpu();
+  std::map<std::string, LoraLinear> packed_projections;  // by weight name
+  if (pack) {
+    for (auto& [path, module] : model->projections()) {
+      packed_projections.emplace(path + ".weight", module);
+    }
+  }
+  const int64_t vocab = config.vocab_size, hidden = config.hidden_size;
+  const bool packed_head_from_embedding = pack && config.tie_word_embeddings;
+  std::optional<WeightArena> arena;
+  if (target.is_cpu()) {
+    int64_t floats =
+        packed_head_from_embedding ? WeightArena::aligned(packed_numel(vocab, hidden)) : 0;
+    for (const auto& item : model->named_parameters(/*recurse=*/true)) {
+      const bool panels =
+          packed_projections.count(item.key()) != 0 || (pack && item.key() == "lm_head.weight");
+      const at::Tensor& p = item.value();
+      floats += WeightArena::aligned(panels ? packed_numel(p.size(0), p.size(1)) : p.numel());
+    }
+    arena.emplace(floats);
+  }
   std::set<std::string> used;
   for (auto& item : model->named_parameters(/*recurse=*/true)) {
     const std::string& name = item.key();
@@ -328,8 +364,25 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device) {
           fmt::format("tensor '{}' in '{}' has shape {}, config.json implies {}", name,
                       weights.string(), c10::str(t.sizes()), c10::str(item.value().sizes())));
     }
-    item.value().copy_(t);
     used.insert(name);
+    if (const auto it = packed_projections.find(name); it != packed_projections.end()) {
+      it->second->use_packed(
+          pack_weight(t.to(at::kFloat), arena->take(packed_numel(t.size(0), t.size(1)))));
+    } else if (pack && name == "lm_head.weight") {
+      model->use_packed_head(
+          pack_weight(t.to(at::kFloat), arena->take(packed_numel(vocab, hidden))));
+      item.value().set_data(at::empty({0}, item.value().options()));
+    } else if (arena) {
+      at::Tensor slot = arena->take(t.numel()).view(t.sizes());
+      slot.copy_(t);
+      item.value().set_data(slot);
+    } else {
+      item.value().copy_(t);
+    }
+  }
+  if (packed_head_from_embedding) {
+    model->use_packed_head(
+        pack_weight(model->model->embed_tokens->weight, arena->take(packed_numel(vocab, hidden))));
   }
   for (const auto& name : file.names()) {
     if (used.count(name) == 0 && !(config.tie_word_embeddings && name == "lm_head.weight") &&
@@ -346,6 +399,11 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device) {
 }
 
 void save_llama(LlamaForCausalLM& model, const fs::path& source_dir, const fs::path& out_dir) {
+  if (model->packed()) {
+    throw std::logic_error(
+        "save_llama: the model is packed for inference; save a model loaded with "
+        "WeightLayout::kCheckpoint");
+  }
   fs::create_directories(out_dir);
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& item : model->named_parameters(/*recurse=*/true)) {

@@ -131,7 +131,15 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // Every LoRA-capable projection, by checkpoint module path
   // ("model.layers.0.self_attn.q_proj").
   std::vector<std::pair<std::string, LoraLinear>> projections();
-  at::Tensor lm_head_weight() const;  // [vocab, hidden]: embed_tokens' when tied
+  // [vocab, hidden]: embed_tokens' when tied; empty when packed and untied.
+  at::Tensor lm_head_weight() const;
+
+  // Whether the projections and the head run on packed panels
+  // (WeightLayout::kPacked): inference only, no autograd, no merging or
+  // saving.
+  bool packed() const { return packed_head_.defined(); }
+  // Installs the head's panels; load_llama's, when it packs.
+  void use_packed_head(PackedWeight head) { packed_head_ = std::move(head); }
 
   LlamaModel model{nullptr};
   torch::nn::Linear lm_head{nullptr};  // "lm_head.weight" [vocab, hidden]; absent when tied
@@ -146,19 +154,32 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   at::Tensor run_stack(const at::Tensor& ids, KvCache* cache, const RowAdapters& rows,
                        HiddenStates* hidden, const at::Tensor& positions, const at::Tensor& mask);
 
+  // The head's product: x [..., hidden] -> logits [..., vocab].
+  at::Tensor head(const at::Tensor& x) const;
+
   LlamaConfig config_;
   at::Tensor inv_freq_;  // [head_dim / 2] float32
+  PackedWeight packed_head_;
 };
 TORCH_MODULE(LlamaForCausalLM);
+
+// How loaded weights are laid out. kCheckpoint keeps each as the checkpoint
+// has it ([out, in]), which training, merging and saving need. kPacked lays
+// the projections and the head out in panels for packed_linear, the fastest
+// layout for decoding and prefill on the CPU; the plain copies are never
+// made. On other devices kPacked loads as kCheckpoint.
+enum class WeightLayout { kCheckpoint, kPacked };
 
 // Loads config.json and model.safetensors from a Hugging Face directory.
 // Throws std::runtime_error naming the file and tensor for a missing or
 // unexpected tensor, a shape mismatch or a sharded checkpoint.
-LlamaForCausalLM load_llama(const std::filesystem::path& dir, const std::string& device = "cpu");
+LlamaForCausalLM load_llama(const std::filesystem::path& dir, const std::string& device = "cpu",
+                            WeightLayout layout = WeightLayout::kCheckpoint);
 
 // Writes `model` as a Hugging Face directory: model.safetensors (the base
 // weights as they are now, e.g. after merge_adapter) plus config.json and the
 // tokenizer files copied from `source_dir`, each file written atomically.
+// A packed model is refused (std::logic_error).
 void save_llama(LlamaForCausalLM& model, const std::filesystem::path& source_dir,
                 const std::filesystem::path& out_dir);
 

@@ -1,6 +1,7 @@
 #include "models/lora.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -10,15 +11,45 @@
 
 namespace vitrine::models {
 
-LoraLinearImpl::LoraLinearImpl(int64_t in_features, int64_t out_features, bool has_bias) {
+LoraLinearImpl::LoraLinearImpl(int64_t in_features, int64_t out_features, bool has_bias)
+    : in_features_(in_features), out_features_(out_features) {
   weight =
       register_parameter("weight", at::empty({out_features, in_features}), /*requires_grad=*/false);
   if (has_bias)
     bias = register_parameter("bias", at::zeros({out_features}), /*requires_grad=*/false);
 }
 
+at::Tensor LoraLinearImpl::base_forward(const at::Tensor& x) const {
+  if (!packed()) return fast_linear(x, weight, bias);
+  if (c10::GradMode::is_enabled() && x.requires_grad()) {
+    throw std::logic_error(
+        "LoRA: gradients through a base weight packed for inference; train on a model loaded "
+        "without pack_for_inference");
+  }
+  return packed_linear(x, packed_, bias);
+}
+
+bool LoraLinearImpl::pack(const at::Tensor& storage) {
+  if (packed()) return true;
+  if (!packing_applies(weight)) return false;
+  at::NoGradGuard no_grad;
+  use_packed(pack_weight(weight, storage));
+  return true;
+}
+
+void LoraLinearImpl::use_packed(PackedWeight panels) {
+  if (panels.out_features != out_features_ || panels.in_features != in_features_) {
+    throw std::invalid_argument(fmt::format("LoRA: panels of a [{}, {}] weight for a [{}, {}] one",
+                                            panels.out_features, panels.in_features, out_features_,
+                                            in_features_));
+  }
+  packed_ = std::move(panels);
+  at::NoGradGuard no_grad;
+  weight.set_data(at::empty({0}, weight.options()));
+}
+
 at::Tensor LoraLinearImpl::forward(const at::Tensor& x, const RowAdapters& rows) {
-  at::Tensor y = fast_linear(x, weight, bias);  // [batch, seq, out]
+  at::Tensor y = base_forward(x);  // [batch, seq, out]
   if (adapters_.empty() || rows.empty()) return y;
   if (static_cast<int64_t>(rows.size()) != x.size(0)) {
     throw std::invalid_argument(
@@ -79,7 +110,7 @@ void LoraLinearImpl::restack() {
 }
 
 void LoraLinearImpl::set_adapter(int slot, LoraWeights w) {
-  const int64_t out = weight.size(0), in = weight.size(1);
+  const int64_t out = out_features_, in = in_features_;
   if (w.a.dim() != 2 || w.b.dim() != 2 || w.a.size(1) != in || w.b.size(0) != out ||
       w.a.size(0) != w.b.size(1)) {
     throw std::invalid_argument(
@@ -100,7 +131,8 @@ void LoraLinearImpl::remove_adapter(int slot) {
 
 at::Tensor LoraLinearImpl::merged_weight(int slot) const {
   const LoraWeights& w = adapters_.at(slot);
-  return weight + at::matmul(w.b, w.a) * w.scaling;  // [out, in]
+  const at::Tensor base = packed() ? unpack_weight(packed_) : weight;
+  return base + at::matmul(w.b, w.a) * w.scaling;  // [out, in]
 }
 
 }  // namespace vitrine::models

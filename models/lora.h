@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "models/packed_linear.h"
+
 namespace vitrine::models {
 
 // Which adapter each row of a batch uses: slot indices from
@@ -46,13 +48,32 @@ class LoraLinearImpl : public torch::nn::Module {
   // W + scaling·B·A, for merging into a checkpoint.
   at::Tensor merged_weight(int slot) const;
 
-  at::Tensor weight;  // [out, in], frozen
+  // For inference on the CPU: moves the base weight into panels (into
+  // `storage` when given, see pack_weight) and releases the [out, in] copy,
+  // which `weight` then no longer holds (it is empty). The products run on
+  // packed_linear from then on, for any number of rows; autograd through
+  // them is refused. False, and nothing changes, where packing does not
+  // apply (another device or dtype).
+  bool pack(const at::Tensor& storage = {});
+  // Installs panels made elsewhere (load_llama packs as it reads) and
+  // releases the [out, in] weight.
+  void use_packed(PackedWeight panels);
+  bool packed() const { return packed_.defined(); }
+  int64_t in_features() const { return in_features_; }
+  int64_t out_features() const { return out_features_; }
+
+  at::Tensor weight;  // [out, in], frozen; empty once packed
   at::Tensor bias;    // [out] or undefined
 
  private:
+  // x·Wᵀ + b, from the panels once packed.
+  at::Tensor base_forward(const at::Tensor& x) const;
+
   // Rebuilds the stacked matrices below from adapters_.
   void restack();
 
+  int64_t in_features_, out_features_;
+  PackedWeight packed_;
   std::map<int, LoraWeights> adapters_;
   // Every adapter side by side, for batches that mix them: A of all slots
   // stacked [Σr, in], B·scaling of all slots [out, Σr], and the slot owning

@@ -153,11 +153,12 @@ void attach_adapter(LlamaForCausalLM& model, const PeftAdapter& adapter, int slo
       throw std::runtime_error(fmt::format(
           "adapter module '{}' not in the base model: adapter for another base?", path));
     }
-    const at::Tensor& base = it->second->weight;  // [out, in]
-    if (w.a.size(1) != base.size(1) || w.b.size(0) != base.size(0)) {
+    const int64_t out = it->second->out_features(), in = it->second->in_features();
+    if (w.a.size(1) != in || w.b.size(0) != out) {
       throw std::runtime_error(fmt::format(
-          "adapter module '{}' has A {} and B {}, the base weight is {}: adapter for another base?",
-          path, c10::str(w.a.sizes()), c10::str(w.b.sizes()), c10::str(base.sizes())));
+          "adapter module '{}' has A {} and B {}, the base weight is [{}, {}]: adapter for another "
+          "base?",
+          path, c10::str(w.a.sizes()), c10::str(w.b.sizes()), out, in));
     }
   }
   for (auto& [path, module] : by_path) {
@@ -186,6 +187,11 @@ void detach_adapter(LlamaForCausalLM& model, int slot) {
 }
 
 void merge_adapter(LlamaForCausalLM& model, int slot) {
+  if (model->packed()) {
+    throw std::logic_error(
+        "merge_adapter: the model is packed for inference; merge into a model loaded without "
+        "pack_for_inference");
+  }
   at::NoGradGuard no_grad;
   for (auto& [path, module] : model->projections()) {
     if (!module->has_adapter(slot)) continue;

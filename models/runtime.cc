@@ -46,7 +46,8 @@ void init_runtime(const RuntimeOptions& options) {
 }
 
 bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          std::getenv("VITRINE_NO_AVX2") == nullptr;
   return has;
 }
 

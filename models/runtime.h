@@ -39,9 +39,12 @@ void reexec_with_passive_wait_policy(char** argv);
 void init_runtime(const RuntimeOptions& options);
 
 // Whether this CPU runs the AVX2 + FMA builds of the hand-written kernels.
+// VITRINE_NO_AVX2=1 turns them off (and AVX-512 with them), to test the
+// baseline builds; read once.
 bool cpu_has_avx2();
 
-// Whether it also runs the AVX-512 build of small_linear's column kernel.
+// Whether it also runs the AVX-512 builds (packed_linear's 3 × 8 tile,
+// small_linear's column kernel).
 // VITRINE_NO_AVX512=1 in the environment turns it off (to test or compare
 // the AVX2 build on such a CPU); read once.
 bool cpu_has_avx512();
@@ -51,7 +54,7 @@ struct RuntimeFacts {
   int threads = 0;
   std::string omp_wait_policy;         // as the process started with it; "" = unset
   bool avx2 = false;                   // the hand-written kernels' fast path
-  bool avx512 = false;                 // small_linear's column kernel at 16 floats
+  bool avx512 = false;                 // packed_linear and small_linear at 16 floats
   bool cuda = false;                   // libtorch built with CUDA and a device present
   std::string transparent_huge_pages;  // the kernel's mode: always, madvise or never
 };

@@ -80,7 +80,8 @@ ServingParts load_parts(const RouterConfig& c, const nlohmann::json& experiments
   must_exist(c.catalog, "catalog");
   ServingParts parts;
   const Clock::time_point start = Clock::now();
-  models::LlamaForCausalLM model = models::load_llama(c.model, c.device);
+  models::LlamaForCausalLM model =
+      models::load_llama(c.model, c.device, models::WeightLayout::kPacked);
   parts.tokenizer = std::shared_ptr<const models::Tokenizer>(models::load_tokenizer(c.model));
   parts.family = models::detect_chat_family(c.model);
   parts.engine = std::make_shared<models::Engine>(

@@ -29,14 +29,14 @@ struct Fixture {
 // The mha-untied fixture with its PEFT adapter in slot 0, and three
 // requests (lengths 1, 17 and 120; adapter, base, adapter) with the greedy
 // ids transformers and PEFT give each alone.
-std::optional<Fixture> transformers_fixture() {
+std::optional<Fixture> transformers_fixture(WeightLayout layout = WeightLayout::kCheckpoint) {
   const fs::path dir = testing::shared_path("fixtures/hf-llama/mha-untied");
   const fs::path stories = testing::shared_path("models/stories260K-hf");
   if (!fs::exists(dir) || !fs::exists(stories)) return std::nullopt;
   std::ifstream in(dir / "expected.json");
   const auto expected = nlohmann::json::parse(in);
   Fixture f;
-  f.model = load_llama(dir);
+  f.model = load_llama(dir, "cpu", layout);
   attach_adapter(f.model, load_peft_adapter(dir / "adapter"), 0);
   f.tokenizer = load_tokenizer(stories);  // any tokenizer: ids are compared
   for (const auto& [index, slot] : std::vector<std::pair<int, int>>{{0, 0}, {1, -1}, {2, 0}}) {
@@ -50,8 +50,10 @@ std::optional<Fixture> transformers_fixture() {
 }
 
 TEST(Engine, StaggeredRequestsEachGetWhatTheyGetAlone) {
-  for (const int max_batch : {8, 2}) {
-    std::optional<Fixture> f = transformers_fixture();
+  // The daemon's layout (packed) at 8 rows, the checkpoint's at 2.
+  for (const auto& [max_batch, layout] :
+       {std::pair{8, WeightLayout::kPacked}, std::pair{2, WeightLayout::kCheckpoint}}) {
+    std::optional<Fixture> f = transformers_fixture(layout);
     if (!f) GTEST_SKIP() << "../shared fixtures not found";
     Engine engine(f->model, f->tokenizer, {.max_batch = max_batch});
     // Each request joins while the earlier ones are decoding (after their
@@ -95,7 +97,7 @@ TEST(Engine, StaggeredRequestsEachGetWhatTheyGetAlone) {
 }
 
 TEST(Engine, ABurstPrefillsTogetherAndEachGetsWhatItGetsAlone) {
-  std::optional<Fixture> f = transformers_fixture();
+  std::optional<Fixture> f = transformers_fixture(WeightLayout::kPacked);
   if (!f) GTEST_SKIP() << "../shared fixtures not found";
   Engine engine(f->model, f->tokenizer, {.max_batch = 8});
   // Submitted while the scheduler runs a model change, the three requests

@@ -4,8 +4,12 @@
 #include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <string>
+
 #include "models/decode_attention.h"
 #include "models/lora.h"
+#include "models/packed_linear.h"
 #include "models/small_linear.h"
 #include "tests/support/tensors.h"
 
@@ -43,6 +47,62 @@ TEST(SmallLinear, StepsAsideWhereItDoesNotApply) {
   const at::Tensor y = fast_linear(at::randn({2, 8}), trainable);
   y.sum().backward();
   EXPECT_TRUE(trainable.grad().defined());
+}
+
+TEST(PackedLinear, EqualsLinearForEveryRowCountAndWidth) {
+  c10::InferenceMode inference;
+  at::manual_seed(3);
+  // Widths around the panel (16) and the pass (512); row counts around the
+  // tiles' blocks of 8, 6 and 2, up to a prefill's.
+  for (const int64_t out : {1, 16, 37, 48, 100}) {
+    for (const int64_t in : {1, 13, 64, 771}) {
+      const PackedWeight w = [&] {
+        const at::Tensor plain = at::randn({out, in});
+        return pack_weight(plain);
+      }();
+      const at::Tensor plain = unpack_weight(w), bias = at::randn({out});
+      ASSERT_EQ(plain.sizes(), (std::vector<int64_t>{out, in}));
+      for (const int64_t rows : {1, 2, 5, 7, 8, 9, 16, 23, 70}) {
+        const at::Tensor x = at::randn({rows, 1, in});
+        const at::Tensor expected = at::linear(x, plain, bias);
+        // Long rows round differently from BLAS; compare relative to their size.
+        const double tolerance = 1e-5 * std::sqrt(static_cast<double>(in)) * 4;
+        EXPECT_LT(max_abs_diff(packed_linear(x, w, bias), expected), tolerance)
+            << rows << " rows, " << out << " x " << in;
+        EXPECT_LT(max_abs_diff(packed_linear(x, w), at::linear(x, plain)), tolerance);
+      }
+    }
+  }
+}
+
+TEST(PackedLinear, PacksIntoGivenStorageAndUnpacksExactly) {
+  at::manual_seed(4);
+  const at::Tensor plain = at::randn({21, 9});
+  const at::Tensor arena = at::full({packed_numel(21, 9) + 5}, 7.0f);
+  const PackedWeight w = pack_weight(plain, arena);
+  EXPECT_EQ(w.panels.data_ptr<float>(), arena.data_ptr<float>());
+  EXPECT_EQ(w.panels.sizes(), (std::vector<int64_t>{2, 9, kPanelWidth}));
+  EXPECT_TRUE(at::equal(unpack_weight(w), plain));
+  // The padding past output 21 is zero, the arena past the panels untouched.
+  EXPECT_EQ(w.panels[1].narrow(1, 5, 11).abs().max().item<float>(), 0.0f);
+  EXPECT_EQ(arena[packed_numel(21, 9)].item<float>(), 7.0f);
+  // A non-contiguous input is read by its values.
+  const at::Tensor wide = at::randn({3, 20});
+  EXPECT_LT(
+      max_abs_diff(packed_linear(wide.narrow(1, 4, 9), w), at::linear(wide.narrow(1, 4, 9), plain)),
+      1e-4);
+}
+
+TEST(PackedLinear, RefusesWhatItCannotPackOrMultiply) {
+  EXPECT_THROW(pack_weight(at::randn({4, 8}, at::kDouble)), std::invalid_argument);
+  EXPECT_THROW(pack_weight(at::randn({4, 8, 2})), std::invalid_argument);
+  const PackedWeight w = pack_weight(at::randn({4, 8}));
+  try {
+    packed_linear(at::randn({2, 7}), w);
+    FAIL() << "a mismatched input was multiplied";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("[4, 8]"), std::string::npos) << e.what();
+  }
 }
 
 TEST(DecodeAttention, EqualsMatmulOnACacheView) {
@@ -85,9 +145,17 @@ TEST(LoraLinear, MixedRowsEqualEachRowAlone) {
   // Replacing and removing an adapter updates the mixed path too.
   layer->remove_adapter(5);
   const at::Tensor x = at::randn({2, 1, 24});
+  const at::Tensor plain = layer->weight.clone();
   EXPECT_LT(max_abs_diff(layer->forward(x, {5, 0}).narrow(0, 0, 1),
-                         at::linear(x.narrow(0, 0, 1), layer->weight, layer->bias)),
+                         at::linear(x.narrow(0, 0, 1), plain, layer->bias)),
             1e-4);
+  // Packed, the layer computes the same and releases its [out, in] copy.
+  const at::Tensor before = layer->forward(x, {5, 0});
+  ASSERT_TRUE(layer->pack());
+  EXPECT_EQ(layer->weight.numel(), 0);
+  EXPECT_LT(max_abs_diff(layer->forward(x, {5, 0}), before), 1e-5);
+  EXPECT_TRUE(at::allclose(layer->merged_weight(0),
+                           plain + at::matmul(layer->adapter(0).b, layer->adapter(0).a) * 2.0));
 }
 
 }  // namespace

@@ -5,8 +5,11 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <tuple>
 
 #include "tests/support/temp_dir.h"
 #include "tests/support/tensors.h"
@@ -25,13 +28,23 @@ at::Tensor to_tensor(const nlohmann::json& values) {
   return at::tensor(values.get<std::vector<float>>());
 }
 
-class LlamaFixture : public ::testing::TestWithParam<std::string> {};
+// Each fixture in both weight layouts: as the checkpoint has them and packed
+// for inference.
+class LlamaFixture : public ::testing::TestWithParam<std::tuple<std::string, WeightLayout>> {
+ protected:
+  fs::path dir() const { return shared_path("fixtures/hf-llama/" + std::get<0>(GetParam())); }
+  LlamaForCausalLM load() const {
+    LlamaForCausalLM model = load_llama(dir(), "cpu", std::get<1>(GetParam()));
+    EXPECT_EQ(model->packed(), std::get<1>(GetParam()) == WeightLayout::kPacked);
+    return model;
+  }
+};
 
 TEST_P(LlamaFixture, LogitsHiddenStatesAndGreedyMatchTransformers) {
-  const fs::path dir = shared_path("fixtures/hf-llama/" + GetParam());
+  const fs::path dir = this->dir();
   if (!fs::exists(dir))
     GTEST_SKIP() << dir << " not found (../shared/fixtures is not beside this checkout)";
-  LlamaForCausalLM model = load_llama(dir);
+  LlamaForCausalLM model = load();
   const auto expected = read_json(dir / "expected.json");
   at::NoGradGuard no_grad;
   for (const auto& seq : expected["sequences"]) {
@@ -55,9 +68,8 @@ TEST_P(LlamaFixture, LogitsHiddenStatesAndGreedyMatchTransformers) {
 }
 
 TEST_P(LlamaFixture, IncrementalDecodingEqualsAFullForward) {
-  const fs::path dir = shared_path("fixtures/hf-llama/" + GetParam());
-  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
-  LlamaForCausalLM model = load_llama(dir);
+  if (!fs::exists(dir())) GTEST_SKIP() << dir() << " not found";
+  LlamaForCausalLM model = load();
   at::NoGradGuard no_grad;
   const at::Tensor ids =
       at::randint(3, model->config().vocab_size, {2, 24}, at::TensorOptions().dtype(at::kLong));
@@ -77,25 +89,53 @@ TEST_P(LlamaFixture, IncrementalDecodingEqualsAFullForward) {
   EXPECT_LT(max_abs_diff(model->forward_last(ids), full.select(1, 23)), 1e-5);
 }
 
-INSTANTIATE_TEST_SUITE_P(HfLlama, LlamaFixture,
-                         ::testing::Values("mha-untied", "gqa-tied", "llama3-rope"));
+INSTANTIATE_TEST_SUITE_P(
+    HfLlama, LlamaFixture,
+    ::testing::Combine(::testing::Values("mha-untied", "gqa-tied", "llama3-rope"),
+                       ::testing::Values(WeightLayout::kCheckpoint, WeightLayout::kPacked)),
+    [](const auto& info) {
+      std::string name = std::get<0>(info.param);
+      std::replace(name.begin(), name.end(), '-', '_');
+      return name + (std::get<1>(info.param) == WeightLayout::kPacked ? "_packed" : "");
+    });
+
+// Packed weights are for inference: what needs the [out, in] ones refuses
+// them by name, and the weights' memory is the panels alone.
+TEST(Llama, APackedModelRefusesTrainingMergingAndSaving) {
+  const fs::path dir = shared_path("fixtures/hf-llama/mha-untied");
+  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
+  LlamaForCausalLM model = load_llama(dir, "cpu", WeightLayout::kPacked);
+  for (auto& [path, projection] : model->projections()) {
+    EXPECT_TRUE(projection->packed()) << path;
+    EXPECT_EQ(projection->weight.numel(), 0) << path << ": the [out, in] copy is released";
+  }
+  EXPECT_EQ(model->lm_head->weight.numel(), 0);
+  const at::Tensor x = at::randn({1, 2, model->config().hidden_size}).requires_grad_();
+  auto q = model->projections().front().second;
+  EXPECT_THROW(q->forward(x), std::logic_error);
+  testing::TempDir tmp;
+  EXPECT_THROW(save_llama(model, dir, tmp / "out"), std::logic_error);
+  EXPECT_FALSE(fs::exists(tmp / "out" / "model.safetensors"));
+}
 
 TEST(Llama, Stories260KMatchesItsReference) {
   const fs::path dir = shared_path("models/stories260K-hf");
   if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
-  LlamaForCausalLM model = load_llama(dir);
   const auto reference = read_json(dir / "reference.json");
   ASSERT_EQ(reference["sequences"].size(), 3u);
-  for (const auto& seq : reference["sequences"]) {
-    const auto ids = seq["ids"].get<std::vector<int64_t>>();
-    at::NoGradGuard no_grad;
-    const at::Tensor logits = model->forward(at::tensor(ids).unsqueeze(0));
-    EXPECT_LT(
-        max_abs_diff(logits[0][static_cast<int64_t>(ids.size()) - 1], to_tensor(seq["logits"])),
-        kTolerance)
-        << seq["prompt"];
-    EXPECT_EQ(greedy_generate(model, ids, 30), seq["greedy_ids"].get<std::vector<int64_t>>())
-        << seq["prompt"];
+  for (const WeightLayout layout : {WeightLayout::kCheckpoint, WeightLayout::kPacked}) {
+    LlamaForCausalLM model = load_llama(dir, "cpu", layout);
+    for (const auto& seq : reference["sequences"]) {
+      const auto ids = seq["ids"].get<std::vector<int64_t>>();
+      at::NoGradGuard no_grad;
+      const at::Tensor logits = model->forward(at::tensor(ids).unsqueeze(0));
+      EXPECT_LT(
+          max_abs_diff(logits[0][static_cast<int64_t>(ids.size()) - 1], to_tensor(seq["logits"])),
+          kTolerance)
+          << seq["prompt"] << (model->packed() ? " (packed)" : "");
+      EXPECT_EQ(greedy_generate(model, ids, 30), seq["greedy_ids"].get<std::vector<int64_t>>())
+          << seq["prompt"] << (model->packed() ? " (packed)" : "");
+    }
   }
 }
 

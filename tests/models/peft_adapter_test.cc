@@ -47,6 +47,20 @@ TEST_P(PeftFixture, UnmergedAndMergedMatchPeft) {
     EXPECT_EQ(greedy_generate(model, ids, 16, 0), seq["greedy"].get<std::vector<int64_t>>())
         << seq["name"];
   }
+  // Packed for inference, the same adapter on panels gives the same; merging
+  // needs the [out, in] weights and is refused.
+  LlamaForCausalLM packed = load_llama(dir, "cpu", WeightLayout::kPacked);
+  attach_adapter(packed, adapter, 0);
+  for (const auto& seq : expected["sequences"]) {
+    const auto ids = seq["ids"].get<std::vector<int64_t>>();
+    EXPECT_LT(max_abs_diff(last_logits(packed, ids, {0}),
+                           at::tensor(seq["logits"].get<std::vector<float>>())),
+              1e-4)
+        << "packed " << seq["name"];
+    EXPECT_EQ(greedy_generate(packed, ids, 16, 0), seq["greedy"].get<std::vector<int64_t>>())
+        << "packed " << seq["name"];
+  }
+  EXPECT_THROW(merge_adapter(packed, 0), std::logic_error);
   merge_adapter(model, 0);
   for (const auto& seq : expected["sequences"]) {
     const auto ids = seq["ids"].get<std::vector<int64_t>>();

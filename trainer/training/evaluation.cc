@@ -204,7 +204,8 @@ std::vector<SplitResult> evaluate_run(const fs::path& run_dir, const EvalOptions
   apply_train_config(nlohmann::json::parse(config_in), config);
   models::init_runtime({.threads = config.threads, .device = config.device});
   const fs::path base(config.base_model), dataset(config.dataset);
-  models::LlamaForCausalLM model = models::load_llama(base, config.device);
+  models::LlamaForCausalLM model =
+      models::load_llama(base, config.device, models::WeightLayout::kPacked);
   const auto tokenizer = models::load_tokenizer(base);
   const models::ChatFamily family = models::detect_chat_family(base);
   models::GenerationOptions generation;

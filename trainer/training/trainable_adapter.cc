@@ -27,7 +27,7 @@ models::PeftAdapter init_lora_adapter(models::LlamaForCausalLM& model,
         config.target_modules.end()) {
       continue;
     }
-    const int64_t out = module->weight.size(0), in = module->weight.size(1);
+    const int64_t out = module->out_features(), in = module->in_features();
     const double bound = 1.0 / std::sqrt(static_cast<double>(in));
     at::Tensor a = at::empty({config.r, in}, at::kFloat);
     a.uniform_(-bound, bound, generator);
