@@ -13,7 +13,8 @@
 // machine's own single-matrix-product ceiling measured in the same run.
 // Not a test: figures depend on the machine.
 //
-// Usage: decode_bench --model DIR [--batches 1,8] [--json FILE] [--threads 2]
+// Usage: decode_bench --model DIR [--batches 1,8] [--layout packed|checkpoint] [--json FILE]
+//        [--threads 2]
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
@@ -110,7 +111,8 @@ double gemm_gflops(int64_t n) {
 int main(int argc, char** argv) {
   vitrine::models::reexec_with_passive_wait_policy(argv);
   CLI::App app{"models/ prefill and decode speed, as the PyTorch peer measures it"};
-  std::string model_dir, json_path, batches = "1,8", targets = "q_proj,v_proj", mix = "mixed";
+  std::string model_dir, json_path, batches = "1,8", targets = "q_proj,v_proj", mix = "mixed",
+                                    layout = "packed";
   int threads = 2, prompt_len = 32, new_tokens = 64, prefill_len = 512, lora_r = 8;
   double lora_alpha = 16;
   uint64_t seed = 0;
@@ -127,6 +129,11 @@ int main(int argc, char** argv) {
                  "or none")
       ->check(CLI::IsMember({"mixed", "one", "none"}))
       ->capture_default_str();
+  app.add_option("--layout", layout,
+                 "weights packed for inference (as the daemon loads them) or as the checkpoint "
+                 "has them")
+      ->check(CLI::IsMember({"packed", "checkpoint"}))
+      ->capture_default_str();
   app.add_option("--threads", threads)->capture_default_str();
   app.add_option("--seed", seed)->capture_default_str();
   app.add_option("--json", json_path, "append each result as a JSON line to this file");
@@ -136,8 +143,10 @@ int main(int argc, char** argv) {
     vitrine::models::init_runtime({.threads = threads});
     at::manual_seed(seed);
     const auto load_start = Clock::now();
-    LlamaForCausalLM model =
-        vitrine::models::load_llama(model_dir, "cpu", vitrine::models::WeightLayout::kPacked);
+    LlamaForCausalLM model = vitrine::models::load_llama(
+        model_dir, "cpu",
+        layout == "packed" ? vitrine::models::WeightLayout::kPacked
+                           : vitrine::models::WeightLayout::kCheckpoint);
     const double load_s = seconds_since(load_start);
     const std::vector<std::string> target_list = split(targets);
     attach_random_adapters(model, target_list, lora_r, lora_alpha);
@@ -184,6 +193,7 @@ int main(int argc, char** argv) {
           {"mode", "generate"},
           {"batch", b},
           {"adapters", b == 1 && mix == "mixed" ? "one" : mix},
+          {"layout", layout},
           {"prompt_len", prompt_len},
           {"new_tokens", out[0].ids.size()},
           {"prefill_s", prefill_s},

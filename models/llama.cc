@@ -196,6 +196,13 @@ at::Tensor LlamaForCausalLMImpl::lm_head_weight() const {
   return lm_head ? lm_head->weight : model->embed_tokens->weight;
 }
 
+at::Tensor LlamaForCausalLMImpl::embed(const at::Tensor& ids) const {
+  if (!packed() || lm_head) return at::embedding(model->embed_tokens->weight, ids);
+  // Tied and packed: token t's row is column t % 16 of panel t / 16.
+  const at::Tensor by_panel = packed_head_.panels.transpose(1, 2);  // [panels, 16, hidden]
+  return by_panel.index({ids.div(kPanelWidth, "floor"), ids.remainder(kPanelWidth)});
+}
+
 at::Tensor LlamaForCausalLMImpl::head(const at::Tensor& x) const {
   return packed() ? packed_linear(x, packed_head_) : fast_linear(x, lm_head_weight());
 }
@@ -289,7 +296,7 @@ at::Tensor LlamaForCausalLMImpl::run_stack(const at::Tensor& ids, KvCache* cache
     cache->k.resize(n_layers);
     cache->v.resize(n_layers);
   }
-  at::Tensor x = model->embed_tokens(ids);  // [b, s, hidden]
+  at::Tensor x = embed(ids);  // [b, s, hidden]
   // RoPE angles of the positions, as transformers computes them.
   const at::Tensor inv_freq = config_.rope_scaling.type == RopeScalingType::kDynamic
                                   ? rope_inv_freq(config_, total).to(x.device())
@@ -336,15 +343,16 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device, Weig
       packed_projections.emplace(path + ".weight", module);
     }
   }
-  const int64_t vocab = config.vocab_size, hidden = config.hidden_size;
-  const bool packed_head_from_embedding = pack && config.tie_word_embeddings;
+  // The head's weight: lm_head's, or with tied embeddings the embedding
+  // table, which is then read from the panels too (embed()).
+  const std::string head_name =
+      config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
   std::optional<WeightArena> arena;
   if (target.is_cpu()) {
-    int64_t floats =
-        packed_head_from_embedding ? WeightArena::aligned(packed_numel(vocab, hidden)) : 0;
+    int64_t floats = 0;
     for (const auto& item : model->named_parameters(/*recurse=*/true)) {
       const bool panels =
-          packed_projections.count(item.key()) != 0 || (pack && item.key() == "lm_head.weight");
+          packed_projections.count(item.key()) != 0 || (pack && item.key() == head_name);
       const at::Tensor& p = item.value();
       floats += WeightArena::aligned(panels ? packed_numel(p.size(0), p.size(1)) : p.numel());
     }
@@ -368,9 +376,9 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device, Weig
     if (const auto it = packed_projections.find(name); it != packed_projections.end()) {
       it->second->use_packed(
           pack_weight(t.to(at::kFloat), arena->take(packed_numel(t.size(0), t.size(1)))));
-    } else if (pack && name == "lm_head.weight") {
+    } else if (pack && name == head_name) {
       model->use_packed_head(
-          pack_weight(t.to(at::kFloat), arena->take(packed_numel(vocab, hidden))));
+          pack_weight(t.to(at::kFloat), arena->take(packed_numel(t.size(0), t.size(1)))));
       item.value().set_data(at::empty({0}, item.value().options()));
     } else if (arena) {
       at::Tensor slot = arena->take(t.numel()).view(t.sizes());
@@ -379,10 +387,6 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device, Weig
     } else {
       item.value().copy_(t);
     }
-  }
-  if (packed_head_from_embedding) {
-    model->use_packed_head(
-        pack_weight(model->model->embed_tokens->weight, arena->take(packed_numel(vocab, hidden))));
   }
   for (const auto& name : file.names()) {
     if (used.count(name) == 0 && !(config.tie_word_embeddings && name == "lm_head.weight") &&

@@ -131,7 +131,8 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // Every LoRA-capable projection, by checkpoint module path
   // ("model.layers.0.self_attn.q_proj").
   std::vector<std::pair<std::string, LoraLinear>> projections();
-  // [vocab, hidden]: embed_tokens' when tied; empty when packed and untied.
+  // [vocab, hidden]: embed_tokens' when tied; empty when packed (the
+  // panels hold it, and with tied embeddings the embedding table too).
   at::Tensor lm_head_weight() const;
 
   // Whether the projections and the head run on packed panels
@@ -154,6 +155,8 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   at::Tensor run_stack(const at::Tensor& ids, KvCache* cache, const RowAdapters& rows,
                        HiddenStates* hidden, const at::Tensor& positions, const at::Tensor& mask);
 
+  // ids [b, s] -> their embeddings [b, s, hidden].
+  at::Tensor embed(const at::Tensor& ids) const;
   // The head's product: x [..., hidden] -> logits [..., vocab].
   at::Tensor head(const at::Tensor& x) const;
 

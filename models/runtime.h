@@ -43,9 +43,8 @@ void init_runtime(const RuntimeOptions& options);
 // baseline builds; read once.
 bool cpu_has_avx2();
 
-// Whether it also runs the AVX-512 builds (packed_linear's 3 × 8 tile,
-// small_linear's column kernel).
-// VITRINE_NO_AVX512=1 in the environment turns it off (to test or compare
+// Whether it also runs the AVX-512 build of packed_linear (3 panels × 8
+// rows per tile). VITRINE_NO_AVX512=1 in the environment turns it off (to test or compare
 // the AVX2 build on such a CPU); read once.
 bool cpu_has_avx512();
 
@@ -54,7 +53,7 @@ struct RuntimeFacts {
   int threads = 0;
   std::string omp_wait_policy;         // as the process started with it; "" = unset
   bool avx2 = false;                   // the hand-written kernels' fast path
-  bool avx512 = false;                 // packed_linear and small_linear at 16 floats
+  bool avx512 = false;                 // packed_linear's AVX-512 build
   bool cuda = false;                   // libtorch built with CUDA and a device present
   std::string transparent_huge_pages;  // the kernel's mode: always, madvise or never
 };

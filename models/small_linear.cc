@@ -3,9 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
-#include <immintrin.h>
 
-#include <algorithm>
 #include <vector>
 
 #include "models/runtime.h"
@@ -80,204 +78,6 @@ __attribute__((always_inline)) inline void rows_times_block(const float* x, int6
   }
 }
 
-// From kColumnMinRows rows on, the products are arithmetic- rather than
-// memory-bound, and dot_block spends its time on loads of x and on the
-// horizontal sums at the end of every dot product. The column kernel below
-// instead lays x out by columns, eight rows side by side: one 8-float vector
-// then holds one input feature of eight rows, and a weight element, broadcast,
-// multiplies all eight at once. Each accumulator collects the finished outputs
-// of eight rows (no horizontal sums), and one load of x serves several weight
-// rows. (Measured on a 110m-shaped batch-8 step: about 1.9x faster than
-// dot_block<8> when memory is quiet; with fewer than 5 rows the padding to 8
-// costs more than it saves.)
-inline constexpr int64_t kColumnMinRows = 5;
-inline constexpr int64_t kColumnWidth = 8;  // rows of x per column vector
-
-// x [rows, in] -> columns [groups, in, 8], groups = ceil(rows / 8), the rows
-// past `rows` zero.
-void to_columns(const float* x, int64_t rows, int64_t in, float* columns) {
-  const int64_t groups = (rows + kColumnWidth - 1) / kColumnWidth;
-  std::fill(columns, columns + groups * in * kColumnWidth, 0.0f);
-  for (int64_t r = 0; r < rows; ++r) {
-    float* column = columns + (r / kColumnWidth) * in * kColumnWidth + r % kColumnWidth;
-    const float* xr = x + r * in;
-    for (int64_t i = 0; i < in; ++i) column[i * kColumnWidth] = xr[i];
-  }
-}
-
-// y rows [0, rows) of outputs [o, o + O) from weight rows w[0, O) and G
-// groups of columns: part[q][g] collects output o + q of the eight rows of
-// group g over one cache line of the weight. O·G = 8 accumulators keep the
-// multiply-add units busy without spilling; adding each line's partial sums
-// into `total` (blocked summation) keeps the rounding error of 2000-long
-// sums near that of dot_block's eight interleaved chains.
-template <int O, int G>
-__attribute__((always_inline)) inline void column_tile(const float* columns, int64_t rows,
-                                                       const float* w, int64_t in, float* y,
-                                                       int64_t out_features) {
-  Vec8 total[O][G] = {};
-  Vec8 part[O][G] = {};
-  auto step = [&](int64_t i) {
-    Vec8 xv[G];
-    for (int g = 0; g < G; ++g) xv[g] = load8(columns + (g * in + i) * kColumnWidth);
-    for (int q = 0; q < O; ++q) {
-      const float wq = w[q * in + i];
-      for (int g = 0; g < G; ++g) part[q][g] += xv[g] * wq;
-    }
-  };
-  auto flush = [&] {
-    for (int q = 0; q < O; ++q) {
-      for (int g = 0; g < G; ++g) {
-        total[q][g] += part[q][g];
-        part[q][g] = Vec8{};
-      }
-    }
-  };
-  // One cache line of each weight row per iteration, fetched 2 kB ahead.
-  constexpr int64_t kLine = 16;
-  const int64_t body = in - in % kLine;
-  int64_t i = 0;
-  for (; i < body; i += kLine) {
-    for (int q = 0; q < O; ++q) __builtin_prefetch(w + q * in + i + 512);
-    for (int64_t j = 0; j < kLine; ++j) step(i + j);
-    flush();
-  }
-  for (; i < in; ++i) step(i);
-  flush();
-  for (int q = 0; q < O; ++q) {
-    for (int g = 0; g < G; ++g) {
-      for (int64_t r = 0; r < kColumnWidth && g * kColumnWidth + r < rows; ++r) {
-        y[(g * kColumnWidth + r) * out_features + q] = total[q][g][r];
-      }
-    }
-  }
-}
-
-// Weight rows [begin, end) against G groups of columns, O = 8 / G rows at a time.
-template <int G>
-__attribute__((always_inline)) inline void columns_times_block(const float* columns, int64_t rows,
-                                                               const float* w, int64_t in,
-                                                               int64_t begin, int64_t end, float* y,
-                                                               int64_t out_features) {
-  constexpr int O = 8 / G;
-  int64_t o = begin;
-  for (; o + O <= end; o += O)
-    column_tile<O, G>(columns, rows, w + o * in, in, y + o, out_features);
-  for (; o < end; ++o) column_tile<1, G>(columns, rows, w + o * in, in, y + o, out_features);
-}
-
-__attribute__((always_inline)) inline void columns_times_block_any(const float* columns,
-                                                                   int64_t rows, const float* w,
-                                                                   int64_t in, int64_t begin,
-                                                                   int64_t end, float* y,
-                                                                   int64_t out_features) {
-  static_assert(kSmallLinearMaxRows <= 2 * kColumnWidth, "column kernel: at most two groups");
-  if (rows <= kColumnWidth) {
-    columns_times_block<1>(columns, rows, w, in, begin, end, y, out_features);
-  } else {
-    columns_times_block<2>(columns, rows, w, in, begin, end, y, out_features);
-  }
-}
-
-// The column tile at 16 floats, where the CPU has AVX-512 (on a 110m-shaped
-// batch-8 step, measured 1.2x to 2x faster than the 8-float build on a busy
-// machine). One register holds two neighbouring input features of eight
-// rows, which is the columns' layout as it is; the two weight elements of
-// those features fill its halves (two broadcast loads, the second masked).
-// Lanes 0-7 then sum the even features and lanes 8-15 the odd ones, added
-// together at the end.
-#define VITRINE_AVX512_TARGET __attribute__((target("avx512f,avx512vl,avx2,fma")))
-
-template <int O, int G>
-VITRINE_AVX512_TARGET __attribute__((always_inline)) inline void column_tile_avx512(
-    const float* columns, int64_t rows, const float* w, int64_t in, float* y,
-    int64_t out_features) {
-  __m512 total[O][G], part[O][G];
-  for (int q = 0; q < O; ++q) {
-    for (int g = 0; g < G; ++g) total[q][g] = part[q][g] = _mm512_setzero_ps();
-  }
-  const int64_t pairs_end = in - in % 2;
-  for (int64_t i = 0; i < pairs_end;) {
-    // Up to one cache line of each weight row (16 features), then the
-    // partial sums are added into the totals as in column_tile.
-    const int64_t line_end = std::min(i + 16, pairs_end);
-    for (int q = 0; q < O; ++q) __builtin_prefetch(w + q * in + i + 512);
-    for (; i < line_end; i += 2) {
-      __m512 xv[G];
-      for (int g = 0; g < G; ++g) {
-        xv[g] = _mm512_loadu_ps(columns + (g * in + i) * kColumnWidth);
-      }
-      for (int q = 0; q < O; ++q) {
-        const float* wq = w + q * in + i;
-        const __m512 wv =
-            _mm512_mask_broadcastss_ps(_mm512_set1_ps(wq[0]), 0xff00, _mm_load_ss(wq + 1));
-        for (int g = 0; g < G; ++g) part[q][g] = _mm512_fmadd_ps(xv[g], wv, part[q][g]);
-      }
-    }
-    for (int q = 0; q < O; ++q) {
-      for (int g = 0; g < G; ++g) {
-        total[q][g] = _mm512_add_ps(total[q][g], part[q][g]);
-        part[q][g] = _mm512_setzero_ps();
-      }
-    }
-  }
-  if (pairs_end < in) {  // an odd last feature: its column in lanes 0-7 only
-    for (int g = 0; g < G; ++g) {
-      const __m512 xv =
-          _mm512_maskz_loadu_ps(0x00ff, columns + (g * in + pairs_end) * kColumnWidth);
-      for (int q = 0; q < O; ++q) {
-        total[q][g] = _mm512_fmadd_ps(xv, _mm512_set1_ps(w[q * in + pairs_end]), total[q][g]);
-      }
-    }
-  }
-  for (int q = 0; q < O; ++q) {
-    for (int g = 0; g < G; ++g) {
-      alignas(64) float lanes[2 * kColumnWidth];
-      _mm512_store_ps(lanes, total[q][g]);
-      for (int64_t r = 0; r < kColumnWidth && g * kColumnWidth + r < rows; ++r) {
-        y[(g * kColumnWidth + r) * out_features + q] = lanes[r] + lanes[kColumnWidth + r];
-      }
-    }
-  }
-}
-
-template <int G>
-VITRINE_AVX512_TARGET __attribute__((always_inline)) inline void columns_times_block_avx512(
-    const float* columns, int64_t rows, const float* w, int64_t in, int64_t begin, int64_t end,
-    float* y, int64_t out_features) {
-  constexpr int O = 8 / G;
-  int64_t o = begin;
-  for (; o + O <= end; o += O) {
-    column_tile_avx512<O, G>(columns, rows, w + o * in, in, y + o, out_features);
-  }
-  for (; o < end; ++o) column_tile_avx512<1, G>(columns, rows, w + o * in, in, y + o, out_features);
-}
-
-VITRINE_AVX512_TARGET __attribute__((flatten)) void columns_times_block_avx512(
-    const float* columns, int64_t rows, const float* w, int64_t in, int64_t begin, int64_t end,
-    float* y, int64_t out_features) {
-  if (rows <= kColumnWidth) {
-    columns_times_block_avx512<1>(columns, rows, w, in, begin, end, y, out_features);
-  } else {
-    columns_times_block_avx512<2>(columns, rows, w, in, begin, end, y, out_features);
-  }
-}
-
-// The same code compiled twice: for AVX2 + FMA (chosen at run time when the
-// CPU has them) and for the baseline x86-64 target.
-VITRINE_AVX2 void columns_times_block_avx2(const float* columns, int64_t rows, const float* w,
-                                           int64_t in, int64_t begin, int64_t end, float* y,
-                                           int64_t out_features) {
-  columns_times_block_any(columns, rows, w, in, begin, end, y, out_features);
-}
-
-__attribute__((flatten)) void columns_times_block_default(const float* columns, int64_t rows,
-                                                          const float* w, int64_t in, int64_t begin,
-                                                          int64_t end, float* y,
-                                                          int64_t out_features) {
-  columns_times_block_any(columns, rows, w, in, begin, end, y, out_features);
-}
-
 VITRINE_AVX2 void rows_times_block_avx2(const float* x, int64_t rows, const float* w, int64_t in,
                                         int64_t begin, int64_t end, float* y,
                                         int64_t out_features) {
@@ -310,33 +110,14 @@ at::Tensor small_linear(const at::Tensor& x, const at::Tensor& w, const at::Tens
   const float* xp = xc.data_ptr<float>();
   const float* wp = wc.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  if (rows < kColumnMinRows) {
-    // Each thread streams its own block of weight rows.
-    at::parallel_for(0, out_features, simd::grain_for(rows * in), [&](int64_t begin, int64_t end) {
-      if (cpu_has_avx2()) {
-        rows_times_block_avx2(xp, rows, wp, in, begin, end, yp, out_features);
-      } else {
-        rows_times_block_default(xp, rows, wp, in, begin, end, yp, out_features);
-      }
-    });
-  } else {
-    const int64_t groups = (rows + kColumnWidth - 1) / kColumnWidth;
-    std::vector<float> columns(static_cast<size_t>(groups * in * kColumnWidth));  // [groups, in, 8]
-    to_columns(xp, rows, in, columns.data());
-    const float* cp = columns.data();
-    // Blocks of 8 weight rows, so that no thread's share ends in a partial tile.
-    const int64_t blocks = (out_features + 7) / 8;
-    at::parallel_for(0, blocks, simd::grain_for(8 * rows * in), [&](int64_t begin, int64_t end) {
-      const int64_t first = begin * 8, last = std::min(end * 8, out_features);
-      if (cpu_has_avx512()) {
-        columns_times_block_avx512(cp, rows, wp, in, first, last, yp, out_features);
-      } else if (cpu_has_avx2()) {
-        columns_times_block_avx2(cp, rows, wp, in, first, last, yp, out_features);
-      } else {
-        columns_times_block_default(cp, rows, wp, in, first, last, yp, out_features);
-      }
-    });
-  }
+  // Each thread streams its own block of weight rows.
+  at::parallel_for(0, out_features, simd::grain_for(rows * in), [&](int64_t begin, int64_t end) {
+    if (cpu_has_avx2()) {
+      rows_times_block_avx2(xp, rows, wp, in, begin, end, yp, out_features);
+    } else {
+      rows_times_block_default(xp, rows, wp, in, begin, end, yp, out_features);
+    }
+  });
   if (bias.defined()) y.add_(bias);
   return y;
 }

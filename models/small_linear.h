@@ -1,14 +1,12 @@
-// y = x·Wᵀ + b for a few rows of x: the decode step's matrix products.
+// y = x·Wᵀ + b for a few rows of x against a weight in the checkpoint's
+// [out, in] layout: the LoRA factors of a decode step, and the projections
+// of models not packed for inference (packed_linear serves those).
 //
-// A decode step multiplies each weight matrix by one row per sequence. BLAS
-// sgemm packs the whole weight into its own layout on every call, which for
-// 1 to 16 rows costs as much as the product; this kernel streams each
-// weight row once from memory and takes the dot products of all rows of x
-// with it while it is in cache, so a batch of 8 costs about what a batch of
-// 1 does. From 5 rows on, x is laid out by columns so that one broadcast
-// weight element multiplies eight rows at once (an AVX-512 build where the
-// CPU has it). Inference only (no autograd), float32, CPU; elsewhere, or for
-// more rows, callers use at::linear.
+// BLAS sgemm packs the whole weight into its own layout on every call,
+// which for 1 to 16 rows costs as much as the product; this kernel streams
+// each weight row once from memory and takes the dot products of all rows
+// of x with it while it is in cache. Inference only (no autograd), float32,
+// CPU; elsewhere, or for more rows, callers use at::linear.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -110,6 +110,10 @@ TEST(Llama, APackedModelRefusesTrainingMergingAndSaving) {
     EXPECT_EQ(projection->weight.numel(), 0) << path << ": the [out, in] copy is released";
   }
   EXPECT_EQ(model->lm_head->weight.numel(), 0);
+  // With tied embeddings the table is read from the head's panels, not kept twice.
+  const fs::path tied = shared_path("fixtures/hf-llama/gqa-tied");
+  ASSERT_TRUE(fs::exists(tied));
+  EXPECT_EQ(load_llama(tied, "cpu", WeightLayout::kPacked)->model->embed_tokens->weight.numel(), 0);
   const at::Tensor x = at::randn({1, 2, model->config().hidden_size}).requires_grad_();
   auto q = model->projections().front().second;
   EXPECT_THROW(q->forward(x), std::logic_error);
