@@ -1,11 +1,11 @@
 #include "models/decode_attention.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
 
+#include "models/kernel_threads.h"
 #include "models/runtime.h"
 #include "models/simd_vec8.h"
 
@@ -92,12 +92,12 @@ template <typename Kernel>
 void for_each_head(const at::Tensor& kv, int64_t work_per_head, const Kernel& kernel) {
   const int64_t h = kv.size(1);
   const float* base = kv.data_ptr<float>();
-  at::parallel_for(0, kv.size(0) * h, simd::grain_for(work_per_head),
-                   [&](int64_t begin, int64_t end) {
-                     for (int64_t bh = begin; bh < end; ++bh) {
-                       kernel(bh, base + (bh / h) * kv.stride(0) + (bh % h) * kv.stride(1));
-                     }
-                   });
+  kernel_parallel_for(0, kv.size(0) * h, simd::grain_for(work_per_head),
+                      [&](int64_t begin, int64_t end) {
+                        for (int64_t bh = begin; bh < end; ++bh) {
+                          kernel(bh, base + (bh / h) * kv.stride(0) + (bh % h) * kv.stride(1));
+                        }
+                      });
 }
 
 }  // namespace

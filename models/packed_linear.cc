@@ -1,13 +1,13 @@
 #include "models/packed_linear.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <stdexcept>
 #include <vector>
 
+#include "models/kernel_threads.h"
 #include "models/runtime.h"
 #include "models/simd_vec8.h"
 
@@ -196,7 +196,7 @@ at::Tensor packed_linear(const at::Tensor& x, const PackedWeight& w, const at::T
   const int64_t group = cpu_has_avx512() ? kAvx512Panels : 1;
   const int64_t groups = (panel_count(w.out_features) + group - 1) / group;
   const int64_t work = group * kPanelWidth * rows * w.in_features;
-  at::parallel_for(0, groups, simd::grain_for(work), [&](int64_t begin, int64_t end) {
+  kernel_parallel_for(0, groups, simd::grain_for(work), [&](int64_t begin, int64_t end) {
     const int64_t first = begin * group, last = std::min(end * group, panel_count(w.out_features));
     if (cpu_has_avx512()) {
       panels_times_rows_avx512(op, rows, first, last);

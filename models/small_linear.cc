@@ -1,11 +1,11 @@
 #include "models/small_linear.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 
 #include <vector>
 
+#include "models/kernel_threads.h"
 #include "models/runtime.h"
 #include "models/simd_vec8.h"
 
@@ -111,7 +111,7 @@ at::Tensor small_linear(const at::Tensor& x, const at::Tensor& w, const at::Tens
   const float* wp = wc.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   // Each thread streams its own block of weight rows.
-  at::parallel_for(0, out_features, simd::grain_for(rows * in), [&](int64_t begin, int64_t end) {
+  kernel_parallel_for(0, out_features, simd::grain_for(rows * in), [&](int64_t begin, int64_t end) {
     if (cpu_has_avx2()) {
       rows_times_block_avx2(xp, rows, wp, in, begin, end, yp, out_features);
     } else {

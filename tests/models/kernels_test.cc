@@ -1,13 +1,18 @@
 // The hand-written decode kernels against the libtorch operations they
 // replace, on the shapes and strides the model gives them.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "models/decode_attention.h"
+#include "models/kernel_threads.h"
 #include "models/lora.h"
 #include "models/packed_linear.h"
 #include "models/small_linear.h"
@@ -47,6 +52,42 @@ TEST(SmallLinear, StepsAsideWhereItDoesNotApply) {
   const at::Tensor y = fast_linear(at::randn({2, 8}), trainable);
   y.sum().backward();
   EXPECT_TRUE(trainable.grad().defined());
+}
+
+// Every index of the range is visited exactly once, whatever the grain and
+// however many callers share the workers at once.
+TEST(KernelThreads, EachIndexOnceFromConcurrentCallers) {
+  const int saved = at::get_num_threads();
+  at::set_num_threads(2);
+  for (const int64_t grain : {1, 7, 1000, 5000}) {
+    std::vector<std::atomic<int>> seen(4000);
+    kernel_parallel_for(0, 4000, grain, [&](int64_t begin, int64_t end) {
+      ASSERT_LE(end - begin, 4000);
+      for (int64_t i = begin; i < end; ++i) seen[static_cast<size_t>(i)]++;
+    });
+    for (size_t i = 0; i < seen.size(); ++i)
+      ASSERT_EQ(seen[i].load(), 1) << i << ", grain " << grain;
+  }
+  // Four threads calling at once, many times: the ones that find the
+  // workers busy run on their own; none loses or repeats a chunk.
+  std::vector<std::thread> callers;
+  std::atomic<int64_t> wrong{0};
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&, t] {
+      for (int round = 0; round < 300; ++round) {
+        std::vector<int> counts(static_cast<size_t>(100 + t));
+        kernel_parallel_for(0, 100 + t, 3, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) counts[static_cast<size_t>(i)]++;
+        });
+        for (const int c : counts) wrong += c != 1;
+      }
+    });
+  }
+  for (auto& c : callers) c.join();
+  EXPECT_EQ(wrong.load(), 0);
+  // An empty range calls nothing.
+  kernel_parallel_for(5, 5, 1, [](int64_t, int64_t) { FAIL() << "called on an empty range"; });
+  at::set_num_threads(saved);
 }
 
 TEST(PackedLinear, EqualsLinearForEveryRowCountAndWidth) {
