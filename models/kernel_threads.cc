@@ -41,6 +41,7 @@ struct Ticket {
   static int64_t chunks(uint64_t t) { return static_cast<int64_t>((t >> kCountBits) & kCountMask); }
   static int64_t next(uint64_t t) { return static_cast<int64_t>(t & kCountMask); }
 };
+
 class Workers {
  public:
   static Workers& instance() {

@@ -7,7 +7,7 @@
 // threads from sleep, and in this virtual machine a wake-up costs about as
 // much as a kernel (a 20m batch-8 step: 4.1 to 4.9 ms passive against 3.0 to
 // 3.4 ms with OpenMP spinning). These workers instead wait for the next
-// kernel by spinning for a short while (kSpin below) before they sleep, so
+// kernel by spinning for a short while (200 µs) before they sleep, so
 // the calls of one step find them awake, and an idle process still sleeps:
 // the waiting is bounded, unlike OpenMP's active policy, which spins against
 // OpenBLAS's threads for the whole run.

@@ -67,7 +67,10 @@ class WeightArena {
         (std::max<int64_t>(floats, 1) * static_cast<int64_t>(sizeof(float)) + kHuge - 1) / kHuge *
         kHuge;
     void* raw = std::aligned_alloc(static_cast<size_t>(kHuge), static_cast<size_t>(bytes));
-    if (raw == nullptr) throw std::bad_alloc();
+    if (raw == nullptr) {
+      throw std::runtime_error(
+          fmt::format("cannot allocate {} MiB for the model's weights", bytes >> 20));
+    }
     ::madvise(raw, static_cast<size_t>(bytes), MADV_HUGEPAGE);
     buffer_ = at::from_blob(
         raw, {bytes / static_cast<int64_t>(sizeof(float))}, [](void* p) { std::free(p); },
