@@ -24,17 +24,9 @@ at::Tensor LoraLinearImpl::base_forward(const at::Tensor& x) const {
   if (c10::GradMode::is_enabled() && x.requires_grad()) {
     throw std::logic_error(
         "LoRA: gradients through a base weight packed for inference; train on a model loaded "
-        "without pack_for_inference");
+        "with WeightLayout::kCheckpoint");
   }
   return packed_linear(x, packed_, bias);
-}
-
-bool LoraLinearImpl::pack(const at::Tensor& storage) {
-  if (packed()) return true;
-  if (!packing_applies(weight)) return false;
-  at::NoGradGuard no_grad;
-  use_packed(pack_weight(weight, storage));
-  return true;
 }
 
 void LoraLinearImpl::use_packed(PackedWeight panels) {

@@ -48,15 +48,11 @@ class LoraLinearImpl : public torch::nn::Module {
   // W + scaling·B·A, for merging into a checkpoint.
   at::Tensor merged_weight(int slot) const;
 
-  // For inference on the CPU: moves the base weight into panels (into
-  // `storage` when given, see pack_weight) and releases the [out, in] copy,
-  // which `weight` then no longer holds (it is empty). The products run on
-  // packed_linear from then on, for any number of rows; autograd through
-  // them is refused. False, and nothing changes, where packing does not
-  // apply (another device or dtype).
-  bool pack(const at::Tensor& storage = {});
-  // Installs panels made elsewhere (load_llama packs as it reads) and
-  // releases the [out, in] weight.
+  // For inference on the CPU: runs on these panels of the base weight (see
+  // pack_weight; load_llama packs as it reads) and releases the [out, in]
+  // copy, which `weight` then no longer holds (it is empty). The products
+  // run on packed_linear from then on, for any number of rows; autograd
+  // through them is refused.
   void use_packed(PackedWeight panels);
   bool packed() const { return packed_.defined(); }
   int64_t in_features() const { return in_features_; }

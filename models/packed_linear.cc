@@ -161,6 +161,7 @@ PackedWeight pack_weight(const at::Tensor& w, const at::Tensor& storage) {
                                         : at::empty({packed_numel(out, in)}, w.options()),
                       out, in};
   packed.panels = packed.panels.view({panels, in, kPanelWidth});
+  if (in == 0) return packed;  // nothing to lay out
   // panels[p][k][j] = w[16p + j][k], zero past the last output.
   const at::Tensor padded = panels * kPanelWidth == out
                                 ? w
@@ -187,9 +188,9 @@ at::Tensor packed_linear(const at::Tensor& x, const PackedWeight& w, const at::T
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = w.out_features;
   at::Tensor y = at::empty(shape, x.options());  // [..., out]
-  const int64_t rows = w.in_features == 0 ? 0 : xc.numel() / w.in_features;
+  if (w.in_features == 0) return y.zero_();      // empty sums
+  const int64_t rows = xc.numel() / w.in_features;
   if (rows == 0 || w.out_features == 0) return y;
-  if (w.in_features == 0) return y.zero_();
   const Operands op{xc.data_ptr<float>(), w.panels.data_ptr<float>(), y.data_ptr<float>(),
                     w.in_features, w.out_features};
   // Each thread takes whole groups of panels, so none ends in a partial group.

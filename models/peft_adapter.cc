@@ -189,8 +189,8 @@ void detach_adapter(LlamaForCausalLM& model, int slot) {
 void merge_adapter(LlamaForCausalLM& model, int slot) {
   if (model->packed()) {
     throw std::logic_error(
-        "merge_adapter: the model is packed for inference; merge into a model loaded without "
-        "pack_for_inference");
+        "merge_adapter: the model is packed for inference; merge into a model loaded with "
+        "WeightLayout::kCheckpoint");
   }
   at::NoGradGuard no_grad;
   for (auto& [path, module] : model->projections()) {

@@ -97,12 +97,9 @@ TEST(PackedLinear, EqualsLinearForEveryRowCountAndWidth) {
   // tiles' blocks of 8, 6 and 2, up to a prefill's.
   for (const int64_t out : {1, 16, 37, 48, 100}) {
     for (const int64_t in : {1, 13, 64, 771}) {
-      const PackedWeight w = [&] {
-        const at::Tensor plain = at::randn({out, in});
-        return pack_weight(plain);
-      }();
-      const at::Tensor plain = unpack_weight(w), bias = at::randn({out});
-      ASSERT_EQ(plain.sizes(), (std::vector<int64_t>{out, in}));
+      const at::Tensor plain = at::randn({out, in}), bias = at::randn({out});
+      const PackedWeight w = pack_weight(plain);
+      ASSERT_TRUE(at::equal(unpack_weight(w), plain));
       for (const int64_t rows : {1, 2, 5, 7, 8, 9, 16, 23, 70}) {
         const at::Tensor x = at::randn({rows, 1, in});
         const at::Tensor expected = at::linear(x, plain, bias);
@@ -127,6 +124,9 @@ TEST(PackedLinear, PacksIntoGivenStorageAndUnpacksExactly) {
   // The padding past output 21 is zero, the arena past the panels untouched.
   EXPECT_EQ(w.panels[1].narrow(1, 5, 11).abs().max().item<float>(), 0.0f);
   EXPECT_EQ(arena[packed_numel(21, 9)].item<float>(), 7.0f);
+  // No input features: every output is an empty sum.
+  EXPECT_TRUE(at::equal(packed_linear(at::randn({3, 0}), pack_weight(at::randn({5, 0}))),
+                        at::zeros({3, 5})));
   // A non-contiguous input is read by its values.
   const at::Tensor wide = at::randn({3, 20});
   EXPECT_LT(
@@ -192,7 +192,7 @@ TEST(LoraLinear, MixedRowsEqualEachRowAlone) {
             1e-4);
   // Packed, the layer computes the same and releases its [out, in] copy.
   const at::Tensor before = layer->forward(x, {5, 0});
-  ASSERT_TRUE(layer->pack());
+  layer->use_packed(pack_weight(layer->weight));
   EXPECT_EQ(layer->weight.numel(), 0);
   EXPECT_LT(max_abs_diff(layer->forward(x, {5, 0}), before), 1e-5);
   EXPECT_TRUE(at::allclose(layer->merged_weight(0),
