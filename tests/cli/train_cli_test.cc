@@ -59,12 +59,12 @@ TEST(TrainCli, BadConfigsAreRefusedNamingTheKey) {
 class TrainRun : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const fs::path sample = testing::shared_path("data/amazon_titles_sample.jsonl");
-    model_ = testing::shared_path("models/stories260K-hf");
-    if (!fs::exists(sample) || !fs::exists(model_)) return;
+    const auto inputs = testing::sample_and_model();
+    if (!inputs) return;
+    model_ = inputs->model;
     dir_ = new testing::TempDir();
     const testing::CliRun r = run_vitrine(fmt::format(
-        "prepare -q --input {} --out {}", sample.string(), (dir_->path() / "ds").string()));
+        "prepare -q --input {} --out {}", inputs->sample.string(), (dir_->path() / "ds").string()));
     ASSERT_EQ(r.exit_code, 0) << r.output;
     std::string adapter;
     for (const char* name : {"describe", "qa"}) {

@@ -27,12 +27,12 @@ using namespace std::chrono_literals;
 class Gateway : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const fs::path sample = testing::shared_path("data/amazon_titles_sample.jsonl");
-    const fs::path model = testing::shared_path("models/stories260K-hf");
-    if (!fs::exists(sample) || !fs::exists(model)) return;
+    const auto inputs = testing::sample_and_model();
+    if (!inputs) return;
+    const fs::path& model = inputs->model;
     dir_ = new testing::TempDir();
     const fs::path d = dir_->path();
-    ASSERT_TRUE(testing::prepare_and_train(sample, model, d));
+    ASSERT_TRUE(testing::prepare_and_train(inputs->sample, model, d));
     // One daemon for the suite, and a gateway with tokens in front of it.
     const std::string daemon = fmt::format("127.0.0.1:{}", testing::free_port());
     metrics_ = fmt::format("127.0.0.1:{}", testing::free_port());

@@ -55,13 +55,11 @@ std::vector<Json> read_jsonl(const fs::path& path, size_t limit) {
 class Vitrined : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const fs::path sample = testing::shared_path("data/amazon_titles_sample.jsonl");
-    const fs::path model = testing::shared_path("models/stories260K-hf");
-    if (!fs::exists(sample) || !fs::exists(model)) return;
+    const auto inputs = testing::sample_and_model();
+    if (!inputs) return;
     dir_ = new testing::TempDir();
-    const fs::path d = dir_->path();
-    ASSERT_TRUE(testing::prepare_and_train(sample, model, d));
-    model_ = model;
+    ASSERT_TRUE(testing::prepare_and_train(inputs->sample, inputs->model, dir_->path()));
+    model_ = inputs->model;
   }
   static void TearDownTestSuite() {
     delete dir_;

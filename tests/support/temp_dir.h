@@ -1,4 +1,5 @@
-// A fresh directory per test, removed afterwards; and small file helpers.
+// A fresh directory per test, removed afterwards; small file helpers; and
+// where ../shared's inputs are.
 #pragma once
 
 #include <unistd.h>
@@ -6,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -45,6 +47,19 @@ inline void write_file(const std::filesystem::path& p, const std::string& bytes)
 
 inline std::filesystem::path shared_path(const std::string& rel) {
   return std::filesystem::path(VITRINE_SHARED_DIR) / rel;
+}
+
+// ../shared's sample catalogue and stories260K model: what the suites that
+// prepare, train and serve start from. Nothing when ../shared is absent
+// (those suites then skip).
+struct SampleAndModel {
+  std::filesystem::path sample, model;
+};
+inline std::optional<SampleAndModel> sample_and_model() {
+  SampleAndModel s{shared_path("data/amazon_titles_sample.jsonl"),
+                   shared_path("models/stories260K-hf")};
+  if (!std::filesystem::exists(s.sample) || !std::filesystem::exists(s.model)) return std::nullopt;
+  return s;
 }
 
 }  // namespace vitrine::testing

@@ -2,6 +2,8 @@
 // loopback, driven through its gRPC stub: the queue, the event stream,
 // versioned publishing, cancellation, bad configs, and a job surviving a
 // SIGKILL of the service.
+#include "trainer/service/trainer_service.h"
+
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -18,7 +20,6 @@
 #include "tests/support/ports.h"
 #include "tests/support/run_vitrine.h"
 #include "tests/support/temp_dir.h"
-#include "trainer/service/trainer_service.h"
 #include "vitrine/v1/trainer.grpc.pb.h"
 
 namespace vitrine {
@@ -128,14 +129,13 @@ TEST(TrainerServiceConfig, ShippedConfigHoldsExactlyTheDefaults) {
 class TrainerService : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const fs::path sample = testing::shared_path("data/amazon_titles_sample.jsonl");
-    const fs::path model = testing::shared_path("models/stories260K-hf");
-    if (!fs::exists(sample) || !fs::exists(model)) return;
+    const auto inputs = testing::sample_and_model();
+    if (!inputs) return;
     dir_ = new testing::TempDir();
     const testing::CliRun r = run_vitrine(fmt::format(
-        "prepare -q --input {} --out {}", sample.string(), (dir_->path() / "ds").string()));
+        "prepare -q --input {} --out {}", inputs->sample.string(), (dir_->path() / "ds").string()));
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    model_ = model;
+    model_ = inputs->model;
   }
   static void TearDownTestSuite() {
     delete dir_;
