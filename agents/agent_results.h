@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "agents/prompts.h"
-#include "models/chat_format.h"
+#include "models/tokenizer/chat_format.h"
+#include "prompts/prompts.h"
 
 namespace vitrine::catalog {
 class Catalog;
@@ -20,6 +20,9 @@ namespace vitrine::agents {
 // The agents look products up in the catalogue (catalog/, which keeps SQLite
 // to itself).
 using catalog::Catalog;
+// The tasks are the prompt formats' (prompts/), shared with training.
+using prompts::Task;
+using prompts::task_name;
 
 // Why the classifier agent chose its route.
 enum class Evidence {

@@ -13,7 +13,7 @@ ClassifierAgent::ClassifierAgent(models::TextClassifier classifier,
   if (!catalog_) throw std::invalid_argument("classifier agent: no catalogue");
   for (const std::string& label : classifier_->config().labels) {
     try {
-      parse_task(label);
+      prompts::parse_task(label);
     } catch (const std::invalid_argument&) {
       throw std::invalid_argument(fmt::format(
           "classifier agent: label '{}' is not a task (describe, qa): not a router classifier?",
@@ -39,7 +39,7 @@ Route ClassifierAgent::decide(std::string_view text) const {
     }
   }
   if (c.confidence >= options_.min_confidence) {
-    route.task = parse_task(c.label);
+    route.task = prompts::parse_task(c.label);
     route.evidence = Evidence::kClassifier;
   } else {
     route.task = options_.default_task;

@@ -21,9 +21,9 @@
 #include <string_view>
 
 #include "agents/agent_results.h"
-#include "agents/prompts.h"
 #include "catalog/catalog.h"
 #include "models/text_classifier.h"
+#include "prompts/prompts.h"
 
 namespace vitrine::agents {
 

@@ -12,7 +12,7 @@ DescribeAgent::DescribeAgent(std::shared_ptr<const Catalog> catalog, DescribeAge
 AgentPrompt DescribeAgent::prompt(std::string_view title) const {
   AgentPrompt out;
   out.task = Task::kDescribe;
-  out.turn = task_turn(Task::kDescribe, title);
+  out.turn = prompts::task_turn(Task::kDescribe, title);
   out.sources = find_sources(*catalog_, title, options_.sources);
   out.product_known = !out.sources.empty();
   return out;

@@ -50,7 +50,7 @@ AgentPrompt QaAgent::prompt(std::string_view question) const {
   out.sources = find_sources(*catalog_, question, options_.sources);
   out.product_known = !out.sources.empty();
   if (!out.product_known || options_.grounding == Grounding::kNone) {
-    out.turn = task_turn(Task::kQa, question);
+    out.turn = prompts::task_turn(Task::kQa, question);
     return out;
   }
   const Source& best = out.sources.front();
@@ -60,7 +60,7 @@ AgentPrompt QaAgent::prompt(std::string_view question) const {
       description = cut_description(product->content, options_.max_description_chars);
     }
   }
-  out.turn = grounded_qa_turn(question, best.title, description);
+  out.turn = prompts::grounded_qa_turn(question, best.title, description);
   out.grounded = true;
   return out;
 }

@@ -23,9 +23,9 @@
 #include <string>
 #include <vector>
 
-#include "models/packed_linear.h"
+#include "models/kernels/packed_linear.h"
+#include "models/kernels/small_linear.h"
 #include "models/runtime.h"
-#include "models/small_linear.h"
 
 namespace {
 

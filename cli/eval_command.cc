@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "cli/commands.h"
-#include "trainer/training/evaluation.h"
+#include "training/evaluation.h"
 
 namespace vitrine::cli {
 namespace {

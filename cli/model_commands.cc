@@ -13,11 +13,11 @@
 #include <sstream>
 
 #include "cli/commands.h"
-#include "models/chat_format.h"
 #include "models/generation.h"
 #include "models/llama.h"
 #include "models/peft_adapter.h"
 #include "models/runtime.h"
+#include "models/tokenizer/chat_format.h"
 
 namespace vitrine::cli {
 namespace {

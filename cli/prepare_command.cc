@@ -8,9 +8,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "cli/yaml_json.h"
 #include "common/atomic_output.h"
-#include "trainer/prepare.h"
+#include "common/yaml_json.h"
+#include "dataset/prepare.h"
 
 namespace vitrine::cli {
 namespace {
@@ -34,18 +34,18 @@ struct PrepareArgs {
 
 int run_prepare_command(const PrepareArgs& args) {
   try {
-    trainer::PrepareConfig config;
-    if (!args.config.empty()) trainer::apply_config_json(load_yaml_as_json(args.config), config);
+    dataset::PrepareConfig config;
+    if (!args.config.empty()) dataset::apply_config_json(load_yaml_as_json(args.config), config);
     if (args.threads >= 0) config.threads = args.threads;
     struct sigaction sa {};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
-    trainer::PrepareHooks hooks;
+    dataset::PrepareHooks hooks;
     hooks.cancel = &g_cancel;
     hooks.progress = !args.quiet;
     hooks.clean_only = args.clean_only;
-    const trainer::PrepareResult result = trainer::run_prepare(args.input, args.out, config, hooks);
+    const dataset::PrepareResult result = dataset::run_prepare(args.input, args.out, config, hooks);
     const auto& s = result.stats;
     const auto& t = result.timings;
     if (args.print_report) {

@@ -2,7 +2,7 @@
 // config names (describe and qa by default) from a prepared dataset.
 //
 // Started by torchrun-style launchers (RANK, WORLD_SIZE, MASTER_ADDR,
-// MASTER_PORT in the environment; see trainer/training/data_parallel.h),
+// MASTER_PORT in the environment; see training/data_parallel.h),
 // each process is one data-parallel rank; rank 0 writes the run and
 // evaluates it.
 #include <fmt/format.h>
@@ -13,10 +13,10 @@
 #include <memory>
 
 #include "cli/commands.h"
-#include "cli/yaml_json.h"
-#include "trainer/training/evaluation.h"
-#include "trainer/training/train_config.h"
-#include "trainer/training/train_run.h"
+#include "common/yaml_json.h"
+#include "training/evaluation.h"
+#include "training/train_config.h"
+#include "training/train_run.h"
 
 namespace vitrine::cli {
 namespace {

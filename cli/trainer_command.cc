@@ -21,8 +21,8 @@
 #include <thread>
 
 #include "cli/commands.h"
-#include "cli/yaml_json.h"
-#include "trainer/service/trainer_service.h"
+#include "common/yaml_json.h"
+#include "training/service/trainer_service.h"
 #include "vitrine/v1/trainer.grpc.pb.h"
 
 namespace vitrine::cli {

@@ -1,6 +1,6 @@
-// Small files a program reads whole when it starts: certificates, token
-// lists. Errors name the setting the path came from (`what`, e.g.
-// "tls.cert") and the path. Not for data files (those stream).
+// Small files read whole: certificates, token lists, tokenizer.json, run
+// and checkpoint records. Errors name what the file is for (`what`, e.g.
+// "tls.cert", "checkpoint") and the path. Not for data files (those stream).
 #pragma once
 
 #include <filesystem>

@@ -14,6 +14,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "common/clock.h"
 #include "common/config_binder.h"
 #include "common/text_file.h"
 #include "common/utf8.h"
@@ -131,12 +132,6 @@ Json usage_of(const v1::AskResponse& r) {
           {"total_tokens", r.usage().prompt_tokens() + r.usage().completion_tokens()}};
 }
 
-int64_t now_seconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // The request a chat completion asks: its last user message, the route
 // its model names, the generation settings it sets. Throws HttpError.
 struct ChatCall {
@@ -229,7 +224,7 @@ ChatCall parse_chat(const std::string& body) {
 Json completion_of(const ChatCall& call, const v1::AskResponse& r) {
   return {{"id", "chatcmpl-" + r.response_id()},
           {"object", "chat.completion"},
-          {"created", now_seconds()},
+          {"created", static_cast<int64_t>(unix_seconds())},
           {"model", call.model},
           {"choices", Json::array({{{"index", 0},
                                     {"message", {{"role", "assistant"}, {"content", r.text()}}},
@@ -317,7 +312,7 @@ struct Gateway::State {
       grpc::ClientContext context;
       prepare(context);
       const std::string id = fmt::format("chatcmpl-{:x}", std::random_device{}());
-      const int64_t created = now_seconds();
+      const int64_t created = static_cast<int64_t>(unix_seconds());
       auto chunk = [&](const Json& delta, const Json& finish) {
         return Json{{"id", id},
                     {"object", "chat.completion.chunk"},

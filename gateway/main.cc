@@ -14,7 +14,7 @@
 #include <cstdio>
 #include <thread>
 
-#include "cli/yaml_json.h"
+#include "common/yaml_json.h"
 #include "gateway/gateway.h"
 
 namespace {
@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   try {
     vitrine::gateway::GatewayConfig config;
     if (!config_path.empty()) {
-      vitrine::gateway::apply_gateway_config(vitrine::cli::load_yaml_as_json(config_path), config);
+      vitrine::gateway::apply_gateway_config(vitrine::load_yaml_as_json(config_path), config);
     }
     if (!listen.empty()) config.listen = listen;
     if (!daemon.empty()) config.daemon = daemon;

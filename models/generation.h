@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "models/llama.h"
-#include "models/tokenizer.h"
+#include "models/tokenizer/tokenizer.h"
 
 namespace vitrine::models {
 

@@ -17,11 +17,11 @@
 #include <stdexcept>
 
 #include "common/atomic_output.h"
-#include "models/decode_attention.h"
-#include "models/packed_linear.h"
+#include "models/kernels/decode_attention.h"
+#include "models/kernels/packed_linear.h"
+#include "models/kernels/small_linear.h"
 #include "models/runtime.h"
 #include "models/safetensors.h"
-#include "models/small_linear.h"
 
 namespace vitrine::models {
 namespace fs = std::filesystem;

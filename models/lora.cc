@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "models/small_linear.h"
+#include "models/kernels/small_linear.h"
 
 namespace vitrine::models {
 

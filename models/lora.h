@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "models/packed_linear.h"
+#include "models/kernels/packed_linear.h"
 
 namespace vitrine::models {
 

@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "common/clock.h"
 #include "common/versions.h"
 #include "models/peft_adapter.h"
 
@@ -49,9 +50,7 @@ AdapterRegistry::ReloadResult AdapterRegistry::reload() {
       loaded->version = version;
       loaded->path = path;
       loaded->slot = slot;
-      loaded->loaded_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count();
+      loaded->loaded_unix_ms = unix_ms();
       result.loaded.push_back(*loaded);
       std::lock_guard lock(mutex_);
       auto& slot_of_name = current_[name];

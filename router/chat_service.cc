@@ -8,6 +8,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "common/clock.h"
 #include "common/errors.h"
 #include "common/utf8.h"
 #include "protos/status.h"
@@ -17,12 +18,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string new_response_id() {
   static std::mutex mutex;
   static std::mt19937_64 rng{std::random_device{}()};
@@ -30,8 +25,8 @@ std::string new_response_id() {
   return fmt::format("r-{:016x}{:08x}", rng(), static_cast<uint32_t>(rng()));
 }
 
-v1::Route route_of(agents::Task task) {
-  return task == agents::Task::kDescribe ? v1::ROUTE_DESCRIBE : v1::ROUTE_QA;
+v1::Route route_of(prompts::Task task) {
+  return task == prompts::Task::kDescribe ? v1::ROUTE_DESCRIBE : v1::ROUTE_QA;
 }
 
 // The request's own settings over the daemon's defaults, within its limits.
@@ -289,7 +284,7 @@ ChatService::Job ChatService::prepare(const ServingParts& parts, grpc::ServerCon
 
   // Which agent answers, and through which adapter.
   v1::RouteTaken& taken = *job.response.mutable_route();
-  agents::Task task = agents::Task::kQa;
+  prompts::Task task = prompts::Task::kQa;
   bool tuned = request.route() != v1::ROUTE_BASE;
   if (request.route() == v1::ROUTE_AUTO || request.route() == v1::ROUTE_BASE) {
     const agents::Route decided = parts.classifier->decide(request.text());
@@ -297,10 +292,10 @@ ChatService::Job ChatService::prepare(const ServingParts& parts, grpc::ServerCon
     taken.set_classifier_confidence(decided.confidence);
     taken.set_evidence(std::string(agents::evidence_name(decided.evidence)));
   } else {
-    task = request.route() == v1::ROUTE_DESCRIBE ? agents::Task::kDescribe : agents::Task::kQa;
+    task = request.route() == v1::ROUTE_DESCRIBE ? prompts::Task::kDescribe : prompts::Task::kQa;
     taken.set_evidence("forced");
   }
-  const std::string task_word(agents::task_name(task));
+  const std::string task_word(prompts::task_name(task));
   taken.set_agent(task_word);
   job.response.set_response_id(new_response_id());
 
@@ -336,7 +331,7 @@ ChatService::Job ChatService::prepare(const ServingParts& parts, grpc::ServerCon
   job.route_word = job.lease != nullptr ? task_word : "base";
 
   // The agent's prompt and the records the answer is about.
-  const agents::AgentPrompt prompt = task == agents::Task::kDescribe
+  const agents::AgentPrompt prompt = task == prompts::Task::kDescribe
                                          ? parts.describe->prompt(request.text())
                                          : parts.qa->prompt(request.text());
   for (const agents::Source& s : prompt.sources) *job.response.add_sources() = to_proto(s);
@@ -402,7 +397,7 @@ void ChatService::record(const ServingParts& parts, const v1::AskRequest& reques
   const v1::AskResponse& r = job.response;
   ResponseRecord rec;
   rec.response_id = r.response_id();
-  rec.unix_ms = now_unix_ms() - static_cast<int64_t>(r.timings().total_ms());
+  rec.unix_ms = unix_ms() - static_cast<int64_t>(r.timings().total_ms());
   rec.user_id = request.user_id();
   rec.input = request.text();
   rec.route = job.route_word;
@@ -574,7 +569,7 @@ grpc::Status ChatService::Feedback(grpc::ServerContext* context, const v1::Feedb
     parts->log->add_feedback({.response_id = request->response_id(),
                               .rating = request->rating(),
                               .comment = request->comment(),
-                              .unix_ms = now_unix_ms()});
+                              .unix_ms = unix_ms()});
   });
 }
 

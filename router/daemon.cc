@@ -111,7 +111,7 @@ ServingParts load_parts(const RouterConfig& c, const nlohmann::json& experiments
   parts.classifier = std::make_shared<const agents::ClassifierAgent>(
       models::load_text_classifier(c.classifier), catalog,
       agents::ClassifierAgentOptions{.min_confidence = r.min_confidence,
-                                     .default_task = agents::parse_task(r.default_route),
+                                     .default_task = prompts::parse_task(r.default_route),
                                      .exact_titles = r.exact_titles});
   parts.describe = std::make_shared<const agents::DescribeAgent>(
       catalog, agents::DescribeAgentOptions{

@@ -7,9 +7,9 @@
 #include <set>
 #include <stdexcept>
 
-#include "agents/prompts.h"
 #include "common/config_binder.h"
 #include "common/stable_hash.h"
+#include "prompts/prompts.h"
 
 namespace vitrine::router {
 namespace {
@@ -48,7 +48,7 @@ void validate(const ExperimentsConfig& config) {
     for (size_t r = 0; r < e.routes.size(); ++r) {
       const std::string route_path = fmt::format("{}.routes[{}]", path, r);
       try {
-        agents::parse_task(e.routes[r]);
+        prompts::parse_task(e.routes[r]);
       } catch (const std::invalid_argument&) {
         fail(route_path, fmt::format("unknown route '{}' (known: describe, qa)", e.routes[r]));
       }

@@ -11,7 +11,7 @@
 #include <atomic>
 #include <cstdio>
 
-#include "cli/yaml_json.h"
+#include "common/yaml_json.h"
 #include "models/runtime.h"
 #include "router/daemon.h"
 
@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
   try {
     vitrine::router::RouterConfig config;
     if (!config_path.empty()) {
-      vitrine::router::apply_router_config(vitrine::cli::load_yaml_as_json(config_path), config);
+      vitrine::router::apply_router_config(vitrine::load_yaml_as_json(config_path), config);
     }
     if (!listen.empty()) config.listen = listen;
     if (app.count("--metrics-listen") > 0) config.metrics_listen = metrics_listen;
@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
     }
     const nlohmann::json experiments = config.experiments.empty()
                                            ? nlohmann::json()
-                                           : vitrine::cli::load_yaml_as_json(config.experiments);
+                                           : vitrine::load_yaml_as_json(config.experiments);
     struct sigaction sa {};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, nullptr);

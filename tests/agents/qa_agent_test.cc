@@ -32,7 +32,7 @@ TEST_F(QaAgentTest, NoGroundingIsTheTrainingPromptWithSources) {
 TEST_F(QaAgentTest, TitleGroundingNamesTheProduct) {
   const AgentPrompt p = agent(Grounding::kTitle).prompt(kQuestion);
   EXPECT_TRUE(p.grounded);
-  EXPECT_EQ(p.turn.system, task_turn(Task::kQa, "").system);
+  EXPECT_EQ(p.turn.system, prompts::task_turn(Task::kQa, "").system);
   EXPECT_EQ(p.turn.user,
             std::string("Product: Stainless Steel Electric Kettle 1.7 Liter\n\n") + kQuestion);
   ASSERT_EQ(p.sources.size(), 1u);

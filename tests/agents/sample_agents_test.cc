@@ -12,8 +12,8 @@
 #include "agents/classifier_agent.h"
 #include "agents/describe_agent.h"
 #include "agents/qa_agent.h"
-#include "trainer/prepare.h"
-#include "trainer/training/classifier_training.h"
+#include "dataset/prepare.h"
+#include "training/classifier_training.h"
 
 namespace vitrine::agents {
 namespace {
@@ -34,9 +34,9 @@ class SampleAgentsTest : public ::testing::Test {
     const fs::path sample = vitrine::testing::shared_path("data/amazon_titles_sample.jsonl");
     if (!fs::exists(sample)) return;
     dir_ = new vitrine::testing::TempDir();
-    trainer::PrepareHooks hooks;
+    dataset::PrepareHooks hooks;
     hooks.progress = false;
-    trainer::run_prepare(sample, dir_->path() / "dataset", trainer::PrepareConfig{}, hooks);
+    dataset::run_prepare(sample, dir_->path() / "dataset", dataset::PrepareConfig{}, hooks);
     // Fewer slots and epochs than the defaults: seconds, not minutes, on a
     // loaded CI machine, and still right on the sample's router test split.
     training::ClassifierTrainConfig config;

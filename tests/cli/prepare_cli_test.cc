@@ -3,9 +3,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dataset/prepare.h"
 #include "tests/support/run_vitrine.h"
 #include "tests/support/temp_dir.h"
-#include "trainer/prepare.h"
 
 namespace vitrine {
 namespace {
@@ -29,7 +29,7 @@ TEST(PrepareCli, ShippedConfigHoldsExactlyTheDefaults) {
                                std::string(VITRINE_SOURCE_DIR) + "/configs/prepare.yaml");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto stats = nlohmann::ordered_json::parse(read_file(dir / "ds" / "stats.json"));
-  EXPECT_EQ(stats["config"], trainer::config_to_json(trainer::PrepareConfig{}))
+  EXPECT_EQ(stats["config"], dataset::config_to_json(dataset::PrepareConfig{}))
       << "configs/prepare.yaml and the defaults in the code disagree";
   EXPECT_NE(r.output.find("1 products kept"), std::string::npos) << r.output;
 }

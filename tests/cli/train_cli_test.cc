@@ -19,7 +19,7 @@
 #include "tests/support/ports.h"
 #include "tests/support/run_vitrine.h"
 #include "tests/support/temp_dir.h"
-#include "trainer/training/train_config.h"
+#include "training/train_config.h"
 
 namespace vitrine {
 namespace {

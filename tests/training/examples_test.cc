@@ -1,13 +1,13 @@
 // Task files -> prompts and completions -> packed rows -> batches.
-#include "trainer/training/examples.h"
+#include "training/examples.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include "tests/support/expect_error.h"
 #include "tests/support/temp_dir.h"
-#include "trainer/training/lm_loss.h"
-#include "trainer/training/trainable_adapter.h"
+#include "training/lm_loss.h"
+#include "training/trainable_adapter.h"
 
 namespace vitrine::training {
 namespace {
@@ -36,7 +36,7 @@ class Examples : public ::testing::Test {
 };
 
 TEST_F(Examples, CompletionTokensAreTheOnlyTargets) {
-  const ExampleSet set = load_examples(dir_.path() / "describe.jsonl", agents::Task::kDescribe,
+  const ExampleSet set = load_examples(dir_.path() / "describe.jsonl", prompts::Task::kDescribe,
                                        *tokenizer_, models::ChatFamily::kPlain, 512);
   ASSERT_EQ(set.examples.size(), 3u);
   const Example& ex = set.examples[0];
@@ -50,14 +50,14 @@ TEST_F(Examples, CompletionTokensAreTheOnlyTargets) {
 }
 
 TEST_F(Examples, LongCompletionsAreCutAndCounted) {
-  const ExampleSet full = load_examples(dir_.path() / "describe.jsonl", agents::Task::kDescribe,
+  const ExampleSet full = load_examples(dir_.path() / "describe.jsonl", prompts::Task::kDescribe,
                                         *tokenizer_, models::ChatFamily::kPlain, 512);
   const int64_t cap = full.examples[1].prompt_len + 3;
-  const ExampleSet cut = load_examples(dir_.path() / "describe.jsonl", agents::Task::kDescribe,
+  const ExampleSet cut = load_examples(dir_.path() / "describe.jsonl", prompts::Task::kDescribe,
                                        *tokenizer_, models::ChatFamily::kPlain, cap);
   EXPECT_GE(cut.truncated, 1);
   for (const Example& ex : cut.examples) EXPECT_LE(static_cast<int64_t>(ex.ids.size()), cap);
-  const ExampleSet none = load_examples(dir_.path() / "describe.jsonl", agents::Task::kDescribe,
+  const ExampleSet none = load_examples(dir_.path() / "describe.jsonl", prompts::Task::kDescribe,
                                         *tokenizer_, models::ChatFamily::kPlain, 4);
   EXPECT_EQ(none.dropped_long_prompt, 3);
   EXPECT_TRUE(none.examples.empty());
@@ -70,14 +70,14 @@ TEST_F(Examples, BadLinesNameTheFileAndLine) {
                                                  "\n");
   testing::expect_error(
       [&] {
-        load_examples(dir_.path() / "bad.jsonl", agents::Task::kDescribe, *tokenizer_,
+        load_examples(dir_.path() / "bad.jsonl", prompts::Task::kDescribe, *tokenizer_,
                       models::ChatFamily::kPlain, 512);
       },
       {"bad.jsonl' line 2: expected string fields 'prompt' and 'completion'"});
 }
 
 TEST_F(Examples, PackingKeepsEveryTargetAndFitsTheRows) {
-  const ExampleSet set = load_examples(dir_.path() / "describe.jsonl", agents::Task::kDescribe,
+  const ExampleSet set = load_examples(dir_.path() / "describe.jsonl", prompts::Task::kDescribe,
                                        *tokenizer_, models::ChatFamily::kPlain, 512);
   int64_t targets = 0, tokens = 0;
   for (const Example& ex : set.examples) {
@@ -104,7 +104,7 @@ TEST_F(Examples, PackingKeepsEveryTargetAndFitsTheRows) {
 }
 
 TEST_F(Examples, APackedRowTrainsExactlyAsTheExamplesApart) {
-  const ExampleSet set = load_examples(dir_.path() / "describe.jsonl", agents::Task::kDescribe,
+  const ExampleSet set = load_examples(dir_.path() / "describe.jsonl", prompts::Task::kDescribe,
                                        *tokenizer_, models::ChatFamily::kPlain, 512);
   const auto packed = pack_examples(set.examples, 512, true);
   const auto single = pack_examples(set.examples, 512, false);

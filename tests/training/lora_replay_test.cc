@@ -11,7 +11,7 @@
 #include "models/safetensors.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/tensors.h"
-#include "trainer/training/lora_trainer.h"
+#include "training/lora_trainer.h"
 
 namespace vitrine::training {
 namespace {

@@ -1,6 +1,6 @@
 // Event files decoded by the protobuf library itself (as schema-less fields),
 // so the hand-written encoding is checked by an independent parser.
-#include "trainer/training/tensorboard.h"
+#include "training/tensorboard.h"
 
 #include <google/protobuf/unknown_field_set.h>
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
 // ROUGE and BLEU against values worked out by hand from the definitions
 // rouge_score and sacreBLEU implement.
-#include "trainer/training/text_metrics.h"
+#include "training/text_metrics.h"
 
 #include <gtest/gtest.h>
 

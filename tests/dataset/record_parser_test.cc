@@ -1,0 +1,73 @@
+#include "dataset/record_parser.h"
+
+#include <gtest/gtest.h>
+
+#include "dataset/line_reader.h"
+
+namespace vitrine::dataset {
+namespace {
+
+// Parses `line` from a padded buffer, as the reader hands lines out.
+Malformed parse(RecordParser& parser, const std::string& line, RawRecord& rec) {
+  static std::string buffer;
+  buffer = line;
+  buffer.append(LineReader::kPadding, '\0');
+  return parser.parse(std::string_view(buffer.data(), line.size()), rec);
+}
+
+TEST(RecordParser, ReadsTheFieldsOfARealLine) {
+  RecordParser parser(true);
+  RawRecord rec;
+  const std::string line =
+      R"({"uid": "0000031909", "title": "Girls Ballet Tutu Neon Pink", "content": "High quality 3 layer ballet tutu. 12 inches in length", "target_ind": [12, 13], "target_rel": [1.0, 1.0]})";
+  ASSERT_EQ(parse(parser, line, rec), Malformed::kNone);
+  EXPECT_EQ(rec.uid, "0000031909");
+  EXPECT_EQ(rec.title, "Girls Ballet Tutu Neon Pink");
+  EXPECT_EQ(rec.content, "High quality 3 layer ballet tutu. 12 inches in length");
+  EXPECT_FALSE(rec.utf8_repaired);
+}
+
+TEST(RecordParser, DecodesEscapesAndAcceptsMissingUidOrCrlf) {
+  RecordParser parser(true);
+  RawRecord rec;
+  ASSERT_EQ(parse(parser,
+                  "{\"title\": \"caf\\u00e9 \\\"x\\\"\", \"content\": \"\\ud83d\\ude00\"}\r", rec),
+            Malformed::kNone);
+  EXPECT_EQ(rec.title, "caf\xC3\xA9 \"x\"");
+  EXPECT_EQ(rec.content, "\xF0\x9F\x98\x80");
+  EXPECT_TRUE(rec.uid.empty());
+}
+
+TEST(RecordParser, NamesEveryKindOfMalformedLine) {
+  RecordParser parser(false);
+  RawRecord rec;
+  EXPECT_EQ(parse(parser, "", rec), Malformed::kBlank);
+  EXPECT_EQ(parse(parser, "   \t", rec), Malformed::kBlank);
+  EXPECT_EQ(parse(parser, std::string("{\"title\": \"a\0b\", \"content\": \"\"}", 29), rec),
+            Malformed::kNulByte);
+  EXPECT_EQ(parse(parser, "{\"title\": \"a\xff\", \"content\": \"\"}", rec),
+            Malformed::kInvalidUtf8);
+  EXPECT_EQ(parse(parser, R"({"uid": "1", "title": "Trunc)", rec), Malformed::kBadJson);
+  EXPECT_FALSE(parser.detail().empty());
+  EXPECT_EQ(parse(parser, R"({"title": "a", "content": "b"} trailing)", rec), Malformed::kBadJson);
+  EXPECT_EQ(parse(parser, R"(["title", "content"])", rec), Malformed::kNotObject);
+  EXPECT_EQ(parse(parser, "42", rec), Malformed::kNotObject);
+  EXPECT_EQ(parse(parser, R"({"uid": "1", "content": "b"})", rec), Malformed::kMissingTitle);
+  EXPECT_EQ(parse(parser, R"({"title": 12345, "content": "b"})", rec), Malformed::kTitleNotString);
+  EXPECT_NE(parser.detail().find("number"), std::string::npos);
+  EXPECT_EQ(parse(parser, R"({"title": "a"})", rec), Malformed::kMissingContent);
+  EXPECT_EQ(parse(parser, R"({"title": "a", "content": null})", rec), Malformed::kContentNotString);
+  EXPECT_EQ(malformed_name(Malformed::kTitleNotString), "title_not_a_string");
+}
+
+TEST(RecordParser, RepairsInvalidUtf8WhenAsked) {
+  RecordParser parser(true);
+  RawRecord rec;
+  ASSERT_EQ(parse(parser, "{\"title\": \"Caf\xe9 Noir\", \"content\": \"ok\"}", rec),
+            Malformed::kNone);
+  EXPECT_EQ(rec.title, "Caf\xEF\xBF\xBD Noir");
+  EXPECT_TRUE(rec.utf8_repaired);
+}
+
+}  // namespace
+}  // namespace vitrine::dataset

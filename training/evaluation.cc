@@ -1,0 +1,333 @@
+#include "training/evaluation.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "common/atomic_output.h"
+#include "common/progress.h"
+#include "models/generation.h"
+#include "models/llama.h"
+#include "models/peft_adapter.h"
+#include "models/runtime.h"
+#include "models/tokenizer/chat_format.h"
+#include "prompts/prompts.h"
+#include "training/examples.h"
+#include "training/lm_loss.h"
+#include "training/text_metrics.h"
+
+namespace vitrine::training {
+namespace fs = std::filesystem;
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+struct Item {
+  std::string input, reference;
+};
+
+std::vector<Item> read_items(const fs::path& file, prompts::Task task, int64_t limit) {
+  std::ifstream in(file);
+  if (!in) throw std::runtime_error(fmt::format("cannot read '{}'", file.string()));
+  const auto [input_key, output_key] = prompts::task_fields(task);
+  std::vector<Item> items;
+  std::string line;
+  for (int64_t n = 1; static_cast<int64_t>(items.size()) < limit && std::getline(in, line); ++n) {
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.contains(input_key) || !j.contains(output_key)) {
+      throw std::runtime_error(fmt::format("'{}' line {}: not a {} task line", file.string(), n,
+                                           prompts::task_name(task)));
+    }
+    items.push_back({j[input_key].get<std::string>(), j[output_key].get<std::string>()});
+  }
+  return items;
+}
+
+double words(const std::string& text) {
+  return static_cast<double>(rouge_tokens(text).size());
+}
+
+// exp(mean loss) of the examples' completions with adapter `slot` (-1 = base).
+double perplexity(models::LlamaForCausalLM& model, const std::vector<Example>& examples, int slot,
+                  int64_t max_seq_len, int64_t batch_size) {
+  at::NoGradGuard no_grad;
+  const auto rows = pack_examples(examples, max_seq_len, /*packing=*/false);
+  double sum = 0;
+  int64_t count = 0;
+  for (size_t i = 0; i < rows.size(); i += static_cast<size_t>(batch_size)) {
+    const Batch b = make_batch(rows, i, std::min(rows.size(), i + static_cast<size_t>(batch_size)));
+    const models::RowAdapters adapters(static_cast<size_t>(b.ids.size(0)), slot);
+    const LossSum part =
+        causal_lm_loss_sum(model->forward_packed(b.ids, b.segments, adapters), b.labels);
+    sum += part.sum.item<double>();
+    count += part.count;
+  }
+  return count > 0 ? std::exp(sum / static_cast<double>(count)) : NAN;  // NaN: no reference fits
+}
+
+Json scores_json(const ModelScores& s) {
+  return {{"rouge1", s.rouge1},
+          {"rouge2", s.rouge2},
+          {"rougeL", s.rougeL},
+          {"bleu", s.bleu},
+          {"perplexity", std::isfinite(s.perplexity) ? Json(s.perplexity) : Json(nullptr)},
+          {"mean_words", s.mean_words}};
+}
+
+std::string cell(const std::string& text) {
+  std::string out = text.size() > 280 ? text.substr(0, 277) + "..." : text;
+  for (char& c : out) {
+    if (c == '\n' || c == '|') c = ' ';
+  }
+  return out;
+}
+
+std::string render_markdown(const std::vector<SplitResult>& results, const TrainConfig& config,
+                            const EvalOptions& options) {
+  std::string md = "# Evaluation: base model vs tuned adapters\n\n";
+  md += fmt::format(
+      "Base model `{}`, dataset `{}`. Greedy decoding, at most {} new tokens, repetition "
+      "penalty {}, the same prompts and settings for both. ROUGE F1 as rouge_score computes it "
+      "(mean over examples), BLEU-4 as "
+      "sacreBLEU's corpus_bleu (13a), perplexity of the dataset's reference answers.\n\n",
+      config.base_model, config.dataset, options.max_new_tokens, options.repetition_penalty);
+  for (const auto& r : results) {
+    md += fmt::format("## {} adapter, {} split ({} products)\n\n", r.adapter, r.split, r.examples);
+    md += "| measure | base | tuned |\n| --- | --- | --- |\n";
+    md += fmt::format("| ROUGE-1 F1 | {:.4f} | {:.4f} |\n", r.base.rouge1, r.tuned.rouge1);
+    md += fmt::format("| ROUGE-2 F1 | {:.4f} | {:.4f} |\n", r.base.rouge2, r.tuned.rouge2);
+    md += fmt::format("| ROUGE-L F1 | {:.4f} | {:.4f} |\n", r.base.rougeL, r.tuned.rougeL);
+    md += fmt::format("| BLEU-4 | {:.2f} | {:.2f} |\n", r.base.bleu, r.tuned.bleu);
+    md += fmt::format("| reference perplexity | {:.2f} | {:.2f} |\n", r.base.perplexity,
+                      r.tuned.perplexity);
+    md += fmt::format("| mean answer words (reference {:.1f}) | {:.1f} | {:.1f} |\n\n",
+                      r.reference_mean_words, r.base.mean_words, r.tuned.mean_words);
+    if (!r.samples.empty()) {
+      md += "| asked | reference | base | tuned |\n| --- | --- | --- | --- |\n";
+      for (const auto& s : r.samples) {
+        md += fmt::format("| {} | {} | {} | {} |\n", cell(s.input), cell(s.reference), cell(s.base),
+                          cell(s.tuned));
+      }
+      md += "\n";
+    }
+  }
+  return md;
+}
+
+// An SVG chart of each adapter's training loss (lines) and validation loss
+// (dots) against steps, from the run's metrics.jsonl; empty when there is none.
+std::string loss_curves_svg(const fs::path& metrics_file) {
+  std::ifstream in(metrics_file);
+  if (!in) return "";
+  struct Series {
+    std::vector<std::pair<double, double>> train, validation;
+  };
+  std::map<std::string, Series> series;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.contains("event") || !j.contains("adapter")) continue;
+    if (j["event"] == "step") {
+      series[j["adapter"]].train.emplace_back(j["step"].get<double>(), j["loss"].get<double>());
+    } else if (j["event"] == "eval") {
+      series[j["adapter"]].validation.emplace_back(j["step"].get<double>(),
+                                                   j["validation_loss"].get<double>());
+    }
+  }
+  if (series.empty()) return "";
+  double max_step = 1, low = 1e30, high = -1e30;
+  for (const auto& [name, s] : series) {
+    for (const auto* points : {&s.train, &s.validation}) {
+      for (const auto& [x, y] : *points) {
+        max_step = std::max(max_step, x);
+        low = std::min(low, y);
+        high = std::max(high, y);
+      }
+    }
+  }
+  if (high <= low) high = low + 1;
+  constexpr double kW = 640, kH = 360, kLeft = 56, kRight = 150, kTop = 20, kBottom = 40;
+  const auto px = [&](double x) { return kLeft + x / max_step * (kW - kLeft - kRight); };
+  const auto py = [&](double y) {
+    return kTop + (high - y) / (high - low) * (kH - kTop - kBottom);
+  };
+  const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" "
+      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" "
+      "fill=\"white\"/>\n",
+      kW, kH);
+  svg += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"black\"/>\n",
+                     kLeft, kTop, kH - kBottom);
+  svg += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"black\"/>\n",
+                     kLeft, kH - kBottom, kW - kRight);
+  for (int t = 0; t <= 4; ++t) {
+    const double y = low + (high - low) * t / 4;
+    svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.2f}</text>\n", kLeft - 4,
+                       py(y) + 4, y);
+  }
+  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">step {:.0f}</text>\n",
+                     kW - kRight, kH - kBottom + 16, max_step);
+  svg += fmt::format("<text x=\"{}\" y=\"{}\">loss</text>\n", 4, kTop - 6);
+  int k = 0;
+  for (const auto& [name, s] : series) {
+    const char* colour = colours[k % 4];
+    std::string points;
+    for (const auto& [x, y] : s.train) points += fmt::format("{:.1f},{:.1f} ", px(x), py(y));
+    svg += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1\" points=\"{}\"/>\n",
+                       colour, points);
+    for (const auto& [x, y] : s.validation) {
+      svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3.5\" fill=\"{}\"/>\n", px(x),
+                         py(y), colour);
+    }
+    svg += fmt::format(
+        "<text x=\"{}\" y=\"{}\" fill=\"{}\">{}: training (line), validation (dots)</text>\n",
+        kW - kRight + 8, kTop + 16 * (k + 1), colour, name);
+    ++k;
+  }
+  return svg + "</svg>\n";
+}
+
+}  // namespace
+
+std::vector<SplitResult> evaluate_run(const fs::path& run_dir, const EvalOptions& options) {
+  std::ifstream config_in(run_dir / "config.json");
+  if (!config_in) {
+    throw std::runtime_error(
+        fmt::format("'{}' is not a training run (no config.json)", run_dir.string()));
+  }
+  TrainConfig config = default_train_config();
+  apply_train_config(nlohmann::json::parse(config_in), config);
+  models::init_runtime({.threads = config.threads, .device = config.device});
+  const fs::path base(config.base_model), dataset(config.dataset);
+  models::LlamaForCausalLM model =
+      models::load_llama(base, config.device, models::WeightLayout::kPacked);
+  const auto tokenizer = models::load_tokenizer(base);
+  const models::ChatFamily family = models::detect_chat_family(base);
+  models::GenerationOptions generation;
+  generation.max_new_tokens = options.max_new_tokens;
+  generation.repetition_penalty = options.repetition_penalty;
+  for (const int32_t id : tokenizer->eos_ids()) generation.eos_ids.push_back(id);
+  generation.stop_strings = models::chat_stop_strings(family);
+
+  std::vector<SplitResult> results;
+  int slot = 0;
+  for (const auto& [name, ac] : config.adapters) {
+    const fs::path adapter_dir = run_dir / "adapters" / name;
+    if (!fs::exists(adapter_dir / "adapter_config.json")) continue;  // not trained (yet)
+    models::attach_adapter(model, models::load_peft_adapter(adapter_dir), slot);
+    const prompts::Task task = prompts::parse_task(ac.task);
+    for (const auto& [split, limit] :
+         {std::pair<std::string, int64_t>{"test", options.test_examples},
+          {"train", options.train_examples}}) {
+      if (limit <= 0) continue;
+      const fs::path file =
+          dataset / "tasks" / std::string(prompts::task_name(task)) / (split + ".jsonl");
+      const std::vector<Item> items = read_items(file, task, limit);
+      if (items.empty()) continue;
+      SplitResult r;
+      r.adapter = name;
+      r.task = std::string(prompts::task_name(task));
+      r.split = split;
+      r.examples = static_cast<int64_t>(items.size());
+      std::vector<std::string> base_answers, tuned_answers, references;
+      Progress progress({.label = fmt::format("eval {} {}", name, split),
+                         .total_bytes = static_cast<uint64_t>(items.size()),
+                         .enabled = options.progress,
+                         .steps = true});
+      for (size_t i = 0; i < items.size(); i += static_cast<size_t>(options.batch_size)) {
+        std::vector<models::BatchRequest> requests;
+        const size_t end = std::min(items.size(), i + static_cast<size_t>(options.batch_size));
+        for (size_t k = i; k < end; ++k) {
+          const std::string prompt =
+              models::render_chat_prompt(family, prompts::task_turn(task, items[k].input));
+          const auto ids32 = tokenizer->encode(prompt, /*add_bos=*/true);
+          const std::vector<int64_t> ids(ids32.begin(), ids32.end());
+          requests.push_back({ids, -1});    // base
+          requests.push_back({ids, slot});  // tuned, in the same forward
+        }
+        const auto answers = models::generate_batch(model, *tokenizer, requests, generation);
+        for (size_t k = i; k < end; ++k) {
+          base_answers.push_back(answers[2 * (k - i)].text);
+          tuned_answers.push_back(answers[2 * (k - i) + 1].text);
+          references.push_back(items[k].reference);
+        }
+        progress.update(end, end);
+      }
+      progress.finish();
+      for (size_t k = 0; k < items.size(); ++k) {
+        const RougeScores b = rouge(references[k], base_answers[k]);
+        const RougeScores t = rouge(references[k], tuned_answers[k]);
+        r.base.rouge1 += b.rouge1;
+        r.base.rouge2 += b.rouge2;
+        r.base.rougeL += b.rougeL;
+        r.tuned.rouge1 += t.rouge1;
+        r.tuned.rouge2 += t.rouge2;
+        r.tuned.rougeL += t.rougeL;
+        r.base.mean_words += words(base_answers[k]);
+        r.tuned.mean_words += words(tuned_answers[k]);
+        r.reference_mean_words += words(references[k]);
+        if (static_cast<int64_t>(r.samples.size()) < options.examples_in_report) {
+          r.samples.push_back({items[k].input, references[k], base_answers[k], tuned_answers[k]});
+        }
+      }
+      const double n = static_cast<double>(items.size());
+      for (ModelScores* s : {&r.base, &r.tuned}) {
+        s->rouge1 /= n;
+        s->rouge2 /= n;
+        s->rougeL /= n;
+        s->mean_words /= n;
+      }
+      r.reference_mean_words /= n;
+      r.base.bleu = corpus_bleu(base_answers, references).score;
+      r.tuned.bleu = corpus_bleu(tuned_answers, references).score;
+      // Perplexity of whole references where the model's context allows,
+      // not only of the part training saw.
+      const int64_t context = std::max<int64_t>(
+          ac.max_seq_len, std::min<int64_t>(model->config().max_position_embeddings, 1024));
+      const ExampleSet examples = load_examples(file, task, *tokenizer, family, context, limit);
+      r.base.perplexity = perplexity(model, examples.examples, -1, context, ac.batch_size);
+      r.tuned.perplexity = perplexity(model, examples.examples, slot, context, ac.batch_size);
+      results.push_back(std::move(r));
+    }
+    ++slot;
+  }
+
+  Json report = Json::array();
+  for (const auto& r : results) {
+    Json samples = Json::array();
+    for (const auto& s : r.samples) {
+      samples.push_back(
+          {{"input", s.input}, {"reference", s.reference}, {"base", s.base}, {"tuned", s.tuned}});
+    }
+    report.push_back({{"adapter", r.adapter},
+                      {"task", r.task},
+                      {"split", r.split},
+                      {"examples", r.examples},
+                      {"reference_mean_words", r.reference_mean_words},
+                      {"base", scores_json(r.base)},
+                      {"tuned", scores_json(r.tuned)},
+                      {"samples", samples}});
+  }
+  fs::create_directories(run_dir / "eval");
+  write_file_atomic(run_dir / "eval" / "report.json",
+                    Json{{"max_new_tokens", options.max_new_tokens},
+                         {"repetition_penalty", options.repetition_penalty},
+                         {"results", report}}
+                            .dump(2) +
+                        "\n");
+  std::string md = render_markdown(results, config, options);
+  const std::string svg = loss_curves_svg(run_dir / "metrics.jsonl");
+  if (!svg.empty()) {
+    write_file_atomic(run_dir / "eval" / "loss_curves.svg", svg);
+    md += "## Loss curves\n\n![training and validation loss](loss_curves.svg)\n";
+  }
+  write_file_atomic(run_dir / "eval" / "report.md", md);
+  return results;
+}
+
+}  // namespace vitrine::training
