@@ -7,7 +7,7 @@
 //   kTitleAndDescription  grounded_qa_turn(question, title, description cut to
 //                         max_description_chars)
 //
-// Grounded prompts (agents/prompts.h) differ from the prompt the qa adapter
+// Grounded prompts (prompts/prompts.h) differ from the prompt the qa adapter
 // was tuned on: they name the product and its description before the
 // question, which a base or tuned model can read, but which no training
 // example showed. The sources are the records the question matched at

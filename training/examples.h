@@ -1,5 +1,5 @@
 // Training examples from the task files of `vitrine prepare`: each turned
-// into the prompt the daemon will ask (agents/prompts.h, rendered in the
+// into the prompt the daemon will ask (prompts/prompts.h, rendered in the
 // model's chat format or a plain instruction format) and the completion to
 // learn, tokenised, with the loss on the completion only; then packed into
 // rows of the maximum sequence length, several examples per row, each
