@@ -17,6 +17,7 @@
 #include <stdexcept>
 
 #include "common/atomic_output.h"
+#include "common/text_file.h"
 #include "models/kernels/decode_attention.h"
 #include "models/kernels/packed_linear.h"
 #include "models/kernels/small_linear.h"
@@ -421,9 +422,7 @@ void save_llama(LlamaForCausalLM& model, const fs::path& source_dir, const fs::p
                            "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"}) {
     const fs::path from = source_dir / name;
     if (!fs::exists(from)) continue;
-    std::ifstream in(from, std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    write_file_atomic(out_dir / name, bytes);
+    write_file_atomic(out_dir / name, read_whole_file(from, "merged model"));
   }
 }
 

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "common/strings.h"
+#include "common/text_file.h"
 
 namespace vitrine::models {
 namespace {
@@ -34,13 +35,10 @@ ChatFamily chat_family_from_template(std::string_view chat_template) {
 
 ChatFamily detect_chat_family(const std::filesystem::path& model_dir) {
   const auto path = model_dir / "tokenizer_config.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return ChatFamily::kPlain;
-  std::ostringstream ss;
-  ss << in.rdbuf();
+  if (!std::filesystem::is_regular_file(path)) return ChatFamily::kPlain;
   nlohmann::json config;
   try {
-    config = nlohmann::json::parse(ss.str());
+    config = nlohmann::json::parse(read_whole_file(path, "chat format"));
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(path.string() + ": not valid JSON (" + e.what() + ")");
   }
