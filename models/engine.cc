@@ -102,6 +102,7 @@ struct Engine::Row {
   Clock::time_point submitted, started;
   std::optional<Clock::time_point> first_token;
   std::unique_ptr<Sequence> sequence;
+  std::exception_ptr error;  // set: the request failed; the future throws it
 };
 
 Engine::Engine(LlamaForCausalLM model, std::shared_ptr<const Tokenizer> tokenizer,
@@ -137,6 +138,7 @@ std::future<EngineResult> Engine::submit(EngineRequest request) {
   if (tokenizer_ == nullptr && !request.options.stop_strings.empty()) {
     throw std::invalid_argument("stop strings need a tokenizer");
   }
+  validate_generation_options(request.options);
   request.options.max_new_tokens =
       std::min(request.options.max_new_tokens, options_.max_new_tokens);
   auto row = std::make_unique<Row>();
@@ -271,8 +273,25 @@ void Engine::deliver(Row& row) {
     std::lock_guard lock(mutex_);
     stats_.tokens_generated += t.generated_tokens;
   }
-  row.promise.set_value(EngineResult{row.sequence->take_result(), t});
+  if (row.error) {
+    row.promise.set_exception(row.error);
+  } else {
+    row.promise.set_value(EngineResult{row.sequence->take_result(), t});
+  }
   if (row.request.on_done) row.request.on_done();
+}
+
+void Engine::fail_row(Row& row) {
+  row.error = std::current_exception();
+  row.sequence->finish("error");
+}
+
+void Engine::advance_row(Row& row, const at::Tensor& logits) {
+  try {
+    row.sequence->advance(logits, callback_of(row));
+  } catch (...) {
+    fail_row(row);
+  }
 }
 
 TokenCallback Engine::callback_of(Row& row) {
@@ -321,12 +340,22 @@ void Engine::admit(std::vector<std::unique_ptr<Row>> rows) {
   const at::Tensor input = at::tensor(ids, at::TensorOptions().dtype(at::kLong))
                                .view({g, static_cast<int64_t>(longest)})
                                .to(model_->lm_head_weight().device());
-  const at::Tensor logits = model_->forward_last(
-      input, &prefilled, adapters, padded ? group_pad : std::vector<int64_t>());  // [g, vocab]
+  at::Tensor logits;  // [g, vocab]
+  try {
+    logits = model_->forward_last(input, &prefilled, adapters,
+                                  padded ? group_pad : std::vector<int64_t>());
+  } catch (...) {
+    // The newcomers fail together; the running batch goes on.
+    for (auto& row : group) {
+      fail_row(*row);
+      deliver(*row);
+    }
+    return;
+  }
   std::vector<int64_t> take;
   for (int64_t i = 0; i < g; ++i) {
     Row& row = *group[static_cast<size_t>(i)];
-    row.sequence->advance(logits[i], callback_of(row));
+    advance_row(row, logits[i]);
     if (row.sequence->done()) {
       deliver(row);
     } else {
@@ -354,11 +383,16 @@ void Engine::step() {
   const at::Tensor input = at::tensor(last, at::TensorOptions().dtype(at::kLong))
                                .view({n, 1})
                                .to(model_->lm_head_weight().device());
-  const at::Tensor logits =
-      model_->forward_last(input, &cache_, adapters, padded ? pad_ : std::vector<int64_t>());
-  for (size_t i = 0; i < rows_.size(); ++i) {
-    rows_[i]->sequence->advance(logits[static_cast<int64_t>(i)], callback_of(*rows_[i]));
+  at::Tensor logits;  // [n, vocab]
+  try {
+    logits = model_->forward_last(input, &cache_, adapters, padded ? pad_ : std::vector<int64_t>());
+  } catch (...) {
+    // The batch's cache may be half written: every row of it fails, and
+    // retire_finished() lets them go.
+    for (auto& row : rows_) fail_row(*row);
+    return;
   }
+  for (size_t i = 0; i < rows_.size(); ++i) advance_row(*rows_[i], logits[static_cast<int64_t>(i)]);
   std::lock_guard lock(mutex_);
   ++stats_.steps;
 }

@@ -113,7 +113,12 @@ class Engine {
   void admit(std::vector<std::unique_ptr<Row>> rows);  // prefills them together
   void step();
   void retire_finished();
-  void deliver(Row& row);  // fulfils the row's promise
+  void deliver(Row& row);  // fulfils the row's promise (or sets its error)
+  // Picks the row's next token; an error (NaN logits, a throwing callback)
+  // ends that row alone, its future then throwing the error.
+  void advance_row(Row& row, const at::Tensor& logits);
+  // Ends the row with the exception being handled.
+  static void fail_row(Row& row);
   void end_unstarted(Row& row, const char* reason);
   TokenCallback callback_of(Row& row);
 

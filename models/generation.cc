@@ -3,13 +3,26 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
+#include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <stdexcept>
 
 namespace vitrine::models {
 
 namespace {
+
+// Temperatures below the smallest normal float are greedy: dividing by them
+// in float overflows or divides by zero.
+constexpr double kGreedyBelow = std::numeric_limits<float>::min();
+
+[[noreturn]] void throw_not_finite() {
+  throw std::runtime_error(
+      "sampling: the model's logits for this request are not finite (NaN): its weights or "
+      "adapter are damaged");
+}
 
 // Greedy choice over CPU logits in plain loops (the serving engine picks for
 // every row of every step, where a handful of tensor ops per row cost more
@@ -37,8 +50,13 @@ int64_t greedy_pick(const float* logits, int64_t vocab, double repetition_penalt
     for (int64_t j = 0; j < vocab; ++j) {
       if (v[j] == top) return j;
     }
-    return int64_t{0};  // only NaNs
+    return int64_t{0};  // unreachable: NaNs are refused below
   };
+  // NaN is the one value no comparison finds: one anywhere means the model's
+  // output is broken, not that the others win.
+  for (int64_t j = 0; j < vocab; ++j) {
+    if (std::isnan(logits[j])) throw_not_finite();
+  }
   if (repetition_penalty == 1.0 || seen.empty()) return first_max(logits);
   std::vector<float> penalized(logits, logits + vocab);
   std::vector<int64_t> ids(seen);
@@ -54,18 +72,34 @@ int64_t greedy_pick(const float* logits, int64_t vocab, double repetition_penalt
 
 }  // namespace
 
+void validate_generation_options(const GenerationOptions& o) {
+  auto fail = [](const std::string& what) { throw std::invalid_argument("generation: " + what); };
+  if (o.max_new_tokens < 0) fail(fmt::format("max_new_tokens {} is negative", o.max_new_tokens));
+  if (!std::isfinite(o.temperature) || o.temperature < 0) {
+    fail(fmt::format("temperature {} is not a finite number >= 0", o.temperature));
+  }
+  if (o.top_k < 0) fail(fmt::format("top_k {} is negative", o.top_k));
+  if (!std::isfinite(o.top_p) || o.top_p <= 0 || o.top_p > 1) {
+    fail(fmt::format("top_p {} is not in (0, 1]", o.top_p));
+  }
+  if (!std::isfinite(o.repetition_penalty) || o.repetition_penalty <= 0) {
+    fail(fmt::format("repetition_penalty {} is not a finite number > 0", o.repetition_penalty));
+  }
+}
+
 int64_t pick_next(const at::Tensor& logits_in, const GenerationOptions& o,
                   const std::vector<int64_t>& seen, at::Generator& generator) {
-  if (o.temperature <= 0.0 && logits_in.device().is_cpu() &&
+  if (o.temperature < kGreedyBelow && logits_in.device().is_cpu() &&
       logits_in.scalar_type() == at::kFloat && logits_in.is_contiguous()) {
     return greedy_pick(logits_in.data_ptr<float>(), logits_in.numel(), o.repetition_penalty, seen);
   }
-  // Plain greedy decoding needs neither a copy nor the generator.
-  if (o.temperature <= 0.0 && (o.repetition_penalty == 1.0 || seen.empty())) {
-    return logits_in.argmax().item<int64_t>();
-  }
   // Sampling runs on the CPU whatever the model's device: the generators are CPU ones.
   at::Tensor logits = logits_in.to(at::kCPU, at::kFloat).clone();  // [vocab]
+  if (logits.isnan().any().item<bool>()) throw_not_finite();
+  // Plain greedy decoding needs the generator no more than a copy.
+  if (o.temperature < kGreedyBelow && (o.repetition_penalty == 1.0 || seen.empty())) {
+    return logits.argmax().item<int64_t>();
+  }
   if (o.repetition_penalty != 1.0 && !seen.empty()) {
     const at::Tensor idx =
         at::tensor(seen, at::TensorOptions().dtype(at::kLong)).to(logits.device());
@@ -73,9 +107,15 @@ int64_t pick_next(const at::Tensor& logits_in, const GenerationOptions& o,
     const at::Tensor penalized =
         at::where(picked > 0, picked / o.repetition_penalty, picked * o.repetition_penalty);
     logits.index_copy_(0, idx, penalized);
+    // A tiny penalty divides a logit into +Inf: the largest float ranks it as well.
+    logits.clamp_max_(std::numeric_limits<float>::max());
   }
-  if (o.temperature <= 0.0) return logits.argmax().item<int64_t>();
-  logits = logits / o.temperature;
+  if (o.temperature < kGreedyBelow) return logits.argmax().item<int64_t>();
+  at::Tensor scaled = logits / o.temperature;
+  // A small temperature can overflow a logit; the same distribution with the
+  // largest logit at 0 cannot.
+  if (!std::isfinite(scaled.max().item<float>())) scaled = (logits - logits.max()) / o.temperature;
+  logits = scaled;
   if (o.top_k > 0 && o.top_k < logits.size(0)) {
     const at::Tensor kth = std::get<0>(logits.topk(o.top_k)).select(0, o.top_k - 1);
     logits = logits.masked_fill(logits < kth, -std::numeric_limits<float>::infinity());
@@ -84,11 +124,13 @@ int64_t pick_next(const at::Tensor& logits_in, const GenerationOptions& o,
     auto [sorted, order] = logits.sort(/*dim=*/0, /*descending=*/true);
     const at::Tensor cumulative = sorted.softmax(0).cumsum(0);
     // Drop tokens once the mass before them already reaches top_p (the first always stays).
-    const at::Tensor drop_sorted = (cumulative - sorted.softmax(0)) >= o.top_p;
+    at::Tensor drop_sorted = (cumulative - sorted.softmax(0)) >= o.top_p;
+    drop_sorted.narrow(0, 0, 1).fill_(false);  // a top_p below float's reach must not drop it
     const at::Tensor drop = at::zeros_like(drop_sorted).scatter(0, order, drop_sorted);
     logits = logits.masked_fill(drop, -std::numeric_limits<float>::infinity());
   }
   const at::Tensor probs = logits.softmax(0);
+  if (!probs.isfinite().all().item<bool>()) throw_not_finite();
   return at::multinomial(probs, 1, /*replacement=*/false, generator).item<int64_t>();
 }
 
@@ -107,6 +149,7 @@ Sequence::Sequence(const std::vector<int64_t>& prompt, const GenerationOptions& 
                    const Tokenizer* tokenizer)
     : options_(options), generator_(at::detail::createCPUGenerator(options.seed)), seen_(prompt) {
   if (prompt.empty()) throw std::invalid_argument("generation: empty prompt");
+  validate_generation_options(options);
   if (tokenizer == nullptr && !options.stop_strings.empty()) {
     throw std::invalid_argument("generation: stop strings need a tokenizer");
   }

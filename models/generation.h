@@ -104,7 +104,15 @@ class Sequence {
   bool done_ = false;
 };
 
-// The next id from last-position logits [vocab] under `options` (exposed for tests).
+// Throws std::invalid_argument naming the first option out of its range:
+// temperature and repetition_penalty must be finite (temperature >= 0,
+// penalty > 0), top_p in (0, 1], top_k and max_new_tokens >= 0.
+// Temperatures below the smallest normal float (~1.2e-38) decode greedily.
+void validate_generation_options(const GenerationOptions& options);
+
+// The next id from last-position logits [vocab] under `options` (exposed for
+// tests). Throws std::runtime_error when the logits hold NaN: the request
+// cannot be answered, and whoever drives it ends it with that error.
 int64_t pick_next(const at::Tensor& logits, const GenerationOptions& options,
                   const std::vector<int64_t>& seen, at::Generator& generator);
 

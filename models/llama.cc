@@ -376,6 +376,7 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device, Weig
           fmt::format("tensor '{}' in '{}' has shape {}, config.json implies {}", name,
                       weights.string(), c10::str(t.sizes()), c10::str(item.value().sizes())));
     }
+    require_finite(t, name, weights);
     used.insert(name);
     if (const auto it = packed_projections.find(name); it != packed_projections.end()) {
       it->second->use_packed(

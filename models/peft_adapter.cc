@@ -87,6 +87,7 @@ PeftAdapter load_peft_adapter(const fs::path& dir) {
     if (path.ends_with(".default")) path.resize(path.size() - std::string(".default").size());
     LoraWeights& w = adapter.modules[path];
     (is_a ? w.a : w.b) = file.get(name).clone();
+    require_finite(is_a ? w.a : w.b, name, weights_path);
     w.scaling = c.scaling();
   }
   for (const auto& [path, w] : adapter.modules) {

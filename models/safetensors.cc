@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -337,6 +338,25 @@ at::Tensor SafetensorsFile::get(const std::string& name) const {
   }
   const at::ScalarType wanted = is_floating(meta.dtype) ? at::kFloat : at::kLong;
   return stored == wanted ? raw : raw.to(wanted);
+}
+
+void require_finite(const at::Tensor& tensor, const std::string& name,
+                    const std::filesystem::path& file) {
+  if (!at::isFloatingType(tensor.scalar_type()) || tensor.numel() == 0) return;
+  const at::Tensor t = tensor.to(at::kCPU, at::kFloat).contiguous();
+  const auto* bits = static_cast<const uint32_t*>(t.data_ptr());
+  const auto n = static_cast<size_t>(t.numel());
+  // An IEEE float is NaN or Inf exactly when its exponent bits are all ones.
+  size_t bad = 0, first = n;
+  for (size_t i = 0; i < n; ++i) bad += (bits[i] & 0x7f800000u) == 0x7f800000u;
+  if (bad == 0) return;
+  for (size_t i = 0; i < n && first == n; ++i) {
+    if ((bits[i] & 0x7f800000u) == 0x7f800000u) first = i;
+  }
+  throw std::runtime_error(fmt::format(
+      "tensor '{}' in '{}' holds {} non-finite value(s) (NaN or Inf; the first at flat index {}): "
+      "the file is damaged or comes from a diverged run",
+      name, file.string(), bad, first));
 }
 
 void save_safetensors(const std::filesystem::path& path,

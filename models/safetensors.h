@@ -83,6 +83,13 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// Throws std::runtime_error naming the tensor and file when a floating
+// tensor holds NaN or Inf: weights like that only ever come from a damaged
+// or diverged file, and one NaN poisons every answer computed with it.
+// Integer tensors pass. Reads the data once, in place (no temporary).
+void require_finite(const at::Tensor& tensor, const std::string& name,
+                    const std::filesystem::path& file);
+
 // Validates a header (the JSON text after the 8-byte length) against a data
 // section of `data_size` bytes; `path` only names the file in errors. Exposed
 // for tests and for readers of non-file buffers.

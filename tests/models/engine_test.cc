@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -243,6 +244,44 @@ TEST(Engine, ModelChangesRunBetweenStepsAndSlotsInUseAreKnown) {
   EXPECT_TRUE(engine.slots_in_use().empty());
   EXPECT_THROW(engine.update_model([](LlamaForCausalLM&) { throw std::runtime_error("no"); }),
                std::runtime_error);
+}
+
+TEST(Engine, ARequestWhoseLogitsAreNotFiniteFailsAloneAndTheEngineGoesOn) {
+  std::optional<Fixture> f = transformers_fixture();
+  if (!f) GTEST_SKIP() << "../shared fixtures not found";
+  // Slot 1: the fixture's adapter with NaN in one B (as a damaged file
+  // would hold, attached without the loader's check).
+  PeftAdapter broken =
+      load_peft_adapter(testing::shared_path("fixtures/hf-llama/mha-untied/adapter"));
+  broken.modules.begin()->second.b[0][0] = std::numeric_limits<float>::quiet_NaN();
+  attach_adapter(f->model, broken, 1);
+  Engine engine(f->model, f->tokenizer, {.max_batch = 4});
+  auto request = [&](int slot, double temperature) {
+    EngineRequest r;
+    r.prompt = f->prompts[1];
+    r.adapter_slot = slot;
+    r.options.max_new_tokens = 12;
+    r.options.temperature = temperature;
+    return r;
+  };
+  // Sampled and greedy: the poisoned request fails with the sampler's error,
+  // and the engine answers the next one as ever. (Run one after the other:
+  // in one batch the stacked adapters' product would spread the NaN to every
+  // row on an adapter, which is why loading refuses such weights.)
+  for (const double temperature : {0.8, 0.0}) {
+    try {
+      engine.submit(request(1, temperature)).get();
+      ADD_FAILURE() << "a NaN adapter answered at temperature " << temperature;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("not finite"), std::string::npos) << e.what();
+    }
+    const EngineResult ok = engine.submit(request(-1, 0.0)).get();
+    EXPECT_EQ(ok.generation.ids, std::vector<int64_t>(f->want[1].begin(), f->want[1].begin() + 12));
+  }
+  // Settings out of range are refused at submission, before the queue.
+  EngineRequest bad = request(-1, std::numeric_limits<double>::quiet_NaN());
+  EXPECT_THROW(engine.submit(std::move(bad)), std::invalid_argument);
+  EXPECT_EQ(engine.submit(request(-1, 0.0)).get().generation.finish_reason, "length");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "models/peft_adapter.h"
@@ -168,6 +169,78 @@ TEST(Generation, GreedyPickEqualsThePenalisedArgmaxOfTensorOps) {
       }
       EXPECT_EQ(pick_next(logits, options, seen, gen), expected.argmax().item<int64_t>())
           << "penalty " << penalty << ", trial " << trial;
+    }
+  }
+}
+
+// Options with the sampling fields set (the others at their defaults).
+GenerationOptions settings(double temperature, double top_p = 1.0, double penalty = 1.0) {
+  GenerationOptions o;
+  o.temperature = temperature;
+  o.top_p = top_p;
+  o.repetition_penalty = penalty;
+  return o;
+}
+
+TEST(Generation, SettingsOutOfRangeAreRefusedByName) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  auto refused = [](const GenerationOptions& o, const std::string& field) {
+    try {
+      validate_generation_options(o);
+      ADD_FAILURE() << field << " was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+    }
+  };
+  for (const double t : {nan, inf, -1.0}) refused(settings(t), "temperature");
+  for (const double p : {nan, 0.0, -0.5, 1.5, inf}) refused(settings(0.8, p), "top_p");
+  for (const double r : {nan, inf, 0.0, -2.0}) refused(settings(0.8, 1.0, r), "repetition_penalty");
+  GenerationOptions o;
+  o.top_k = -1;
+  refused(o, "top_k");
+  o = GenerationOptions();
+  o.max_new_tokens = -1;
+  refused(o, "max_new_tokens");
+  // A Sequence refuses them as well, before anything is generated.
+  EXPECT_THROW(Sequence({1, 2}, settings(nan), nullptr), std::invalid_argument);
+}
+
+TEST(Generation, ExtremeButValidSettingsPickATokenWithoutFailing) {
+  // Each of these once made the sampler's probabilities NaN (the process died).
+  at::manual_seed(5);
+  const at::Tensor logits = at::randn({257}) * 4;
+  const int64_t argmax = logits.argmax().item<int64_t>();
+  for (const double t : {1e-45, 1e-300, 5e-324, 1e-30, 1e-38}) {
+    at::Generator gen = at::detail::createCPUGenerator(1);
+    // Temperatures this small leave only the most likely token.
+    EXPECT_EQ(pick_next(logits, settings(t), {}, gen), argmax) << "temperature " << t;
+  }
+  at::Generator gen = at::detail::createCPUGenerator(1);
+  // A top_p below float's smallest value keeps the most likely token alone.
+  EXPECT_EQ(pick_next(logits, settings(0.8, 1e-300), {}, gen), argmax);
+  // A tiny penalty turns seen positive logits into +Inf: one of them is
+  // picked, sampled or greedy (seen ids 3 and 9 made positive here).
+  at::Tensor skewed = logits.clone();
+  skewed[3] = 0.5f;
+  skewed[9] = 0.25f;
+  const std::vector<int64_t> seen = {3, 9};
+  for (const double t : {0.8, 0.0}) {
+    const int64_t id = pick_next(skewed, settings(t, 1.0, 1e-300), seen, gen);
+    EXPECT_TRUE(id == 3 || id == 9) << "temperature " << t << " picked " << id;
+  }
+}
+
+TEST(Generation, NotFiniteLogitsEndTheRequestWithAClearError) {
+  at::Tensor logits = at::randn({64});
+  logits[10] = std::numeric_limits<float>::quiet_NaN();
+  for (const double t : {0.0, 0.7}) {
+    at::Generator gen = at::detail::createCPUGenerator(0);
+    try {
+      pick_next(logits, settings(t), {}, gen);
+      ADD_FAILURE() << "NaN logits were sampled at temperature " << t;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("not finite"), std::string::npos) << e.what();
     }
   }
 }

@@ -7,10 +7,12 @@
 
 #include <algorithm>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <tuple>
 
+#include "models/safetensors.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/tensors.h"
 
@@ -157,6 +159,29 @@ TEST(Llama, MissingTensorIsAClearError) {
     FAIL() << "expected an error";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("lm_head.weight"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Llama, NonFiniteBaseWeightsAreRefusedNamingTheTensor) {
+  const fs::path dir = shared_path("fixtures/hf-llama/gqa-tied");
+  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
+  testing::TempDir tmp;
+  fs::copy_file(dir / "config.json", tmp / "config.json");
+  const SafetensorsFile file = SafetensorsFile::open(dir / "model.safetensors");
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const std::string& name : file.names()) tensors.emplace_back(name, file.get(name).clone());
+  const std::string poisoned = "model.layers.0.mlp.down_proj.weight";
+  for (auto& [name, t] : tensors) {
+    if (name == poisoned) t.view(-1)[7] = -std::numeric_limits<float>::infinity();
+  }
+  save_safetensors(tmp / "model.safetensors", tensors);
+  for (const WeightLayout layout : {WeightLayout::kCheckpoint, WeightLayout::kPacked}) {
+    try {
+      load_llama(tmp.path(), "cpu", layout);
+      ADD_FAILURE() << "a checkpoint holding -Inf was loaded";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(poisoned), std::string::npos) << e.what();
+    }
   }
 }
 

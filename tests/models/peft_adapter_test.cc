@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "models/safetensors.h"
@@ -171,6 +172,29 @@ TEST(Peft, NonLoraAdaptersAreRefusedByName) {
     EXPECT_NE(std::string(e.what()).find("DoRA"), std::string::npos) << e.what();
   }
   EXPECT_THROW(load_peft_adapter(tmp / "missing"), std::runtime_error);
+}
+
+TEST(Peft, NonFiniteWeightsAreRefusedNamingTheTensor) {
+  const fs::path dir = shared_path("fixtures/hf-llama/mha-untied/adapter");
+  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
+  for (const float bad :
+       {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    testing::TempDir tmp;
+    fs::copy(dir, tmp / "a");
+    const SafetensorsFile file = SafetensorsFile::open(dir / "adapter_model.safetensors");
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (const std::string& name : file.names()) tensors.emplace_back(name, file.get(name).clone());
+    const std::string poisoned = tensors.back().first;
+    tensors.back().second.view(-1)[3] = bad;
+    save_safetensors(tmp / "a" / "adapter_model.safetensors", tensors);
+    try {
+      load_peft_adapter(tmp / "a");
+      ADD_FAILURE() << "an adapter holding " << bad << " was loaded";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(poisoned), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("non-finite"), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace
