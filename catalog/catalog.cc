@@ -42,18 +42,13 @@ using namespace internal;  // NOLINT: this file's own internals
 struct CatalogWriter::Impl {
   std::filesystem::path path;
   CatalogOptions options;
-  sqlite3* db = nullptr;
+  sql::Database db;  // declared before the statements: closes after they are finalized
   std::unique_ptr<Words> words;
-  Stmt insert_product, insert_meta;
+  sql::Statement insert_product, insert_meta;
   std::vector<std::pair<int64_t, int64_t>> title_keys;  // (key, id); finish() inserts them sorted
   int64_t n_products = 0;
   bool finished = false;
 
-  // close_v2 lets the statements be finalized after it, as members die.
-  ~Impl() { sqlite3_close_v2(db); }
-  void exec(const std::string& sql, std::string_view what) {
-    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) fail(db, path, what);
-  }
   void check_open(const char* call) const {
     if (finished)
       throw std::logic_error(fmt::format("catalogue {}: {} after finish()", path.string(), call));
@@ -73,22 +68,19 @@ CatalogWriter::CatalogWriter(const std::filesystem::path& path, CatalogOptions o
   if (ps < 512 || ps > 65536 || (ps & (ps - 1)) != 0) {
     throw std::invalid_argument(fmt::format("catalogue {}: bad page_size {}", path.string(), ps));
   }
-  if (sqlite3_open_v2(path.c_str(), &w.db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_EXRESCODE,
-                      nullptr) != SQLITE_OK) {
-    fail(w.db, path, "cannot create");  // ~Impl closes w.db
-  }
+  w.db.open(path.string(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_EXRESCODE,
+            "catalogue " + path.string(), "cannot create");
   // No journal and no syncs: a failed build leaves a file to delete, never
   // one to recover. secure_delete (on in Debian's build) would zero every
   // page that the FTS5 merge frees.
-  w.exec(fmt::format(
-             "PRAGMA page_size={}; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
-             "PRAGMA locking_mode=EXCLUSIVE; PRAGMA secure_delete=OFF; PRAGMA temp_store=MEMORY;"
-             "PRAGMA cache_size={}; PRAGMA application_id={}; PRAGMA user_version={};",
-             ps, -1024 * std::max(options.cache_mib, 2), kApplicationId, kFormatVersion),
-         "setting pragmas");
-  w.exec("BEGIN", "starting the transaction");
-  w.exec(
+  w.db.exec(fmt::format(
+                "PRAGMA page_size={}; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+                "PRAGMA locking_mode=EXCLUSIVE; PRAGMA secure_delete=OFF; PRAGMA temp_store=MEMORY;"
+                "PRAGMA cache_size={}; PRAGMA application_id={}; PRAGMA user_version={};",
+                ps, -1024 * std::max(options.cache_mib, 2), kApplicationId, kFormatVersion),
+            "setting pragmas");
+  w.db.exec("BEGIN", "starting the transaction");
+  w.db.exec(
       fmt::format(
           "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
           "CREATE TABLE products(id INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE, title TEXT NOT "
@@ -98,11 +90,13 @@ CatalogWriter::CatalogWriter(const std::filesystem::path& path, CatalogOptions o
           " tokenize='unicode61 remove_diacritics 2', detail=column);",
           options.index_content ? "title, content" : "title"),
       "creating tables");
-  w.insert_product = prepare(w.db, path,
-                             "INSERT INTO products(uid, title, content, split, lang, line) "
-                             "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
-  w.insert_meta = prepare(w.db, path, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)");
-  w.words = std::make_unique<Words>(w.db, path);
+  w.insert_product = sql::Statement(w.db,
+                                    "INSERT INTO products(uid, title, content, split, lang, line) "
+                                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                                    sql::Prepare::kPersistent);
+  w.insert_meta = sql::Statement(w.db, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
+                                 sql::Prepare::kPersistent);
+  w.words = std::make_unique<Words>(w.db);
 }
 
 CatalogWriter::~CatalogWriter() = default;
@@ -114,23 +108,25 @@ int64_t CatalogWriter::size() const {
 void CatalogWriter::add(const Product& product) {
   Impl& w = *impl_;
   w.check_open("add()");
-  sqlite3_stmt* stmt = w.insert_product.get();
-  bind_text(stmt, 1, product.uid);
-  bind_text(stmt, 2, product.title);
-  bind_text(stmt, 3, product.content);
-  bind_text(stmt, 4, split_name(product.split));
-  bind_text(stmt, 5, product.lang);
-  sqlite3_bind_int64(stmt, 6, static_cast<sqlite3_int64>(product.line));
-  const int rc = sqlite3_step(stmt);
-  sqlite3_reset(stmt);
-  if (rc == SQLITE_CONSTRAINT_UNIQUE) {
-    throw std::runtime_error(
-        fmt::format("catalogue {}: uid '{}' (input line {}) was already added; uids must be unique",
-                    w.path.string(), product.uid, product.line));
-  }
-  if (rc != SQLITE_DONE) {
-    fail(w.db, w.path,
-         fmt::format("inserting uid '{}' (input line {})", product.uid, product.line));
+  sql::Statement& stmt = w.insert_product;
+  {
+    const sql::ResetGuard guard(stmt);
+    stmt.bind_text_borrowed(1, product.uid);
+    stmt.bind_text_borrowed(2, product.title);
+    stmt.bind_text_borrowed(3, product.content);
+    stmt.bind_text_borrowed(4, split_name(product.split));
+    stmt.bind_text_borrowed(5, product.lang);
+    stmt.bind_int64(6, static_cast<int64_t>(product.line));
+    try {
+      stmt.step([&] {
+        return fmt::format("inserting uid '{}' (input line {})", product.uid, product.line);
+      });
+    } catch (const sql::Error& error) {
+      if (error.code() != SQLITE_CONSTRAINT_UNIQUE) throw;
+      throw std::runtime_error(fmt::format(
+          "catalogue {}: uid '{}' (input line {}) was already added; uids must be unique",
+          w.path.string(), product.uid, product.line));
+    }
   }
   ++w.n_products;
   TitleKey key;
@@ -148,12 +144,10 @@ void CatalogWriter::set_meta(std::string_view key, std::string_view value) {
     throw std::invalid_argument(fmt::format("catalogue {}: meta key '{}' is reserved (prefix '{}')",
                                             w.path.string(), key, kReservedPrefix));
   }
-  sqlite3_stmt* stmt = w.insert_meta.get();
-  bind_text(stmt, 1, key);
-  bind_text(stmt, 2, value);
-  const int rc = sqlite3_step(stmt);
-  sqlite3_reset(stmt);
-  if (rc != SQLITE_DONE) fail(w.db, w.path, fmt::format("writing meta key '{}'", key));
+  const sql::ResetGuard guard(w.insert_meta);
+  w.insert_meta.bind_text_borrowed(1, key);
+  w.insert_meta.bind_text_borrowed(2, value);
+  w.insert_meta.step([&] { return fmt::format("writing meta key '{}'", key); });
 }
 
 void CatalogWriter::finish() {
@@ -163,13 +157,13 @@ void CatalogWriter::finish() {
   // One pass over the products builds the index in few large segments, with
   // no merging on the way; 'optimize' then merges them into one. Measured on
   // 1.35M titles: 3.2 s, against 4.5 s with FTS5's default settings.
-  w.exec(fmt::format("INSERT INTO products_fts(products_fts, rank) VALUES('hashsize', {});"
-                     "INSERT INTO products_fts(products_fts, rank) VALUES('automerge', 0);"
-                     "INSERT INTO products_fts(products_fts) VALUES('rebuild');"
-                     "INSERT INTO products_fts(products_fts) VALUES('optimize');",
-                     int64_t{std::clamp(w.options.index_memory_mib, 1, 1024)} << 20),
-         "building the FTS5 index");
-  w.exec(
+  w.db.exec(fmt::format("INSERT INTO products_fts(products_fts, rank) VALUES('hashsize', {});"
+                        "INSERT INTO products_fts(products_fts, rank) VALUES('automerge', 0);"
+                        "INSERT INTO products_fts(products_fts) VALUES('rebuild');"
+                        "INSERT INTO products_fts(products_fts) VALUES('optimize');",
+                        int64_t{std::clamp(w.options.index_memory_mib, 1, 1024)} << 20),
+            "building the FTS5 index");
+  w.db.exec(
       "CREATE VIRTUAL TABLE temp.fts_vocab USING fts5vocab(main, products_fts, col);"
       "CREATE TABLE terms(term TEXT PRIMARY KEY, df INTEGER NOT NULL) WITHOUT ROWID;"
       "INSERT INTO terms SELECT term, doc FROM temp.fts_vocab WHERE col = 'title' ORDER BY term;"
@@ -178,26 +172,25 @@ void CatalogWriter::finish() {
       " PRIMARY KEY(key, id)) WITHOUT ROWID;",
       "building the term table");
   std::sort(w.title_keys.begin(), w.title_keys.end());
-  Stmt insert_key = prepare(w.db, w.path, "INSERT INTO title_keys(key, id) VALUES(?1, ?2)");
+  sql::Statement insert_key(w.db, "INSERT INTO title_keys(key, id) VALUES(?1, ?2)",
+                            sql::Prepare::kPersistent);
   for (const auto& [key, id] : w.title_keys) {
-    sqlite3_bind_int64(insert_key.get(), 1, key);
-    sqlite3_bind_int64(insert_key.get(), 2, id);
-    const int rc = sqlite3_step(insert_key.get());
-    sqlite3_reset(insert_key.get());
-    if (rc != SQLITE_DONE) fail(w.db, w.path, "building the title keys");
+    const sql::ResetGuard guard(insert_key);
+    insert_key.bind_int64(1, key);
+    insert_key.bind_int64(2, id);
+    insert_key.step("building the title keys");
   }
-  insert_key.reset();
+  insert_key.finalize();
   std::vector<std::pair<int64_t, int64_t>>().swap(w.title_keys);
-  w.exec(fmt::format("INSERT OR REPLACE INTO meta(key, value) VALUES"
-                     "('catalog.products', '{}'), ('catalog.index_content', '{}');",
-                     w.n_products, w.options.index_content ? 1 : 0),
-         "writing the catalogue meta");
-  w.insert_product.reset();
-  w.insert_meta.reset();
+  w.db.exec(fmt::format("INSERT OR REPLACE INTO meta(key, value) VALUES"
+                        "('catalog.products', '{}'), ('catalog.index_content', '{}');",
+                        w.n_products, w.options.index_content ? 1 : 0),
+            "writing the catalogue meta");
+  w.insert_product.finalize();
+  w.insert_meta.finalize();
   w.words.reset();
-  w.exec("COMMIT", "committing");
-  if (sqlite3_close(w.db) != SQLITE_OK) fail(w.db, w.path, "closing");
-  w.db = nullptr;
+  w.db.exec("COMMIT", "committing");
+  w.db.close();
 }
 
 }  // namespace vitrine::catalog

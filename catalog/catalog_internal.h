@@ -1,6 +1,7 @@
 // Internals shared by the catalogue's writer (catalog.cc) and reader
 // (catalog_search.cc): constants, the stop-word list, title keys, the FTS5
-// tokenizer wrapper and small SQLite helpers. Not part of the API.
+// tokenizer wrapper and FTS5 query helpers. Not part of the API; SQLite
+// connections and statements are common/sqlite.h's.
 #pragma once
 
 #include <fmt/format.h>
@@ -13,9 +14,11 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "common/sqlite.h"
 
 namespace vitrine::catalog::internal {
 
@@ -85,53 +88,16 @@ class TitleKey {
   bool any_identity_ = false;
 };
 
-struct StmtDeleter {
-  void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
-};
-using Stmt = std::unique_ptr<sqlite3_stmt, StmtDeleter>;
-
-// Resets a statement on scope exit, so that no read stays open.
-struct ResetGuard {
-  sqlite3_stmt* stmt;
-  ~ResetGuard() {
-    sqlite3_reset(stmt);
-    sqlite3_clear_bindings(stmt);
-  }
-};
-
-inline std::string_view column_text(sqlite3_stmt* stmt, int column) {
-  const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, column));
-  return text ? std::string_view(text, sqlite3_column_bytes(stmt, column)) : std::string_view();
-}
-
-// Binds without copying: `text` must outlive the statement's next step.
-inline void bind_text(sqlite3_stmt* stmt, int index, std::string_view text) {
-  sqlite3_bind_text64(stmt, index, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8);
-}
-
-[[noreturn]] inline void fail(sqlite3* db, const std::filesystem::path& path,
-                              std::string_view what) {
-  throw std::runtime_error(fmt::format("catalogue {}: {}: {}", path.string(), what,
-                                       db ? sqlite3_errmsg(db) : "out of memory"));
-}
-
-inline Stmt prepare(sqlite3* db, const std::filesystem::path& path, const std::string& sql) {
-  sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v3(db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
-      SQLITE_OK) {
-    fail(db, path, fmt::format("preparing '{}'", sql));
-  }
-  return Stmt(stmt);
-}
-
 // The FTS5 unicode61 tokenizer with the index's arguments, so that titles
 // and wordings are cut and folded exactly as the index cuts them.
 class Words {
  public:
-  Words(sqlite3* db, const std::filesystem::path& path) {
+  explicit Words(const sql::Database& db) {
+    // fts5(?1) hands out the API through a pointer binding, which
+    // sql::Statement does not wrap; a failure here means no FTS5 at all.
     fts5_api* api = nullptr;
     sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &stmt, nullptr) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(db.handle(), "SELECT fts5(?1)", -1, &stmt, nullptr) == SQLITE_OK) {
       sqlite3_bind_pointer(stmt, 1, &api, "fts5_api_ptr", nullptr);
       sqlite3_step(stmt);
     }
@@ -141,7 +107,7 @@ class Words {
     if (!api || api->xFindTokenizer(api, "unicode61", &context, &api_) != SQLITE_OK ||
         api_.xCreate(context, args, 2, &instance_) != SQLITE_OK) {
       throw std::runtime_error(
-          fmt::format("catalogue {}: this SQLite has no FTS5 unicode61 tokenizer", path.string()));
+          fmt::format("{}: this SQLite has no FTS5 unicode61 tokenizer", db.context()));
     }
   }
   ~Words() { api_.xDelete(instance_); }

@@ -20,14 +20,12 @@ using namespace internal;  // NOLINT: this file's own internals
 
 struct Catalog::Impl {
   std::filesystem::path path;
-  sqlite3* db = nullptr;
+  sql::Database db;  // declared before the statements: closes after they are finalized
   std::unique_ptr<Words> words;
-  Stmt select_key, select_match, select_title, select_df, select_product, select_meta;
+  sql::Statement select_key, select_match, select_title, select_df, select_product, select_meta;
   int64_t n_products = 0;
   bool index_content = false;  // the FTS5 table also has a `content` column
   std::mutex mutex;            // guards the statements and the tokenizer
-
-  ~Impl() { sqlite3_close_v2(db); }  // finalizes with the last statement
 
   struct Term {
     std::string text;
@@ -44,7 +42,7 @@ struct Catalog::Impl {
   };
 
   bool read_wording(std::string_view wording, Query& query);
-  int collect(sqlite3_stmt* stmt, Query& query);
+  int collect(sql::Statement& stmt, Query& query);
   std::vector<CatalogMatch> rank(const Query& query, int limit);
 };
 
@@ -69,15 +67,10 @@ bool Catalog::Impl::read_wording(std::string_view wording, Query& query) {
                                   [&](const Term& term) { return term.text == word; });
     if (!seen && query.terms.size() < kMaxLookups) query.terms.push_back(Term{std::move(word)});
   }
-  sqlite3_stmt* stmt = select_df.get();
   for (Term& term : query.terms) {
-    ResetGuard guard{stmt};
-    bind_text(stmt, 1, term.text);
-    const int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW)
-      term.df = sqlite3_column_int64(stmt, 0);
-    else if (rc != SQLITE_DONE)
-      fail(db, path, "looking up a word");
+    const sql::ResetGuard guard(select_df);
+    select_df.bind_text_borrowed(1, term.text);
+    if (select_df.step("looking up a word")) term.df = select_df.integer(0);
     if (term.df > 0) {
       term.weight = idf(n_products, term.df);
       query.known.push_back(&term);
@@ -93,16 +86,15 @@ bool Catalog::Impl::read_wording(std::string_view wording, Query& query) {
 
 // Steps a bound statement whose first column is a product id, adding new
 // ids to the candidates; returns the number of rows.
-int Catalog::Impl::collect(sqlite3_stmt* stmt, Query& query) {
-  ResetGuard guard{stmt};
-  int rc, n = 0;
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+int Catalog::Impl::collect(sql::Statement& stmt, Query& query) {
+  const sql::ResetGuard guard(stmt);
+  int n = 0;
+  while (stmt.step("searching")) {
     ++n;
-    const int64_t id = sqlite3_column_int64(stmt, 0);
+    const int64_t id = stmt.integer(0);
     if (std::find(query.ids.begin(), query.ids.end(), id) == query.ids.end())
       query.ids.push_back(id);
   }
-  if (rc != SQLITE_DONE) fail(db, path, "searching");
   return n;
 }
 
@@ -117,14 +109,15 @@ std::vector<CatalogMatch> Catalog::Impl::rank(const Query& query, int limit) {
   };
   std::vector<Scored> scored;
   std::vector<uint64_t> title_words;  // TitleKey::hash << 1 | is_stop, per word of a title
-  sqlite3_stmt* stmt = select_title.get();
+  sql::Statement& stmt = select_title;
   for (int64_t id : query.ids) {
-    ResetGuard guard{stmt};
-    sqlite3_bind_int64(stmt, 1, id);
-    if (sqlite3_step(stmt) != SQLITE_ROW) fail(db, path, fmt::format("reading product {}", id));
+    const sql::ResetGuard guard(stmt);
+    stmt.bind_int64(1, id);
+    const auto reading = [id] { return fmt::format("reading product {}", id); };
+    if (!stmt.step(reading)) db.fail(reading());
     uint32_t found = 0;  // bit i: query.terms[i] is in the title
     title_words.clear();
-    words->for_each(column_text(stmt, 1), [&](std::string_view word) {
+    words->for_each(stmt.text(1), [&](std::string_view word) {
       for (size_t i = 0; i < query.terms.size(); ++i) {
         if (query.terms[i].text == word) found |= 1u << i;
       }
@@ -167,11 +160,11 @@ std::vector<CatalogMatch> Catalog::Impl::rank(const Query& query, int limit) {
                     });
   std::vector<CatalogMatch> out;
   for (size_t i = 0; i < n; ++i) {
-    ResetGuard guard{stmt};
-    sqlite3_bind_int64(stmt, 1, scored[i].id);
-    if (sqlite3_step(stmt) != SQLITE_ROW) fail(db, path, "reading a product");
-    out.push_back(CatalogMatch{std::string(column_text(stmt, 0)), std::string(column_text(stmt, 1)),
-                               scored[i].score});
+    const sql::ResetGuard guard(stmt);
+    stmt.bind_int64(1, scored[i].id);
+    if (!stmt.step("reading a product")) db.fail("reading a product");
+    out.push_back(
+        CatalogMatch{std::string(stmt.text(0)), std::string(stmt.text(1)), scored[i].score});
   }
   return out;
 }
@@ -188,31 +181,31 @@ Catalog::Catalog(const std::filesystem::path& path) : impl_(std::make_unique<Imp
   // change checks per statement (7x faster title searches, measured); mmap:
   // pages are read in place (2 GiB is the maximum of Debian's SQLite).
   const std::string uri = "file:" + uri_path(path) + "?immutable=1";
-  if (sqlite3_open_v2(uri.c_str(), &c.db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr) !=
-      SQLITE_OK) {
-    fail(c.db, path, "cannot open");
-  }
-  sqlite3_exec(c.db, "PRAGMA mmap_size=2147418112", nullptr, nullptr, nullptr);
+  c.db.open(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "catalogue " + path.string());
+  // Errors ignored: the check below names whatever is wrong with the file.
+  sqlite3_exec(c.db.handle(), "PRAGMA mmap_size=2147418112", nullptr, nullptr, nullptr);
   // Anything else, even an SQLite file, fails here with a message that says so.
-  sqlite3_stmt* check = nullptr;
   std::string problem;
-  if (sqlite3_prepare_v2(c.db, "SELECT * FROM pragma_application_id, pragma_user_version", -1,
-                         &check, nullptr) != SQLITE_OK ||
-      sqlite3_step(check) != SQLITE_ROW) {
-    problem = fmt::format("not a vitrine catalogue ({})", sqlite3_errmsg(c.db));
-  } else if (sqlite3_column_int(check, 0) != kApplicationId) {
-    problem = fmt::format("not a vitrine catalogue (SQLite application_id {:#x}, not {:#x})",
-                          sqlite3_column_int(check, 0), kApplicationId);
-  } else if (sqlite3_column_int(check, 1) != kFormatVersion) {
-    problem = fmt::format("format version {}, this build reads {}; run `vitrine prepare` again",
-                          sqlite3_column_int(check, 1), kFormatVersion);
+  try {
+    sql::Statement check(c.db, "SELECT * FROM pragma_application_id, pragma_user_version");
+    if (!check.step()) {
+      problem = fmt::format("not a vitrine catalogue ({})", c.db.errmsg());
+    } else if (static_cast<int>(check.integer(0)) != kApplicationId) {
+      problem = fmt::format("not a vitrine catalogue (SQLite application_id {:#x}, not {:#x})",
+                            static_cast<int>(check.integer(0)), kApplicationId);
+    } else if (static_cast<int>(check.integer(1)) != kFormatVersion) {
+      problem = fmt::format("format version {}, this build reads {}; run `vitrine prepare` again",
+                            static_cast<int>(check.integer(1)), kFormatVersion);
+    }
+  } catch (const sql::Error& error) {
+    problem = fmt::format("not a vitrine catalogue ({})", error.detail());
   }
-  sqlite3_finalize(check);
   if (!problem.empty()) throw std::runtime_error("catalogue " + path.string() + ": " + problem);
   // finish() writes catalog.products last; without it the file may even
   // lack its tables (they were never committed).
   try {
-    c.select_meta = prepare(c.db, path, "SELECT value FROM meta WHERE key = ?1");
+    c.select_meta =
+        sql::Statement(c.db, "SELECT value FROM meta WHERE key = ?1", sql::Prepare::kPersistent);
     c.n_products = std::stoll(meta("catalog.products"));
     c.index_content = meta("catalog.index_content") == "1";
   } catch (const std::exception& error) {
@@ -221,16 +214,17 @@ Catalog::Catalog(const std::filesystem::path& path) : impl_(std::make_unique<Imp
         "prepare` again",
         path.string(), error.what()));
   }
-  c.words = std::make_unique<Words>(c.db, path);
-  c.select_product = prepare(
-      c.db, path, "SELECT uid, title, content, split, lang, line FROM products WHERE uid = ?1");
-  c.select_title = prepare(c.db, path, "SELECT uid, title FROM products WHERE id = ?1");
-  c.select_df = prepare(c.db, path, "SELECT df FROM terms WHERE term = ?1");
-  c.select_key =
-      prepare(c.db, path, "SELECT id FROM title_keys WHERE key = ?1 ORDER BY id LIMIT ?2");
+  c.words = std::make_unique<Words>(c.db);
+  const auto prepare = [&](const char* text) {
+    return sql::Statement(c.db, text, sql::Prepare::kPersistent);
+  };
+  c.select_product =
+      prepare("SELECT uid, title, content, split, lang, line FROM products WHERE uid = ?1");
+  c.select_title = prepare("SELECT uid, title FROM products WHERE id = ?1");
+  c.select_df = prepare("SELECT df FROM terms WHERE term = ?1");
+  c.select_key = prepare("SELECT id FROM title_keys WHERE key = ?1 ORDER BY id LIMIT ?2");
   c.select_match =
-      prepare(c.db, path,
-              "SELECT rowid FROM products_fts WHERE products_fts MATCH ?1 ORDER BY rowid LIMIT ?2");
+      prepare("SELECT rowid FROM products_fts WHERE products_fts MATCH ?1 ORDER BY rowid LIMIT ?2");
 }
 
 Catalog::~Catalog() = default;
@@ -251,18 +245,18 @@ std::vector<CatalogMatch> Catalog::find_by_title(std::string_view wording, int l
     for (size_t end = begin; end < query.run.size(); ++end) {
       key.add(query.run[end]);
       const bool whole = begin == 0 && end + 1 == query.run.size() && query.run_complete;
-      sqlite3_bind_int64(c.select_key.get(), 1, key.value());
-      sqlite3_bind_int(c.select_key.get(), 2, whole ? kCandidates : kRunMatches);
-      if (c.collect(c.select_key.get(), query) == 0) continue;
+      c.select_key.bind_int64(1, key.value());
+      c.select_key.bind_int64(2, whole ? kCandidates : kRunMatches);
+      if (c.collect(c.select_key, query) == 0) continue;
       if (whole) return c.rank(query, limit);
       longest_run = std::max(longest_run, end - begin + 1);
     }
   }
   const auto search = [&](const std::string& expression) {
     const std::string match = (c.index_content ? "{title} : (" : "(") + expression + ")";
-    bind_text(c.select_match.get(), 1, match);
-    sqlite3_bind_int(c.select_match.get(), 2, kCandidates);
-    return c.collect(c.select_match.get(), query);
+    c.select_match.bind_text_borrowed(1, match);
+    c.select_match.bind_int64(2, kCandidates);
+    return c.collect(c.select_match, query);
   };
   // 2. Titles with all of the rarest words (words dropped or reordered);
   // when those often go together ("3,500 Color Illustrations, 25,000
@@ -342,18 +336,18 @@ std::vector<CatalogMatch> Catalog::find_exact_title(std::string_view text, int l
   });
   if (!any_word) return {};
   Impl::Query query;
-  sqlite3_bind_int64(c.select_key.get(), 1, key.value());
-  sqlite3_bind_int(c.select_key.get(), 2, kCandidates);
-  c.collect(c.select_key.get(), query);
+  c.select_key.bind_int64(1, key.value());
+  c.select_key.bind_int64(2, kCandidates);
+  c.collect(c.select_key, query);
   std::vector<CatalogMatch> out;
-  sqlite3_stmt* stmt = c.select_title.get();
+  sql::Statement& stmt = c.select_title;
   for (const int64_t id : query.ids) {
-    ResetGuard guard{stmt};
-    sqlite3_bind_int64(stmt, 1, id);
-    if (sqlite3_step(stmt) != SQLITE_ROW) fail(c.db, c.path, fmt::format("reading product {}", id));
-    if (exact_title_form(column_text(stmt, 1)) != wanted) continue;
-    out.push_back(
-        CatalogMatch{std::string(column_text(stmt, 0)), std::string(column_text(stmt, 1)), 1.0});
+    const sql::ResetGuard guard(stmt);
+    stmt.bind_int64(1, id);
+    const auto reading = [id] { return fmt::format("reading product {}", id); };
+    if (!stmt.step(reading)) c.db.fail(reading());
+    if (exact_title_form(stmt.text(1)) != wanted) continue;
+    out.push_back(CatalogMatch{std::string(stmt.text(0)), std::string(stmt.text(1)), 1.0});
     if (out.size() == static_cast<size_t>(limit)) break;
   }
   return out;
@@ -362,16 +356,13 @@ std::vector<CatalogMatch> Catalog::find_exact_title(std::string_view text, int l
 std::optional<StoredProduct> Catalog::get(std::string_view uid) const {
   Impl& c = *impl_;
   std::lock_guard lock(c.mutex);
-  sqlite3_stmt* stmt = c.select_product.get();
-  ResetGuard guard{stmt};
-  bind_text(stmt, 1, uid);
-  const int rc = sqlite3_step(stmt);
-  if (rc == SQLITE_DONE) return std::nullopt;
-  if (rc != SQLITE_ROW) fail(c.db, c.path, fmt::format("reading uid '{}'", uid));
-  return StoredProduct{
-      std::string(column_text(stmt, 0)), std::string(column_text(stmt, 1)),
-      std::string(column_text(stmt, 2)), std::string(column_text(stmt, 3)),
-      std::string(column_text(stmt, 4)), static_cast<uint64_t>(sqlite3_column_int64(stmt, 5))};
+  sql::Statement& stmt = c.select_product;
+  const sql::ResetGuard guard(stmt);
+  stmt.bind_text_borrowed(1, uid);
+  if (!stmt.step([&] { return fmt::format("reading uid '{}'", uid); })) return std::nullopt;
+  return StoredProduct{std::string(stmt.text(0)), std::string(stmt.text(1)),
+                       std::string(stmt.text(2)), std::string(stmt.text(3)),
+                       std::string(stmt.text(4)), static_cast<uint64_t>(stmt.integer(5))};
 }
 
 int64_t Catalog::size() const {
@@ -381,15 +372,13 @@ int64_t Catalog::size() const {
 std::string Catalog::meta(std::string_view key) const {
   Impl& c = *impl_;
   std::lock_guard lock(c.mutex);
-  sqlite3_stmt* stmt = c.select_meta.get();
-  ResetGuard guard{stmt};
-  bind_text(stmt, 1, key);
-  const int rc = sqlite3_step(stmt);
-  if (rc == SQLITE_DONE) {
+  sql::Statement& stmt = c.select_meta;
+  const sql::ResetGuard guard(stmt);
+  stmt.bind_text_borrowed(1, key);
+  if (!stmt.step([&] { return fmt::format("reading meta key '{}'", key); })) {
     throw std::out_of_range(fmt::format("catalogue {}: no meta key '{}'", c.path.string(), key));
   }
-  if (rc != SQLITE_ROW) fail(c.db, c.path, fmt::format("reading meta key '{}'", key));
-  return std::string(column_text(stmt, 0));
+  return std::string(stmt.text(0));
 }
 
 }  // namespace vitrine::catalog

@@ -1,7 +1,7 @@
 #include "router/response_log.h"
 
 #include <fmt/format.h>
-#include <sqlite3.h>
+#include <sqlite3.h>  // SQLITE_OPEN_* flags, SQLITE_NOTADB
 
 #include <algorithm>
 #include <map>
@@ -15,61 +15,18 @@ namespace {
 
 namespace fs = std::filesystem;
 
-[[noreturn]] void fail(sqlite3* db, const fs::path& file, std::string_view doing) {
-  if (sqlite3_errcode(db) == SQLITE_NOTADB) {
+// What every SQLite error of the log at `file` begins with.
+std::string context(const fs::path& file) {
+  return fmt::format("response log '{}'", file.string());
+}
+
+// An error on a file that SQLite does not read at all says what it is not.
+void throw_if_not_a_database(const sql::Error& error, const fs::path& file) {
+  if ((error.code() & 0xff) == SQLITE_NOTADB) {
     throw std::runtime_error(
         fmt::format("'{}' is not a vitrine response log (not an SQLite database)", file.string()));
   }
-  throw std::runtime_error(
-      fmt::format("response log '{}': {}: {}", file.string(), doing, sqlite3_errmsg(db)));
 }
-
-void exec(sqlite3* db, const fs::path& file, const char* sql) {
-  char* error = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &error) != SQLITE_OK) {
-    sqlite3_free(error);  // sqlite3_errmsg still holds it
-    fail(db, file, sql);
-  }
-}
-
-// A prepared statement that finalises itself.
-class Query {
- public:
-  Query(sqlite3* db, const fs::path& file, const char* sql) : db_(db), file_(file), sql_(sql) {
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) fail(db, file, sql);
-  }
-  ~Query() { sqlite3_finalize(stmt_); }
-  Query(const Query&) = delete;
-  Query& operator=(const Query&) = delete;
-
-  void bind(int i, const std::string& text) {
-    sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
-  }
-  void bind(int i, int64_t value) { sqlite3_bind_int64(stmt_, i, value); }
-  void bind(int i, double value) { sqlite3_bind_double(stmt_, i, value); }
-  void bind_null(int i) { sqlite3_bind_null(stmt_, i); }
-  // True while there is a row.
-  bool step() {
-    const int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    fail(db_, file_, sql_);
-  }
-  bool is_null(int column) { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
-  std::string text(int column) {
-    const auto* data = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
-    return std::string(data == nullptr ? "" : data,
-                       static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
-  }
-  int64_t integer(int column) { return sqlite3_column_int64(stmt_, column); }
-  double real(int column) { return sqlite3_column_double(stmt_, column); }
-
- private:
-  sqlite3* db_;
-  const fs::path& file_;
-  const char* sql_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
 
 constexpr const char* kCreateSchema =
     "CREATE TABLE responses (response_id TEXT PRIMARY KEY NOT NULL, unix_ms INTEGER NOT NULL, "
@@ -85,35 +42,28 @@ constexpr const char* kCreateSchema =
     "comment TEXT NOT NULL, unix_ms INTEGER NOT NULL);"
     "CREATE INDEX feedback_by_response ON feedback (response_id, unix_ms, id);";
 
-sqlite3* open_database(const fs::path& file, int flags) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(file.c_str(), &db, flags, nullptr) != SQLITE_OK) {
-    const std::string why = db != nullptr ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close(db);
-    throw std::runtime_error(fmt::format("cannot open response log '{}': {}", file.string(), why));
+void open_database(sql::Database& db, const fs::path& file, int flags) {
+  try {
+    db.open(file.string(), flags, context(file));
+  } catch (const sql::Error& error) {
+    throw std::runtime_error(
+        fmt::format("cannot open response log '{}': {}", file.string(), error.detail()));
   }
-  sqlite3_busy_timeout(db, 5000);
-  return db;
+  db.busy_timeout(5000);
+}
+
+// The first column of the first row of `query`; 0 when there is none.
+int64_t first_integer(const sql::Database& db, const char* query) {
+  sql::Statement q(db, query);
+  return q.step() ? q.integer(0) : 0;
 }
 
 // Throws unless `db` is a response log this build reads. True when it is a
 // new, empty database (which only the writer may make one of).
-bool check_identity(sqlite3* db, const fs::path& file) {
-  int64_t application_id = 0;
-  int64_t version = 0;
-  int64_t tables = 0;
-  {
-    Query q(db, file, "PRAGMA application_id");
-    if (q.step()) application_id = q.integer(0);
-  }
-  {
-    Query q(db, file, "PRAGMA user_version");
-    if (q.step()) version = q.integer(0);
-  }
-  {
-    Query q(db, file, "SELECT count(*) FROM sqlite_master");
-    if (q.step()) tables = q.integer(0);
-  }
+bool check_identity(const sql::Database& db, const fs::path& file) {
+  const int64_t application_id = first_integer(db, "PRAGMA application_id");
+  const int64_t version = first_integer(db, "PRAGMA user_version");
+  const int64_t tables = first_integer(db, "SELECT count(*) FROM sqlite_master");
   if (application_id == 0 && version == 0 && tables == 0) return true;
   if (application_id != kResponseLogApplicationId) {
     throw std::runtime_error(fmt::format(
@@ -130,9 +80,9 @@ bool check_identity(sqlite3* db, const fs::path& file) {
   return false;
 }
 
-bool response_exists(sqlite3* db, const fs::path& file, const std::string& id) {
-  Query q(db, file, "SELECT 1 FROM responses WHERE response_id = ?1");
-  q.bind(1, id);
+bool response_exists(const sql::Database& db, const std::string& id) {
+  sql::Statement q(db, "SELECT 1 FROM responses WHERE response_id = ?1");
+  q.bind_text(1, id);
   return q.step();
 }
 
@@ -153,75 +103,69 @@ std::optional<Percentiles> percentiles(std::vector<double> values) {
 }  // namespace
 
 ResponseLog::ResponseLog(const fs::path& file) : file_(file) {
-  db_ = open_database(file, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  open_database(db_, file, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   try {
-    // The check and the creation in one write transaction, so two processes
-    // opening a new file do not both create the tables.
-    exec(db_, file_, "BEGIN IMMEDIATE");
-    try {
+    {
+      // The check and the creation in one write transaction, so two
+      // processes opening a new file do not both create the tables.
+      sql::Transaction transaction(db_, "BEGIN IMMEDIATE");
       if (check_identity(db_, file_)) {
-        exec(db_, file_, kCreateSchema);
-        exec(db_, file_,
-             fmt::format("PRAGMA application_id = {}", kResponseLogApplicationId).c_str());
-        exec(db_, file_,
-             fmt::format("PRAGMA user_version = {}", kResponseLogSchemaVersion).c_str());
+        db_.exec(kCreateSchema);
+        db_.exec(fmt::format("PRAGMA application_id = {}", kResponseLogApplicationId));
+        db_.exec(fmt::format("PRAGMA user_version = {}", kResponseLogSchemaVersion));
       }
-      exec(db_, file_, "COMMIT");
-    } catch (...) {
-      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-      throw;
+      transaction.commit();
     }
     // Only once the file is known to be ours: these change the file.
-    exec(db_, file_, "PRAGMA journal_mode=WAL");
-    exec(db_, file_, "PRAGMA synchronous=NORMAL");
-    exec(db_, file_, "PRAGMA foreign_keys=ON");
-  } catch (...) {
-    sqlite3_close(db_);
+    db_.exec("PRAGMA journal_mode=WAL");
+    db_.exec("PRAGMA synchronous=NORMAL");
+    db_.exec("PRAGMA foreign_keys=ON");
+  } catch (const sql::Error& error) {
+    throw_if_not_a_database(error, file_);
     throw;
   }
 }
 
-ResponseLog::~ResponseLog() {
-  sqlite3_close(db_);
-}
+ResponseLog::~ResponseLog() = default;
 
 void ResponseLog::record(const ResponseRecord& r) {
   if (r.response_id.empty()) {
     throw std::invalid_argument("a logged response needs a response_id");
   }
   std::lock_guard lock(mutex_);
-  if (response_exists(db_, file_, r.response_id)) {
+  if (response_exists(db_, r.response_id)) {
     throw std::invalid_argument(fmt::format("response '{}' is already in the response log '{}'",
                                             r.response_id, file_.string()));
   }
-  Query q(db_, file_,
-          "INSERT INTO responses (response_id, unix_ms, user_id, input, route, agent, adapter, "
-          "adapter_version, experiment, arm, output, prompt_tokens, completion_tokens, queue_ms, "
-          "first_token_ms, total_ms, finish_reason, status_code, error_message) VALUES (?1, ?2, "
-          "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)");
-  q.bind(1, r.response_id);
-  q.bind(2, r.unix_ms);
-  q.bind(3, r.user_id);
-  q.bind(4, r.input);
-  q.bind(5, r.route);
-  q.bind(6, r.agent);
-  q.bind(7, r.adapter);
-  q.bind(8, r.adapter_version);
-  q.bind(9, r.experiment);
-  q.bind(10, r.arm);
-  q.bind(11, r.output);
-  q.bind(12, r.prompt_tokens);
-  q.bind(13, r.completion_tokens);
-  q.bind(14, r.queue_ms);
+  sql::Statement q(
+      db_,
+      "INSERT INTO responses (response_id, unix_ms, user_id, input, route, agent, adapter, "
+      "adapter_version, experiment, arm, output, prompt_tokens, completion_tokens, queue_ms, "
+      "first_token_ms, total_ms, finish_reason, status_code, error_message) VALUES (?1, ?2, "
+      "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)");
+  q.bind_text(1, r.response_id);
+  q.bind_int64(2, r.unix_ms);
+  q.bind_text(3, r.user_id);
+  q.bind_text(4, r.input);
+  q.bind_text(5, r.route);
+  q.bind_text(6, r.agent);
+  q.bind_text(7, r.adapter);
+  q.bind_int64(8, r.adapter_version);
+  q.bind_text(9, r.experiment);
+  q.bind_text(10, r.arm);
+  q.bind_text(11, r.output);
+  q.bind_int64(12, r.prompt_tokens);
+  q.bind_int64(13, r.completion_tokens);
+  q.bind_double(14, r.queue_ms);
   if (r.first_token_ms < 0) {
     q.bind_null(15);
   } else {
-    q.bind(15, r.first_token_ms);
+    q.bind_double(15, r.first_token_ms);
   }
-  q.bind(16, r.total_ms);
-  q.bind(17, r.finish_reason);
-  q.bind(18, static_cast<int64_t>(r.status_code));
-  q.bind(19, r.error_message);
+  q.bind_double(16, r.total_ms);
+  q.bind_text(17, r.finish_reason);
+  q.bind_int64(18, r.status_code);
+  q.bind_text(19, r.error_message);
   q.step();
 }
 
@@ -231,27 +175,28 @@ void ResponseLog::add_feedback(const Feedback& f) {
         "feedback on response '{}': rating must be -1 or 1 (got {})", f.response_id, f.rating));
   }
   std::lock_guard lock(mutex_);
-  if (!response_exists(db_, file_, f.response_id)) {
+  if (!response_exists(db_, f.response_id)) {
     throw NotFoundError(
         fmt::format("feedback on response '{}': no such response in the log", f.response_id));
   }
-  Query q(db_, file_,
-          "INSERT INTO feedback (response_id, rating, comment, unix_ms) VALUES (?1, ?2, ?3, ?4)");
-  q.bind(1, f.response_id);
-  q.bind(2, static_cast<int64_t>(f.rating));
-  q.bind(3, f.comment);
-  q.bind(4, f.unix_ms);
+  sql::Statement q(
+      db_, "INSERT INTO feedback (response_id, rating, comment, unix_ms) VALUES (?1, ?2, ?3, ?4)");
+  q.bind_text(1, f.response_id);
+  q.bind_int64(2, f.rating);
+  q.bind_text(3, f.comment);
+  q.bind_int64(4, f.unix_ms);
   q.step();
 }
 
 std::optional<ResponseRecord> ResponseLog::find(const std::string& response_id) {
   std::lock_guard lock(mutex_);
-  Query q(db_, file_,
-          "SELECT response_id, unix_ms, user_id, input, route, agent, adapter, adapter_version, "
-          "experiment, arm, output, prompt_tokens, completion_tokens, queue_ms, first_token_ms, "
-          "total_ms, finish_reason, status_code, error_message FROM responses WHERE "
-          "response_id = ?1");
-  q.bind(1, response_id);
+  sql::Statement q(
+      db_,
+      "SELECT response_id, unix_ms, user_id, input, route, agent, adapter, adapter_version, "
+      "experiment, arm, output, prompt_tokens, completion_tokens, queue_ms, first_token_ms, "
+      "total_ms, finish_reason, status_code, error_message FROM responses WHERE "
+      "response_id = ?1");
+  q.bind_text(1, response_id);
   if (!q.step()) return std::nullopt;
   ResponseRecord r;
   r.response_id = q.text(0);
@@ -278,13 +223,14 @@ std::optional<ResponseRecord> ResponseLog::find(const std::string& response_id) 
 
 std::vector<Feedback> ResponseLog::feedback(const std::string& response_id) {
   std::lock_guard lock(mutex_);
-  Query q(db_, file_,
-          "SELECT response_id, rating, comment, unix_ms FROM feedback WHERE response_id = ?1 "
-          "ORDER BY id");
-  q.bind(1, response_id);
+  sql::Statement q(db_,
+                   "SELECT response_id, rating, comment, unix_ms FROM feedback WHERE response_id = "
+                   "?1 ORDER BY id");
+  q.bind_text(1, response_id);
   std::vector<Feedback> out;
   while (q.step()) {
-    out.push_back(Feedback{q.text(0), static_cast<int>(q.integer(1)), q.text(2), q.integer(3)});
+    out.push_back(Feedback{std::string(q.text(0)), static_cast<int>(q.integer(1)),
+                           std::string(q.text(2)), q.integer(3)});
   }
   return out;
 }
@@ -293,40 +239,43 @@ std::vector<AbReportRow> ab_report(const fs::path& db_file) {
   if (!fs::exists(db_file)) {
     throw std::runtime_error(fmt::format("response log '{}' does not exist", db_file.string()));
   }
-  sqlite3* db = open_database(db_file, SQLITE_OPEN_READONLY);
   struct Group {
     AbReportRow row;
     std::vector<double> total_ms, first_token_ms, completion_tokens;
   };
   std::map<std::pair<std::string, std::string>, Group> groups;
-  try {
-    if (check_identity(db, db_file)) {
-      throw std::runtime_error(
-          fmt::format("'{}' is not a vitrine response log (an empty database)", db_file.string()));
-    }
-    // The latest feedback of each response is its rating.
-    Query q(db, db_file,
-            "SELECT r.experiment, CASE WHEN r.experiment = '' THEN r.route ELSE r.arm END, "
-            "r.status_code, r.total_ms, r.first_token_ms, r.completion_tokens, (SELECT f.rating "
-            "FROM feedback f WHERE f.response_id = r.response_id ORDER BY f.unix_ms DESC, f.id "
-            "DESC LIMIT 1) FROM responses r");
-    while (q.step()) {
-      Group& g = groups[{q.text(0), q.text(1)}];
-      g.row.requests++;
-      if (!q.is_null(6)) (q.integer(6) > 0 ? g.row.ratings_up : g.row.ratings_down)++;
-      if (q.integer(2) != 0) {
-        g.row.errors++;
-        continue;
+  {
+    sql::Database db;  // closed at the end of this block, before the arithmetic
+    open_database(db, db_file, SQLITE_OPEN_READONLY);
+    try {
+      if (check_identity(db, db_file)) {
+        throw std::runtime_error(fmt::format(
+            "'{}' is not a vitrine response log (an empty database)", db_file.string()));
       }
-      g.total_ms.push_back(q.real(3));
-      if (!q.is_null(4)) g.first_token_ms.push_back(q.real(4));
-      g.completion_tokens.push_back(static_cast<double>(q.integer(5)));
+      // The latest feedback of each response is its rating.
+      sql::Statement q(
+          db,
+          "SELECT r.experiment, CASE WHEN r.experiment = '' THEN r.route ELSE r.arm END, "
+          "r.status_code, r.total_ms, r.first_token_ms, r.completion_tokens, (SELECT f.rating "
+          "FROM feedback f WHERE f.response_id = r.response_id ORDER BY f.unix_ms DESC, f.id "
+          "DESC LIMIT 1) FROM responses r");
+      while (q.step()) {
+        Group& g = groups[{std::string(q.text(0)), std::string(q.text(1))}];
+        g.row.requests++;
+        if (!q.is_null(6)) (q.integer(6) > 0 ? g.row.ratings_up : g.row.ratings_down)++;
+        if (q.integer(2) != 0) {
+          g.row.errors++;
+          continue;
+        }
+        g.total_ms.push_back(q.real(3));
+        if (!q.is_null(4)) g.first_token_ms.push_back(q.real(4));
+        g.completion_tokens.push_back(static_cast<double>(q.integer(5)));
+      }
+    } catch (const sql::Error& error) {
+      throw_if_not_a_database(error, db_file);
+      throw;
     }
-  } catch (...) {
-    sqlite3_close(db);
-    throw;
   }
-  sqlite3_close(db);
 
   std::vector<AbReportRow> rows;
   for (auto& [key, g] : groups) {

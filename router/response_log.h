@@ -30,7 +30,7 @@
 #include <string>
 #include <vector>
 
-struct sqlite3;
+#include "common/sqlite.h"
 
 namespace vitrine::router {
 
@@ -92,7 +92,7 @@ class ResponseLog {
  private:
   std::filesystem::path file_;
   std::mutex mutex_;
-  sqlite3* db_ = nullptr;
+  sql::Database db_;
 };
 
 // Percentiles by nearest rank: the smallest logged value with at least p% of

@@ -15,9 +15,8 @@
 #include <optional>
 #include <vector>
 
+#include "common/sqlite.h"
 #include "vitrine/v1/trainer.pb.h"
-
-struct sqlite3;
 
 namespace vitrine::trainer {
 
@@ -41,11 +40,9 @@ class JobStore {
   std::vector<v1::JobEvent> events(const std::string& job_id, int64_t after);
 
  private:
-  void exec(const char* sql);
-
   std::filesystem::path file_;
   std::mutex mutex_;
-  sqlite3* db_ = nullptr;
+  sql::Database db_;
 };
 
 }  // namespace vitrine::trainer
