@@ -74,6 +74,12 @@ PeftAdapter load_peft_adapter(const fs::path& dir) {
   if (c.r <= 0) fail(config_path, "r must be > 0");
 
   const fs::path weights_path = dir / "adapter_model.safetensors";
+  if (!fs::exists(weights_path) && fs::exists(dir / "adapter_model.bin")) {
+    fail(dir / "adapter_model.bin",
+         "PyTorch pickle adapters (.bin) are not read (loading a pickle runs code); convert it "
+         "once with PEFT: PeftModel.from_pretrained(base, dir).save_pretrained(out, "
+         "safe_serialization=True) writes adapter_model.safetensors");
+  }
   const SafetensorsFile file = SafetensorsFile::open(weights_path);
   for (const auto& name : file.names()) {
     const bool is_a = name.ends_with(".lora_A.weight"), is_b = name.ends_with(".lora_B.weight");

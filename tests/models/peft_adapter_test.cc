@@ -197,5 +197,22 @@ TEST(Peft, NonFiniteWeightsAreRefusedNamingTheTensor) {
   }
 }
 
+TEST(Peft, APickleAdapterIsRefusedSayingHowToConvertIt) {
+  const fs::path dir = shared_path("fixtures/hf-llama/mha-untied/adapter");
+  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
+  testing::TempDir tmp;
+  fs::create_directories(tmp / "a");
+  fs::copy_file(dir / "adapter_config.json", tmp / "a" / "adapter_config.json");
+  testing::write_file(tmp / "a" / "adapter_model.bin", "PK\x03\x04 not read");
+  try {
+    load_peft_adapter(tmp / "a");
+    FAIL() << "a .bin adapter was accepted";
+  } catch (const std::runtime_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("adapter_model.bin"), std::string::npos) << what;
+    EXPECT_NE(what.find("safe_serialization=True"), std::string::npos) << what;
+  }
+}
+
 }  // namespace
 }  // namespace vitrine::models
