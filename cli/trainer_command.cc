@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "common/utf8.h"
 #include "common/yaml_json.h"
 #include "training/service/trainer_service.h"
 #include "vitrine/v1/trainer.grpc.pb.h"
@@ -101,16 +102,16 @@ void check(const grpc::Status& status, const std::string& address) {
 
 void print_job(const v1::Job& job) {
   std::printf("%s  %-9s  %s", job.id().c_str(), trainer::job_state_word(job.state()).c_str(),
-              job.name().empty() ? "-" : job.name().c_str());
+              job.name().empty() ? "-" : utf8::printable(job.name()).c_str());
   if (job.state() == v1::JOB_STATE_RUNNING && !job.progress().adapter().empty()) {
     const v1::Progress& p = job.progress();
-    std::printf("  %s step %ld/%ld loss %.4f", p.adapter().c_str(), static_cast<long>(p.step()),
-                static_cast<long>(p.total_steps()), p.loss());
+    std::printf("  %s step %ld/%ld loss %.4f", utf8::printable(p.adapter()).c_str(),
+                static_cast<long>(p.step()), static_cast<long>(p.total_steps()), p.loss());
   }
   for (const auto& a : job.published()) {
-    std::printf("  %s/v%ld", a.name().c_str(), static_cast<long>(a.version()));
+    std::printf("  %s/v%ld", utf8::printable(a.name()).c_str(), static_cast<long>(a.version()));
   }
-  if (!job.error().empty()) std::printf("  error: %s", job.error().c_str());
+  if (!job.error().empty()) std::printf("  error: %s", utf8::printable(job.error()).c_str());
   std::printf("\n");
 }
 
@@ -122,29 +123,32 @@ void print_event(const v1::JobEvent& e) {
     case v1::JobEvent::kProgress: {
       const v1::Progress& p = e.progress();
       std::printf("%s step %ld: loss %.4f, lr %.2e, %.0f tokens/s, eta %.0f s\n",
-                  p.adapter().c_str(), static_cast<long>(p.step()), p.loss(), p.learning_rate(),
-                  p.tokens_per_second(), p.eta_seconds());
+                  utf8::printable(p.adapter()).c_str(), static_cast<long>(p.step()), p.loss(),
+                  p.learning_rate(), p.tokens_per_second(), p.eta_seconds());
       break;
     }
     case v1::JobEvent::kEvaluation: {
       const v1::Evaluation& v = e.evaluation();
-      std::printf("%s step %ld: validation loss %.4f (perplexity %.2f)\n", v.adapter().c_str(),
-                  static_cast<long>(v.step()), v.validation_loss(), v.validation_perplexity());
+      std::printf("%s step %ld: validation loss %.4f (perplexity %.2f)\n",
+                  utf8::printable(v.adapter()).c_str(), static_cast<long>(v.step()),
+                  v.validation_loss(), v.validation_perplexity());
       break;
     }
     case v1::JobEvent::kComparison: {
       const v1::Comparison& c = e.comparison();
       std::printf("%s %s (%ld products): ROUGE-L %.4f -> %.4f, BLEU %.2f -> %.2f\n",
-                  c.adapter().c_str(), c.split().c_str(), static_cast<long>(c.products()),
-                  c.base_rouge_l(), c.tuned_rouge_l(), c.base_bleu(), c.tuned_bleu());
+                  utf8::printable(c.adapter()).c_str(), utf8::printable(c.split()).c_str(),
+                  static_cast<long>(c.products()), c.base_rouge_l(), c.tuned_rouge_l(),
+                  c.base_bleu(), c.tuned_bleu());
       break;
     }
     case v1::JobEvent::kPublished:
-      std::printf("published %s/v%ld at %s\n", e.published().name().c_str(),
-                  static_cast<long>(e.published().version()), e.published().path().c_str());
+      std::printf("published %s/v%ld at %s\n", utf8::printable(e.published().name()).c_str(),
+                  static_cast<long>(e.published().version()),
+                  utf8::printable(e.published().path()).c_str());
       break;
     case v1::JobEvent::kMessage:
-      std::printf("%s\n", e.message().c_str());
+      std::printf("%s\n", utf8::printable(e.message()).c_str());
       break;
     default:
       break;

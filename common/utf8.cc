@@ -1,5 +1,7 @@
 #include "common/utf8.h"
 
+#include <fmt/format.h>
+
 namespace vitrine::utf8 {
 namespace {
 
@@ -134,6 +136,28 @@ size_t prefix_bytes(std::string_view s, size_t max_code_points) {
     }
   }
   return s.size();
+}
+
+std::string printable(std::string_view s) {
+  std::string valid;
+  repair(s, valid);
+  std::string out;
+  out.reserve(valid.size());
+  for (size_t i = 0; i < valid.size();) {
+    size_t len = 1;
+    const char32_t cp = decode(valid, i, len);
+    const bool control = (cp < 0x20 && cp != '\t') || (cp >= 0x7f && cp <= 0x9f);
+    const bool bidi = (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+    if (control) {
+      out += fmt::format("\\x{:02x}", static_cast<uint32_t>(cp));
+    } else if (bidi) {
+      out += fmt::format("\\u{:04x}", static_cast<uint32_t>(cp));
+    } else {
+      out.append(valid, i, len);
+    }
+    i += len;
+  }
+  return out;
 }
 
 }  // namespace vitrine::utf8

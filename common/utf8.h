@@ -33,6 +33,13 @@ void append(std::string& out, char32_t cp);
 // setting `len` to its byte length.
 char32_t decode(std::string_view s, size_t pos, size_t& len);
 
+// `s` made safe to print on a terminal: ill-formed bytes become U+FFFD,
+// and control characters (C0 but tab, DEL, C1) and the bidirectional
+// overrides and isolates (U+202A..U+202E, U+2066..U+2069) are written as
+// escapes ("\x1b", "\u202e"), so text from a client can neither move the
+// cursor, recolour or retitle the terminal, nor reorder what is shown.
+std::string printable(std::string_view s);
+
 // Largest prefix of valid UTF-8 `s` of at most `max_code_points` code points,
 // in bytes.
 size_t prefix_bytes(std::string_view s, size_t max_code_points);

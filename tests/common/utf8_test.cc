@@ -56,5 +56,16 @@ TEST(Utf8, AppendsEncodings) {
   EXPECT_EQ(out, "\xC3\xA9\xF0\x9F\x98\x80");
 }
 
+TEST(Utf8, PrintableEscapesWhatWouldDriveATerminal) {
+  // A job name that would recolour the screen, set the window title and ring.
+  EXPECT_EQ(printable("\x1b[31mred\x1b]0;owned\x07 job"), "\\x1b[31mred\\x1b]0;owned\\x07 job");
+  EXPECT_EQ(printable("line\nbreak\rreturn\ttab"), "line\\x0abreak\\x0dreturn\ttab");
+  EXPECT_EQ(printable("del\x7f c1\xc2\x9b"), "del\\x7f c1\\x9b");  // U+009B is C1's CSI
+  EXPECT_EQ(printable("abc\xe2\x80\xaeuoy"), "abc\\u202euoy");  // right-to-left override
+  EXPECT_EQ(printable("bad \xff byte"), "bad \xEF\xBF\xBD byte");  // U+FFFD
+  EXPECT_EQ(printable("caf\xC3\xA9 \xF0\x9F\x98\x80"), "caf\xC3\xA9 \xF0\x9F\x98\x80");
+  EXPECT_EQ(printable(""), "");
+}
+
 }  // namespace
 }  // namespace vitrine::utf8
