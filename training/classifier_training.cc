@@ -51,39 +51,36 @@ double accuracy(models::TextClassifierImpl& model, const std::vector<Labelled>& 
   return static_cast<double>(right) / static_cast<double>(items.size());
 }
 
-}  // namespace
-
-ClassifierReport train_classifier(const fs::path& dataset, const fs::path& out_dir,
-                                  const ClassifierTrainConfig& c, uint64_t seed) {
-  const fs::path dir = dataset / "tasks" / "router";
-  const auto train = read_router(dir / "train.jsonl");
-  const auto validation = read_router(dir / "validation.jsonl");
-  const auto test = read_router(dir / "test.jsonl");
-  if (train.empty())
-    throw std::runtime_error(fmt::format("no examples in '{}'", (dir / "train.jsonl").string()));
-
+// A fresh classifier, seeded, initialised as fastText initialises one.
+models::TextClassifier new_classifier(const ClassifierTrainConfig& c, uint64_t seed) {
   models::TextClassifierConfig mc;
   mc.labels = {"describe", "qa"};
   mc.buckets = c.buckets;
   mc.dim = c.dim;
   at::manual_seed(seed);
   models::TextClassifier model(mc);
-  {
-    at::NoGradGuard no_grad;
-    const double bound = 1.0 / static_cast<double>(c.dim);  // fastText's initialisation
-    model->embedding->weight.uniform_(-bound, bound);
-  }
+  at::NoGradGuard no_grad;
+  const double bound = 1.0 / static_cast<double>(c.dim);  // fastText's initialisation
+  model->embedding->weight.uniform_(-bound, bound);
+  return model;
+}
+
+// Adam on cross-entropy, `c.epochs` passes over the examples in a seeded
+// shuffled order, batches of `c.batch_size`.
+void fit(models::TextClassifierImpl& model, const std::vector<Labelled>& train,
+         const ClassifierTrainConfig& c, uint64_t seed) {
+  const models::TextClassifierConfig& mc = model.config();
   std::vector<std::vector<int64_t>> features;
   std::vector<int64_t> targets;
   for (const auto& item : train) {
     features.push_back(models::text_features(item.text, mc));
     targets.push_back(label_index(mc.labels, item.label));
   }
-  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(c.learning_rate));
+  torch::optim::Adam optimizer(model.parameters(), torch::optim::AdamOptions(c.learning_rate));
   std::mt19937_64 rng(seed);
   std::vector<size_t> order(train.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  model->train();
+  model.train();
   for (int64_t epoch = 0; epoch < c.epochs; ++epoch) {
     shuffle_order(order, rng);
     for (size_t start = 0; start < order.size(); start += static_cast<size_t>(c.batch_size)) {
@@ -96,18 +93,37 @@ ClassifierReport train_classifier(const fs::path& dataset, const fs::path& out_d
         labels.push_back(targets[order[k]]);
       }
       optimizer.zero_grad();
-      const at::Tensor logits = model->forward(at::tensor(flat), at::tensor(offsets));
+      const at::Tensor logits = model.forward(at::tensor(flat), at::tensor(offsets));
       at::cross_entropy_loss(logits, at::tensor(labels)).backward();
       optimizer.step();
     }
   }
-  model->eval();
+  model.eval();
+}
 
+// The median time of one decision, one text at a time.
+double median_microseconds(models::TextClassifierImpl& model, const std::vector<Labelled>& items) {
+  std::vector<double> micros;
+  for (const auto& item : items) {
+    const auto start = std::chrono::steady_clock::now();
+    models::classify(model, item.text);
+    micros.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+            .count());
+  }
+  std::nth_element(micros.begin(), micros.begin() + static_cast<std::ptrdiff_t>(micros.size() / 2),
+                   micros.end());
+  return micros[micros.size() / 2];
+}
+
+ClassifierReport measure(models::TextClassifierImpl& model, const std::vector<Labelled>& train,
+                         const std::vector<Labelled>& validation,
+                         const std::vector<Labelled>& test) {
   ClassifierReport report;
   report.train_examples = static_cast<int64_t>(train.size());
   report.test_examples = static_cast<int64_t>(test.size());
-  report.validation_accuracy = accuracy(*model, validation);
-  report.test_accuracy = accuracy(*model, test);
+  report.validation_accuracy = accuracy(model, validation);
+  report.test_accuracy = accuracy(model, test);
   std::vector<Labelled> hard;
   std::map<std::string, std::vector<Labelled>> by_kind;
   for (const auto& item : test) {
@@ -115,21 +131,26 @@ ClassifierReport train_classifier(const fs::path& dataset, const fs::path& out_d
     by_kind[item.kind].push_back(item);
   }
   report.test_hard = static_cast<int64_t>(hard.size());
-  report.test_hard_accuracy = accuracy(*model, hard);
+  report.test_hard_accuracy = accuracy(model, hard);
   for (const auto& [kind, items] : by_kind)
-    report.test_accuracy_by_kind[kind] = accuracy(*model, items);
-  std::vector<double> micros;
-  for (const auto& item : test.empty() ? train : test) {
-    const auto start = std::chrono::steady_clock::now();
-    models::classify(*model, item.text);
-    micros.push_back(
-        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
-            .count());
-  }
-  std::nth_element(micros.begin(), micros.begin() + static_cast<std::ptrdiff_t>(micros.size() / 2),
-                   micros.end());
-  report.microseconds_per_decision = micros[micros.size() / 2];
+    report.test_accuracy_by_kind[kind] = accuracy(model, items);
+  report.microseconds_per_decision = median_microseconds(model, test.empty() ? train : test);
+  return report;
+}
 
+}  // namespace
+
+ClassifierReport train_classifier(const fs::path& dataset, const fs::path& out_dir,
+                                  const ClassifierTrainConfig& c, uint64_t seed) {
+  const fs::path dir = dataset / "tasks" / "router";
+  const auto train = read_router(dir / "train.jsonl");
+  const auto validation = read_router(dir / "validation.jsonl");
+  const auto test = read_router(dir / "test.jsonl");
+  if (train.empty())
+    throw std::runtime_error(fmt::format("no examples in '{}'", (dir / "train.jsonl").string()));
+  models::TextClassifier model = new_classifier(c, seed);
+  fit(*model, train, c, seed);
+  const ClassifierReport report = measure(*model, train, validation, test);
   nlohmann::json extra = {{"train_examples", report.train_examples},
                           {"test_examples", report.test_examples},
                           {"validation_accuracy", report.validation_accuracy},

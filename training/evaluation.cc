@@ -6,7 +6,9 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "common/atomic_output.h"
 #include "common/progress.h"
@@ -192,111 +194,132 @@ std::string loss_curves_svg(const fs::path& metrics_file) {
   return svg + "</svg>\n";
 }
 
-}  // namespace
-
-std::vector<SplitResult> evaluate_run(const fs::path& run_dir, const EvalOptions& options) {
-  std::ifstream config_in(run_dir / "config.json");
-  if (!config_in) {
-    throw std::runtime_error(
-        fmt::format("'{}' is not a training run (no config.json)", run_dir.string()));
-  }
-  TrainConfig config = default_train_config();
-  apply_train_config(nlohmann::json::parse(config_in), config);
-  models::init_runtime({.threads = config.threads, .device = config.device});
-  const fs::path base(config.base_model), dataset(config.dataset);
-  models::LlamaForCausalLM model =
-      models::load_llama(base, config.device, models::WeightLayout::kPacked);
-  const auto tokenizer = models::load_tokenizer(base);
-  const models::ChatFamily family = models::detect_chat_family(base);
+// The base model with room for each adapter, its tokenizer, and the
+// greedy settings every answer shares.
+struct EvalModel {
+  models::LlamaForCausalLM model;
+  std::unique_ptr<models::Tokenizer> tokenizer;
+  models::ChatFamily family;
   models::GenerationOptions generation;
-  generation.max_new_tokens = options.max_new_tokens;
-  generation.repetition_penalty = options.repetition_penalty;
-  for (const int32_t id : tokenizer->eos_ids()) generation.eos_ids.push_back(id);
-  generation.stop_strings = models::chat_stop_strings(family);
+};
 
-  std::vector<SplitResult> results;
-  int slot = 0;
-  for (const auto& [name, ac] : config.adapters) {
-    const fs::path adapter_dir = run_dir / "adapters" / name;
-    if (!fs::exists(adapter_dir / "adapter_config.json")) continue;  // not trained (yet)
-    models::attach_adapter(model, models::load_peft_adapter(adapter_dir), slot);
-    const prompts::Task task = prompts::parse_task(ac.task);
-    for (const auto& [split, limit] :
-         {std::pair<std::string, int64_t>{"test", options.test_examples},
-          {"train", options.train_examples}}) {
-      if (limit <= 0) continue;
-      const fs::path file =
-          dataset / "tasks" / std::string(prompts::task_name(task)) / (split + ".jsonl");
-      const std::vector<Item> items = read_items(file, task, limit);
-      if (items.empty()) continue;
-      SplitResult r;
-      r.adapter = name;
-      r.task = std::string(prompts::task_name(task));
-      r.split = split;
-      r.examples = static_cast<int64_t>(items.size());
-      std::vector<std::string> base_answers, tuned_answers, references;
-      Progress progress({.label = fmt::format("eval {} {}", name, split),
-                         .total_bytes = static_cast<uint64_t>(items.size()),
-                         .enabled = options.progress,
-                         .steps = true});
-      for (size_t i = 0; i < items.size(); i += static_cast<size_t>(options.batch_size)) {
-        std::vector<models::BatchRequest> requests;
-        const size_t end = std::min(items.size(), i + static_cast<size_t>(options.batch_size));
-        for (size_t k = i; k < end; ++k) {
-          const std::string prompt =
-              models::render_chat_prompt(family, prompts::task_turn(task, items[k].input));
-          const auto ids32 = tokenizer->encode(prompt, /*add_bos=*/true);
-          const std::vector<int64_t> ids(ids32.begin(), ids32.end());
-          requests.push_back({ids, -1});    // base
-          requests.push_back({ids, slot});  // tuned, in the same forward
-        }
-        const auto answers = models::generate_batch(model, *tokenizer, requests, generation);
-        for (size_t k = i; k < end; ++k) {
-          base_answers.push_back(answers[2 * (k - i)].text);
-          tuned_answers.push_back(answers[2 * (k - i) + 1].text);
-          references.push_back(items[k].reference);
-        }
-        progress.update(end, end);
-      }
-      progress.finish();
-      for (size_t k = 0; k < items.size(); ++k) {
-        const RougeScores b = rouge(references[k], base_answers[k]);
-        const RougeScores t = rouge(references[k], tuned_answers[k]);
-        r.base.rouge1 += b.rouge1;
-        r.base.rouge2 += b.rouge2;
-        r.base.rougeL += b.rougeL;
-        r.tuned.rouge1 += t.rouge1;
-        r.tuned.rouge2 += t.rouge2;
-        r.tuned.rougeL += t.rougeL;
-        r.base.mean_words += words(base_answers[k]);
-        r.tuned.mean_words += words(tuned_answers[k]);
-        r.reference_mean_words += words(references[k]);
-        if (static_cast<int64_t>(r.samples.size()) < options.examples_in_report) {
-          r.samples.push_back({items[k].input, references[k], base_answers[k], tuned_answers[k]});
-        }
-      }
-      const double n = static_cast<double>(items.size());
-      for (ModelScores* s : {&r.base, &r.tuned}) {
-        s->rouge1 /= n;
-        s->rouge2 /= n;
-        s->rougeL /= n;
-        s->mean_words /= n;
-      }
-      r.reference_mean_words /= n;
-      r.base.bleu = corpus_bleu(base_answers, references).score;
-      r.tuned.bleu = corpus_bleu(tuned_answers, references).score;
-      // Perplexity of whole references where the model's context allows,
-      // not only of the part training saw.
-      const int64_t context = std::max<int64_t>(
-          ac.max_seq_len, std::min<int64_t>(model->config().max_position_embeddings, 1024));
-      const ExampleSet examples = load_examples(file, task, *tokenizer, family, context, limit);
-      r.base.perplexity = perplexity(model, examples.examples, -1, context, ac.batch_size);
-      r.tuned.perplexity = perplexity(model, examples.examples, slot, context, ac.batch_size);
-      results.push_back(std::move(r));
+EvalModel load_eval_model(const TrainConfig& config, const EvalOptions& options) {
+  const fs::path base(config.base_model);
+  EvalModel m{models::load_llama(base, config.device, models::WeightLayout::kPacked),
+              models::load_tokenizer(base),
+              models::detect_chat_family(base),
+              {}};
+  m.generation.max_new_tokens = options.max_new_tokens;
+  m.generation.repetition_penalty = options.repetition_penalty;
+  for (const int32_t id : m.tokenizer->eos_ids()) m.generation.eos_ids.push_back(id);
+  m.generation.stop_strings = models::chat_stop_strings(m.family);
+  return m;
+}
+
+struct Answers {
+  std::vector<std::string> base, tuned;  // one per item, in order
+};
+
+// The base model's and adapter `slot`'s answers to the items, each prompt
+// asked of both in the same batch.
+Answers answer_items(EvalModel& m, prompts::Task task, int slot, const std::vector<Item>& items,
+                     const EvalOptions& options, const std::string& label) {
+  Answers out;
+  Progress progress({.label = label,
+                     .total_bytes = static_cast<uint64_t>(items.size()),
+                     .enabled = options.progress,
+                     .steps = true});
+  for (size_t i = 0; i < items.size(); i += static_cast<size_t>(options.batch_size)) {
+    std::vector<models::BatchRequest> requests;
+    const size_t end = std::min(items.size(), i + static_cast<size_t>(options.batch_size));
+    for (size_t k = i; k < end; ++k) {
+      const std::string prompt =
+          models::render_chat_prompt(m.family, prompts::task_turn(task, items[k].input));
+      const auto ids32 = m.tokenizer->encode(prompt, /*add_bos=*/true);
+      const std::vector<int64_t> ids(ids32.begin(), ids32.end());
+      requests.push_back({ids, -1});    // base
+      requests.push_back({ids, slot});  // tuned, in the same forward
     }
-    ++slot;
+    const auto answers = models::generate_batch(m.model, *m.tokenizer, requests, m.generation);
+    for (size_t k = i; k < end; ++k) {
+      out.base.push_back(answers[2 * (k - i)].text);
+      out.tuned.push_back(answers[2 * (k - i) + 1].text);
+    }
+    progress.update(end, end);
   }
+  progress.finish();
+  return out;
+}
 
+// ROUGE and lengths (means over the items), corpus BLEU, and the first
+// examples side by side.
+void score_answers(const std::vector<Item>& items, const Answers& answers,
+                   const EvalOptions& options, SplitResult& r) {
+  std::vector<std::string> references;
+  for (size_t k = 0; k < items.size(); ++k) {
+    const std::string& reference = items[k].reference;
+    references.push_back(reference);
+    const RougeScores b = rouge(reference, answers.base[k]);
+    const RougeScores t = rouge(reference, answers.tuned[k]);
+    r.base.rouge1 += b.rouge1;
+    r.base.rouge2 += b.rouge2;
+    r.base.rougeL += b.rougeL;
+    r.tuned.rouge1 += t.rouge1;
+    r.tuned.rouge2 += t.rouge2;
+    r.tuned.rougeL += t.rougeL;
+    r.base.mean_words += words(answers.base[k]);
+    r.tuned.mean_words += words(answers.tuned[k]);
+    r.reference_mean_words += words(reference);
+    if (static_cast<int64_t>(r.samples.size()) < options.examples_in_report) {
+      r.samples.push_back({items[k].input, reference, answers.base[k], answers.tuned[k]});
+    }
+  }
+  const double n = static_cast<double>(items.size());
+  for (ModelScores* s : {&r.base, &r.tuned}) {
+    s->rouge1 /= n;
+    s->rouge2 /= n;
+    s->rougeL /= n;
+    s->mean_words /= n;
+  }
+  r.reference_mean_words /= n;
+  r.base.bleu = corpus_bleu(answers.base, references).score;
+  r.tuned.bleu = corpus_bleu(answers.tuned, references).score;
+}
+
+// One adapter on one split (test or train): nothing when the split is
+// empty or not asked for.
+std::optional<SplitResult> evaluate_split(EvalModel& m, const TrainConfig& config,
+                                          const std::string& name, int slot,
+                                          const std::string& split, int64_t limit,
+                                          const EvalOptions& options) {
+  if (limit <= 0) return std::nullopt;
+  const AdapterTrainConfig& ac = config.adapters.at(name);
+  const prompts::Task task = prompts::parse_task(ac.task);
+  const fs::path file = fs::path(config.dataset) / "tasks" / std::string(prompts::task_name(task)) /
+                        (split + ".jsonl");
+  const std::vector<Item> items = read_items(file, task, limit);
+  if (items.empty()) return std::nullopt;
+  SplitResult r;
+  r.adapter = name;
+  r.task = std::string(prompts::task_name(task));
+  r.split = split;
+  r.examples = static_cast<int64_t>(items.size());
+  const Answers answers =
+      answer_items(m, task, slot, items, options, fmt::format("eval {} {}", name, split));
+  score_answers(items, answers, options, r);
+  // Perplexity of whole references where the model's context allows,
+  // not only of the part training saw.
+  const int64_t context = std::max<int64_t>(
+      ac.max_seq_len, std::min<int64_t>(m.model->config().max_position_embeddings, 1024));
+  const ExampleSet examples = load_examples(file, task, *m.tokenizer, m.family, context, limit);
+  r.base.perplexity = perplexity(m.model, examples.examples, -1, context, ac.batch_size);
+  r.tuned.perplexity = perplexity(m.model, examples.examples, slot, context, ac.batch_size);
+  return r;
+}
+
+// eval/report.json, report.md and (when the run logged any) loss_curves.svg.
+void write_report(const fs::path& run_dir, const std::vector<SplitResult>& results,
+                  const TrainConfig& config, const EvalOptions& options) {
   Json report = Json::array();
   for (const auto& r : results) {
     Json samples = Json::array();
@@ -327,6 +350,35 @@ std::vector<SplitResult> evaluate_run(const fs::path& run_dir, const EvalOptions
     md += "## Loss curves\n\n![training and validation loss](loss_curves.svg)\n";
   }
   write_file_atomic(run_dir / "eval" / "report.md", md);
+}
+
+}  // namespace
+
+std::vector<SplitResult> evaluate_run(const fs::path& run_dir, const EvalOptions& options) {
+  std::ifstream config_in(run_dir / "config.json");
+  if (!config_in) {
+    throw std::runtime_error(
+        fmt::format("'{}' is not a training run (no config.json)", run_dir.string()));
+  }
+  TrainConfig config = default_train_config();
+  apply_train_config(nlohmann::json::parse(config_in), config);
+  models::init_runtime({.threads = config.threads, .device = config.device});
+  EvalModel m = load_eval_model(config, options);
+  std::vector<SplitResult> results;
+  int slot = 0;
+  for (const auto& [name, ac] : config.adapters) {
+    const fs::path adapter_dir = run_dir / "adapters" / name;
+    if (!fs::exists(adapter_dir / "adapter_config.json")) continue;  // not trained (yet)
+    models::attach_adapter(m.model, models::load_peft_adapter(adapter_dir), slot);
+    for (const auto& [split, limit] :
+         {std::pair<std::string, int64_t>{"test", options.test_examples},
+          {"train", options.train_examples}}) {
+      std::optional<SplitResult> r = evaluate_split(m, config, name, slot, split, limit, options);
+      if (r) results.push_back(std::move(*r));
+    }
+    ++slot;
+  }
+  write_report(run_dir, results, config, options);
   return results;
 }
 

@@ -143,16 +143,19 @@ Json train_config_to_json(const TrainConfig& config) {
   bind_run(top, c);
   Json out = top.take();
   Json adapters = Json::object();
-  for (auto& [name, a] : c.adapters) {
-    ConfigBinder b(nullptr, "adapters." + name);
-    bind_adapter(b, a);
-    adapters[name] = b.take();
-  }
+  for (const auto& [name, a] : c.adapters) adapters[name] = adapter_train_config_to_json(a);
   out["adapters"] = adapters;
   ConfigBinder classifier(nullptr, "classifier");
   bind_classifier(classifier, c);
   out["classifier"] = classifier.take();
   return out;
+}
+
+Json adapter_train_config_to_json(const AdapterTrainConfig& config) {
+  AdapterTrainConfig a = config;
+  ConfigBinder b(nullptr, "adapters");
+  bind_adapter(b, a);
+  return b.take();
 }
 
 }  // namespace vitrine::training

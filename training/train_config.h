@@ -61,5 +61,7 @@ TrainConfig default_train_config();
 // JSON replace the built-in list.
 void apply_train_config(const nlohmann::json& json, TrainConfig& config);
 nlohmann::ordered_json train_config_to_json(const TrainConfig& config);
+// One adapter's section of train_config_to_json (adapters.<name>).
+nlohmann::ordered_json adapter_train_config_to_json(const AdapterTrainConfig& config);
 
 }  // namespace vitrine::training

@@ -7,13 +7,15 @@
 //                                       final metrics)
 //   <output>/checkpoints/<name>/step-N/ adapter, optimizer state, state.json
 //   <output>/classifier/                the router's title-or-question classifier
-//   <output>/metrics.jsonl              one line per step and per evaluation
+//   <output>/metrics.jsonl              one line per event (training_event.h)
 //   <output>/tensorboard/               the same scalars as TensorBoard event files
 //   <output>/config.json                the configuration the run used
 //
-// The adapter published is the one with the lowest validation loss (the
-// last one when no evaluation ran). Every file and directory is written
-// atomically: a crash leaves the previous state or the new one.
+// run_training prepares the run directory and the base model, then runs
+// the recipe (lora_recipe.h) for each adapter in turn and trains the
+// classifier. The adapter published is the one with the lowest validation
+// loss (the last one when no evaluation ran). Every file and directory is
+// written atomically: a crash leaves the previous state or the new one.
 //
 // Data-parallel (options.data_parallel with world_size > 1): every rank
 // runs this with the same config; an optimizer step takes batch_size x
@@ -22,17 +24,19 @@
 // alone writes the run directory; before publishing, every rank checks
 // that its adapter is rank 0's. --resume needs the run directory on a
 // volume every rank reads.
+//
+// Not goals: choosing hyperparameters, training the base model's weights.
 #pragma once
 
 #include <atomic>
 #include <filesystem>
 #include <functional>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "training/data_parallel.h"
 #include "training/train_config.h"
+#include "training/training_event.h"
 
 namespace vitrine::training {
 
@@ -41,10 +45,10 @@ struct TrainRunOptions {
   const std::atomic<bool>* cancel = nullptr;  // set to stop after the current step
   bool resume = false;  // continue each adapter from its latest checkpoint; skip finished ones
   DataParallelSettings data_parallel{};  // world_size 1: this process alone
-  // Called (on rank 0) with each line written to metrics.jsonl as it is
-  // written: events start, resume, step (with eta_seconds), eval, done and
-  // classifier. Runs on the training thread; keep it short.
-  std::function<void(const nlohmann::ordered_json&)> on_event;
+  // Called (on rank 0) with each event as its line is written to
+  // metrics.jsonl: start, resume, step, eval, done and classifier. Runs on
+  // the training thread; keep it short. Empty: no callback.
+  std::function<void(const TrainingEvent&)> on_event;
 };
 
 struct AdapterOutcome {

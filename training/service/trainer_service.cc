@@ -6,6 +6,7 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <variant>
 
 #include "common/atomic_output.h"
 #include "common/clock.h"
@@ -60,6 +61,58 @@ training::TrainConfig config_of(const std::string& text) {
 std::string new_job_id() {
   static std::mt19937_64 rng{std::random_device{}()};
   return fmt::format("job-{}-{:04x}", unix_ms(), rng() & 0xffff);
+}
+
+// A training event as the job's event: its fields, typed, into the
+// proto's. Start and step events also update the job's latest progress.
+struct JobEventOf {
+  v1::Job& job;
+  v1::JobEvent& out;
+
+  void operator()(const training::StartEvent& e) const {
+    job.mutable_progress()->Clear();
+    job.mutable_progress()->set_adapter(e.adapter);
+    job.mutable_progress()->set_total_steps(e.total_steps);
+    out.set_message(fmt::format("training adapter '{}': {} steps on {} examples", e.adapter,
+                                e.total_steps, e.train_examples));
+  }
+  void operator()(const training::ResumeEvent& e) const {
+    out.set_message(fmt::format("adapter '{}' resumed at step {}", e.adapter, e.step));
+  }
+  void operator()(const training::StepEvent& e) const {
+    v1::Progress& p = *out.mutable_progress();
+    p.set_adapter(e.adapter);
+    p.set_step(e.step);
+    p.set_loss(e.loss);
+    p.set_learning_rate(e.learning_rate);
+    p.set_tokens_per_second(e.tokens_per_second);
+    p.set_eta_seconds(e.eta_seconds);
+    if (job.progress().adapter() == e.adapter) p.set_total_steps(job.progress().total_steps());
+    *job.mutable_progress() = p;
+  }
+  void operator()(const training::EvalEvent& e) const {
+    v1::Evaluation& v = *out.mutable_evaluation();
+    v.set_adapter(e.adapter);
+    v.set_step(e.step);
+    v.set_validation_loss(e.validation_loss);
+    v.set_validation_perplexity(e.validation_perplexity);
+  }
+  void operator()(const training::DoneEvent& e) const {
+    out.set_message(fmt::format("adapter '{}' trained: best validation loss {:.4f} at step {}",
+                                e.record.adapter, e.record.best_validation_loss,
+                                e.record.best_step));
+  }
+  void operator()(const training::ClassifierEvent& e) const {
+    out.set_message(
+        fmt::format("classifier trained: test accuracy {:.4f}", e.report.test_accuracy));
+  }
+};
+
+v1::JobEvent job_event_of(const training::TrainingEvent& event, v1::Job& job) {
+  v1::JobEvent out;
+  out.set_job_id(job.id());
+  std::visit(JobEventOf{job, out}, event);
+  return out;
 }
 
 void bind(ConfigBinder& b, TrainerServiceOptions& o) {
@@ -169,162 +222,145 @@ void TrainerService::work() {
   }
 }
 
+// Runs the job to its end: train, compare base and tuned (unless the
+// request skips it), publish. A stage that fails ends the job FAILED; a
+// cancel ends it CANCELLED; a service stopping leaves it RUNNING.
 void TrainerService::run(v1::Job job) {
   const bool restarted = job.state() == v1::JOB_STATE_RUNNING;
   job.set_attempts(job.attempts() + 1);
-  auto message = [&](const std::string& text) {
-    v1::JobEvent event;
-    event.set_job_id(job.id());
-    event.set_message(text);
-    emit(std::move(event));
-  };
   if (restarted) {
     store_.put(job);
-    message(
-        fmt::format("resuming from the latest checkpoints after a restart of the service "
-                    "(attempt {})",
-                    job.attempts()));
+    message(job, fmt::format("resuming from the latest checkpoints after a restart of the "
+                             "service (attempt {})",
+                             job.attempts()));
   } else {
     set_state(job, v1::JOB_STATE_RUNNING);
   }
-  auto fail = [&](const std::string& why) {
-    job.set_error(why);
-    message("failed: " + why);
-    set_state(job, v1::JOB_STATE_FAILED);
-  };
+  training::TrainOutcome outcome;
+  if (!train(job, outcome)) return;
+  if (!job.request().skip_eval() && !compare(job)) return;
+  if (!publish(job, outcome)) return;
+  set_state(job, v1::JOB_STATE_SUCCEEDED);
+}
 
+// The job's training run, its events forwarded as the job's; false when
+// the job ended here (failed, cancelled, or left RUNNING for the next
+// service).
+bool TrainerService::train(v1::Job& job, training::TrainOutcome& outcome) {
   training::TrainRunOptions options;
   options.progress = false;
   options.cancel = &cancel_run_;
   options.resume = true;  // a fresh run directory starts from step 0
-  options.on_event = [&](const Json& j) {
-    v1::JobEvent event;
-    event.set_job_id(job.id());
-    const std::string kind = j.value("event", "");
-    if (kind == "step") {
-      v1::Progress& p = *event.mutable_progress();
-      p.set_adapter(j["adapter"]);
-      p.set_step(j["step"]);
-      p.set_loss(j["loss"]);
-      p.set_learning_rate(j["learning_rate"]);
-      p.set_tokens_per_second(j["tokens_per_second"]);
-      p.set_eta_seconds(j["eta_seconds"]);
-      const std::string adapter = p.adapter();
-      if (job.progress().adapter() == adapter) p.set_total_steps(job.progress().total_steps());
-      *job.mutable_progress() = p;
-      store_.put(job);
-    } else if (kind == "eval") {
-      v1::Evaluation& e = *event.mutable_evaluation();
-      e.set_adapter(j["adapter"]);
-      e.set_step(j["step"]);
-      e.set_validation_loss(j["validation_loss"]);
-      e.set_validation_perplexity(j["validation_perplexity"]);
-    } else if (kind == "start") {
-      job.mutable_progress()->Clear();
-      job.mutable_progress()->set_adapter(j["adapter"]);
-      job.mutable_progress()->set_total_steps(j["total_steps"]);
-      event.set_message(fmt::format(
-          "training adapter '{}': {} steps on {} examples", j["adapter"].get<std::string>(),
-          j["total_steps"].get<int64_t>(), j["train_examples"].get<int64_t>()));
-    } else if (kind == "resume") {
-      event.set_message(fmt::format("adapter '{}' resumed at step {}",
-                                    j["adapter"].get<std::string>(), j["step"].get<int64_t>()));
-    } else if (kind == "done") {
-      event.set_message(fmt::format("adapter '{}' trained: best validation loss {:.4f} at step {}",
-                                    j["adapter"].get<std::string>(),
-                                    j["record"]["best_validation_loss"].get<double>(),
-                                    j["record"]["best_step"].get<int64_t>()));
-    } else if (kind == "classifier") {
-      event.set_message(fmt::format("classifier trained: test accuracy {:.4f}",
-                                    j["test_accuracy"].get<double>()));
-    } else {
-      return;
-    }
+  options.on_event = [&](const training::TrainingEvent& e) {
+    v1::JobEvent event = job_event_of(e, job);
+    if (std::holds_alternative<training::StepEvent>(e)) store_.put(job);
     emit(std::move(event));
   };
-
-  training::TrainOutcome outcome;
   try {
     training::TrainConfig config = config_of(job.config_json());
     config.output = job.run_dir();
     outcome = training::run_training(config, options);
   } catch (const std::exception& e) {
-    fail(e.what());
-    return;
+    fail(job, e.what());
+    return false;
   }
-  {
-    std::lock_guard lock(mutex_);
-    const bool stopped = !outcome.adapters.empty() && outcome.adapters.back().cancelled;
-    if (stopped && !cancel_requested_) {
-      return;  // the service is stopping: the job stays RUNNING for the next one
-    }
-    if (stopped || cancel_requested_) {
-      set_state(job, v1::JOB_STATE_CANCELLED);
-      return;
-    }
+  std::lock_guard lock(mutex_);
+  const bool stopped = !outcome.adapters.empty() && outcome.adapters.back().cancelled;
+  if (stopped && !cancel_requested_) {
+    return false;  // the service is stopping: the job stays RUNNING for the next one
   }
-  if (!job.request().skip_eval()) {
-    try {
-      training::EvalOptions eval;
-      eval.progress = false;
-      if (job.request().eval_test_products() > 0) {
-        eval.test_examples = job.request().eval_test_products();
-      }
-      for (const training::SplitResult& r : training::evaluate_run(job.run_dir(), eval)) {
-        v1::JobEvent event;
-        event.set_job_id(job.id());
-        v1::Comparison& c = *event.mutable_comparison();
-        c.set_adapter(r.adapter);
-        c.set_split(r.split);
-        c.set_products(r.examples);
-        c.set_base_rouge_l(r.base.rougeL);
-        c.set_tuned_rouge_l(r.tuned.rougeL);
-        c.set_base_bleu(r.base.bleu);
-        c.set_tuned_bleu(r.tuned.bleu);
-        c.set_base_perplexity(r.base.perplexity);
-        c.set_tuned_perplexity(r.tuned.perplexity);
-        emit(std::move(event));
-      }
-    } catch (const std::exception& e) {
-      fail(fmt::format("evaluation: {}", e.what()));
-      return;
-    }
+  if (stopped || cancel_requested_) {
+    set_state(job, v1::JOB_STATE_CANCELLED);
+    return false;
   }
+  return true;
+}
 
-  // Publish each artefact as the next version of its name.
-  auto publish = [&](const std::string& name, const fs::path& from) {
-    const fs::path dir = fs::path(options_.adapters_dir) / name;
-    fs::create_directories(dir);
-    const auto versions = versions_in(dir);
-    const int64_t version = (versions.empty() ? 0 : versions.back().first) + 1;
-    StagingDir staging(dir / fmt::format("v{}", version));
-    fs::copy(from, staging.path(), fs::copy_options::recursive);
-    const Json record = {{"name", name},
-                         {"version", version},
-                         {"job_id", job.id()},
-                         {"run_dir", job.run_dir()},
-                         {"published_unix_ms", unix_ms()}};
-    write_file_atomic(staging.path() / "published.json", record.dump(2) + "\n");
-    staging.commit();
-    v1::PublishedAdapter published;
-    published.set_name(name);
-    published.set_version(version);
-    published.set_path(staging.target().string());
-    *job.add_published() = published;
-    store_.put(job);
-    v1::JobEvent event;
-    event.set_job_id(job.id());
-    *event.mutable_published() = published;
-    emit(std::move(event));
-  };
+// Base vs tuned on the run's held-out and training products, one event per
+// adapter and split; false when the job failed here.
+bool TrainerService::compare(v1::Job& job) {
   try {
-    for (const training::AdapterOutcome& a : outcome.adapters) publish(a.name, a.adapter_dir);
-    if (outcome.classifier_trained) publish("classifier", outcome.classifier_dir);
+    training::EvalOptions eval;
+    eval.progress = false;
+    if (job.request().eval_test_products() > 0) {
+      eval.test_examples = job.request().eval_test_products();
+    }
+    for (const training::SplitResult& r : training::evaluate_run(job.run_dir(), eval)) {
+      v1::JobEvent event;
+      event.set_job_id(job.id());
+      v1::Comparison& c = *event.mutable_comparison();
+      c.set_adapter(r.adapter);
+      c.set_split(r.split);
+      c.set_products(r.examples);
+      c.set_base_rouge_l(r.base.rougeL);
+      c.set_tuned_rouge_l(r.tuned.rougeL);
+      c.set_base_bleu(r.base.bleu);
+      c.set_tuned_bleu(r.tuned.bleu);
+      c.set_base_perplexity(r.base.perplexity);
+      c.set_tuned_perplexity(r.tuned.perplexity);
+      emit(std::move(event));
+    }
   } catch (const std::exception& e) {
-    fail(fmt::format("publishing into '{}': {}", options_.adapters_dir, e.what()));
-    return;
+    fail(job, fmt::format("evaluation: {}", e.what()));
+    return false;
   }
-  set_state(job, v1::JOB_STATE_SUCCEEDED);
+  return true;
+}
+
+// Each adapter, then the classifier, as the next version of its name;
+// false when the job failed here.
+bool TrainerService::publish(v1::Job& job, const training::TrainOutcome& outcome) {
+  try {
+    for (const training::AdapterOutcome& a : outcome.adapters) {
+      publish_version(job, a.name, a.adapter_dir);
+    }
+    if (outcome.classifier_trained) publish_version(job, "classifier", outcome.classifier_dir);
+  } catch (const std::exception& e) {
+    fail(job, fmt::format("publishing into '{}': {}", options_.adapters_dir, e.what()));
+    return false;
+  }
+  return true;
+}
+
+// Copies `from` into <adapters dir>/<name>/v<N>, N one more than the
+// highest version there, with published.json, in one rename.
+void TrainerService::publish_version(v1::Job& job, const std::string& name, const fs::path& from) {
+  const fs::path dir = fs::path(options_.adapters_dir) / name;
+  fs::create_directories(dir);
+  const auto versions = versions_in(dir);
+  const int64_t version = (versions.empty() ? 0 : versions.back().first) + 1;
+  StagingDir staging(dir / fmt::format("v{}", version));
+  fs::copy(from, staging.path(), fs::copy_options::recursive);
+  const Json record = {{"name", name},
+                       {"version", version},
+                       {"job_id", job.id()},
+                       {"run_dir", job.run_dir()},
+                       {"published_unix_ms", unix_ms()}};
+  write_file_atomic(staging.path() / "published.json", record.dump(2) + "\n");
+  staging.commit();
+  v1::PublishedAdapter published;
+  published.set_name(name);
+  published.set_version(version);
+  published.set_path(staging.target().string());
+  *job.add_published() = published;
+  store_.put(job);
+  v1::JobEvent event;
+  event.set_job_id(job.id());
+  *event.mutable_published() = published;
+  emit(std::move(event));
+}
+
+void TrainerService::message(const v1::Job& job, const std::string& text) {
+  v1::JobEvent event;
+  event.set_job_id(job.id());
+  event.set_message(text);
+  emit(std::move(event));
+}
+
+void TrainerService::fail(v1::Job& job, const std::string& why) {
+  job.set_error(why);
+  message(job, "failed: " + why);
+  set_state(job, v1::JOB_STATE_FAILED);
 }
 
 grpc::Status TrainerService::SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* request,

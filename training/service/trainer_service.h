@@ -8,7 +8,9 @@
 // checkpoint. A finished job's adapters (and classifier) are copied into
 // the adapters directory as <name>/v<N>, N one more than the highest
 // version there, built under a temporary name and renamed into place, so
-// the daemon never sees half an adapter.
+// the daemon never sees half an adapter. A run's progress reaches the job
+// as typed training events (training/training_event.h), copied field by
+// field into the job's events; metrics.jsonl is never read back.
 //
 // Not goals: several jobs at once (one machine's cores go to one run),
 // priorities, authentication (the daemon and gateway carry the tokens;
@@ -26,6 +28,10 @@
 
 #include "training/service/job_store.h"
 #include "vitrine/v1/trainer.grpc.pb.h"
+
+namespace vitrine::training {
+struct TrainOutcome;
+}
 
 namespace vitrine::trainer {
 
@@ -69,7 +75,14 @@ class TrainerService final : public v1::TrainerService::Service {
 
  private:
   void work();
+  // run()'s stages: train, compare base and tuned, publish.
   void run(v1::Job job);
+  bool train(v1::Job& job, training::TrainOutcome& outcome);
+  bool compare(v1::Job& job);
+  bool publish(v1::Job& job, const training::TrainOutcome& outcome);
+  void publish_version(v1::Job& job, const std::string& name, const std::filesystem::path& from);
+  void message(const v1::Job& job, const std::string& text);
+  void fail(v1::Job& job, const std::string& why);
   void set_state(v1::Job& job, v1::JobState state);
   void emit(v1::JobEvent event);
   v1::Job must_get(const std::string& id);
