@@ -60,6 +60,7 @@ class Server {
     return status;
   }
   bool connected() const { return connected_; }
+  const std::string& address() const { return address_; }
   v1::TrainerService::Stub& stub() { return *stub_; }
 
  private:
@@ -335,6 +336,23 @@ TEST_F(TrainerService, QueuedJobsCancelAtOnceAndRunningOnesAfterTheirStep) {
   const grpc::Status again = cancel(server, running.id(), after);
   EXPECT_EQ(again.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(again.error_message().find("has cancelled already"), std::string::npos);
+}
+
+TEST_F(TrainerService, TheListPrintsAHostileJobNameEscaped) {
+  Server server(state_ / "state", state_ / "adapters");
+  ASSERT_TRUE(server.connected());
+  // Clears the screen, retitles the window and rings: printed raw, it would.
+  const std::string name = "\x1b[2J\x1b]0;owned\x07nightly \xe2\x80\xae";
+  v1::Job running, queued, after;
+  ASSERT_TRUE(submit(server, config(400, 0).dump(), running).ok());
+  ASSERT_TRUE(submit(server, config(4, 0).dump(), queued, true, name).ok());
+  const testing::CliRun r = run_vitrine("trainer list --address " + server.address());
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find('\x1b'), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find('\x07'), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\\x1b[2J\\x1b]0;owned\\x07nightly \\u202e"), std::string::npos)
+      << r.output;
+  for (const std::string& id : {queued.id(), running.id()}) cancel(server, id, after);
 }
 
 TEST_F(TrainerService, AJobInterruptedByARestartResumesFromItsCheckpoint) {
