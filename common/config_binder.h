@@ -7,6 +7,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -34,13 +37,17 @@ class ConfigBinder {
     try {
       if constexpr (std::is_same_v<T, bool>) {
         if (!it->is_boolean()) throw std::invalid_argument("expected true or false");
-      } else if constexpr (std::is_arithmetic_v<T>) {
+        value = it->get<T>();
+      } else if constexpr (std::is_integral_v<T>) {
+        value = whole_number<T>(*it);
+      } else if constexpr (std::is_floating_point_v<T>) {
         if (!it->is_number()) throw std::invalid_argument("expected a number");
-        if constexpr (std::is_unsigned_v<T>) {
-          if (it->get<double>() < 0) throw std::invalid_argument("expected a number >= 0");
-        }
+        const double d = it->get<double>();
+        if (!std::isfinite(d)) throw std::invalid_argument("expected a finite number");
+        value = static_cast<T>(d);
+      } else {
+        value = it->get<T>();
       }
-      value = it->get<T>();
     } catch (const std::exception& e) {
       throw std::invalid_argument(
           fmt::format("config key '{}.{}': {} (got {})", path_, key, e.what(), it->dump()));
@@ -63,6 +70,52 @@ class ConfigBinder {
   nlohmann::ordered_json take() { return std::move(out_); }
 
  private:
+  // A JSON number that is a whole number within T's range: 2.9, 1e20 for
+  // an int or -1 for an unsigned are errors, never silently cut.
+  template <typename T>
+  static T whole_number(const nlohmann::json& j) {
+    if (!j.is_number()) throw std::invalid_argument("expected a whole number");
+    constexpr double kLow = static_cast<double>(std::numeric_limits<T>::min());
+    constexpr double kHigh = static_cast<double>(std::numeric_limits<T>::max());
+    if (j.is_number_float()) {
+      const double d = j.get<double>();
+      if (!std::isfinite(d) || d != std::floor(d)) {
+        throw std::invalid_argument("expected a whole number");
+      }
+      // kHigh rounds up to a power of two for 64-bit T: that value is out too.
+      if (d < kLow || d >= kHigh + 1.0 || (sizeof(T) == 8 && d >= kHigh)) {
+        throw std::invalid_argument(fmt::format("expected a whole number in {}..{}",
+                                                std::numeric_limits<T>::min(),
+                                                std::numeric_limits<T>::max()));
+      }
+      return static_cast<T>(d);
+    }
+    if (j.is_number_unsigned()) {
+      const auto u = j.get<uint64_t>();
+      if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) {
+        throw std::invalid_argument(
+            fmt::format("expected a whole number up to {}", std::numeric_limits<T>::max()));
+      }
+      return static_cast<T>(u);
+    }
+    const auto i = j.get<int64_t>();
+    if constexpr (std::is_unsigned_v<T>) {
+      if (i < 0) throw std::invalid_argument("expected a number >= 0");
+      if (static_cast<uint64_t>(i) > static_cast<uint64_t>(std::numeric_limits<T>::max())) {
+        throw std::invalid_argument(
+            fmt::format("expected a whole number up to {}", std::numeric_limits<T>::max()));
+      }
+    } else {
+      if (i < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+          i > static_cast<int64_t>(std::numeric_limits<T>::max())) {
+        throw std::invalid_argument(fmt::format("expected a whole number in {}..{}",
+                                                std::numeric_limits<T>::min(),
+                                                std::numeric_limits<T>::max()));
+      }
+    }
+    return static_cast<T>(i);
+  }
+
   const nlohmann::json* from_;
   std::string path_;
   std::vector<std::string> seen_;

@@ -2,12 +2,17 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "common/config_binder.h"
+#include "common/utf8.h"
 
 namespace vitrine::training {
 namespace {
 
 using Json = nlohmann::ordered_json;
+
+constexpr int64_t kMaxSteps = 100'000'000;  // no run here takes more optimizer steps
 
 void bind_adapter(ConfigBinder& b, AdapterTrainConfig& a) {
   b.field("task", a.task)
@@ -56,23 +61,75 @@ void bind_classifier(ConfigBinder& b, TrainConfig& c) {
       .field("learning_rate", c.classifier.learning_rate);
 }
 
+// Throws std::invalid_argument "config '<section>.<key>': <value> is not in
+// <low>..<high>" when `value` is outside the closed range.
+template <typename T>
+void in_range(const std::string& section, const char* key, T value, T low, T high) {
+  if (value < low || value > high) {
+    throw std::invalid_argument(
+        fmt::format("config '{}.{}': {} is not in {}..{}", section, key, value, low, high));
+  }
+}
+
+void check_optimizer(const std::string& s, const OptimizerConfig& o) {
+  if (!(o.learning_rate > 0 && o.learning_rate <= 1)) {
+    throw std::invalid_argument(
+        fmt::format("config '{}.learning_rate': {} is not in (0, 1]", s, o.learning_rate));
+  }
+  in_range(s, "warmup_steps", o.warmup_steps, int64_t{0}, kMaxSteps);
+  in_range(s, "min_lr_ratio", o.min_lr_ratio, 0.0, 1.0);
+  in_range(s, "weight_decay", o.weight_decay, 0.0, 10.0);
+  in_range(s, "max_grad_norm", o.max_grad_norm, 0.0, 1e6);
+  in_range(s, "beta1", o.beta1, 0.0, 0.999999);
+  in_range(s, "beta2", o.beta2, 0.0, 0.999999);
+  if (!(o.eps > 0 && o.eps <= 1)) {
+    throw std::invalid_argument(fmt::format("config '{}.eps': {} is not in (0, 1]", s, o.eps));
+  }
+  if (o.schedule != "constant" && o.schedule != "linear" && o.schedule != "cosine") {
+    throw std::invalid_argument(fmt::format(
+        "config '{}.schedule': '{}': expected constant, linear or cosine", s, o.schedule));
+  }
+}
+
 void check(const std::string& name, const AdapterTrainConfig& a) {
+  const std::string s = "adapters." + name;
   auto fail = [&](const std::string& what) {
-    throw std::invalid_argument(fmt::format("config 'adapters.{}': {}", name, what));
+    throw std::invalid_argument(fmt::format("config '{}': {}", s, what));
   };
+  check_adapter_name(name);
   if (a.task != "describe" && a.task != "qa")
     fail(fmt::format("task '{}': expected describe or qa", a.task));
-  if (a.rank < 1) fail("rank must be at least 1");
+  in_range(s, "rank", a.rank, int64_t{1}, int64_t{1024});
+  in_range(s, "alpha", a.alpha, 1e-6, 1e6);
   if (a.dropout < 0 || a.dropout >= 1) fail("dropout must be in [0, 1)");
   if (a.target_modules.empty()) fail("target_modules is empty");
-  if (a.optimizer.learning_rate <= 0) fail("learning_rate must be positive");
+  check_optimizer(s, a.optimizer);
+  in_range(s, "epochs", a.epochs, int64_t{0}, int64_t{1000});
+  in_range(s, "max_steps", a.max_steps, int64_t{0}, kMaxSteps);
   if (a.batch_size < 1 || a.gradient_accumulation < 1)
     fail("batch_size and gradient_accumulation must be at least 1");
+  in_range(s, "batch_size", a.batch_size, int64_t{1}, int64_t{4096});
+  in_range(s, "gradient_accumulation", a.gradient_accumulation, int64_t{1}, int64_t{4096});
   if (a.max_seq_len < 8) fail("max_seq_len must be at least 8");
+  in_range(s, "max_seq_len", a.max_seq_len, int64_t{8}, int64_t{131072});
+  in_range(s, "train_examples", a.train_examples, int64_t{0}, int64_t{1} << 40);
+  in_range(s, "validation_examples", a.validation_examples, int64_t{0}, int64_t{1} << 40);
+  in_range(s, "eval_every", a.eval_every, int64_t{0}, kMaxSteps);
+  in_range(s, "checkpoint_every", a.checkpoint_every, int64_t{0}, kMaxSteps);
+  in_range(s, "patience", a.patience, int64_t{0}, int64_t{1000000});
   if (a.epochs < 1 && a.max_steps < 1) fail("set epochs or max_steps");
-  if (a.optimizer.schedule != "constant" && a.optimizer.schedule != "linear" &&
-      a.optimizer.schedule != "cosine") {
-    fail(fmt::format("schedule '{}': expected constant, linear or cosine", a.optimizer.schedule));
+}
+
+void check_run(const TrainConfig& c) {
+  in_range("train", "threads", c.threads, 0, 1024);
+  const ClassifierTrainConfig& k = c.classifier;
+  in_range("classifier", "buckets", k.buckets, int64_t{16}, int64_t{1} << 26);
+  in_range("classifier", "dim", k.dim, int64_t{1}, int64_t{4096});
+  in_range("classifier", "epochs", k.epochs, int64_t{1}, int64_t{1000});
+  in_range("classifier", "batch_size", k.batch_size, int64_t{1}, int64_t{65536});
+  if (!(k.learning_rate > 0 && k.learning_rate <= 10)) {
+    throw std::invalid_argument(
+        fmt::format("config 'classifier.learning_rate': {} is not in (0, 10]", k.learning_rate));
   }
 }
 
@@ -134,7 +191,24 @@ void apply_train_config(const nlohmann::json& json, TrainConfig& c) {
     }
     c.adapters = std::move(out);
   }
+  check_run(c);
   for (const auto& [name, a] : c.adapters) check(name, a);
+}
+
+void check_adapter_name(const std::string& name) {
+  const bool ok =
+      !name.empty() && name.size() <= 64 &&
+      std::all_of(name.begin(), name.end(),
+                  [](char c) {
+                    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+                  }) &&
+      name.front() != '_' && name.front() != '-';
+  if (!ok) {
+    throw std::invalid_argument(
+        fmt::format("config 'adapters': adapter name '{}' is not [a-z0-9][a-z0-9_-]* (at most 64 "
+                    "characters): names become directories and may not leave the adapters folder",
+                    utf8::printable(name)));
+  }
 }
 
 Json train_config_to_json(const TrainConfig& config) {

@@ -61,6 +61,9 @@ TrainConfig default_train_config();
 // JSON replace the built-in list.
 void apply_train_config(const nlohmann::json& json, TrainConfig& config);
 nlohmann::ordered_json train_config_to_json(const TrainConfig& config);
+// Throws std::invalid_argument unless `name` is [a-z0-9][a-z0-9_-]* and at
+// most 64 characters: an adapter's name becomes a directory name.
+void check_adapter_name(const std::string& name);
 // One adapter's section of train_config_to_json (adapters.<name>).
 nlohmann::ordered_json adapter_train_config_to_json(const AdapterTrainConfig& config);
 

@@ -36,7 +36,8 @@ training::TrainConfig config_of(const std::string& text) {
   nlohmann::json json;
   try {
     json = nlohmann::json::parse(text.empty() ? "{}" : text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number no double holds (1e999).
     throw std::invalid_argument(fmt::format("config_json is not JSON: {}", e.what()));
   }
   if (!json.is_object()) throw std::invalid_argument("config_json: expected a JSON object");
@@ -325,7 +326,13 @@ bool TrainerService::publish(v1::Job& job, const training::TrainOutcome& outcome
 // Copies `from` into <adapters dir>/<name>/v<N>, N one more than the
 // highest version there, with published.json, in one rename.
 void TrainerService::publish_version(v1::Job& job, const std::string& name, const fs::path& from) {
-  const fs::path dir = fs::path(options_.adapters_dir) / name;
+  // Submission checked the name; a job stored by an older version was not.
+  training::check_adapter_name(name);
+  const fs::path root = fs::weakly_canonical(options_.adapters_dir);
+  const fs::path dir = root / name;
+  if (dir.parent_path() != root) {
+    throw std::runtime_error(fmt::format("adapter name '{}' leaves '{}'", name, root.string()));
+  }
   fs::create_directories(dir);
   const auto versions = versions_in(dir);
   const int64_t version = (versions.empty() ? 0 : versions.back().first) + 1;
@@ -367,6 +374,14 @@ grpc::Status TrainerService::SubmitJob(grpc::ServerContext*, const v1::SubmitJob
                                        v1::Job* job) {
   return rpc::guarded([&] {
     training::TrainConfig config = config_of(request->config_json());
+    if (request->eval_test_products() < 0 || request->eval_test_products() > 100000) {
+      throw std::invalid_argument(
+          fmt::format("eval_test_products: {} is not in 0..100000", request->eval_test_products()));
+    }
+    if (request->name().size() > 200) {
+      throw std::invalid_argument(
+          fmt::format("name: {} bytes, more than the limit of 200", request->name().size()));
+    }
     std::lock_guard lock(mutex_);
     if (stopping_) throw FailedPreconditionError("the trainer service is shutting down");
     int64_t queued = 0;

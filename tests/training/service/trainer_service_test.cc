@@ -310,6 +310,60 @@ TEST_F(TrainerService, BadConfigsAreRefusedAtSubmissionWithTheReason) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
+TEST_F(TrainerService, KnobsOutOfRangeAndHostileAdapterNamesAreRefusedAtSubmission) {
+  Server server(state_ / "state", state_ / "adapters");
+  ASSERT_TRUE(server.connected());
+  v1::Job job;
+  auto refused = [&](const nlohmann::json& c, const std::string& says, int64_t eval_test = 4) {
+    grpc::ClientContext context;
+    v1::SubmitJobRequest request;
+    request.set_config_json(c.dump());
+    request.set_skip_eval(true);
+    request.set_eval_test_products(eval_test);
+    const grpc::Status s = server.stub().SubmitJob(&context, request, &job);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.dump();
+    EXPECT_NE(s.error_message().find(says), std::string::npos) << s.error_message();
+  };
+  auto with = [&](const std::string& key, const nlohmann::json& value) {
+    nlohmann::json c = config(4, 0);
+    c["adapters"]["describe"][key] = value;
+    return c;
+  };
+  // 1e999 arrives as JSON text the parser reads as infinity.
+  {
+    grpc::ClientContext context;
+    v1::SubmitJobRequest request;
+    std::string text = config(4, 0).dump();
+    const std::string rate = "\"learning_rate\":0.01";
+    ASSERT_NE(text.find(rate), std::string::npos) << text;
+    text.replace(text.find(rate), rate.size(), "\"learning_rate\":1e999");
+    request.set_config_json(text);
+    const grpc::Status s = server.stub().SubmitJob(&context, request, &job);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << text;
+    EXPECT_NE(s.error_message().find("1e999"), std::string::npos) << s.error_message();
+  }
+  refused(with("max_steps", -1), "adapters.describe.max_steps");
+  refused(with("rank", 100000), "adapters.describe.rank");
+  refused(with("max_seq_len", 1e9), "adapters.describe.max_seq_len");
+  refused(with("batch_size", 2.5), "adapters.describe.batch_size");
+  nlohmann::json threads = config(4, 0);
+  threads["threads"] = -5;
+  refused(threads, "train.threads");
+  refused(config(4, 0), "eval_test_products", -1);
+  // Adapter names become directories: none may leave adapters_dir.
+  for (const std::string name : {"../../evil", "/tmp/owned", "Describe", "-x", "a b", ""}) {
+    nlohmann::json c = config(4, 0);
+    c["adapters"][name] = c["adapters"]["describe"];
+    c["adapters"].erase("describe");
+    refused(c, "[a-z0-9][a-z0-9_-]*");
+  }
+  grpc::ClientContext context;
+  v1::ListJobsResponse list;
+  ASSERT_TRUE(server.stub().ListJobs(&context, v1::ListJobsRequest(), &list).ok());
+  EXPECT_EQ(list.jobs_size(), 0);
+  EXPECT_FALSE(fs::exists(state_ / "evil"));
+}
+
 TEST_F(TrainerService, QueuedJobsCancelAtOnceAndRunningOnesAfterTheirStep) {
   Server server(state_ / "state", state_ / "adapters");
   ASSERT_TRUE(server.connected());
