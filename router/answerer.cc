@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <random>
 #include <stdexcept>
@@ -266,7 +267,17 @@ void Answerer::execute(const std::vector<Plan*>& plans, const RunHooks& hooks) c
     if (!text.empty() && !hooks.on_text(text)) cancel_all();
     if (hooks.cancelled && hooks.cancelled()) cancel_all();
   }
-  for (size_t i = 0; i < plans.size(); ++i) fill_result(futures[i].get(), plans[i]->answer);
+  // Every future is taken before an error (a row the engine failed) is
+  // passed on.
+  std::exception_ptr error;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    try {
+      fill_result(futures[i].get(), plans[i]->answer);
+    } catch (...) {
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 Answer Answerer::run(Plan plan, const RunHooks& hooks) const {

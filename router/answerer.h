@@ -161,7 +161,8 @@ class Answerer {
   // Validates `request` and decides route, arm, adapter, prompt and sources.
   Plan plan(const Request& request) const;
   // Runs `plan` on the engine until it ends (stop, length, deadline, or
-  // cancelled by `hooks`). Throws what Engine::submit throws.
+  // cancelled by `hooks`). Throws what Engine::submit throws, or the error
+  // the engine ended the request with.
   Answer run(Plan plan, const RunHooks& hooks = {}) const;
   Answer ask(const Request& request, const RunHooks& hooks = {}) const {
     return run(plan(request), hooks);
