@@ -20,20 +20,13 @@
 #include <memory>
 #include <string_view>
 
+#include "agents/agent_options.h"
 #include "agents/agent_results.h"
 #include "catalog/catalog.h"
 #include "models/text_classifier.h"
 #include "prompts/prompts.h"
 
 namespace vitrine::agents {
-
-struct ClassifierAgentOptions {
-  double min_confidence = 0.6;    // below it the default route is taken: higher sends more
-                                  // borderline texts to the default adapter
-  Task default_task = Task::kQa;  // route when unsure: qa, since a question answered as a
-                                  // description is still on topic, the reverse is not
-  bool exact_titles = true;       // rule 1; false trusts the classifier alone
-};
 
 class ClassifierAgent {
  public:

@@ -14,16 +14,11 @@
 #include <memory>
 #include <string_view>
 
+#include "agents/agent_options.h"
 #include "agents/agent_results.h"
 #include "catalog/catalog.h"
 
 namespace vitrine::agents {
-
-struct DescribeAgentOptions {
-  SourceOptions sources{.min_score = 0.8,  // a title names its record closely; near titles
-                                           // (other editions, other products) stay out
-                        .max_sources = 3};
-};
 
 class DescribeAgent {
  public:

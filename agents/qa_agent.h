@@ -25,31 +25,11 @@
 #include <string>
 #include <string_view>
 
+#include "agents/agent_options.h"
 #include "agents/agent_results.h"
 #include "catalog/catalog.h"
 
 namespace vitrine::agents {
-
-enum class Grounding {
-  kNone,                 // the training prompt; sources are still reported
-  kTitle,                // the matched product's title before the question
-  kTitleAndDescription,  // its title and description before the question
-};
-// "none", "title", "title_and_description"; parse_grounding throws
-// std::invalid_argument naming the value.
-std::string_view grounding_name(Grounding grounding);
-Grounding parse_grounding(std::string_view name);
-
-struct QaAgentOptions {
-  Grounding grounding = Grounding::kNone;   // none keeps the prompt the adapter was tuned on;
-                                            // grounding adds facts at the cost of a prompt the
-                                            // adapter never saw and more tokens to prefill
-  SourceOptions sources{.min_score = 0.6,   // a question adds words to the title: a lower bar
-                                            // than a bare title's, still above partial matches
-                        .max_sources = 1};  // the product the question is about
-  size_t max_description_chars = 1200;      // longer descriptions are cut at a word boundary
-                                            // (with "..."): bounds the prompt's length
-};
 
 class QaAgent {
  public:

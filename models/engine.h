@@ -35,16 +35,10 @@
 #include <thread>
 #include <vector>
 
+#include "models/engine_options.h"
 #include "models/generation.h"
 
 namespace vitrine::models {
-
-struct EngineOptions {
-  int max_batch = 8;             // rows decoded together: more is more throughput, slower steps
-  int max_queue = 64;            // requests waiting at most; more are refused (no unbounded memory)
-  int max_prompt_tokens = 2048;  // longer prompts are refused
-  int max_new_tokens = 512;      // cap on any request's max_new_tokens
-};
 
 struct EngineRequest {
   std::vector<int64_t> prompt;  // token ids, BOS included

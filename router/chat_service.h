@@ -1,71 +1,54 @@
-// vitrine.v1.ChatService: the daemon's answers.
+// vitrine.v1.ChatService: the gRPC edge of the daemon's answers, kept thin.
 //
-// A request goes through the classifier agent (or a forced route), an A/B
-// experiment's arm when one applies, the describe or qa agent (prompt and
-// sources from the catalogue), then the engine, which batches it with every
-// other running request through its own adapter. Each answer names its
-// route (agent, adapter version, classifier confidence and evidence), its
-// sources, usage and timings, and is logged with its arm for
-// `vitrine ab-report`.
-//
-// The service answers UNAVAILABLE until the daemon hands it its loaded
-// parts (ready()), and again once draining starts. Bearer tokens, when
-// configured, are checked on every call; ReloadAdapters needs an admin one.
-// Handlers run on gRPC's threads and block on the engine's futures; client
+// Each handler converts its request to the answerer's plain structs
+// (router/answerer.h: route, experiment arm, adapter, prompt, engine run,
+// Compare), streams the text as it comes, and converts the answer back;
+// what the libraries throw becomes a status through protos/status.h's one
+// mapping (rpc::guarded). Every method goes through one step, serve(), that
+//   1. admits the call: the bearer token (router/auth.h, ReloadAdapters
+//      needing an admin one), UNAVAILABLE while loading or draining, and
+//      DEADLINE_EXCEEDED for a deadline already past on arrival;
+//   2. counts it in flight (the drain waits for these);
+//   3. records it: vitrine_requests_total by method, route, arm and code,
+//      vitrine_errors_total, the latency and token series of each answer,
+//      and each answer in the response log for `vitrine ab-report`.
+// Handlers run on gRPC's threads and block while the engine answers; client
 // cancellation and deadlines end the request in the engine at its next step.
 //
-// Not goals: multi-turn conversations, per-user quotas, request priorities.
+// Not goals: routing policy (the answerer's), multi-turn conversations,
+// per-user quotas, request priorities.
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 
-#include "agents/classifier_agent.h"
-#include "agents/describe_agent.h"
-#include "agents/qa_agent.h"
-#include "models/engine.h"
-#include "models/tokenizer/chat_format.h"
-#include "router/adapter_registry.h"
-#include "router/experiments.h"
+#include "router/answerer.h"
+#include "router/auth.h"
 #include "router/metrics.h"
 #include "router/response_log.h"
-#include "router/router_config.h"
 #include "vitrine/v1/chat.grpc.pb.h"
 
 namespace vitrine::router {
 
 // Everything the service needs, loaded by the daemon before it serves.
 struct ServingParts {
-  std::shared_ptr<const models::Tokenizer> tokenizer;
-  models::ChatFamily family = models::ChatFamily::kPlain;
-  std::shared_ptr<models::Engine> engine;
-  std::shared_ptr<AdapterRegistry> registry;
-  std::shared_ptr<const agents::ClassifierAgent> classifier;
-  std::shared_ptr<const agents::DescribeAgent> describe;
-  std::shared_ptr<const agents::QaAgent> qa;
-  std::shared_ptr<const Experiments> experiments;  // may be null: no experiments
-  std::shared_ptr<ResponseLog> log;                // may be null: nothing logged
-};
-
-// Bearer tokens; both sets empty = no authentication.
-struct Tokens {
-  std::set<std::string> user;
-  std::set<std::string> admin;  // also valid wherever a user token is
+  AnswererParts answerer;
+  std::shared_ptr<ResponseLog> log;  // may be null: nothing logged, Feedback refused
 };
 
 class ChatService final : public v1::ChatService::Service {
  public:
-  ChatService(RouterConfig config, Tokens tokens, MetricsRegistry& metrics);
+  ChatService(AnswererOptions options, Authenticator authenticator, MetricsRegistry& metrics);
   ~ChatService() override;
 
   // From now on requests are answered with `parts`.
   void ready(ServingParts parts);
   // From now on new requests get UNAVAILABLE; running ones go on.
   void start_draining();
-  // Requests being answered now.
+  // Calls being handled now.
   int64_t in_flight() const { return in_flight_.load(); }
 
   grpc::Status Ask(grpc::ServerContext* context, const v1::AskRequest* request,
@@ -85,28 +68,26 @@ class ChatService final : public v1::ChatService::Service {
                               v1::ListAdaptersResponse* response) override;
 
  private:
-  struct Job;
+  struct Serving;
+  struct Call;
   class Instruments;
-  enum class Need { kUser, kAdmin };
 
-  // The parts, or UNAVAILABLE while loading or draining; checks the token.
-  grpc::Status admit(grpc::ServerContext* context, Need need,
-                     std::shared_ptr<const ServingParts>& parts) const;
-  // Validates the request and decides route, arm, prompt and sources.
-  Job prepare(const ServingParts& parts, grpc::ServerContext* context,
-              const v1::AskRequest& request, const char* method) const;
-  // Submits, waits (watching for client cancellation) and fills the answer.
-  grpc::Status finish(const ServingParts& parts, grpc::ServerContext* context, Job& job) const;
-  void record(const ServingParts& parts, const v1::AskRequest& request, const Job& job,
-              const grpc::Status& status) const;
+  // Admits, counts and records one call around `body` (run through
+  // rpc::guarded, so what it throws becomes the call's status).
+  grpc::Status serve(grpc::ServerContext* context, const char* method,
+                     const std::function<grpc::Status(Call&)>& body);
+  grpc::Status admit(Call& call) const;
+  void record(const Call& call, const grpc::Status& status) const;
+  void log_answer(ResponseLog& log, const Call& call, const Answer& answer,
+                  const grpc::Status& status) const;
 
-  RouterConfig config_;
-  Tokens tokens_;
+  AnswererOptions options_;
+  Authenticator authenticator_;
   std::unique_ptr<Instruments> instruments_;
   mutable std::mutex mutex_;
-  std::shared_ptr<const ServingParts> parts_;
+  std::shared_ptr<const Serving> serving_;
   std::atomic<bool> draining_{false};
-  mutable std::atomic<int64_t> in_flight_{0};
+  std::atomic<int64_t> in_flight_{0};
 };
 
 }  // namespace vitrine::router

@@ -51,45 +51,20 @@ std::shared_ptr<grpc::ServerCredentials> credentials(const TlsConfig& tls) {
   return grpc::SslServerCredentials(options);
 }
 
-Tokens read_all_tokens(const AuthConfig& auth) {
-  Tokens tokens;
-  auto read = [](const std::string& path, const char* what) {
-    const std::vector<std::string> listed = read_token_file(path, what);
-    return std::set<std::string>(listed.begin(), listed.end());
-  };
-  if (!auth.user_tokens_file.empty()) {
-    tokens.user = read(auth.user_tokens_file, "auth.user_tokens_file");
-  }
-  if (!auth.admin_tokens_file.empty()) {
-    tokens.admin = read(auth.admin_tokens_file, "auth.admin_tokens_file");
-  }
-  return tokens;
-}
-
 void must_exist(const std::string& path, const char* key) {
   if (!fs::exists(path)) {
     throw std::runtime_error(fmt::format("{}: '{}' does not exist", key, path));
   }
 }
 
-// Loads everything the service answers with.
-ServingParts load_parts(const RouterConfig& c, const nlohmann::json& experiments,
-                        const std::function<void(const std::string&)>& log) {
-  must_exist(c.model, "model");
-  must_exist(c.classifier, "classifier");
-  must_exist(c.catalog, "catalog");
-  ServingParts parts;
-  const Clock::time_point start = Clock::now();
+// The model, its engine and the adapters.
+void load_model(const RouterConfig& c, AnswererParts& parts,
+                const std::function<void(const std::string&)>& log) {
   models::LlamaForCausalLM model =
       models::load_llama(c.model, c.device, models::WeightLayout::kPacked);
   parts.tokenizer = std::shared_ptr<const models::Tokenizer>(models::load_tokenizer(c.model));
   parts.family = models::detect_chat_family(c.model);
-  parts.engine = std::make_shared<models::Engine>(
-      model, parts.tokenizer,
-      models::EngineOptions{.max_batch = c.engine.max_batch,
-                            .max_queue = c.engine.max_queue,
-                            .max_prompt_tokens = c.engine.max_prompt_tokens,
-                            .max_new_tokens = c.engine.max_new_tokens});
+  parts.engine = std::make_shared<models::Engine>(model, parts.tokenizer, c.engine);
   parts.registry = std::make_shared<AdapterRegistry>(*parts.engine, c.adapters_dir, c.adapters);
   const AdapterRegistry::ReloadResult loaded = parts.registry->reload();
   for (const LoadedAdapter& a : loaded.loaded) {
@@ -105,24 +80,25 @@ ServingParts load_parts(const RouterConfig& c, const nlohmann::json& experiments
                       name, c.adapters_dir));
     }
   }
+}
 
+// Loads everything the service answers with.
+ServingParts load_parts(const RouterConfig& c, const nlohmann::json& experiments,
+                        const std::function<void(const std::string&)>& log) {
+  must_exist(c.model, "model");
+  must_exist(c.classifier, "classifier");
+  must_exist(c.catalog, "catalog");
+  ServingParts parts;
+  AnswererParts& a = parts.answerer;
+  const Clock::time_point start = Clock::now();
+  load_model(c, a, log);
   const auto catalog = std::make_shared<const catalog::Catalog>(c.catalog);
-  const RoutingConfig& r = c.routing;
-  parts.classifier = std::make_shared<const agents::ClassifierAgent>(
-      models::load_text_classifier(c.classifier), catalog,
-      agents::ClassifierAgentOptions{.min_confidence = r.min_confidence,
-                                     .default_task = prompts::parse_task(r.default_route),
-                                     .exact_titles = r.exact_titles});
-  parts.describe = std::make_shared<const agents::DescribeAgent>(
-      catalog, agents::DescribeAgentOptions{
-                   .sources = {.min_score = r.describe_min_score, .max_sources = 3}});
-  parts.qa = std::make_shared<const agents::QaAgent>(
-      catalog, agents::QaAgentOptions{
-                   .grounding = agents::parse_grounding(r.grounding),
-                   .sources = {.min_score = r.qa_min_score, .max_sources = 1},
-                   .max_description_chars = static_cast<size_t>(r.max_description_chars)});
+  a.classifier = std::make_shared<const agents::ClassifierAgent>(
+      models::load_text_classifier(c.classifier), catalog, c.routing.classifier);
+  a.describe = std::make_shared<const agents::DescribeAgent>(catalog, c.routing.describe);
+  a.qa = std::make_shared<const agents::QaAgent>(catalog, c.routing.qa);
   if (!experiments.is_null()) {
-    parts.experiments = std::make_shared<const Experiments>(parse_experiments_config(experiments));
+    a.experiments = std::make_shared<const Experiments>(parse_experiments_config(experiments));
   }
   if (!c.response_log.empty()) {
     const fs::path path(c.response_log);
@@ -134,26 +110,29 @@ ServingParts load_parts(const RouterConfig& c, const nlohmann::json& experiments
   return parts;
 }
 
-}  // namespace
+using Log = std::function<void(const std::string&)>;
 
-void run_daemon(const RouterConfig& config, const nlohmann::json& experiments,
-                const std::atomic<bool>& stop, const DaemonHooks& hooks) {
-  const auto log = hooks.log ? hooks.log : [](const std::string& line) {
-    std::fprintf(stderr, "vitrined: %s\n", line.c_str());
-  };
-  models::init_runtime({.threads = config.threads, .device = config.device});
-
-  MetricsRegistry metrics;
+// Prometheus text on metrics_listen (nothing when it is empty).
+std::unique_ptr<MetricsHttpServer> start_metrics(MetricsRegistry& metrics,
+                                                 const RouterConfig& config, const Log& log) {
   metrics.gauge_callback("process_resident_memory_bytes", "Resident memory size in bytes",
                          resident_bytes);
-  std::unique_ptr<MetricsHttpServer> metrics_server;
-  if (!config.metrics_listen.empty()) {
-    metrics_server = std::make_unique<MetricsHttpServer>(metrics, config.metrics_listen);
-    metrics_server->start();
-    log(fmt::format("metrics on http://{}/metrics", config.metrics_listen));
-  }
+  if (config.metrics_listen.empty()) return nullptr;
+  auto server = std::make_unique<MetricsHttpServer>(metrics, config.metrics_listen);
+  server->start();
+  log(fmt::format("metrics on http://{}/metrics", config.metrics_listen));
+  return server;
+}
 
-  ChatService service(config, read_all_tokens(config.auth), metrics);
+void set_health(grpc::Server& server, bool serving) {
+  grpc::HealthCheckServiceInterface* health = server.GetHealthCheckService();
+  health->SetServingStatus(serving);
+  health->SetServingStatus("vitrine.v1.ChatService", serving);
+}
+
+// The gRPC server with `service`, listening, health NOT_SERVING.
+std::unique_ptr<grpc::Server> start_server(const RouterConfig& config, ChatService& service,
+                                           const Log& log) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -169,32 +148,22 @@ void run_daemon(const RouterConfig& config, const nlohmann::json& experiments,
   if (server == nullptr || port == 0) {
     throw std::runtime_error(fmt::format("cannot listen on '{}'", config.listen));
   }
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  auto set_health = [&](bool serving) {
-    health->SetServingStatus(serving);
-    health->SetServingStatus("vitrine.v1.ChatService", serving);
-  };
-  set_health(false);
+  set_health(*server, false);
   log(fmt::format("listening on {}{} (not serving until loaded)", config.listen,
                   config.tls.cert.empty() ? "" : " with TLS"));
+  return server;
+}
 
-  ServingParts parts = load_parts(config, experiments, log);
-  const std::shared_ptr<models::Engine> engine = parts.engine;
-  const std::shared_ptr<AdapterRegistry> registry = parts.registry;
-  metrics.gauge_callback("vitrine_queue_depth", "Requests waiting for a row of the batch",
-                         [engine] { return static_cast<double>(engine->stats().queued); });
-  metrics.gauge_callback("vitrine_batch_size", "Rows in the running batch",
-                         [engine] { return static_cast<double>(engine->stats().running); });
-  service.ready(std::move(parts));
-  set_health(true);
-  log("serving");
-
+// Until `stop`: detaches replaced adapter versions nobody holds, and looks
+// for new ones every reload_seconds.
+void poll_adapters(AdapterRegistry& registry, const RouterConfig& config,
+                   const std::atomic<bool>& stop, const Log& log) {
   Clock::time_point next_reload = Clock::now() + std::chrono::seconds(config.reload_seconds);
   while (!stop.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    registry->collect();
+    registry.collect();
     if (config.reload_seconds > 0 && Clock::now() >= next_reload) {
-      const AdapterRegistry::ReloadResult r = registry->reload();
+      const AdapterRegistry::ReloadResult r = registry.reload();
       for (const LoadedAdapter& a : r.loaded) {
         log(fmt::format("adapter {} v{} loaded in slot {}", a.name, a.version, a.slot));
       }
@@ -202,14 +171,15 @@ void run_daemon(const RouterConfig& config, const nlohmann::json& experiments,
       next_reload = Clock::now() + std::chrono::seconds(config.reload_seconds);
     }
   }
+}
 
-  set_health(false);
+// New requests get UNAVAILABLE; those in flight get `seconds` to finish.
+void drain(ChatService& service, double seconds, const Log& log) {
   service.start_draining();
   log(fmt::format("draining: {} requests in flight, {:.0f} s to finish", service.in_flight(),
-                  config.drain_seconds));
-  const Clock::time_point give_up =
-      Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                         std::chrono::duration<double>(config.drain_seconds));
+                  seconds));
+  const Clock::time_point give_up = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                       std::chrono::duration<double>(seconds));
   while (service.in_flight() > 0 && Clock::now() < give_up) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -217,6 +187,36 @@ void run_daemon(const RouterConfig& config, const nlohmann::json& experiments,
     log(fmt::format("{} requests still running after the grace period: cancelled",
                     service.in_flight()));
   }
+}
+
+}  // namespace
+
+void run_daemon(const RouterConfig& config, const nlohmann::json& experiments,
+                const std::atomic<bool>& stop, const DaemonHooks& hooks) {
+  const Log log = hooks.log ? hooks.log : [](const std::string& line) {
+    std::fprintf(stderr, "vitrined: %s\n", line.c_str());
+  };
+  models::init_runtime({.threads = config.threads, .device = config.device});
+  MetricsRegistry metrics;
+  const std::unique_ptr<MetricsHttpServer> metrics_server = start_metrics(metrics, config, log);
+  ChatService service(config.answerer, Authenticator::from_config(config.auth), metrics);
+  const std::unique_ptr<grpc::Server> server = start_server(config, service, log);
+
+  ServingParts parts = load_parts(config, experiments, log);
+  const std::shared_ptr<models::Engine> engine = parts.answerer.engine;
+  const std::shared_ptr<AdapterRegistry> registry = parts.answerer.registry;
+  metrics.gauge_callback("vitrine_queue_depth", "Requests waiting for a row of the batch",
+                         [engine] { return static_cast<double>(engine->stats().queued); });
+  metrics.gauge_callback("vitrine_batch_size", "Rows in the running batch",
+                         [engine] { return static_cast<double>(engine->stats().running); });
+  service.ready(std::move(parts));
+  set_health(*server, true);
+  log("serving");
+
+  poll_adapters(*registry, config, stop, log);
+
+  set_health(*server, false);
+  drain(service, config.drain_seconds, log);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   if (metrics_server) metrics_server->stop();
   log("stopped");

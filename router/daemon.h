@@ -4,7 +4,8 @@
 //      standard health service saying NOT_SERVING (so Kubernetes waits)
 //      and ChatService answering UNAVAILABLE.
 //   2. The model, tokenizer, adapters, classifier, catalogue, experiments
-//      and response log load; then health says SERVING.
+//      and response log load, each library configured with its own options
+//      struct straight from the config; then health says SERVING.
 //   3. While serving, adapters_dir is polled every reload_seconds for new
 //      versions (ReloadAdapters does the same on request); replaced
 //      versions are detached once no request holds them.

@@ -2,9 +2,16 @@
 // it listens, what it loads, how it batches, routes, grounds, secures and
 // reports. A test keeps the shipped file equal to these defaults.
 //
+// Each YAML section fills the struct of the library that uses it, so every
+// default is stated once, where it is used: `engine:` fills
+// models::EngineOptions (the engine's limits) and AnswererOptions (a
+// request's defaults and input limit); `routing:` fills the classifier,
+// describe and qa agents' options. The daemon passes them on unchanged.
+//
 // Relative paths are taken from the daemon's working directory. The YAML is
 // turned into JSON at the program's edge (router/vitrined.cc); this file
-// binds that JSON with unknown keys refused by name.
+// binds that JSON with unknown keys refused by name. Not goals: reloading
+// the config while serving (restart the pod).
 #pragma once
 
 #include <cstdint>
@@ -12,26 +19,29 @@
 #include <string>
 #include <vector>
 
+#include "agents/agent_options.h"
+#include "models/engine_options.h"
+
 namespace vitrine::router {
 
-struct EngineConfig {
-  int max_batch = 8;                // rows decoded together
-  int max_queue = 64;               // requests waiting at most; more get RESOURCE_EXHAUSTED
-  int max_input_chars = 2000;       // bytes of a request's text at most
-  int max_prompt_tokens = 1024;     // a rendered prompt's tokens at most
-  int max_new_tokens = 256;         // cap on a request's max_new_tokens
-  int default_new_tokens = 96;      // when a request sets none
-  double repetition_penalty = 1.1;  // when a request sets none
+// What a request gets when it does not say, and how big it may be; the
+// answerer (router/answerer.h) applies these. YAML: the engine section.
+struct AnswererOptions {
+  int max_input_chars = 2000;       // bytes of a request's text at most (INVALID_ARGUMENT above):
+                                    // bounds the catalogue search and the prompt
+  int default_new_tokens = 96;      // tokens generated when a request does not say; at most
+                                    // EngineOptions::max_new_tokens
+  double repetition_penalty = 1.1;  // when a request sets none; > 1 discourages repeating tokens
 };
 
-struct RoutingConfig {
-  double min_confidence = 0.6;       // classifier confidence below which default_route answers
-  std::string default_route = "qa";  // describe or qa
-  bool exact_titles = true;          // a known title is described even if it ends with "?"
-  std::string grounding = "none";    // qa prompt: none, title or title_and_description
-  double describe_min_score = 0.8;   // title-match score for a describe source
-  double qa_min_score = 0.6;         // title-match score for the product a question is about
-  int max_description_chars = 1200;  // grounding text cut at a word boundary
+// The agents' options, exactly as the agents take them. YAML: the routing
+// section (min_confidence, default_route, exact_titles -> classifier;
+// describe_min_score -> describe; grounding, qa_min_score,
+// max_description_chars -> qa). Their defaults are the agents'.
+struct RoutingOptions {
+  agents::ClassifierAgentOptions classifier;  // which agent answers a text
+  agents::DescribeAgentOptions describe;      // describe prompt's sources
+  agents::QaAgentOptions qa;                  // qa prompt's grounding and sources
 };
 
 struct TlsConfig {
@@ -46,23 +56,24 @@ struct AuthConfig {
 };
 
 struct RouterConfig {
-  std::string listen = "127.0.0.1:50061";
-  std::string model = "../shared/models/stories260K-hf";
-  std::string adapters_dir = "out/run/adapters";
-  std::vector<std::string> adapters = {"describe", "qa"};
-  std::string classifier = "out/run/classifier";
-  std::string catalog = "out/dataset/catalog.sqlite";
+  std::string listen = "127.0.0.1:50061";                  // gRPC address
+  std::string model = "../shared/models/stories260K-hf";   // Hugging Face Llama directory
+  std::string adapters_dir = "out/run/adapters";           // <name>/v<N>/ or a run's adapters/
+  std::vector<std::string> adapters = {"describe", "qa"};  // one adapter name per agent
+  std::string classifier = "out/run/classifier";           // the router classifier's directory
+  std::string catalog = "out/dataset/catalog.sqlite";      // sources and grounding
   std::string experiments;  // YAML file of A/B experiments; empty = none
-  std::string response_log = "out/router/responses.sqlite";
-  std::string device = "cpu";
-  int threads = 0;            // torch threads; 0 = all cores
+  std::string response_log = "out/router/responses.sqlite";  // empty = no log, no Feedback
+  std::string device = "cpu";                                // cpu, cuda or cuda:N
+  int threads = 0;                                           // torch threads; 0 = all cores
   int reload_seconds = 10;    // poll adapters_dir for new versions; 0 = only on request
   double drain_seconds = 20;  // SIGTERM: in-flight requests get this long to finish
   std::string metrics_listen = "127.0.0.1:9464";  // Prometheus /metrics; empty = off
-  EngineConfig engine;
-  RoutingConfig routing;
-  TlsConfig tls;
-  AuthConfig auth;
+  models::EngineOptions engine;                   // YAML engine: batch, queue and length caps
+  AnswererOptions answerer;                       // YAML engine: request defaults, input limit
+  RoutingOptions routing;                         // YAML routing
+  TlsConfig tls;                                  // YAML tls
+  AuthConfig auth;                                // YAML auth
 };
 
 // Reads a config JSON (from YAML) over `config`; unknown keys, wrong types

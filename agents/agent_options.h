@@ -1,0 +1,55 @@
+// The agents' options, in a header of their own so a config (vitrined's
+// routing section) can hold and fill these very structs without the
+// agents' model and catalogue headers. The defaults are the ones vitrined
+// ships in configs/router.yaml. Not goals: anything read from a file here
+// (router/router_config.cc binds the YAML keys to these fields).
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+#include "agents/agent_results.h"
+
+namespace vitrine::agents {
+
+// ClassifierAgent (agents/classifier_agent.h).
+struct ClassifierAgentOptions {
+  double min_confidence = 0.6;    // below it the default route is taken: higher sends more
+                                  // borderline texts to the default adapter
+  Task default_task = Task::kQa;  // route when unsure: qa, since a question answered as a
+                                  // description is still on topic, the reverse is not
+  bool exact_titles = true;       // rule 1; false trusts the classifier alone
+};
+
+// DescribeAgent (agents/describe_agent.h).
+struct DescribeAgentOptions {
+  SourceOptions sources{.min_score = 0.8,  // a title names its record closely; near titles
+                                           // (other editions, other products) stay out
+                        .max_sources = 3};
+};
+
+// What the qa prompt carries of the product a question is about
+// (agents/qa_agent.h).
+enum class Grounding {
+  kNone,                 // the training prompt; sources are still reported
+  kTitle,                // the matched product's title before the question
+  kTitleAndDescription,  // its title and description before the question
+};
+// "none", "title", "title_and_description"; parse_grounding throws
+// std::invalid_argument naming the value.
+std::string_view grounding_name(Grounding grounding);
+Grounding parse_grounding(std::string_view name);
+
+// QaAgent (agents/qa_agent.h).
+struct QaAgentOptions {
+  Grounding grounding = Grounding::kNone;   // none keeps the prompt the adapter was tuned on;
+                                            // grounding adds facts at the cost of a prompt the
+                                            // adapter never saw and more tokens to prefill
+  SourceOptions sources{.min_score = 0.6,   // a question adds words to the title: a lower bar
+                                            // than a bare title's, still above partial matches
+                        .max_sources = 1};  // the product the question is about
+  size_t max_description_chars = 1200;      // longer descriptions are cut at a word boundary
+                                            // (with "..."): bounds the prompt's length
+};
+
+}  // namespace vitrine::agents

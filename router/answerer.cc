@@ -1,0 +1,328 @@
+#include "router/answerer.h"
+
+#include <fmt/format.h>
+
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+
+#include "common/errors.h"
+#include "common/utf8.h"
+
+namespace vitrine::router {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string new_response_id() {
+  static std::mutex mutex;
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::lock_guard lock(mutex);
+  return fmt::format("r-{:016x}{:08x}", rng(), static_cast<uint32_t>(rng()));
+}
+
+void check_text(const std::string& text, int max_bytes) {
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    throw std::invalid_argument("text: empty");
+  }
+  if (text.size() > static_cast<size_t>(max_bytes)) {
+    throw std::invalid_argument(
+        fmt::format("text: {} bytes, more than the limit of {}", text.size(), max_bytes));
+  }
+  if (!utf8::is_valid(text)) throw std::invalid_argument("text: not valid UTF-8");
+}
+
+void check_route(RouteAsked route) {
+  switch (route) {
+    case RouteAsked::kAuto:
+    case RouteAsked::kDescribe:
+    case RouteAsked::kQa:
+    case RouteAsked::kBase:
+      return;
+  }
+  throw std::invalid_argument(fmt::format("route: unknown value {}", static_cast<int>(route)));
+}
+
+// What the calling thread waits for: the text pieces the engine's thread
+// hands over (for streaming) and the end of each request, so the caller
+// wakes at once for either without blocking the engine.
+class Waiter {
+ public:
+  void push(std::string_view text) {
+    {
+      std::lock_guard lock(mutex_);
+      pieces_.append(text);
+    }
+    changed_.notify_one();
+  }
+  void end() {
+    {
+      std::lock_guard lock(mutex_);
+      ++ended_;
+    }
+    changed_.notify_one();
+  }
+  // Waits up to `timeout` for text or an end; takes the text so far (all
+  // pieces joined: one piece for what came while the last was handled)
+  // and says how many requests have ended.
+  std::string take(std::chrono::milliseconds timeout, size_t& ended) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, timeout, [&] { return ended_ > ended || !pieces_.empty(); });
+    ended = ended_;
+    return std::exchange(pieces_, {});
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::string pieces_;
+  size_t ended_ = 0;
+};
+
+// One request's token clock, on the engine's thread.
+struct TokenClock {
+  Clock::time_point last;
+  int64_t tokens = 0;
+};
+
+void fill_result(const models::EngineResult& result, Answer& answer) {
+  answer.text = result.generation.text;
+  answer.finish_reason = result.generation.finish_reason;
+  answer.usage = {.prompt_tokens = result.timings.prompt_tokens,
+                  .completion_tokens = result.timings.generated_tokens};
+  answer.timings = {.queue_ms = result.timings.queue_ms,
+                    .first_token_ms = result.timings.first_token_ms,
+                    .total_ms = result.timings.total_ms};
+}
+
+}  // namespace
+
+std::string_view route_asked_name(RouteAsked route) {
+  switch (route) {
+    case RouteAsked::kAuto:
+      return "ROUTE_AUTO";
+    case RouteAsked::kDescribe:
+      return "ROUTE_DESCRIBE";
+    case RouteAsked::kQa:
+      return "ROUTE_QA";
+    case RouteAsked::kBase:
+      return "ROUTE_BASE";
+  }
+  return "ROUTE_UNKNOWN";
+}
+
+Answerer::Answerer(AnswererParts parts, AnswererOptions options, TokenGapObserver on_token_gap)
+    : parts_(std::move(parts)), options_(options), on_token_gap_(std::move(on_token_gap)) {
+  if (!parts_.tokenizer || !parts_.engine || !parts_.registry || !parts_.classifier ||
+      !parts_.describe || !parts_.qa) {
+    throw std::invalid_argument(
+        "answerer: tokenizer, engine, registry, classifier, describe and qa agents are needed");
+  }
+}
+
+// The request's own settings over the daemon's defaults, within its limits.
+models::GenerationOptions Answerer::generation_options(const GenerationSettings& s) const {
+  const int limit = parts_.engine->options().max_new_tokens;
+  if (s.max_new_tokens < 0 || s.max_new_tokens > limit) {
+    throw std::invalid_argument(
+        fmt::format("generation.max_new_tokens: {} is not in 0..{}", s.max_new_tokens, limit));
+  }
+  if (s.temperature < 0 || s.temperature > 10) {
+    throw std::invalid_argument(
+        fmt::format("generation.temperature: {} is not in 0..10", s.temperature));
+  }
+  if (s.top_k < 0) throw std::invalid_argument("generation.top_k: expected >= 0");
+  if (s.top_p < 0 || s.top_p > 1) {
+    throw std::invalid_argument(fmt::format("generation.top_p: {} is not in 0..1", s.top_p));
+  }
+  if (s.repetition_penalty < 0) {
+    throw std::invalid_argument("generation.repetition_penalty: expected >= 0");
+  }
+  models::GenerationOptions o;
+  o.max_new_tokens = s.max_new_tokens > 0 ? s.max_new_tokens : options_.default_new_tokens;
+  o.temperature = s.temperature;
+  o.top_k = s.top_k;
+  o.top_p = s.top_p > 0 ? s.top_p : 1.0;
+  o.repetition_penalty =
+      s.repetition_penalty > 0 ? s.repetition_penalty : options_.repetition_penalty;
+  o.seed = s.seed;
+  for (const int32_t id : parts_.tokenizer->eos_ids()) o.eos_ids.push_back(id);
+  o.stop_strings = models::chat_stop_strings(parts_.family);
+  return o;
+}
+
+// Which agent answers: the classifier's choice (auto, base) or the forced one.
+prompts::Task Answerer::choose_route(const Request& request, RouteTaken& taken) const {
+  prompts::Task task = prompts::Task::kQa;
+  if (request.route == RouteAsked::kAuto || request.route == RouteAsked::kBase) {
+    const agents::Route decided = parts_.classifier->decide(request.text);
+    task = decided.task;
+    taken.classifier_confidence = decided.confidence;
+    taken.evidence = std::string(agents::evidence_name(decided.evidence));
+  } else {
+    task = request.route == RouteAsked::kDescribe ? prompts::Task::kDescribe : prompts::Task::kQa;
+    taken.evidence = "forced";
+  }
+  taken.agent = std::string(prompts::task_name(task));
+  return task;
+}
+
+// Through which adapter: an experiment's arm may send the request to the
+// base model or pin a version; otherwise the current version of the
+// agent's adapter, when there is one.
+void Answerer::choose_model(const Request& request, prompts::Task task, Plan& plan) const {
+  Answer& answer = plan.answer;
+  const std::string& agent = answer.route.agent;
+  bool tuned = request.route != RouteAsked::kBase;
+  int64_t pinned = 0;
+  if (tuned && parts_.experiments != nullptr) {
+    if (const auto arm = parts_.experiments->assign(agent, request.user_id, answer.response_id)) {
+      answer.experiment = arm->experiment;
+      answer.arm = arm->arm;
+      if (arm->adapter_version < 0) tuned = false;
+      pinned = arm->adapter_version;
+    }
+  }
+  if (tuned) {
+    plan.lease = parts_.registry->current(agent);
+    if (plan.lease == nullptr && request.route != RouteAsked::kAuto) {
+      throw FailedPreconditionError(
+          fmt::format("no '{}' adapter is loaded (route {} was asked for)", agent,
+                      route_asked_name(request.route)));
+    }
+    if (plan.lease != nullptr && pinned > 0 && plan.lease->version != pinned) {
+      throw FailedPreconditionError(
+          fmt::format("experiment '{}' arm '{}' pins {}/v{}, but v{} is loaded", answer.experiment,
+                      answer.arm, agent, pinned, plan.lease->version));
+    }
+  }
+  if (plan.lease != nullptr) {
+    answer.route.adapter = plan.lease->name;
+    answer.route.adapter_version = plan.lease->version;
+    plan.request.adapter_slot = plan.lease->slot;
+  }
+  answer.model = plan.lease != nullptr ? std::string(prompts::task_name(task)) : "base";
+}
+
+// The agent's prompt as token ids, and the records the answer is about.
+void Answerer::add_prompt(const std::string& text, prompts::Task task, Plan& plan) const {
+  const agents::AgentPrompt prompt =
+      task == prompts::Task::kDescribe ? parts_.describe->prompt(text) : parts_.qa->prompt(text);
+  plan.answer.sources = prompt.sources;
+  plan.answer.product_found = prompt.product_known;
+  const std::string rendered = models::render_chat_prompt(parts_.family, prompt.turn);
+  const std::vector<int32_t> ids = parts_.tokenizer->encode(rendered, /*add_bos=*/true);
+  plan.request.prompt.assign(ids.begin(), ids.end());
+}
+
+Plan Answerer::plan(const Request& request) const {
+  check_text(request.text, options_.max_input_chars);
+  check_route(request.route);
+  Plan plan;
+  plan.request.options = generation_options(request.generation);
+  plan.request.cancelled = std::make_shared<std::atomic<bool>>(false);
+  plan.request.deadline = request.deadline;
+  const prompts::Task task = choose_route(request, plan.answer.route);
+  plan.answer.response_id = new_response_id();
+  choose_model(request, task, plan);
+  add_prompt(request.text, task, plan);
+  return plan;
+}
+
+void Answerer::execute(const std::vector<Plan*>& plans, const RunHooks& hooks) const {
+  const auto waiter = std::make_shared<Waiter>();
+  const bool streaming = hooks.on_text && plans.size() == 1;
+  std::vector<std::future<models::EngineResult>> futures;
+  auto cancel_all = [&] {
+    for (const Plan* p : plans) p->request.cancelled->store(true);
+  };
+  try {
+    for (Plan* p : plans) {
+      models::EngineRequest request = p->request;  // keeps the plan's cancel flag
+      auto clock = std::make_shared<TokenClock>(TokenClock{.last = Clock::now()});
+      request.on_token = [this, clock, waiter, streaming](int64_t, std::string_view piece) {
+        const Clock::time_point now = Clock::now();
+        if (clock->tokens++ > 0 && on_token_gap_) {
+          on_token_gap_(std::chrono::duration<double>(now - clock->last).count());
+        }
+        clock->last = now;
+        if (streaming && !piece.empty()) waiter->push(piece);
+        return true;
+      };
+      request.on_done = [waiter] { waiter->end(); };
+      futures.push_back(parts_.engine->submit(std::move(request)));
+    }
+  } catch (...) {
+    // The others must not run for an answer nobody gets.
+    cancel_all();
+    for (auto& f : futures) f.wait();
+    throw;
+  }
+  // Hands the streamed text over as it comes and polls for cancellation,
+  // until the engine is done with every request.
+  for (size_t ended = 0; ended < futures.size();) {
+    const std::string text = waiter->take(std::chrono::milliseconds(20), ended);
+    if (!text.empty() && !hooks.on_text(text)) cancel_all();
+    if (hooks.cancelled && hooks.cancelled()) cancel_all();
+  }
+  // Every future is taken before an error (a row the engine failed) is
+  // passed on.
+  std::exception_ptr error;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    try {
+      fill_result(futures[i].get(), plans[i]->answer);
+    } catch (...) {
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+Answer Answerer::run(Plan plan, const RunHooks& hooks) const {
+  execute({&plan}, hooks);
+  return std::move(plan.answer);
+}
+
+ComparePlan Answerer::plan_compare(const Request& request) const {
+  if (request.route == RouteAsked::kBase) {
+    throw std::invalid_argument(
+        "route: Compare answers with the base model and an adapter; "
+        "ask for auto, describe or qa");
+  }
+  ComparePlan both;
+  both.tuned = plan(request);
+  if (both.tuned.lease == nullptr) {
+    throw FailedPreconditionError(fmt::format(
+        "no '{}' adapter is loaded to compare with the base model", both.tuned.answer.route.agent));
+  }
+  // The same prompt, sources and settings through no adapter.
+  both.base = both.tuned;
+  both.base.lease.reset();
+  both.base.request.adapter_slot = -1;
+  both.base.request.cancelled = std::make_shared<std::atomic<bool>>(false);
+  Answer& base = both.base.answer;
+  base.response_id = new_response_id();
+  base.model = "base";
+  base.route.adapter.clear();
+  base.route.adapter_version = 0;
+  for (Answer* a : {&base, &both.tuned.answer}) {
+    a->experiment.clear();
+    a->arm.clear();
+  }
+  return both;
+}
+
+Comparison Answerer::run_compare(ComparePlan plan, const RunHooks& hooks) const {
+  // Both at once, so they share the engine's batches.
+  execute({&plan.tuned, &plan.base}, {.on_text = {}, .cancelled = hooks.cancelled});
+  return {.base = std::move(plan.base.answer), .tuned = std::move(plan.tuned.answer)};
+}
+
+agents::Route Answerer::classify(const std::string& text) const {
+  check_text(text, options_.max_input_chars);
+  return parts_.classifier->decide(text);
+}
+
+}  // namespace vitrine::router

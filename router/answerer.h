@@ -1,0 +1,200 @@
+// The daemon's answers, on plain structs: no gRPC, no protobuf. ChatService
+// (router/chat_service.h) converts its messages to these and back; tests
+// drive the routing policy here directly.
+//
+//   plan()     validates a request and decides everything before the model
+//              runs: the route (the classifier agent, or as forced), the
+//              experiment arm, the adapter version (held by a lease until
+//              the answer ends), the agent's prompt as tokens, and the
+//              catalogue records the answer is about.
+//   run()      submits a plan to the engine, which batches it with every
+//              other running request, and waits for it on the calling
+//              thread: streamed text goes to a callback on that thread, and
+//              a cancellation check the caller supplies is polled there.
+//   compare()  the same request through no adapter and through the
+//              route's adapter, both submitted at once so they share
+//              batches, both waited for on the calling thread.
+//
+// Errors are the libraries' exceptions, mapped to status codes at the edge
+// (protos/status.h): std::invalid_argument for a bad request,
+// FailedPreconditionError (common/errors.h) when no adapter serves a forced
+// route or a pinned version is not loaded, ResourceExhaustedError when the
+// engine's queue is full. All methods may be called from many threads.
+//
+// Not goals: authentication, admission and draining, metrics of requests
+// and the response log (the edge's); multi-turn conversations; priorities.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agents/classifier_agent.h"
+#include "agents/describe_agent.h"
+#include "agents/qa_agent.h"
+#include "models/engine.h"
+#include "models/tokenizer/chat_format.h"
+#include "router/adapter_registry.h"
+#include "router/experiments.h"
+#include "router/router_config.h"
+
+namespace vitrine::router {
+
+// The route a request asks for (the values of vitrine.v1.Route).
+enum class RouteAsked : int {
+  kAuto = 0,      // the classifier agent decides
+  kDescribe = 1,  // a product title: the describe agent, through its adapter
+  kQa = 2,        // a question: the qa agent, through its adapter
+  kBase = 3,      // the classifier picks the prompt; the base model answers
+};
+// "ROUTE_AUTO", "ROUTE_DESCRIBE", "ROUTE_QA", "ROUTE_BASE" (as the API names them).
+std::string_view route_asked_name(RouteAsked route);
+
+// A request's own generation settings; 0 means "the daemon's default".
+struct GenerationSettings {
+  int max_new_tokens = 0;         // 0: AnswererOptions::default_new_tokens; at most the
+                                  // engine's max_new_tokens
+  double temperature = 0;         // 0: greedy; at most 10
+  int top_k = 0;                  // 0: all tokens
+  double top_p = 0;               // 0: 1 (all); at most 1
+  double repetition_penalty = 0;  // 0: AnswererOptions::repetition_penalty
+  uint64_t seed = 0;              // sampling seed
+};
+
+struct Request {
+  std::string text;  // a title or a question; valid UTF-8, not blank
+  RouteAsked route = RouteAsked::kAuto;
+  std::string user_id;  // experiments: the same user always gets the same arm
+  GenerationSettings generation;
+  // Past it the answer ends with finish_reason "deadline" (max: none).
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+};
+
+struct RouteTaken {
+  std::string agent;                 // describe or qa
+  std::string adapter;               // describe, qa, or "" for the base model
+  int64_t adapter_version = 0;       // 0 for the base model
+  double classifier_confidence = 0;  // 0 when the route was forced
+  std::string evidence;              // classifier, catalogue title, default or forced
+};
+
+struct Usage {
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+};
+
+struct Timings {
+  double queue_ms = 0;        // submitted -> prefill started
+  double first_token_ms = 0;  // submitted -> first token
+  double total_ms = 0;        // submitted -> finished
+};
+
+struct Answer {
+  std::string response_id;  // unique; the key of the response log and of Feedback
+  std::string model;        // the model that answers: describe, qa or base
+  RouteTaken route;
+  std::vector<agents::Source> sources;  // best first; empty when no product is known
+  bool product_found = false;
+  std::string experiment;  // the experiment and arm that chose the model ("" if none)
+  std::string arm;
+  // Filled by run(); finish_reason stays empty until the engine has ended it.
+  std::string text;
+  std::string finish_reason;  // stop, length, cancelled or deadline
+  Usage usage;
+  Timings timings;
+};
+
+// A request ready for the engine.
+struct Plan {
+  Answer answer;                               // all but the text, finish reason, usage and timings
+  models::EngineRequest request;               // prompt ids, adapter slot, options, deadline
+  std::shared_ptr<const LoadedAdapter> lease;  // the adapter version, held until the end
+};
+
+// Compare's two plans: the same prompt, sources and settings.
+struct ComparePlan {
+  Plan base;   // no adapter, no experiment
+  Plan tuned;  // the route's current adapter, no experiment
+};
+
+struct Comparison {
+  Answer base;
+  Answer tuned;
+};
+
+// What the caller hears of a run, on its own thread. Both may be empty.
+struct RunHooks {
+  // The answer's text as it comes, in order (pieces joined while the last
+  // was handled); false (say, the client is gone) cancels the request.
+  // Not called by compare.
+  std::function<bool(std::string_view text)> on_text;
+  // Polled about every 20 ms while the engine runs the request; true
+  // cancels it (finish_reason "cancelled").
+  std::function<bool()> cancelled;
+};
+
+// What the daemon loaded; the answerer reads it, never changes it.
+struct AnswererParts {
+  std::shared_ptr<const models::Tokenizer> tokenizer;
+  models::ChatFamily family = models::ChatFamily::kPlain;
+  std::shared_ptr<models::Engine> engine;
+  std::shared_ptr<AdapterRegistry> registry;
+  std::shared_ptr<const agents::ClassifierAgent> classifier;
+  std::shared_ptr<const agents::DescribeAgent> describe;
+  std::shared_ptr<const agents::QaAgent> qa;
+  std::shared_ptr<const Experiments> experiments;  // may be null: no experiments
+};
+
+// Called on the engine's thread with the time between two tokens of one
+// answer, in seconds (for a histogram). Keep it short.
+using TokenGapObserver = std::function<void(double seconds)>;
+
+class Answerer {
+ public:
+  explicit Answerer(AnswererParts parts, AnswererOptions options = {},
+                    TokenGapObserver on_token_gap = {});
+
+  // Validates `request` and decides route, arm, adapter, prompt and sources.
+  Plan plan(const Request& request) const;
+  // Runs `plan` on the engine until it ends (stop, length, deadline, or
+  // cancelled by `hooks`). Throws what Engine::submit throws, or the error
+  // the engine ended the request with.
+  Answer run(Plan plan, const RunHooks& hooks = {}) const;
+  Answer ask(const Request& request, const RunHooks& hooks = {}) const {
+    return run(plan(request), hooks);
+  }
+
+  // The tuned plan as plan() makes it, and its base twin. Throws
+  // std::invalid_argument for route base, FailedPreconditionError when no
+  // adapter would answer the tuned side.
+  ComparePlan plan_compare(const Request& request) const;
+  // Runs both at once and waits for both.
+  Comparison run_compare(ComparePlan plan, const RunHooks& hooks = {}) const;
+  Comparison compare(const Request& request, const RunHooks& hooks = {}) const {
+    return run_compare(plan_compare(request), hooks);
+  }
+
+  // The classifier agent's decision for `text` (checked as plan() checks it).
+  agents::Route classify(const std::string& text) const;
+
+  const AnswererParts& parts() const { return parts_; }
+  const AnswererOptions& options() const { return options_; }
+
+ private:
+  models::GenerationOptions generation_options(const GenerationSettings& settings) const;
+  prompts::Task choose_route(const Request& request, RouteTaken& taken) const;
+  void choose_model(const Request& request, prompts::Task task, Plan& plan) const;
+  void add_prompt(const std::string& text, prompts::Task task, Plan& plan) const;
+  // Submits the plans, waits for all, and fills their answers.
+  void execute(const std::vector<Plan*>& plans, const RunHooks& hooks) const;
+
+  AnswererParts parts_;
+  AnswererOptions options_;
+  TokenGapObserver on_token_gap_;
+};
+
+}  // namespace vitrine::router

@@ -1,0 +1,352 @@
+// The answerer without gRPC: route choice (classifier, forced, base),
+// experiment arms, adapter leases and Compare, on plain structs, with the
+// real stories260K-hf model from ../shared, a hand-made catalogue, a
+// classifier with hand-set weights and random LoRA adapters published in
+// the test.
+#include "router/answerer.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "common/errors.h"
+#include "models/peft_adapter.h"
+#include "tests/agents/hand_catalog.h"
+#include "tests/support/temp_dir.h"
+
+namespace vitrine::router {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+constexpr const char* kQuestion = "Does the kettle switch itself off?";
+constexpr const char* kTitle =
+    "Who Moved My Cheese?";  // a catalogue title that reads as a question
+
+// A classifier that ignores its input (zero weights): its probabilities are
+// softmax(describe_bias, qa_bias).
+models::TextClassifier constant_classifier(double describe_bias, double qa_bias) {
+  models::TextClassifierConfig config;
+  config.labels = {"describe", "qa"};
+  config.buckets = 64;
+  config.dim = 4;
+  models::TextClassifier model(config);
+  at::NoGradGuard no_grad;
+  model->embedding->weight.zero_();
+  model->output->weight.zero_();
+  model->output->bias[0].fill_(describe_bias);
+  model->output->bias[1].fill_(qa_bias);
+  return model;
+}
+
+// A LoRA adapter on every projection of `model` with random A and B (B
+// nonzero, unlike a fresh adapter's), so it changes the model's answers.
+models::PeftAdapter random_adapter(models::LlamaForCausalLM& model, uint64_t seed) {
+  at::manual_seed(seed);
+  models::PeftAdapter adapter;
+  adapter.config.r = 4;
+  adapter.config.lora_alpha = 8;
+  std::set<std::string> targets;
+  for (auto& [path, module] : model->projections()) {
+    models::LoraWeights w;
+    w.a = at::randn({4, module->in_features()}) * 0.3;   // [r, in]
+    w.b = at::randn({module->out_features(), 4}) * 0.3;  // [out, r]
+    w.scaling = adapter.config.scaling();
+    adapter.modules[path] = w;
+    targets.insert(path.substr(path.rfind('.') + 1));
+  }
+  adapter.config.target_modules.assign(targets.begin(), targets.end());
+  return adapter;
+}
+
+Request request(const std::string& text, RouteAsked route = RouteAsked::kAuto,
+                int max_new_tokens = 12) {
+  Request r;
+  r.text = text;
+  r.route = route;
+  r.generation.max_new_tokens = max_new_tokens;
+  return r;
+}
+
+// One experiment, "tuned-vs-base", over `route` with `arms`.
+std::shared_ptr<const Experiments> experiments(const Json& arms, const std::string& route) {
+  Json experiment = Json::object();
+  experiment["name"] = "tuned-vs-base";
+  experiment["routes"] = Json::array({route});
+  experiment["arms"] = arms;
+  Json config = Json::object();
+  config["experiments"] = Json::array({experiment});
+  return std::make_shared<const Experiments>(parse_experiments_config(config));
+}
+
+// An arm as the experiments file writes it.
+Json arm(const std::string& name, int64_t adapter_version) {
+  Json out = Json::object();
+  out["name"] = name;
+  out["adapter_version"] = adapter_version;
+  return out;
+}
+
+class AnswererTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto inputs = vitrine::testing::sample_and_model();
+    if (!inputs) {
+      GTEST_SKIP() << "../shared/models/stories260K-hf not found: the answerer tests run the "
+                      "real model (check out ../shared beside this tree)";
+    }
+    model_dir_ = inputs->model;
+    agents::testing::write_hand_catalog(dir_ / "catalog.sqlite");
+    catalog_ = std::make_shared<const catalog::Catalog>(dir_ / "catalog.sqlite");
+  }
+
+  // Publishes a random adapter as adapters/<name>/v<version>/, as the
+  // trainer service does.
+  void publish(const std::string& name, int version, uint64_t seed) {
+    models::LlamaForCausalLM model = models::load_llama(model_dir_);
+    models::save_peft_adapter(dir_ / "adapters" / name / ("v" + std::to_string(version)),
+                              random_adapter(model, seed));
+  }
+
+  // An answerer on a fresh engine with the published adapters loaded and a
+  // classifier that says softmax(describe_bias, qa_bias).
+  Answerer make(double describe_bias = 0, double qa_bias = 4,
+                std::shared_ptr<const Experiments> experiments = nullptr) {
+    AnswererParts parts;
+    models::LlamaForCausalLM model =
+        models::load_llama(model_dir_, "cpu", models::WeightLayout::kPacked);
+    parts.tokenizer = models::load_tokenizer(model_dir_);
+    parts.family = models::detect_chat_family(model_dir_);
+    parts.engine = std::make_shared<models::Engine>(model, parts.tokenizer);
+    parts.registry = std::make_shared<AdapterRegistry>(*parts.engine, dir_ / "adapters",
+                                                       std::vector<std::string>{"describe", "qa"});
+    EXPECT_TRUE(parts.registry->reload().errors.empty());
+    parts.classifier = std::make_shared<const agents::ClassifierAgent>(
+        constant_classifier(describe_bias, qa_bias), catalog_);
+    parts.describe = std::make_shared<const agents::DescribeAgent>(catalog_);
+    parts.qa = std::make_shared<const agents::QaAgent>(catalog_);
+    parts.experiments = std::move(experiments);
+    return Answerer(std::move(parts));
+  }
+
+  vitrine::testing::TempDir dir_;
+  fs::path model_dir_;
+  std::shared_ptr<const catalog::Catalog> catalog_;
+};
+
+TEST_F(AnswererTest, TheClassifierRoutesAutoAndForcedRoutesAreObeyed) {
+  publish("describe", 1, 1);
+  publish("qa", 1, 2);
+  const Answerer answerer = make(0, 4);  // the classifier says qa, 98%
+
+  const Plan question = answerer.plan(request(kQuestion));
+  EXPECT_EQ(question.answer.route.agent, "qa");
+  EXPECT_EQ(question.answer.route.evidence, "classifier");
+  EXPECT_GT(question.answer.route.classifier_confidence, 0.95);
+  EXPECT_EQ(question.answer.route.adapter, "qa");
+  EXPECT_EQ(question.answer.route.adapter_version, 1);
+  EXPECT_EQ(question.answer.model, "qa");
+  ASSERT_NE(question.lease, nullptr);
+  EXPECT_EQ(question.request.adapter_slot, question.lease->slot);
+
+  // A catalogue title is described whatever the classifier says, and named.
+  const Plan title = answerer.plan(request(kTitle));
+  EXPECT_EQ(title.answer.route.agent, "describe");
+  EXPECT_EQ(title.answer.route.evidence, "catalogue title");
+  EXPECT_EQ(title.answer.route.adapter, "describe");
+  ASSERT_FALSE(title.answer.sources.empty());
+  EXPECT_EQ(title.answer.sources[0].uid, "0399144463");
+  EXPECT_TRUE(title.answer.product_found);
+  // Exactly the prompt the describe adapter was tuned on, as tokens.
+  const models::Tokenizer& tokenizer = *answerer.parts().tokenizer;
+  const std::vector<int32_t> ids = tokenizer.encode(
+      models::render_chat_prompt(answerer.parts().family,
+                                 prompts::task_turn(prompts::Task::kDescribe, kTitle)),
+      true);
+  EXPECT_EQ(title.request.prompt, std::vector<int64_t>(ids.begin(), ids.end()));
+  EXPECT_EQ(title.request.options.max_new_tokens, 12);
+  EXPECT_DOUBLE_EQ(title.request.options.repetition_penalty, 1.1);  // the daemon's default
+
+  // Forced routes skip the classifier.
+  const Plan forced = answerer.plan(request(kQuestion, RouteAsked::kDescribe));
+  EXPECT_EQ(forced.answer.route.agent, "describe");
+  EXPECT_EQ(forced.answer.route.evidence, "forced");
+  EXPECT_EQ(forced.answer.route.classifier_confidence, 0);
+  EXPECT_EQ(forced.answer.route.adapter, "describe");
+  EXPECT_EQ(answerer.plan(request(kTitle, RouteAsked::kQa)).answer.route.agent, "qa");
+
+  // Base: the classifier picks the prompt, no adapter answers.
+  const Plan base = answerer.plan(request(kQuestion, RouteAsked::kBase));
+  EXPECT_EQ(base.answer.route.agent, "qa");
+  EXPECT_EQ(base.answer.route.adapter, "");
+  EXPECT_EQ(base.answer.route.adapter_version, 0);
+  EXPECT_EQ(base.answer.model, "base");
+  EXPECT_EQ(base.lease, nullptr);
+  EXPECT_EQ(base.request.adapter_slot, -1);
+  EXPECT_NE(base.answer.response_id, question.answer.response_id);
+
+  // The classifier's other opinion sends the same question to describe.
+  EXPECT_EQ(make(4, 0).plan(request(kQuestion)).answer.route.agent, "describe");
+}
+
+TEST_F(AnswererTest, BadRequestsAreRefusedBeforeTheEngine) {
+  const Answerer answerer = make();
+  EXPECT_THROW(answerer.plan(request("  \n")), std::invalid_argument);
+  EXPECT_THROW(answerer.plan(request(std::string(2001, 'a'))), std::invalid_argument);
+  EXPECT_THROW(answerer.plan(request("caf\xc3(")), std::invalid_argument);
+  EXPECT_THROW(answerer.plan(request("Dune", static_cast<RouteAsked>(42))), std::invalid_argument);
+  EXPECT_THROW(answerer.plan(request("Dune", RouteAsked::kAuto, 257)), std::invalid_argument);
+  Request hot = request("Dune");
+  hot.generation.temperature = 11;
+  EXPECT_THROW(answerer.plan(hot), std::invalid_argument);
+  EXPECT_THROW(answerer.classify(""), std::invalid_argument);
+}
+
+TEST_F(AnswererTest, ExperimentArmsAreStablePerUserAndTheBaseArmUsesNoAdapter) {
+  publish("describe", 1, 1);
+  publish("qa", 1, 2);
+  const Answerer answerer =
+      make(4, 0, experiments(Json::array({arm("base", -1), arm("tuned", 0)}), "describe"));
+  std::map<std::string, int> per_arm;
+  for (int i = 0; i < 20; ++i) {
+    Request r = request("Blue Ceramic Mug 12 oz");
+    r.user_id = "user-" + std::to_string(i);
+    const Plan first = answerer.plan(r);
+    const Plan again = answerer.plan(r);
+    EXPECT_EQ(first.answer.experiment, "tuned-vs-base");
+    EXPECT_EQ(first.answer.arm, again.answer.arm) << r.user_id;  // stable per user
+    ++per_arm[first.answer.arm];
+    if (first.answer.arm == "base") {
+      EXPECT_EQ(first.lease, nullptr);
+      EXPECT_EQ(first.answer.route.adapter, "");
+      EXPECT_EQ(first.answer.model, "base");
+      EXPECT_EQ(first.request.adapter_slot, -1);
+    } else {
+      EXPECT_EQ(first.answer.route.adapter, "describe");
+      EXPECT_EQ(first.answer.model, "describe");
+    }
+  }
+  EXPECT_GT(per_arm["base"], 0);
+  EXPECT_GT(per_arm["tuned"], 0);
+  // Questions are in no experiment; route base is never in one.
+  EXPECT_EQ(answerer.plan(request(kQuestion, RouteAsked::kQa)).answer.experiment, "");
+  EXPECT_EQ(answerer.plan(request("Dune", RouteAsked::kBase)).answer.experiment, "");
+}
+
+TEST_F(AnswererTest, AnArmPinningAVersionThatIsNotLoadedIsRefused) {
+  publish("describe", 1, 1);
+  const Answerer pins_v2 = make(4, 0, experiments(Json::array({arm("v2", 2)}), "describe"));
+  try {
+    pins_v2.plan(request("Dune"));
+    FAIL() << "no throw";
+  } catch (const FailedPreconditionError& e) {
+    EXPECT_NE(std::string(e.what()).find("arm 'v2' pins describe/v2, but v1 is loaded"),
+              std::string::npos)
+        << e.what();
+  }
+  const Answerer pins_v1 = make(4, 0, experiments(Json::array({arm("v1", 1)}), "describe"));
+  const Plan plan = pins_v1.plan(request("Dune"));
+  EXPECT_EQ(plan.answer.arm, "v1");
+  EXPECT_EQ(plan.answer.route.adapter_version, 1);
+}
+
+TEST_F(AnswererTest, APlanHoldsItsAdapterVersionAndAForcedRouteNeedsAnAdapter) {
+  publish("describe", 1, 1);  // no qa adapter
+  Answerer answerer = make(0, 4);
+  const Plan v1 = answerer.plan(request("Dune", RouteAsked::kDescribe));
+  ASSERT_NE(v1.lease, nullptr);
+  EXPECT_EQ(v1.lease->version, 1);
+
+  // v2 arrives: new plans use it, the first still holds v1 and runs on it.
+  publish("describe", 2, 3);
+  AdapterRegistry& registry = *answerer.parts().registry;
+  ASSERT_EQ(registry.reload().loaded.size(), 1u);
+  registry.collect();  // v1 is held: it stays attached
+  EXPECT_EQ(registry.current("describe")->version, 2);
+  EXPECT_EQ(answerer.plan(request("Dune", RouteAsked::kDescribe)).answer.route.adapter_version, 2);
+  const Answer on_v1 = answerer.run(v1);
+  EXPECT_EQ(on_v1.route.adapter_version, 1);
+  EXPECT_FALSE(on_v1.finish_reason.empty());
+
+  // No qa adapter: forcing qa is refused; auto to qa is answered by the base.
+  try {
+    answerer.plan(request(kQuestion, RouteAsked::kQa));
+    FAIL() << "no throw";
+  } catch (const FailedPreconditionError& e) {
+    EXPECT_NE(std::string(e.what()).find("no 'qa' adapter is loaded (route ROUTE_QA"),
+              std::string::npos)
+        << e.what();
+  }
+  const Plan unadapted = answerer.plan(request(kQuestion));
+  EXPECT_EQ(unadapted.answer.route.agent, "qa");
+  EXPECT_EQ(unadapted.answer.route.adapter, "");
+  EXPECT_EQ(unadapted.answer.model, "base");
+}
+
+TEST_F(AnswererTest, CompareAnswersWithTheBaseAndTheAdapterAsAskWould) {
+  publish("qa", 1, 2);
+  // The qa experiment's only arm is tuned: Compare leaves experiments out.
+  const Answerer answerer = make(0, 4, experiments(Json::array({arm("tuned", 0)}), "qa"));
+  const Comparison both = answerer.compare(request(kQuestion));
+  const Answer tuned = answerer.ask(request(kQuestion));
+  const Answer base = answerer.ask(request(kQuestion, RouteAsked::kBase));
+  EXPECT_EQ(tuned.arm, "tuned");
+
+  EXPECT_EQ(both.tuned.text, tuned.text);  // greedy: Ask's answer through the adapter
+  EXPECT_EQ(both.base.text, base.text);    // and the base model's
+  EXPECT_NE(both.tuned.text, both.base.text) << "the random adapter should change the answer";
+  EXPECT_EQ(both.tuned.route.adapter, "qa");
+  EXPECT_EQ(both.tuned.route.adapter_version, 1);
+  EXPECT_EQ(both.tuned.model, "qa");
+  EXPECT_EQ(both.base.route.adapter, "");
+  EXPECT_EQ(both.base.model, "base");
+  EXPECT_EQ(both.base.route.agent, both.tuned.route.agent);
+  EXPECT_EQ(both.base.sources.size(), both.tuned.sources.size());
+  EXPECT_EQ(both.base.usage.prompt_tokens, both.tuned.usage.prompt_tokens);
+  EXPECT_NE(both.base.response_id, both.tuned.response_id);
+  for (const Answer* a : {&both.base, &both.tuned}) {
+    EXPECT_EQ(a->experiment, "");
+    EXPECT_EQ(a->arm, "");
+    EXPECT_FALSE(a->finish_reason.empty());
+    EXPECT_GT(a->timings.total_ms, 0);
+  }
+
+  EXPECT_THROW(answerer.compare(request(kQuestion, RouteAsked::kBase)), std::invalid_argument);
+  // A title goes to describe, which has no adapter: nothing to compare with.
+  EXPECT_THROW(answerer.compare(request(kTitle)), FailedPreconditionError);
+}
+
+TEST_F(AnswererTest, TextStreamsToTheCallerAndCancellingEndsTheAnswer) {
+  publish("qa", 1, 2);
+  const Answerer answerer = make(0, 4);
+  std::string streamed;
+  RunHooks streaming;
+  streaming.on_text = [&](std::string_view text) {
+    streamed += text;
+    return true;
+  };
+  const Answer answer = answerer.ask(request(kQuestion, RouteAsked::kAuto, 24), streaming);
+  EXPECT_EQ(streamed, answer.text);
+  EXPECT_GT(answer.usage.completion_tokens, 0);
+
+  // The caller goes away after the first piece: the engine ends the row
+  // at its next step.
+  Request sampled = request(kQuestion, RouteAsked::kAuto, 256);
+  sampled.generation.temperature = 1.0;
+  sampled.generation.seed = 7;
+  RunHooks gone;
+  gone.on_text = [](std::string_view) { return false; };
+  const Answer cancelled = answerer.ask(sampled, gone);
+  EXPECT_EQ(cancelled.finish_reason, "cancelled");
+  EXPECT_LT(cancelled.usage.completion_tokens, 256);
+  // A cancellation check that says yes from the start does the same.
+  RunHooks cancelling;
+  cancelling.cancelled = [] { return true; };
+  const Answer refused = answerer.ask(sampled, cancelling);
+  EXPECT_EQ(refused.finish_reason, "cancelled");
+}
+
+}  // namespace
+}  // namespace vitrine::router
