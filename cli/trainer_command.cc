@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "common/net.h"
 #include "common/utf8.h"
 #include "common/yaml_json.h"
 #include "training/service/trainer_service.h"
@@ -72,10 +73,13 @@ int serve(const TrainerArgs& args) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // a taken port fails, not shares
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
-    throw std::runtime_error(fmt::format("cannot listen on '{}'", options.listen));
+    const std::string why = listen_problem(options.listen);
+    throw std::runtime_error(fmt::format("cannot listen on '{}'{}{}", options.listen,
+                                         why.empty() ? "" : ": ", why));
   }
   std::fprintf(stderr, "vitrine trainer: listening on %s (port %d); jobs in %s, adapters in %s\n",
                options.listen.c_str(), port, options.state_dir.c_str(),

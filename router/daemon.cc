@@ -5,6 +5,8 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -13,6 +15,7 @@
 #include <thread>
 
 #include "catalog/catalog.h"
+#include "common/net.h"
 #include "common/text_file.h"
 #include "models/runtime.h"
 #include "models/text_classifier.h"
@@ -41,12 +44,40 @@ std::string read_pem(const std::string& path, const char* key) {
   return pem;
 }
 
+// Throws naming both files unless `key_pem` holds the private key of the
+// certificate in `cert_pem` (gRPC would only fail to listen).
+void check_key_pair(const TlsConfig& tls, const std::string& key_pem,
+                    const std::string& cert_pem) {
+  using Bio = std::unique_ptr<BIO, decltype(&BIO_free)>;
+  Bio cert_bio(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())), BIO_free);
+  Bio key_bio(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())), BIO_free);
+  std::unique_ptr<X509, decltype(&X509_free)> cert(
+      PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr), X509_free);
+  if (cert == nullptr) {
+    throw std::runtime_error(fmt::format("tls.cert: '{}' holds no certificate", tls.cert));
+  }
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr), EVP_PKEY_free);
+  if (key == nullptr) {
+    throw std::runtime_error(
+        fmt::format("tls.key: '{}' holds no private key (or one with a passphrase)", tls.key));
+  }
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    throw std::runtime_error(fmt::format(
+        "tls.key '{}' is not the private key of tls.cert '{}': the two files come from different "
+        "key pairs",
+        tls.key, tls.cert));
+  }
+}
+
 std::shared_ptr<grpc::ServerCredentials> credentials(const TlsConfig& tls) {
   if (tls.cert.empty()) return grpc::InsecureServerCredentials();
   grpc::SslServerCredentialsOptions options(
       tls.client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
                             : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  options.pem_key_cert_pairs.push_back({read_pem(tls.key, "key"), read_pem(tls.cert, "cert")});
+  const std::string key = read_pem(tls.key, "key"), cert = read_pem(tls.cert, "cert");
+  check_key_pair(tls, key, cert);
+  options.pem_key_cert_pairs.push_back({key, cert});
   if (!tls.client_ca.empty()) options.pem_root_certs = read_pem(tls.client_ca, "client_ca");
   return grpc::SslServerCredentials(options);
 }
@@ -138,6 +169,8 @@ std::unique_ptr<grpc::Server> start_server(const RouterConfig& config, ChatServi
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(config.listen, credentials(config.tls), &port);
+  // A second daemon on a taken port must fail, not share it (SO_REUSEPORT).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(&service);
   // Each request in flight holds a thread while it waits for the engine:
   // enough for the whole queue and batch, and a few for the quick calls.
@@ -146,7 +179,9 @@ std::unique_ptr<grpc::Server> start_server(const RouterConfig& config, ChatServi
   builder.SetResourceQuota(quota);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
-    throw std::runtime_error(fmt::format("cannot listen on '{}'", config.listen));
+    const std::string why = listen_problem(config.listen);
+    throw std::runtime_error(fmt::format("cannot listen on '{}'{}{}", config.listen,
+                                         why.empty() ? "" : ": ", why));
   }
   set_health(*server, false);
   log(fmt::format("listening on {}{} (not serving until loaded)", config.listen,

@@ -17,6 +17,8 @@ PACKAGES=(
   libgloo-dev
   # router/, gateway/: gRPC and Protobuf
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  # router/: TLS key and certificate checks; gateway/: cpp-httplib's TLS
+  libssl-dev
   # router/: the daemon's Prometheus endpoint
   libcpp-httplib-dev
   # benchmarks: the peer pipeline runs on Debian's Python

@@ -9,26 +9,12 @@
 #include <stdexcept>
 
 #include "hand_catalog.h"
+#include "tests/support/constant_classifier.h"
 
 namespace vitrine::agents {
 namespace {
 
-// A classifier that ignores its input: zero weights, so its probabilities
-// are softmax(bias).
-models::TextClassifier constant_classifier(double describe_bias, double qa_bias,
-                                           std::vector<std::string> labels = {"describe", "qa"}) {
-  models::TextClassifierConfig config;
-  config.labels = std::move(labels);
-  config.buckets = 64;
-  config.dim = 4;
-  models::TextClassifier model(config);
-  at::NoGradGuard no_grad;
-  model->embedding->weight.zero_();
-  model->output->weight.zero_();
-  model->output->bias[0].fill_(describe_bias);
-  model->output->bias[1].fill_(qa_bias);
-  return model;
-}
+using vitrine::testing::constant_classifier;
 
 class ClassifierAgentTest : public testing::HandCatalogTest {};
 

@@ -13,6 +13,7 @@
 #include "common/errors.h"
 #include "models/peft_adapter.h"
 #include "tests/agents/hand_catalog.h"
+#include "tests/support/constant_classifier.h"
 #include "tests/support/temp_dir.h"
 
 namespace vitrine::router {
@@ -25,21 +26,7 @@ constexpr const char* kQuestion = "Does the kettle switch itself off?";
 constexpr const char* kTitle =
     "Who Moved My Cheese?";  // a catalogue title that reads as a question
 
-// A classifier that ignores its input (zero weights): its probabilities are
-// softmax(describe_bias, qa_bias).
-models::TextClassifier constant_classifier(double describe_bias, double qa_bias) {
-  models::TextClassifierConfig config;
-  config.labels = {"describe", "qa"};
-  config.buckets = 64;
-  config.dim = 4;
-  models::TextClassifier model(config);
-  at::NoGradGuard no_grad;
-  model->embedding->weight.zero_();
-  model->output->weight.zero_();
-  model->output->bias[0].fill_(describe_bias);
-  model->output->bias[1].fill_(qa_bias);
-  return model;
-}
+using vitrine::testing::constant_classifier;
 
 // A LoRA adapter on every projection of `model` with random A and B (B
 // nonzero, unlike a fresh adapter's), so it changes the model's answers.

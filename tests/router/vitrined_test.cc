@@ -568,6 +568,34 @@ TEST_F(Vitrined, SigtermDrainsTheRequestsInFlightAndExitsZero) {
   EXPECT_EQ(exit_code.get_future().get(), 0);
 }
 
+TEST(VitrinedStart, APortAnotherServerHoldsIsRefusedNamingIt) {
+  // Before, the second daemon bound the port beside the first (SO_REUSEPORT)
+  // and took half its connections.
+  const testing::HeldPort held;
+  const testing::CliRun r = testing::run_program(
+      "router/vitrined", fmt::format("--listen 127.0.0.1:{} --metrics-listen ''", held.port()));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(fmt::format("port {} is in use by another process", held.port())),
+            std::string::npos)
+      << r.output;
+}
+
+TEST(VitrinedStart, ATlsKeyOfAnotherPairIsRefusedNamingBothFiles) {
+  testing::TempDir dir;
+  if (!make_certificates(dir.path())) GTEST_SKIP() << "openssl could not make test certificates";
+  const fs::path config = dir / "router.yaml";
+  testing::write_file(config, fmt::format("listen: 127.0.0.1:{}\nmetrics_listen: \"\"\n"
+                                          "tls:\n  cert: {}\n  key: {}\n",
+                                          testing::free_port(), (dir / "server.pem").string(),
+                                          (dir / "client.key").string()));
+  const testing::CliRun r =
+      testing::run_program("router/vitrined", "--config " + config.string());
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("client.key' is not the private key of tls.cert"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("server.pem"), std::string::npos) << r.output;
+}
+
 TEST(VitrinedConfig, ShippedConfigHoldsExactlyTheDefaults) {
   auto run = [](const std::string& args) { return testing::run_program("router/vitrined", args); };
   const testing::CliRun r =

@@ -111,6 +111,18 @@ grpc::Status cancel(Server& server, const std::string& id, v1::Job& job) {
   return server.stub().CancelJob(&context, request, &job);
 }
 
+TEST(TrainerServiceStart, APortAnotherServerHoldsIsRefusedNamingIt) {
+  const testing::HeldPort held;
+  testing::TempDir tmp;
+  const testing::CliRun r = run_vitrine(
+      fmt::format("trainer serve --listen 127.0.0.1:{} --state-dir {} --adapters-dir {}",
+                  held.port(), (tmp / "state").string(), (tmp / "adapters").string()));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(fmt::format("port {} is in use by another process", held.port())),
+            std::string::npos)
+      << r.output;
+}
+
 TEST(TrainerServiceConfig, ShippedConfigHoldsExactlyTheDefaults) {
   const testing::CliRun r = run_vitrine(fmt::format(
       "trainer serve --config {}/configs/trainer.yaml --print-config", VITRINE_SOURCE_DIR));
