@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -60,7 +61,7 @@ int run_prepare_command(const PrepareArgs& args) {
           static_cast<unsigned long long>(s["splits"]["products"]["train"].get<uint64_t>()),
           static_cast<unsigned long long>(s["splits"]["products"]["validation"].get<uint64_t>()),
           static_cast<unsigned long long>(s["splits"]["products"]["test"].get<uint64_t>()));
-      std::printf("report: %s/report.md\n", args.out.c_str());
+      std::printf("report: %s\n", (std::filesystem::path(args.out) / "report.md").c_str());
     }
     if (!s["input"]["stream_error"].is_null()) {
       std::fprintf(stderr, "vitrine prepare: warning: %s\n",
@@ -98,7 +99,8 @@ Command add_prepare_command(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("--out,-o", args->out,
-                  "dataset directory to write (replaced atomically when complete)")
+                  "dataset directory to write: new, empty, or a dataset prepare wrote (replaced "
+                  "whole and atomically when complete)")
       ->required();
   cmd->add_option("--config,-c", args->config,
                   "prepare.yaml (see configs/prepare.yaml); defaults otherwise")

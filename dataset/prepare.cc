@@ -19,6 +19,7 @@
 #include "dataset/block_cleaner.h"
 #include "dataset/hash_set.h"
 #include "dataset/line_reader.h"
+#include "dataset/output_dir.h"
 #include "dataset/pipeline.h"
 #include "dataset/prepare_stats.h"
 
@@ -368,8 +369,10 @@ PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir,
                           const PrepareConfig& config, const PrepareHooks& hooks) {
   validate(config);
   const auto t0 = std::chrono::steady_clock::now();
+  // Before any work: nothing but an empty directory or a previous dataset is replaced.
+  const fs::path target = resolve_output_dir(out_dir, input);
   LineReader reader(input, config.block_bytes);
-  StagingDir staging(out_dir);
+  StagingDir staging(target);
   const fs::path dir = staging.path();
   Outputs outputs(dir, config, hooks.clean_only);
   Pipeline pipeline(reader, config, worker_count(config));
@@ -414,6 +417,8 @@ PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir,
   result.report = render_report(result.stats);
   write_file_atomic(dir / "stats.json", result.stats.dump(1) + "\n");
   write_file_atomic(dir / "report.md", result.report);
+  write_dataset_marker(dir);
+  resolve_output_dir(out_dir, input);  // again: the run may have taken minutes
   staging.commit();
   timings.total = seconds_since(t0);
   timings.peak_rss_bytes = peak_rss_bytes();

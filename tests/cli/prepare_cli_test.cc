@@ -84,5 +84,32 @@ TEST(PrepareCli, PrintsTheReportWhenAsked) {
   EXPECT_NE(r.output.find("| bad_json | 1 |"), std::string::npos) << r.output;
 }
 
+TEST(PrepareCli, OutputHoldingTheInputFailsAtOnceAndDeletesNothing) {
+  TempDir dir;
+  fs::create_directories(dir / "d");
+  write_file(dir / "d" / "trn.jsonl", kGood);
+  const CliRun r = run_vitrine("prepare -q -i " + (dir / "d" / "trn.jsonl").string() + " -o " +
+                               (dir / "d").string());
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("contains the input"), std::string::npos) << r.output;
+  EXPECT_EQ(read_file(dir / "d" / "trn.jsonl"), kGood);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir / "d"), {}), 1);
+}
+
+TEST(PrepareCli, DotAsOutputFailsAtOnce) {
+  TempDir dir;
+  fs::create_directories(dir / "cwd");
+  // Bad input: had the work been done first, the error would be "nothing kept".
+  write_file(dir / "in.jsonl", "not json\n");
+  const CliRun r = run_vitrine("prepare -q -i " + (dir / "in.jsonl").string() + " -o .",
+                               "cd " + (dir / "cwd").string() + " &&");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("'.' ('" + (dir / "cwd").string() + "') is the current directory"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("nothing kept"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::is_empty(dir / "cwd"));
+}
+
 }  // namespace
 }  // namespace vitrine
