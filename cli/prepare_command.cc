@@ -1,4 +1,5 @@
-// `vitrine prepare --input trn.json[.gz] --out DIR [--config prepare.yaml]`
+// `vitrine prepare --input trn.json[.gz] --out DIR [--config prepare.yaml]`; `--input -`
+// reads standard input.
 #include <fmt/format.h>
 #include <signal.h>
 
@@ -17,6 +18,14 @@ namespace vitrine::cli {
 namespace {
 
 std::atomic<bool> g_cancel{false};
+
+// An existing file (pipes and FIFOs too), or "-" for standard input.
+const CLI::Validator kFileOrStandardInput(
+    [](std::string& value) {
+      if (value == "-") return std::string();
+      return CLI::ExistingFile(value);
+    },
+    "FILE|-");
 
 void on_signal(int) {
   g_cancel.store(true);
@@ -95,9 +104,11 @@ Command add_prepare_command(CLI::App& app) {
   auto args = std::make_shared<PrepareArgs>();
   CLI::App* cmd = app.add_subcommand(
       "prepare", "Clean raw trn.json(.gz) into a dataset directory (catalogue, tasks, report)");
-  cmd->add_option("--input,-i", args->input, "raw trn.json or trn.json.gz (JSON Lines)")
+  cmd->add_option("--input,-i", args->input,
+                  "raw trn.json or trn.json.gz (JSON Lines); a pipe or FIFO works, and '-' reads "
+                  "standard input")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(kFileOrStandardInput);
   cmd->add_option("--out,-o", args->out,
                   "dataset directory to write: new, empty, or a dataset prepare wrote (replaced "
                   "whole and atomically when complete)")

@@ -11,6 +11,7 @@
 
 #include "common/atomic_output.h"
 #include "common/text_file.h"
+#include "dataset/line_reader.h"
 
 namespace vitrine::dataset {
 namespace fs = std::filesystem;
@@ -24,9 +25,12 @@ constexpr std::array<std::string_view, 9> kDatasetEntries = {
     "stats.json",         "report.md",          "clean.jsonl"};
 
 // Absolute, with symlinks, "." and ".." resolved as far as the path exists,
-// and no trailing separator.
+// and no trailing separator. A link that leads nowhere on disk (/dev/stdin
+// to "pipe:[123]") stays as spelled.
 fs::path resolved(const fs::path& p) {
-  fs::path r = fs::weakly_canonical(fs::absolute(p));
+  std::error_code ec;
+  fs::path r = fs::weakly_canonical(fs::absolute(p), ec);
+  if (ec) r = fs::absolute(p).lexically_normal();
   while (!r.has_filename() && r != r.root_path()) r = r.parent_path();
   return r;
 }
@@ -66,9 +70,11 @@ void check_not_current_dir(const fs::path& out, const std::string& out_shown) {
 
 // Refuses an output that holds the input's bytes or its name (a link to it).
 void check_input_outside(const fs::path& out, const std::string& out_shown, const fs::path& input) {
-  const fs::path named = fs::absolute(input);
+  // Standard input redirected from a file (`-i - < d/trn.json`) is that file.
+  const fs::path source = is_standard_input(input) ? fs::path("/dev/stdin") : input;
+  const fs::path named = fs::absolute(source);
   const std::array<fs::path, 2> places = {resolved(named.parent_path()) / named.filename(),
-                                          resolved(input)};
+                                          resolved(source)};
   for (const fs::path& place : places) {
     if (place == out) {
       throw std::runtime_error(fmt::format(

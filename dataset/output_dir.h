@@ -5,7 +5,8 @@
 // at a directory that holds anything else. resolve_output_dir() resolves the
 // spelling (relative, ".", "..", symlinks, a trailing "/") and refuses, before
 // any work: an output that is or contains the current directory, that
-// contains the input (or a link to it), that is not a directory, or that is
+// contains the input (or a link to it, or the file standard input is
+// redirected from), that is not a directory, or that is
 // a non-empty directory other than a dataset written by prepare. A dataset is
 // recognised by the marker file prepare writes into it (kDatasetMarker) or,
 // for datasets of versions before the marker, by its layout: a stats.json

@@ -100,15 +100,14 @@ nlohmann::ordered_json examples_json(const std::vector<Example>& examples) {
   return arr;
 }
 
-nlohmann::ordered_json build_stats(const fs::path& input, const LineReader& reader,
-                                   const std::string& fingerprint, const PrepareConfig& config,
-                                   const PrepareCounters& c, const KeptStats& k,
-                                   const std::array<const TaskFiles*, 3>& tasks,
+nlohmann::ordered_json build_stats(const LineReader& reader, const std::string& fingerprint,
+                                   const PrepareConfig& config, const PrepareCounters& c,
+                                   const KeptStats& k, const std::array<const TaskFiles*, 3>& tasks,
                                    const nlohmann::ordered_json& task_details) {
   nlohmann::ordered_json s;
   s["vitrine"] = {{"dataset_format", kDatasetFormat}};
   s["input"] = {
-      {"name", input.filename().string()},
+      {"name", reader.name()},
       {"bytes", reader.file_bytes()},
       {"gzip", reader.is_gzip()},
       {"data_bytes", reader.data_bytes()},
@@ -247,18 +246,18 @@ class Outputs {
   }
 
   // Commits the files and returns stats.json's content.
-  nlohmann::ordered_json commit(const fs::path& input, const LineReader& reader,
-                                const std::string& fingerprint, const PrepareConfig& config,
-                                const PrepareCounters& counters, const KeptStats& kept) {
+  nlohmann::ordered_json commit(const LineReader& reader, const std::string& fingerprint,
+                                const PrepareConfig& config, const PrepareCounters& counters,
+                                const KeptStats& kept) {
     if (clean_file_) {
       clean_file_->write(clean_buffer_);
       clean_file_->commit();
-      return build_stats(input, reader, fingerprint, config, counters, kept, {}, {});
+      return build_stats(reader, fingerprint, config, counters, kept, {}, {});
     }
     describe_->commit();
     qa_->commit();
     router_->commit();
-    return build_stats(input, reader, fingerprint, config, counters, kept,
+    return build_stats(reader, fingerprint, config, counters, kept,
                        {describe_.get(), qa_.get(), router_.get()}, builder_->stats().to_json());
   }
 
@@ -376,8 +375,9 @@ PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir,
   const fs::path dir = staging.path();
   Outputs outputs(dir, config, hooks.clean_only);
   Pipeline pipeline(reader, config, worker_count(config));
-  Progress progress(ProgressOptions{
-      .label = "prepare", .total_bytes = reader.file_bytes(), .enabled = hooks.progress});
+  Progress progress(ProgressOptions{.label = "prepare",
+                                    .total_bytes = reader.size_known() ? reader.file_bytes() : 0,
+                                    .enabled = hooks.progress});
   pipeline.start();
 
   Consumer consumer(config);
@@ -407,7 +407,7 @@ PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir,
   }
   PrepareResult result;
   result.kept = kept.kept;
-  result.stats = outputs.commit(input, reader, pipeline.fingerprint(), config, counters, kept);
+  result.stats = outputs.commit(reader, pipeline.fingerprint(), config, counters, kept);
   const auto t_index = std::chrono::steady_clock::now();
   outputs.finish_catalog(pipeline.fingerprint(), result.stats);
   if (!hooks.clean_only) timings.catalog_index = seconds_since(t_index);

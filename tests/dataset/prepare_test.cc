@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 
+#include "tests/dataset/fifo_writer.h"
 #include "tests/support/gzip.h"
 #include "tests/support/temp_dir.h"
 
@@ -16,6 +17,7 @@ namespace vitrine::dataset {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::FifoWriter;
 using testing::gzip;
 using testing::read_file;
 using testing::shared_path;
@@ -227,6 +229,35 @@ TEST(Prepare, GzipInputGivesTheSameDataset) {
   for (const auto& [name, bytes] : plain) {
     if (name == "stats.json" || name == "report.md") continue;  // they name the input file
     EXPECT_TRUE(bytes == gz.at(name)) << name << " differs between gzip and plain input";
+  }
+}
+
+TEST(Prepare, PipedInputPlainOrGzipGivesTheSameDataset) {
+  REQUIRE_SAMPLE();
+  TempDir dir;
+  const auto from_file = run_prepare(kSample, dir / "file", quiet_config(), quiet());
+  const auto files = snapshot(dir / "file");
+  const std::string text = read_file(kSample);
+  for (const bool packed : {false, true}) {
+    SCOPED_TRACE(packed ? "gzip" : "plain");
+    const std::string bytes = packed ? gzip(text) : text;
+    const fs::path out = dir / (packed ? "gz" : "plain");
+    PrepareResult piped;
+    {
+      FifoWriter fifo(dir / (packed ? "gz.fifo" : "plain.fifo"), bytes);
+      piped = run_prepare(fifo.path(), out, quiet_config(), quiet());
+    }
+    const auto& s = piped.stats;
+    EXPECT_EQ(s["input"]["lines"], 884);  // the first record is not lost
+    EXPECT_EQ(s["input"]["gzip"], packed);
+    EXPECT_EQ(s["input"]["bytes"], bytes.size());
+    EXPECT_EQ(s["input"]["data_bytes"], text.size());
+    EXPECT_EQ(s["input"]["fingerprint"], from_file.stats["input"]["fingerprint"]);
+    EXPECT_EQ(piped.kept, from_file.kept);
+    for (const auto& [name, content] : snapshot(out)) {
+      if (name == "stats.json" || name == "report.md") continue;  // they name the input
+      EXPECT_TRUE(content == files.at(name)) << name << " differs from the file's";
+    }
   }
 }
 
