@@ -28,10 +28,10 @@ void ascii_lower_into(std::string_view s, std::string& out) {
   }
 }
 
-// The line as the report shows it: valid UTF-8, control bytes as spaces.
-std::string printable_excerpt(std::string_view line) {
+// Text as the report shows it: valid UTF-8, control bytes as spaces.
+std::string printable(std::string_view text) {
   std::string shown;
-  utf8::repair(line.substr(0, 200), shown);
+  utf8::repair(text, shown);
   for (char& ch : shown) {
     if (static_cast<unsigned char>(ch) < 0x20) ch = ' ';
   }
@@ -69,6 +69,7 @@ void BlockCleaner::process_line(std::string_view line, uint64_t line_no, Batch& 
     return;
   }
   count_record(raw, line_no, c);
+  if (!raw.duplicate_key.empty()) count_duplicate_key(line, raw.duplicate_key, line_no, c);
   clean_field(raw.title, false, line_no, title_, c.title_transforms, c);
   clean_field(raw.content, true, line_no, content_, c.content_transforms, c);
 
@@ -87,7 +88,7 @@ void BlockCleaner::count_malformed(Malformed why, std::string_view line, uint64_
                                    PrepareCounters& c) {
   ++c.malformed[static_cast<int>(why)];
   if (c.malformed_examples.size() >= config_.malformed_examples) return;
-  const std::string shown = printable_excerpt(line);
+  const std::string shown = printable(line.substr(0, 200));
   Example e = make_example(line_no, malformed_name(why), shown, shown, 100);
   e.after = parser_.detail();
   c.malformed_examples.push_back(std::move(e));
@@ -107,6 +108,26 @@ void BlockCleaner::count_record(const RawRecord& raw, uint64_t line_no, PrepareC
   } else {
     c.content_before.add(utf8::count_code_points(raw.content));
   }
+}
+
+// The record is kept with the first value of `key`; the example shows the
+// line where the key comes again.
+void BlockCleaner::count_duplicate_key(std::string_view line, std::string_view key,
+                                       uint64_t line_no, PrepareCounters& c) {
+  ++c.title_transforms[static_cast<int>(Transform::kDuplicateKeys)];
+  auto& ex = c.transform_examples[static_cast<int>(Transform::kDuplicateKeys)];
+  if (!want_example(ex)) return;
+  const std::string shown = printable(line);
+  const std::string shown_key = printable(key);
+  // Found as spelled in the line; a key written with escapes is not, and
+  // the excerpt then starts at the line's beginning.
+  const std::string quoted = "\"" + shown_key + "\"";
+  size_t again = shown.find(quoted);
+  if (again != std::string::npos) again = shown.find(quoted, again + quoted.size());
+  if (again == std::string::npos) again = 0;
+  Example e = make_example(line_no, "record", shown, std::string_view(shown).substr(0, again));
+  e.after = fmt::format("key \"{}\" appears again; its first value is used", shown_key);
+  ex.push_back(std::move(e));
 }
 
 std::optional<Drop> BlockCleaner::first_drop(size_t title_chars, size_t content_chars) const {

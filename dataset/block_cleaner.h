@@ -61,6 +61,8 @@ class BlockCleaner {
   void process_line(std::string_view line, uint64_t line_no, Batch& batch);
   void count_malformed(Malformed why, std::string_view line, uint64_t line_no, PrepareCounters& c);
   void count_record(const RawRecord& raw, uint64_t line_no, PrepareCounters& c);
+  void count_duplicate_key(std::string_view line, std::string_view key, uint64_t line_no,
+                           PrepareCounters& c);
   // The first dropping rule that applies to the cleaned title_ / content_.
   std::optional<Drop> first_drop(size_t title_chars, size_t content_chars) const;
   void store(const RawRecord& raw, uint64_t line_no, size_t title_chars, size_t content_chars,

@@ -178,6 +178,60 @@ TEST(Prepare, EveryMalformedKindIsCountedWithItsLineNumber) {
   EXPECT_EQ(result.kept, 3u);
 }
 
+TEST(Prepare, DuplicateKeysAreCountedWithTheirLineNumbers) {
+  TempDir dir;
+  std::string input;
+  input += record("u1", "Good Title One", kLongText);  // 1
+  input += R"({"uid": "u2", "title": "Kept Title", "content": ")" + kLongText +
+           R"(", "title": "Ignored Title"})"
+           "\n";                                                     // 2: title twice
+  input += record("u3", "Good Title Three", kLongText + " Three.");  // 3
+  input += R"({"uid": "u4", "uid": "u5", "title": "Good Title Four", "content": ")" + kLongText +
+           R"( Four."})"
+           "\n";  // 4: uid twice
+  write_file(dir / "in.jsonl", input);
+  const auto result = run_prepare(dir / "in.jsonl", dir / "ds", quiet_config(), quiet());
+  EXPECT_EQ(result.stats["malformed"]["total"], 0);
+  EXPECT_EQ(result.kept, 4u);
+  std::map<std::string, nlohmann::ordered_json> rules;
+  for (const auto& t : result.stats["transforms"]) rules[t["rule"]] = t;
+  ASSERT_TRUE(rules.count("duplicate_keys_first_used"));
+  const auto& rule = rules["duplicate_keys_first_used"];
+  EXPECT_EQ(rule["titles"], 2);  // records, counted in the first column like other record rules
+  std::vector<uint64_t> lines;
+  for (const auto& e : rule["examples"]) lines.push_back(e["line"]);
+  EXPECT_EQ(lines, (std::vector<uint64_t>{2, 4}));
+  EXPECT_NE(rule["examples"][0]["after"].get<std::string>().find("\"title\""), std::string::npos)
+      << rule["examples"][0];
+  const std::string report = read_file(dir / "ds" / "report.md");
+  EXPECT_NE(report.find("| duplicate_keys_first_used | 2 |"), std::string::npos);
+  // The first value is the one used.
+  std::set<std::string> titles, uids;
+  for (const char* split : {"train", "validation", "test"}) {
+    for (const auto& j :
+         read_jsonl(dir / "ds" / "tasks" / "describe" / (std::string(split) + ".jsonl"))) {
+      titles.insert(j["prompt"]);
+      uids.insert(j["uid"]);
+    }
+  }
+  EXPECT_TRUE(titles.count("Kept Title"));
+  EXPECT_TRUE(uids.count("u4"));
+  EXPECT_FALSE(uids.count("u5"));
+}
+
+TEST(Prepare, HugeNumbersInIgnoredFieldsKeepTheRecord) {
+  TempDir dir;
+  const std::string digits(60, '7');
+  std::string input;
+  input += record("u1", "Good Title One", kLongText);
+  input += R"({"uid": "u2", "title": "Huge Targets", "content": ")" + kLongText +
+           R"(", "target_ind": [1e400, )" + digits + R"(], "target_rel": [)" + digits + "]}\n";
+  write_file(dir / "in.jsonl", input);
+  const auto result = run_prepare(dir / "in.jsonl", dir / "ds", quiet_config(), quiet());
+  EXPECT_EQ(result.stats["malformed"]["total"], 0) << result.stats["malformed"];
+  EXPECT_EQ(result.kept, 2u);
+}
+
 TEST(Prepare, DropRulesFireInOrderAndDuplicatesKeepTheFirst) {
   TempDir dir;
   std::string input;
