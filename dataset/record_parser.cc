@@ -163,7 +163,8 @@ simdjson::error_code validate(od::value value) {
 
 // A line that is JSON but not an object: walked like a value, so a broken
 // array is still bad JSON.
-simdjson::error_code validate_document(od::document& doc, od::json_type type) {
+simdjson::error_code validate_document(od::document& doc, od::json_type type,
+                                       const char* line_end) {
   switch (type) {
     case od::json_type::array: {
       od::array array;
@@ -176,9 +177,11 @@ simdjson::error_code validate_document(od::document& doc, od::json_type type) {
       return at_end(doc) ? simdjson::SUCCESS : simdjson::TRAILING_CONTENT;
     }
     case od::json_type::number: {
-      // Checked against the grammar only: the line is set aside either way.
+      // Checked against the grammar, not converted (the token runs up to
+      // whatever follows it, which must be nothing).
       std::string_view token;
       SIMDJSON_TRY(doc.raw_json_token().get(token));
+      if (token.data() + token.size() != line_end) return simdjson::TRAILING_CONTENT;
       return is_json_number(token) ? simdjson::SUCCESS : simdjson::NUMBER_ERROR;
     }
     case od::json_type::string: {
@@ -308,7 +311,7 @@ Malformed RecordParser::parse(std::string_view line, RawRecord& record) {
   simdjson::error_code error = impl_->parser.iterate(data, size, capacity).get(doc);
   if (!error) error = doc.type().get(type);
   if (!error && type != od::json_type::object) {
-    error = validate_document(doc, type);
+    error = validate_document(doc, type, data + size);
     if (!error) {
       detail_ = std::string("the line is ") + type_name(type) + ", not an object";
       return Malformed::kNotObject;

@@ -93,6 +93,7 @@ TEST(RecordParser, HugeNumbersInIgnoredFieldsDoNotMakeTheLineBad) {
   EXPECT_EQ(parse(parser, "{\"title\": \"T\", \"content\": " + digits + "}", rec),
             Malformed::kContentNotString);
   EXPECT_EQ(parse(parser, "1e400", rec), Malformed::kNotObject);
+  EXPECT_EQ(parse(parser, "[1e400, 2] ", rec), Malformed::kNotObject);
 }
 
 TEST(RecordParser, IgnoredFieldsMustStillBeWellFormedJson) {
@@ -109,6 +110,10 @@ TEST(RecordParser, IgnoredFieldsMustStillBeWellFormedJson) {
     EXPECT_FALSE(parser.detail().empty()) << line;
   }
   EXPECT_EQ(parse(parser, "[1, 2", rec), Malformed::kBadJson);
+  EXPECT_EQ(parse(parser, R"(1{"title": "T", "content": "C"})", rec), Malformed::kBadJson);
+  EXPECT_EQ(parse(parser, "1e400 2", rec), Malformed::kBadJson);
+  EXPECT_EQ(parse(parser, "01", rec), Malformed::kBadJson);
+  EXPECT_EQ(parse(parser, "[1] [2]", rec), Malformed::kBadJson);
   EXPECT_EQ(parse(parser, R"({"title": "T", "content": "C"}})", rec), Malformed::kBadJson);
   EXPECT_EQ(parse(parser, R"({"title": "T", "content": "C"} {})", rec), Malformed::kBadJson);
 }
