@@ -100,6 +100,19 @@ nlohmann::ordered_json examples_json(const std::vector<Example>& examples) {
   return arr;
 }
 
+// stats.json's "malformed": counts by reason and the first lines set aside.
+nlohmann::ordered_json malformed_json(const PrepareCounters& c) {
+  nlohmann::ordered_json by_reason;
+  for (int i = 1; i < kNumMalformed; ++i)
+    by_reason[std::string(malformed_name(static_cast<Malformed>(i)))] = c.malformed[i];
+  nlohmann::ordered_json first = nlohmann::ordered_json::array();
+  for (const auto& e : c.malformed_examples) {
+    first.push_back(
+        {{"line", e.line}, {"reason", e.field}, {"detail", e.after}, {"excerpt", e.before}});
+  }
+  return {{"total", c.malformed_total()}, {"by_reason", by_reason}, {"first", first}};
+}
+
 nlohmann::ordered_json build_stats(const LineReader& reader, const std::string& fingerprint,
                                    const PrepareConfig& config, const PrepareCounters& c,
                                    const KeptStats& k, const std::array<const TaskFiles*, 3>& tasks,
@@ -116,15 +129,7 @@ nlohmann::ordered_json build_stats(const LineReader& reader, const std::string& 
       {"stream_error", reader.stream_error() ? nlohmann::ordered_json(*reader.stream_error())
                                              : nlohmann::ordered_json()}};
   s["config"] = config_to_json(config);
-  nlohmann::ordered_json by_reason;
-  for (int i = 1; i < kNumMalformed; ++i)
-    by_reason[std::string(malformed_name(static_cast<Malformed>(i)))] = c.malformed[i];
-  nlohmann::ordered_json first = nlohmann::ordered_json::array();
-  for (const auto& e : c.malformed_examples) {
-    first.push_back(
-        {{"line", e.line}, {"reason", e.field}, {"detail", e.after}, {"excerpt", e.before}});
-  }
-  s["malformed"] = {{"total", c.malformed_total()}, {"by_reason", by_reason}, {"first", first}};
+  s["malformed"] = malformed_json(c);
   s["records"] = {{"parsed", c.records},
                   {"kept", k.kept},
                   {"dropped", c.records - k.kept},
