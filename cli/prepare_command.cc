@@ -1,9 +1,11 @@
-// `vitrine prepare --input trn.json[.gz] --out DIR [--config prepare.yaml]`
+// `vitrine prepare --input trn.json[.gz] --out DIR [--config prepare.yaml]`; `--input -`
+// reads standard input.
 #include <fmt/format.h>
 #include <signal.h>
 
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -16,6 +18,14 @@ namespace vitrine::cli {
 namespace {
 
 std::atomic<bool> g_cancel{false};
+
+// An existing file (pipes and FIFOs too), or "-" for standard input.
+const CLI::Validator kFileOrStandardInput(
+    [](std::string& value) {
+      if (value == "-") return std::string();
+      return CLI::ExistingFile(value);
+    },
+    "FILE|-");
 
 void on_signal(int) {
   g_cancel.store(true);
@@ -60,7 +70,7 @@ int run_prepare_command(const PrepareArgs& args) {
           static_cast<unsigned long long>(s["splits"]["products"]["train"].get<uint64_t>()),
           static_cast<unsigned long long>(s["splits"]["products"]["validation"].get<uint64_t>()),
           static_cast<unsigned long long>(s["splits"]["products"]["test"].get<uint64_t>()));
-      std::printf("report: %s/report.md\n", args.out.c_str());
+      std::printf("report: %s\n", (std::filesystem::path(args.out) / "report.md").c_str());
     }
     if (!s["input"]["stream_error"].is_null()) {
       std::fprintf(stderr, "vitrine prepare: warning: %s\n",
@@ -94,11 +104,14 @@ Command add_prepare_command(CLI::App& app) {
   auto args = std::make_shared<PrepareArgs>();
   CLI::App* cmd = app.add_subcommand(
       "prepare", "Clean raw trn.json(.gz) into a dataset directory (catalogue, tasks, report)");
-  cmd->add_option("--input,-i", args->input, "raw trn.json or trn.json.gz (JSON Lines)")
+  cmd->add_option("--input,-i", args->input,
+                  "raw trn.json or trn.json.gz (JSON Lines); a pipe or FIFO works, and '-' reads "
+                  "standard input")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(kFileOrStandardInput);
   cmd->add_option("--out,-o", args->out,
-                  "dataset directory to write (replaced atomically when complete)")
+                  "dataset directory to write: new, empty, or a dataset prepare wrote (replaced "
+                  "whole and atomically when complete)")
       ->required();
   cmd->add_option("--config,-c", args->config,
                   "prepare.yaml (see configs/prepare.yaml); defaults otherwise")

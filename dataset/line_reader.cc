@@ -1,6 +1,8 @@
 #include "dataset/line_reader.h"
 
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -19,33 +21,67 @@ struct LineReader::Inflater {
 
 LineReader::LineReader(const std::filesystem::path& path, size_t block_bytes)
     : path_(path), block_bytes_(std::max<size_t>(block_bytes, 4096)) {
-  file_ = std::fopen(path.c_str(), "rb");
-  if (file_ == nullptr) {
-    throw std::runtime_error(
-        fmt::format("cannot open input '{}': {}", path.string(), std::strerror(errno)));
+  if (is_standard_input(path)) {
+    shown_ = "standard input";
+    if (::isatty(STDIN_FILENO)) {
+      throw std::runtime_error(
+          "input '-' is standard input, which is a terminal: pipe or redirect the file in "
+          "(`cat trn.json | vitrine prepare -i - ...`, or `-i - < trn.json`)");
+    }
+    file_ = stdin;
+    owns_file_ = false;
+  } else {
+    shown_ = path.string();
+    file_ = std::fopen(path.c_str(), "rb");
+    if (file_ == nullptr) {
+      throw std::runtime_error(
+          fmt::format("cannot open input '{}': {}", path.string(), std::strerror(errno)));
+    }
   }
-  std::error_code ec;
-  file_bytes_ = std::filesystem::file_size(path, ec);
-  if (ec) file_bytes_ = 0;
-  unsigned char magic[2] = {0, 0};
-  const size_t got = std::fread(magic, 1, 2, file_);
-  gzip_ = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-  std::rewind(file_);
-  if (gzip_) {
-    inflater_ = std::make_unique<Inflater>();
-    if (inflateInit2(&inflater_->zs, 15 + 16) != Z_OK)
-      throw std::runtime_error("zlib: inflateInit2 failed");
+  struct stat st {};
+  if (::fstat(::fileno(file_), &st) == 0 && S_ISREG(st.st_mode)) {
+    file_bytes_ = static_cast<uint64_t>(st.st_size);
+    size_known_ = true;
+  }
+  try {
+    detect_gzip();
+  } catch (...) {
+    if (owns_file_) std::fclose(file_);
+    throw;
   }
 }
 
 LineReader::~LineReader() {
-  if (file_ != nullptr) std::fclose(file_);
+  if (file_ != nullptr && owns_file_) std::fclose(file_);
+}
+
+std::string LineReader::name() const {
+  return is_standard_input(path_) ? "stdin" : path_.filename().string();
+}
+
+// A pipe cannot be rewound: the magic bytes read here are handed to the
+// decoder (gzip) or kept as the first line data (plain).
+void LineReader::detect_gzip() {
+  unsigned char magic[2] = {0, 0};
+  const size_t got = read_raw(reinterpret_cast<char*>(magic), 2);
+  gzip_ = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+  if (!gzip_) {
+    carry_.assign(reinterpret_cast<const char*>(magic), got);
+    if (got < 2) eof_ = true;  // a plain stream shorter than the magic is all read
+    return;
+  }
+  inflater_ = std::make_unique<Inflater>();
+  if (inflateInit2(&inflater_->zs, 15 + 16) != Z_OK)
+    throw std::runtime_error("zlib: inflateInit2 failed");
+  std::memcpy(inflater_->in.data(), magic, 2);
+  inflater_->zs.next_in = inflater_->in.data();
+  inflater_->zs.avail_in = 2;
 }
 
 size_t LineReader::read_raw(char* dst, size_t want) {
   const size_t got = std::fread(dst, 1, want, file_);
   if (got < want && std::ferror(file_)) {
-    stream_error_ = fmt::format("read error in '{}' at byte {}: {}", path_.string(), file_position_,
+    stream_error_ = fmt::format("read error in '{}' at byte {}: {}", shown_, file_position_,
                                 std::strerror(errno));
     eof_ = true;
   }
@@ -73,8 +109,8 @@ size_t LineReader::fill(size_t want) {
       if (got == 0) {
         if (inf.member_open && !stream_error_) {
           stream_error_ = fmt::format(
-              "truncated gzip stream: '{}' ends inside a compressed member after {} bytes",
-              path_.string(), file_position_);
+              "truncated gzip stream: '{}' ends inside a compressed member after {} bytes", shown_,
+              file_position_);
         }
         eof_ = true;
         break;
@@ -89,7 +125,7 @@ size_t LineReader::fill(size_t want) {
       inflateReset(&inf.zs);  // another member may follow (concatenated gzip)
     } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
       stream_error_ =
-          fmt::format("corrupt gzip data in '{}' near compressed byte {}: {}", path_.string(),
+          fmt::format("corrupt gzip data in '{}' near compressed byte {}: {}", shown_,
                       file_position_ - inf.zs.avail_in, inf.zs.msg ? inf.zs.msg : "inflate error");
       eof_ = true;
       break;

@@ -4,13 +4,11 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
-#include <condition_variable>
-#include <cstring>
-#include <deque>
-#include <exception>
 #include <map>
-#include <mutex>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -18,12 +16,12 @@
 #include "common/json_escape.h"
 #include "common/progress.h"
 #include "common/stable_hash.h"
-#include "common/utf8.h"
+#include "dataset/block_cleaner.h"
 #include "dataset/hash_set.h"
-#include "dataset/language.h"
 #include "dataset/line_reader.h"
+#include "dataset/output_dir.h"
+#include "dataset/pipeline.h"
 #include "dataset/prepare_stats.h"
-#include "dataset/record_parser.h"
 
 namespace vitrine::dataset {
 namespace fs = std::filesystem;
@@ -43,186 +41,6 @@ uint64_t peak_rss_bytes() {
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<uint64_t>(usage.ru_maxrss) * 1024;
 }
-
-// A record that survived the per-record rules, with its text in the batch arena.
-struct CleanedRecord {
-  uint64_t line = 0;
-  uint32_t uid_off = 0, uid_len = 0;
-  uint32_t title_off = 0, title_len = 0;
-  uint32_t content_off = 0, content_len = 0;
-  uint32_t title_chars = 0, content_chars = 0;
-  Hash128 pair_hash, uid_hash, title_hash, content_hash;
-  catalog::Split split = catalog::Split::kTrain;
-  std::string_view lang;
-};
-
-struct Batch {
-  uint64_t sequence = 0;
-  std::string arena;
-  std::vector<CleanedRecord> records;
-  PrepareCounters counters;
-  double cpu_seconds = 0;
-};
-
-void ascii_lower_into(std::string_view s, std::string& out) {
-  const size_t at = out.size();
-  out.append(s);
-  for (size_t i = at; i < out.size(); ++i) {
-    const char c = out[i];
-    if (c >= 'A' && c <= 'Z') out[i] = static_cast<char>(c + 32);
-  }
-}
-
-// Parses and cleans the lines of one block. One per worker thread.
-class BlockCleaner {
- public:
-  explicit BlockCleaner(const PrepareConfig& config)
-      : config_(config), parser_(config.repair_utf8), cleaner_(config.clean) {}
-
-  void run(const LineBlock& block, Batch& batch) {
-    const double cpu_start = thread_cpu_seconds();
-    batch.sequence = block.sequence;
-    const char* p = block.data();
-    const char* end = p + block.size;
-    uint64_t line_no = block.first_line;
-    while (p < end) {
-      const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
-      const char* line_end = nl != nullptr ? nl : end;
-      process_line(std::string_view(p, static_cast<size_t>(line_end - p)), line_no, batch);
-      ++line_no;
-      p = line_end + 1;
-    }
-    batch.cpu_seconds = thread_cpu_seconds() - cpu_start;
-  }
-
- private:
-  bool want_example(const std::vector<Example>& v) const {
-    return v.size() < config_.examples_per_rule;
-  }
-
-  void process_line(std::string_view line, uint64_t line_no, Batch& batch) {
-    PrepareCounters& c = batch.counters;
-    ++c.lines;
-    RawRecord raw;
-    const Malformed why = parser_.parse(line, raw);
-    if (why != Malformed::kNone) {
-      ++c.malformed[static_cast<int>(why)];
-      if (c.malformed_examples.size() < config_.malformed_examples) {
-        std::string shown;
-        utf8::repair(line.substr(0, 200), shown);
-        for (char& ch : shown) {
-          if (static_cast<unsigned char>(ch) < 0x20) ch = ' ';
-        }
-        Example e = make_example(line_no, malformed_name(why), shown, shown, 100);
-        e.after = parser_.detail();
-        c.malformed_examples.push_back(std::move(e));
-      }
-      return;
-    }
-    ++c.records;
-    if (raw.utf8_repaired) {
-      ++c.title_transforms[static_cast<int>(Transform::kUtf8Repaired)];
-      auto& ex = c.transform_examples[static_cast<int>(Transform::kUtf8Repaired)];
-      if (want_example(ex)) ex.push_back(make_example(line_no, "record", raw.title, raw.title));
-    }
-    if (!raw.title.empty()) c.title_before.add(utf8::count_code_points(raw.title));
-    if (raw.content.empty()) {
-      ++c.raw_empty_content;
-    } else {
-      c.content_before.add(utf8::count_code_points(raw.content));
-    }
-    clean_field(raw.title, false, line_no, title_, c.title_transforms, c);
-    clean_field(raw.content, true, line_no, content_, c.content_transforms, c);
-
-    const size_t title_chars = utf8::count_code_points(title_);
-    const size_t content_chars = utf8::count_code_points(content_);
-    const FilterOptions& f = config_.filter;
-    std::optional<Drop> drop;
-    if (title_.empty()) {
-      drop = Drop::kEmptyTitle;
-    } else if (title_chars < f.min_title_chars) {
-      drop = Drop::kShortTitle;
-    } else if (f.max_title_chars > 0 && title_chars > f.max_title_chars) {
-      drop = Drop::kLongTitle;
-    } else if (content_.empty()) {
-      drop = Drop::kEmptyContent;
-    } else if (content_chars < f.min_content_chars) {
-      drop = Drop::kShortContent;
-    } else if (f.drop_content_equal_to_title && content_ == title_) {
-      drop = Drop::kContentIsTitle;
-    }
-    if (drop) {
-      ++c.drops[static_cast<int>(*drop)];
-      auto& ex = c.drop_examples[static_cast<int>(*drop)];
-      if (want_example(ex)) {
-        ex.push_back(make_record_example(line_no, title_, content_));
-      }
-      return;
-    }
-
-    CleanedRecord rec;
-    rec.line = line_no;
-    std::string& arena = batch.arena;
-    rec.uid_off = static_cast<uint32_t>(arena.size());
-    if (raw.uid.empty()) {
-      // No uid in the record (some published excerpts lost it): derive one
-      // from the cleaned text, so the same product always gets the same id.
-      joined_.assign(title_).push_back('\x1f');
-      joined_.append(content_);
-      arena += fmt::format("h{:016x}", stable_hash64(joined_));
-      ++c.title_transforms[static_cast<int>(Transform::kUidDerived)];
-      auto& ex = c.transform_examples[static_cast<int>(Transform::kUidDerived)];
-      if (want_example(ex)) {
-        ex.push_back(Example{line_no, "uid", "(none)", arena.substr(rec.uid_off)});
-      }
-    } else {
-      arena.append(raw.uid);
-    }
-    rec.uid_len = static_cast<uint32_t>(arena.size() - rec.uid_off);
-    rec.title_off = static_cast<uint32_t>(arena.size());
-    arena.append(title_);
-    rec.title_len = static_cast<uint32_t>(title_.size());
-    rec.content_off = static_cast<uint32_t>(arena.size());
-    arena.append(content_);
-    rec.content_len = static_cast<uint32_t>(content_.size());
-    rec.title_chars = static_cast<uint32_t>(title_chars);
-    rec.content_chars = static_cast<uint32_t>(content_chars);
-
-    const std::string_view uid(arena.data() + rec.uid_off, rec.uid_len);
-    lowered_.clear();
-    ascii_lower_into(title_, lowered_);
-    const size_t title_lower_len = lowered_.size();
-    lowered_.push_back('\x1f');
-    ascii_lower_into(content_, lowered_);
-    const std::string_view lower(lowered_);
-    rec.pair_hash = stable_hash128(lower);
-    rec.title_hash = stable_hash128(lower.substr(0, title_lower_len));
-    rec.content_hash = stable_hash128(lower.substr(title_lower_len + 1));
-    rec.uid_hash = stable_hash128(uid);
-    rec.split = assign_split(uid, config_.split);
-    rec.lang = detect_language(title_, content_);
-    batch.records.push_back(rec);
-  }
-
-  void clean_field(std::string_view raw, bool is_content, uint64_t line_no, std::string& out,
-                   std::array<uint64_t, kNumTransforms>& counts, PrepareCounters& c) {
-    const uint32_t rules = cleaner_.clean(raw, is_content, out);
-    c.entities_decoded += cleaner_.last_entities();
-    if (rules == 0) return;
-    for (int i = 0; i <= static_cast<int>(Transform::kTruncated); ++i) {
-      if ((rules & (1u << i)) == 0) continue;
-      ++counts[i];
-      auto& ex = c.transform_examples[i];
-      if (want_example(ex))
-        ex.push_back(make_example(line_no, is_content ? "content" : "title", raw, out));
-    }
-  }
-
-  const PrepareConfig& config_;
-  RecordParser parser_;
-  TextCleaner cleaner_;
-  std::string title_, content_, lowered_, joined_;
-};
 
 // One JSONL task file per (task, split), buffered and written atomically.
 class TaskFiles {
@@ -265,161 +83,6 @@ class TaskFiles {
   std::array<uint64_t, catalog::kNumSplits> lines_{};
 };
 
-// Order-restoring pipeline: reader -> workers -> in-order consumer.
-class Pipeline {
- public:
-  Pipeline(LineReader& reader, const PrepareConfig& config, int workers)
-      : reader_(reader),
-        config_(config),
-        workers_(workers),
-        max_in_flight_(static_cast<size_t>(workers) * 2 + 2) {}
-
-  ~Pipeline() { stop(); }
-
-  void start() {
-    threads_.emplace_back([this] { guard([this] { read_loop(); }); });
-    for (int i = 0; i < workers_; ++i)
-      threads_.emplace_back([this] { guard([this] { work_loop(); }); });
-  }
-
-  // The next batch in file order; false at the end. Rethrows worker errors.
-  // `batch`'s previous buffers go back to the workers for reuse.
-  bool next(Batch& batch) {
-    std::unique_lock lock(mu_);
-    if (batch.arena.capacity() > 0) {
-      batch.arena.clear();
-      batch.records.clear();
-      batch.counters = PrepareCounters{};
-      free_batches_.push_back(std::move(batch));
-    }
-    cv_.wait(lock, [&] {
-      return error_ || done_.count(next_sequence_) ||
-             (reader_done_ && next_sequence_ == blocks_read_);
-    });
-    if (error_) std::rethrow_exception(error_);
-    auto it = done_.find(next_sequence_);
-    if (it == done_.end()) return false;
-    batch = std::move(it->second);
-    done_.erase(it);
-    ++next_sequence_;
-    --in_flight_;
-    cv_.notify_all();
-    return true;
-  }
-
-  uint64_t file_position() const { return file_position_.load(std::memory_order_relaxed); }
-  uint64_t lines_read() const { return lines_read_.load(std::memory_order_relaxed); }
-  std::string fingerprint() const { return fingerprint_.hex(); }
-  double worker_cpu() const { return worker_cpu_; }
-
-  void stop() {
-    {
-      std::lock_guard lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) {
-      if (t.joinable()) t.join();
-    }
-    threads_.clear();
-  }
-
- private:
-  template <typename F>
-  void guard(F&& f) {
-    try {
-      f();
-    } catch (...) {
-      std::lock_guard lock(mu_);
-      if (!error_) error_ = std::current_exception();
-      cv_.notify_all();
-    }
-  }
-
-  void read_loop() {
-    for (;;) {
-      LineBlock block;
-      {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return stopping_ || error_ || in_flight_ < max_in_flight_; });
-        if (stopping_ || error_) return;
-        if (!free_blocks_.empty()) {
-          block = std::move(free_blocks_.back());
-          free_blocks_.pop_back();
-        }
-      }
-      const bool more = reader_.next(block);
-      file_position_.store(reader_.file_position(), std::memory_order_relaxed);
-      lines_read_.store(reader_.lines(), std::memory_order_relaxed);
-      std::lock_guard lock(mu_);
-      if (!more) {
-        reader_done_ = true;
-        cv_.notify_all();
-        return;
-      }
-      fingerprint_.update(std::string_view(block.data(), block.size));
-      ++blocks_read_;
-      ++in_flight_;
-      work_.push_back(std::move(block));
-      cv_.notify_all();
-    }
-  }
-
-  void work_loop() {
-    BlockCleaner cleaner(config_);
-    for (;;) {
-      LineBlock block;
-      {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return stopping_ || error_ || !work_.empty() || reader_done_; });
-        if (stopping_ || error_ || work_.empty()) return;
-        block = std::move(work_.front());
-        work_.pop_front();
-      }
-      Batch batch;
-      {
-        std::lock_guard lock(mu_);
-        if (!free_batches_.empty()) {
-          batch = std::move(free_batches_.back());
-          free_batches_.pop_back();
-        }
-      }
-      cleaner.run(block, batch);
-      std::lock_guard lock(mu_);
-      free_blocks_.push_back(std::move(block));
-      worker_cpu_ += batch.cpu_seconds;
-      done_.emplace(batch.sequence, std::move(batch));
-      cv_.notify_all();
-    }
-  }
-
-  LineReader& reader_;
-  const PrepareConfig& config_;
-  const int workers_;
-  const size_t max_in_flight_;
-  std::vector<std::thread> threads_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<LineBlock> work_;
-  std::vector<LineBlock> free_blocks_;
-  std::vector<Batch> free_batches_;
-  std::map<uint64_t, Batch> done_;
-  size_t in_flight_ = 0;
-  uint64_t blocks_read_ = 0;
-  uint64_t next_sequence_ = 0;
-  bool reader_done_ = false;
-  bool stopping_ = false;
-  std::exception_ptr error_;
-  StreamingHash128 fingerprint_;
-  std::atomic<uint64_t> file_position_{0};
-  std::atomic<uint64_t> lines_read_{0};
-  double worker_cpu_ = 0;
-};
-
-}  // namespace
-
-namespace {
-
 // What the consumer accumulates over kept products.
 struct KeptStats {
   uint64_t kept = 0;
@@ -437,23 +100,8 @@ nlohmann::ordered_json examples_json(const std::vector<Example>& examples) {
   return arr;
 }
 
-nlohmann::ordered_json build_stats(const fs::path& input, const LineReader& reader,
-                                   const std::string& fingerprint, const PrepareConfig& config,
-                                   const PrepareCounters& c, const KeptStats& k,
-                                   const std::array<const TaskFiles*, 3>& tasks,
-                                   const nlohmann::ordered_json& task_details) {
-  nlohmann::ordered_json s;
-  s["vitrine"] = {{"dataset_format", kDatasetFormat}};
-  s["input"] = {
-      {"name", input.filename().string()},
-      {"bytes", reader.file_bytes()},
-      {"gzip", reader.is_gzip()},
-      {"data_bytes", reader.data_bytes()},
-      {"lines", c.lines},
-      {"fingerprint", fingerprint},
-      {"stream_error", reader.stream_error() ? nlohmann::ordered_json(*reader.stream_error())
-                                             : nlohmann::ordered_json()}};
-  s["config"] = config_to_json(config);
+// stats.json's "malformed": counts by reason and the first lines set aside.
+nlohmann::ordered_json malformed_json(const PrepareCounters& c) {
   nlohmann::ordered_json by_reason;
   for (int i = 1; i < kNumMalformed; ++i)
     by_reason[std::string(malformed_name(static_cast<Malformed>(i)))] = c.malformed[i];
@@ -462,7 +110,26 @@ nlohmann::ordered_json build_stats(const fs::path& input, const LineReader& read
     first.push_back(
         {{"line", e.line}, {"reason", e.field}, {"detail", e.after}, {"excerpt", e.before}});
   }
-  s["malformed"] = {{"total", c.malformed_total()}, {"by_reason", by_reason}, {"first", first}};
+  return {{"total", c.malformed_total()}, {"by_reason", by_reason}, {"first", first}};
+}
+
+nlohmann::ordered_json build_stats(const LineReader& reader, const std::string& fingerprint,
+                                   const PrepareConfig& config, const PrepareCounters& c,
+                                   const KeptStats& k, const std::array<const TaskFiles*, 3>& tasks,
+                                   const nlohmann::ordered_json& task_details) {
+  nlohmann::ordered_json s;
+  s["vitrine"] = {{"dataset_format", kDatasetFormat}};
+  s["input"] = {
+      {"name", reader.name()},
+      {"bytes", reader.file_bytes()},
+      {"gzip", reader.is_gzip()},
+      {"data_bytes", reader.data_bytes()},
+      {"lines", c.lines},
+      {"fingerprint", fingerprint},
+      {"stream_error", reader.stream_error() ? nlohmann::ordered_json(*reader.stream_error())
+                                             : nlohmann::ordered_json()}};
+  s["config"] = config_to_json(config);
+  s["malformed"] = malformed_json(c);
   s["records"] = {{"parsed", c.records},
                   {"kept", k.kept},
                   {"dropped", c.records - k.kept},
@@ -550,148 +217,137 @@ std::string summarize_failure(const PrepareCounters& c) {
   return why;
 }
 
-}  // namespace
-
-PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir,
-                          const PrepareConfig& config, const PrepareHooks& hooks) {
-  validate(config);
-  const auto t0 = std::chrono::steady_clock::now();
-  auto seconds_since = [](auto start) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
-  LineReader reader(input, config.block_bytes);
-  StagingDir staging(out_dir);
-  const fs::path dir = staging.path();
-
-  std::unique_ptr<catalog::CatalogWriter> catalog;
-  std::unique_ptr<TaskBuilder> builder;
-  std::unique_ptr<TaskFiles> describe, qa, router;
-  std::unique_ptr<AtomicFile> clean_file;
-  std::string clean_buffer;
-  if (hooks.clean_only) {
-    clean_file = std::make_unique<AtomicFile>(dir / "clean.jsonl");
-  } else {
-    catalog = std::make_unique<catalog::CatalogWriter>(dir / "catalog.sqlite", config.catalog);
-    builder = std::make_unique<TaskBuilder>(config.tasks);
-    describe = std::make_unique<TaskFiles>(dir, "describe");
-    qa = std::make_unique<TaskFiles>(dir, "qa");
-    router = std::make_unique<TaskFiles>(dir, "router");
-  }
-
-  const int workers = config.threads > 0
-                          ? config.threads
-                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  Pipeline pipeline(reader, config, workers);
-  Progress progress(ProgressOptions{
-      .label = "prepare", .total_bytes = reader.file_bytes(), .enabled = hooks.progress});
-  pipeline.start();
-
-  PrepareCounters counters;
-  KeptStats kept;
-  Hash128Map<uint8_t> pairs, uids, titles, contents;
-  Batch batch;
-  double consumer_cpu = 0;
-  while (pipeline.next(batch)) {
-    if (hooks.cancel != nullptr && hooks.cancel->load())
-      throw std::runtime_error("interrupted: nothing was written");
-    const double cpu_start = thread_cpu_seconds();
-    for (const CleanedRecord& rec : batch.records) {
-      const std::string_view title(batch.arena.data() + rec.title_off, rec.title_len);
-      const std::string_view content(batch.arena.data() + rec.content_off, rec.content_len);
-      std::optional<Drop> drop;
-      if (config.filter.drop_duplicates && !pairs.insert(rec.pair_hash).second) {
-        drop = Drop::kDuplicate;
-      } else if (config.filter.drop_duplicate_uids && !uids.insert(rec.uid_hash).second) {
-        drop = Drop::kDuplicateUid;
-      }
-      if (drop) {
-        PrepareCounters& bc = batch.counters;
-        ++bc.drops[static_cast<int>(*drop)];
-        auto& ex = bc.drop_examples[static_cast<int>(*drop)];
-        if (ex.size() < config.examples_per_rule) {
-          ex.push_back(make_record_example(rec.line, title, content));
-        }
-        continue;
-      }
-      ++kept.kept;
-      const uint8_t split_bit = static_cast<uint8_t>(1u << static_cast<int>(rec.split));
-      if (!titles.insert(rec.title_hash).second) ++kept.sharing_title;
-      auto [mask, fresh] = contents.insert(rec.content_hash);
-      if (!fresh) {
-        ++kept.sharing_content;
-        if ((*mask & split_bit) == 0) ++kept.content_across_splits;
-      }
-      *mask |= split_bit;
-      kept.title_after.add(rec.title_chars);
-      kept.content_after.add(rec.content_chars);
-      ++kept.languages[std::string(rec.lang)];
-      ++kept.splits[static_cast<int>(rec.split)];
-
-      catalog::Product product;
-      product.uid = std::string_view(batch.arena.data() + rec.uid_off, rec.uid_len);
-      product.title = title;
-      product.content = content;
-      product.split = rec.split;
-      product.lang = rec.lang;
-      product.line = rec.line;
-      if (clean_file) {
-        append_clean_line(product, clean_buffer);
-        if (clean_buffer.size() >= kFlushBytes) {
-          clean_file->write(clean_buffer);
-          clean_buffer.clear();
-        }
-        continue;
-      }
-      catalog->add(product);
-      builder->append_describe(product, describe->buffer(rec.split));
-      describe->settle(rec.split);
-      builder->append_qa(product, qa->buffer(rec.split));
-      qa->settle(rec.split);
-      builder->append_router(product, router->buffer(rec.split));
-      router->settle(rec.split);
+// Where kept products go: the catalogue and the task files, or clean.jsonl.
+class Outputs {
+ public:
+  Outputs(const fs::path& dir, const PrepareConfig& config, bool clean_only) {
+    if (clean_only) {
+      clean_file_ = std::make_unique<AtomicFile>(dir / "clean.jsonl");
+      return;
     }
-    counters.merge(std::move(batch.counters), config.examples_per_rule, config.malformed_examples);
-    consumer_cpu += thread_cpu_seconds() - cpu_start;
-    progress.update(pipeline.file_position(), pipeline.lines_read());
+    catalog_ = std::make_unique<catalog::CatalogWriter>(dir / "catalog.sqlite", config.catalog);
+    builder_ = std::make_unique<TaskBuilder>(config.tasks);
+    describe_ = std::make_unique<TaskFiles>(dir, "describe");
+    qa_ = std::make_unique<TaskFiles>(dir, "qa");
+    router_ = std::make_unique<TaskFiles>(dir, "router");
   }
-  pipeline.stop();
-  progress.finish();
-  PrepareTimings timings;
-  timings.stream = seconds_since(t0);
-  timings.parse_clean_cpu = pipeline.worker_cpu();
-  timings.consumer_cpu = consumer_cpu;
-  timings.input_bytes = reader.file_bytes();
 
-  if (kept.kept == 0) {
-    throw std::runtime_error(
-        fmt::format("nothing kept from '{}': {}{}", input.string(), summarize_failure(counters),
-                    reader.stream_error() ? "; " + *reader.stream_error() : std::string()));
+  void add(const catalog::Product& product) {
+    if (clean_file_) {
+      append_clean_line(product, clean_buffer_);
+      if (clean_buffer_.size() >= kFlushBytes) {
+        clean_file_->write(clean_buffer_);
+        clean_buffer_.clear();
+      }
+      return;
+    }
+    catalog_->add(product);
+    builder_->append_describe(product, describe_->buffer(product.split));
+    describe_->settle(product.split);
+    builder_->append_qa(product, qa_->buffer(product.split));
+    qa_->settle(product.split);
+    builder_->append_router(product, router_->buffer(product.split));
+    router_->settle(product.split);
   }
-  PrepareResult result;
-  result.kept = kept.kept;
-  if (clean_file) {
-    clean_file->write(clean_buffer);
-    clean_file->commit();
-    result.stats =
-        build_stats(input, reader, pipeline.fingerprint(), config, counters, kept, {}, {});
-  } else {
-    describe->commit();
-    qa->commit();
-    router->commit();
-    result.stats =
-        build_stats(input, reader, pipeline.fingerprint(), config, counters, kept,
-                    {describe.get(), qa.get(), router.get()}, builder->stats().to_json());
-    const auto t_index = std::chrono::steady_clock::now();
-    catalog->set_meta("dataset_format", std::to_string(kDatasetFormat));
-    catalog->set_meta("input_fingerprint", pipeline.fingerprint());
-    nlohmann::ordered_json dataset_config = result.stats["config"];
+
+  // Commits the files and returns stats.json's content.
+  nlohmann::ordered_json commit(const LineReader& reader, const std::string& fingerprint,
+                                const PrepareConfig& config, const PrepareCounters& counters,
+                                const KeptStats& kept) {
+    if (clean_file_) {
+      clean_file_->write(clean_buffer_);
+      clean_file_->commit();
+      return build_stats(reader, fingerprint, config, counters, kept, {}, {});
+    }
+    describe_->commit();
+    qa_->commit();
+    router_->commit();
+    return build_stats(reader, fingerprint, config, counters, kept,
+                       {describe_.get(), qa_.get(), router_.get()}, builder_->stats().to_json());
+  }
+
+  // Writes the catalogue's meta table, builds its index and closes it.
+  void finish_catalog(const std::string& fingerprint, const nlohmann::ordered_json& stats) {
+    if (!catalog_) return;
+    catalog_->set_meta("dataset_format", std::to_string(kDatasetFormat));
+    catalog_->set_meta("input_fingerprint", fingerprint);
+    nlohmann::ordered_json dataset_config = stats["config"];
     dataset_config.erase("run");  // threads and block size do not change the dataset
-    catalog->set_meta("config", dataset_config.dump());
-    catalog->finish();
-    timings.catalog_index = seconds_since(t_index);
+    catalog_->set_meta("config", dataset_config.dump());
+    catalog_->finish();
   }
 
-  // File sizes: every artefact but the two that describe them.
+ private:
+  std::unique_ptr<catalog::CatalogWriter> catalog_;
+  std::unique_ptr<TaskBuilder> builder_;
+  std::unique_ptr<TaskFiles> describe_, qa_, router_;
+  std::unique_ptr<AtomicFile> clean_file_;
+  std::string clean_buffer_;
+};
+
+// The consumer's whole-file rules: de-duplication, and the statistics of
+// what is kept. Sees the records in file order.
+class Consumer {
+ public:
+  explicit Consumer(const PrepareConfig& config) : config_(config) {}
+
+  // Applies the duplicate rules to `rec` and, when it survives, counts it and
+  // hands it to `outputs`. Drops are counted in `batch.counters`.
+  void take(const CleanedRecord& rec, Batch& batch, Outputs& outputs) {
+    const std::string_view title(batch.arena.data() + rec.title_off, rec.title_len);
+    const std::string_view content(batch.arena.data() + rec.content_off, rec.content_len);
+    std::optional<Drop> drop;
+    if (config_.filter.drop_duplicates && !pairs_.insert(rec.pair_hash).second) {
+      drop = Drop::kDuplicate;
+    } else if (config_.filter.drop_duplicate_uids && !uids_.insert(rec.uid_hash).second) {
+      drop = Drop::kDuplicateUid;
+    }
+    if (drop) {
+      PrepareCounters& bc = batch.counters;
+      ++bc.drops[static_cast<int>(*drop)];
+      auto& ex = bc.drop_examples[static_cast<int>(*drop)];
+      if (ex.size() < config_.examples_per_rule) {
+        ex.push_back(make_record_example(rec.line, title, content));
+      }
+      return;
+    }
+    count_kept(rec);
+    catalog::Product product;
+    product.uid = std::string_view(batch.arena.data() + rec.uid_off, rec.uid_len);
+    product.title = title;
+    product.content = content;
+    product.split = rec.split;
+    product.lang = rec.lang;
+    product.line = rec.line;
+    outputs.add(product);
+  }
+
+  const KeptStats& kept() const { return kept_; }
+
+ private:
+  void count_kept(const CleanedRecord& rec) {
+    ++kept_.kept;
+    const uint8_t split_bit = static_cast<uint8_t>(1u << static_cast<int>(rec.split));
+    if (!titles_.insert(rec.title_hash).second) ++kept_.sharing_title;
+    auto [mask, fresh] = contents_.insert(rec.content_hash);
+    if (!fresh) {
+      ++kept_.sharing_content;
+      if ((*mask & split_bit) == 0) ++kept_.content_across_splits;
+    }
+    *mask |= split_bit;
+    kept_.title_after.add(rec.title_chars);
+    kept_.content_after.add(rec.content_chars);
+    ++kept_.languages[std::string(rec.lang)];
+    ++kept_.splits[static_cast<int>(rec.split)];
+  }
+
+  const PrepareConfig& config_;
+  KeptStats kept_;
+  Hash128Map<uint8_t> pairs_, uids_, titles_, contents_;
+};
+
+// Every regular file under `dir` (relative path) with its size.
+nlohmann::ordered_json file_sizes(const fs::path& dir) {
   nlohmann::ordered_json files;
   std::vector<fs::path> paths;
   for (const auto& entry : fs::recursive_directory_iterator(dir)) {
@@ -699,10 +355,75 @@ PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir,
   }
   std::sort(paths.begin(), paths.end());
   for (const auto& p : paths) files[fs::relative(p, dir).string()] = fs::file_size(p);
-  result.stats["files"] = files;
+  return files;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+int worker_count(const PrepareConfig& config) {
+  return config.threads > 0 ? config.threads
+                            : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+}  // namespace
+
+PrepareResult run_prepare(const fs::path& input, const fs::path& out_dir,
+                          const PrepareConfig& config, const PrepareHooks& hooks) {
+  validate(config);
+  const auto t0 = std::chrono::steady_clock::now();
+  // Before any work: nothing but an empty directory or a previous dataset is replaced.
+  const fs::path target = resolve_output_dir(out_dir, input);
+  LineReader reader(input, config.block_bytes);
+  StagingDir staging(target);
+  const fs::path dir = staging.path();
+  Outputs outputs(dir, config, hooks.clean_only);
+  Pipeline pipeline(reader, config, worker_count(config));
+  Progress progress(ProgressOptions{.label = "prepare",
+                                    .total_bytes = reader.size_known() ? reader.file_bytes() : 0,
+                                    .enabled = hooks.progress});
+  pipeline.start();
+
+  Consumer consumer(config);
+  PrepareCounters counters;
+  Batch batch;
+  PrepareTimings timings;
+  while (pipeline.next(batch)) {
+    if (hooks.cancel != nullptr && hooks.cancel->load())
+      throw std::runtime_error("interrupted: nothing was written");
+    const double cpu_start = thread_cpu_seconds();
+    for (const CleanedRecord& rec : batch.records) consumer.take(rec, batch, outputs);
+    counters.merge(std::move(batch.counters), config.examples_per_rule, config.malformed_examples);
+    timings.consumer_cpu += thread_cpu_seconds() - cpu_start;
+    progress.update(pipeline.file_position(), pipeline.lines_read());
+  }
+  pipeline.stop();
+  progress.finish();
+  timings.stream = seconds_since(t0);
+  timings.parse_clean_cpu = pipeline.worker_cpu();
+  timings.input_bytes = reader.file_bytes();
+
+  const KeptStats& kept = consumer.kept();
+  if (kept.kept == 0) {
+    throw std::runtime_error(
+        fmt::format("nothing kept from '{}': {}{}", input.string(), summarize_failure(counters),
+                    reader.stream_error() ? "; " + *reader.stream_error() : std::string()));
+  }
+  PrepareResult result;
+  result.kept = kept.kept;
+  result.stats = outputs.commit(reader, pipeline.fingerprint(), config, counters, kept);
+  const auto t_index = std::chrono::steady_clock::now();
+  outputs.finish_catalog(pipeline.fingerprint(), result.stats);
+  if (!hooks.clean_only) timings.catalog_index = seconds_since(t_index);
+
+  // File sizes: every artefact but the two that describe them.
+  result.stats["files"] = file_sizes(dir);
   result.report = render_report(result.stats);
   write_file_atomic(dir / "stats.json", result.stats.dump(1) + "\n");
   write_file_atomic(dir / "report.md", result.report);
+  write_dataset_marker(dir);
+  resolve_output_dir(out_dir, input);  // again: the run may have taken minutes
   staging.commit();
   timings.total = seconds_since(t0);
   timings.peak_rss_bytes = peak_rss_bytes();

@@ -10,7 +10,8 @@
 // lines, workers parse and clean blocks in parallel, and one consumer takes
 // the blocks back in file order to de-duplicate, split and write, so the
 // output is byte-identical whatever the thread count. Everything is written
-// to a staging directory that replaces DIR only when complete.
+// to a staging directory that replaces DIR only when complete; DIR must be
+// new, empty or a dataset prepare wrote (see output_dir.h).
 // Not goals: incremental updates of an existing dataset; other input formats.
 #pragma once
 
@@ -87,8 +88,10 @@ struct PrepareHooks {
 // Throws std::invalid_argument for a config that cannot work.
 void validate(const PrepareConfig& config);
 
-// Runs prepare. Throws std::runtime_error when the input cannot be read at
-// all, when nothing is kept, or on output errors; DIR is then untouched.
+// Runs prepare. Throws std::runtime_error, before any work, when `out_dir`
+// must not be replaced (it holds the input, is the current directory, or is
+// not a dataset: see resolve_output_dir); and when the input cannot be read
+// at all, when nothing is kept, or on output errors. DIR is then untouched.
 PrepareResult run_prepare(const std::filesystem::path& input, const std::filesystem::path& out_dir,
                           const PrepareConfig& config, const PrepareHooks& hooks = {});
 

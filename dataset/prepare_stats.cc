@@ -26,6 +26,8 @@ std::string_view transform_name(Transform t) {
       return "invalid_utf8_repaired";
     case Transform::kUidDerived:
       return "uid_derived";
+    case Transform::kDuplicateKeys:
+      return "duplicate_keys_first_used";
   }
   return "unknown";
 }
@@ -225,7 +227,8 @@ std::string render_report(const nlohmann::ordered_json& s) {
 
   md +=
       "\n## Cleaning rules\n\nRules that change text, in the order applied; counts are fields "
-      "changed.\n\n";
+      "changed. The last three are about whole records: invalid_utf8_repaired, uid_derived and "
+      "duplicate_keys_first_used count records, in the titles column.\n\n";
   md += "| rule | titles | contents |\n| --- | --- | --- |\n";
   for (const auto& t : s["transforms"]) {
     md += fmt::format("| {} | {} | {} |\n", t["rule"].get<std::string>(), num(t["titles"]),

@@ -17,7 +17,8 @@
 
 namespace vitrine::dataset {
 
-// Transforming rules: the first six are TextCleaner's CleanRule bits, in order.
+// Transforming rules: the first six are TextCleaner's CleanRule bits, in order;
+// the others are about a whole record and count records (in the titles column).
 enum class Transform : uint8_t {
   kEntities,
   kTags,
@@ -27,8 +28,9 @@ enum class Transform : uint8_t {
   kTruncated,
   kUtf8Repaired,
   kUidDerived,
+  kDuplicateKeys,  // a key repeated in the record's object: its first value is used
 };
-inline constexpr int kNumTransforms = 8;
+inline constexpr int kNumTransforms = 9;
 std::string_view transform_name(Transform t);
 
 // Dropping rules, in the order they are applied.

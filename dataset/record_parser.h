@@ -1,12 +1,16 @@
 // Parses one raw trn.json line into its uid, title and content, or says
 // precisely why the line is not a usable record.
 //
-// Lines are parsed in place with simdjson (the caller guarantees
-// LineReader::kPadding readable bytes after the line). The strings returned
-// are views into the parser's buffers, valid until the next parse() call.
-// target_ind / target_rel are validated as JSON but not kept: vitrine does
-// not use the extreme-classification labels. Not a goal: accepting JSON5,
-// comments, or several records per line.
+// Lines are parsed in place with simdjson's On Demand API (the caller
+// guarantees LineReader::kPadding readable bytes after the line), field by
+// field: the first "title", "content" and "uid" are read; everything else
+// (target_ind / target_rel, the extreme-classification labels vitrine does not
+// use, any other key, and repeated keys) is validated as JSON but not
+// converted, so a number of any size there is fine. The first key that comes
+// twice is reported (RawRecord::duplicate_key); its first value is the one
+// used. The strings returned are views into the parser's buffers, valid until
+// the next parse() call. Not a goal: accepting JSON5, comments, or several
+// records per line.
 #pragma once
 
 #include <cstdint>
@@ -33,10 +37,12 @@ inline constexpr int kNumMalformed = 10;
 std::string_view malformed_name(Malformed reason);
 
 struct RawRecord {
-  std::string_view uid;        // empty when the line has no string uid
-  std::string_view title;      // decoded JSON string, valid UTF-8
-  std::string_view content;    // decoded JSON string, valid UTF-8
-  bool utf8_repaired = false;  // the line had invalid bytes replaced with U+FFFD
+  std::string_view uid;            // empty when the line has no string uid
+  std::string_view title;          // decoded JSON string, valid UTF-8
+  std::string_view content;        // decoded JSON string, valid UTF-8
+  bool utf8_repaired = false;      // the line had invalid bytes replaced with U+FFFD
+  std::string_view duplicate_key;  // the first key seen twice (its first value is used); empty
+                                   // when every key is unique
 };
 
 class RecordParser {

@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include "tests/dataset/fifo_writer.h"
 #include "tests/support/gzip.h"
 #include "tests/support/temp_dir.h"
 
 namespace vitrine::dataset {
 namespace {
 
+using testing::FifoWriter;
 using testing::gzip;
 using testing::TempDir;
 using testing::write_file;
@@ -109,6 +111,58 @@ TEST(LineReader, CorruptGzipStopsWithAnError) {
   LineReader reader(dir / "bad.gz", 4096);
   read_all(reader);
   ASSERT_TRUE(reader.stream_error());
+}
+
+TEST(LineReader, ReadsAPipeWithoutLosingItsFirstBytes) {
+  TempDir dir;
+  const std::string text = numbered_lines(3000, 40);
+  FifoWriter fifo(dir / "in.fifo", text);
+  LineReader reader(fifo.path(), 4096);
+  EXPECT_FALSE(reader.is_gzip());
+  EXPECT_FALSE(reader.size_known());
+  const auto lines = read_all(reader);
+  ASSERT_EQ(lines.size(), 3000u);
+  EXPECT_EQ(lines[0], "1" + std::string(40, 'x'));
+  EXPECT_EQ(reader.data_bytes(), text.size());
+  EXPECT_EQ(reader.file_bytes(), text.size());  // counted as read
+  EXPECT_FALSE(reader.stream_error());
+}
+
+TEST(LineReader, InflatesGzipFromAPipe) {
+  TempDir dir;
+  const std::string text = numbered_lines(3000, 40);
+  const std::string packed = gzip(text) + gzip("last\n");
+  FifoWriter fifo(dir / "in.fifo", packed);
+  LineReader reader(fifo.path(), 4096);
+  EXPECT_TRUE(reader.is_gzip());
+  const auto lines = read_all(reader);
+  ASSERT_EQ(lines.size(), 3001u);
+  EXPECT_EQ(lines[0], "1" + std::string(40, 'x'));
+  EXPECT_EQ(lines[3000], "last");
+  EXPECT_EQ(reader.file_bytes(), packed.size());
+  EXPECT_FALSE(reader.stream_error()) << *reader.stream_error();
+}
+
+TEST(LineReader, ShortPipesAreReadWhole) {
+  // Fewer bytes than the gzip magic, and exactly its length.
+  for (const std::string text : {"", "a", "ab", "\x1f", "{\n"}) {
+    TempDir dir;
+    FifoWriter fifo(dir / "in.fifo", text);
+    LineReader reader(fifo.path());
+    LineBlock block;
+    std::string got;
+    while (reader.next(block)) got.append(block.data(), block.size);
+    EXPECT_EQ(got, text);
+    EXPECT_FALSE(reader.is_gzip());
+  }
+}
+
+TEST(LineReader, SizeOfARegularFileIsKnownUpFront) {
+  TempDir dir;
+  write_file(dir / "a.jsonl", "one\ntwo\n");
+  LineReader reader(dir / "a.jsonl");
+  EXPECT_TRUE(reader.size_known());
+  EXPECT_EQ(reader.file_bytes(), 8u);
 }
 
 TEST(LineReader, MissingFileIsAClearError) {

@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 
+#include "tests/dataset/fifo_writer.h"
 #include "tests/support/gzip.h"
 #include "tests/support/temp_dir.h"
 
@@ -16,6 +17,7 @@ namespace vitrine::dataset {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::FifoWriter;
 using testing::gzip;
 using testing::read_file;
 using testing::shared_path;
@@ -176,6 +178,60 @@ TEST(Prepare, EveryMalformedKindIsCountedWithItsLineNumber) {
   EXPECT_EQ(result.kept, 3u);
 }
 
+TEST(Prepare, DuplicateKeysAreCountedWithTheirLineNumbers) {
+  TempDir dir;
+  std::string input;
+  input += record("u1", "Good Title One", kLongText);  // 1
+  input += R"({"uid": "u2", "title": "Kept Title", "content": ")" + kLongText +
+           R"(", "title": "Ignored Title"})"
+           "\n";                                                     // 2: title twice
+  input += record("u3", "Good Title Three", kLongText + " Three.");  // 3
+  input += R"({"uid": "u4", "uid": "u5", "title": "Good Title Four", "content": ")" + kLongText +
+           R"( Four."})"
+           "\n";  // 4: uid twice
+  write_file(dir / "in.jsonl", input);
+  const auto result = run_prepare(dir / "in.jsonl", dir / "ds", quiet_config(), quiet());
+  EXPECT_EQ(result.stats["malformed"]["total"], 0);
+  EXPECT_EQ(result.kept, 4u);
+  std::map<std::string, nlohmann::ordered_json> rules;
+  for (const auto& t : result.stats["transforms"]) rules[t["rule"]] = t;
+  ASSERT_TRUE(rules.count("duplicate_keys_first_used"));
+  const auto& rule = rules["duplicate_keys_first_used"];
+  EXPECT_EQ(rule["titles"], 2);  // records, counted in the first column like other record rules
+  std::vector<uint64_t> lines;
+  for (const auto& e : rule["examples"]) lines.push_back(e["line"]);
+  EXPECT_EQ(lines, (std::vector<uint64_t>{2, 4}));
+  EXPECT_NE(rule["examples"][0]["after"].get<std::string>().find("\"title\""), std::string::npos)
+      << rule["examples"][0];
+  const std::string report = read_file(dir / "ds" / "report.md");
+  EXPECT_NE(report.find("| duplicate_keys_first_used | 2 |"), std::string::npos);
+  // The first value is the one used.
+  std::set<std::string> titles, uids;
+  for (const char* split : {"train", "validation", "test"}) {
+    for (const auto& j :
+         read_jsonl(dir / "ds" / "tasks" / "describe" / (std::string(split) + ".jsonl"))) {
+      titles.insert(j["prompt"]);
+      uids.insert(j["uid"]);
+    }
+  }
+  EXPECT_TRUE(titles.count("Kept Title"));
+  EXPECT_TRUE(uids.count("u4"));
+  EXPECT_FALSE(uids.count("u5"));
+}
+
+TEST(Prepare, HugeNumbersInIgnoredFieldsKeepTheRecord) {
+  TempDir dir;
+  const std::string digits(60, '7');
+  std::string input;
+  input += record("u1", "Good Title One", kLongText);
+  input += R"({"uid": "u2", "title": "Huge Targets", "content": ")" + kLongText +
+           R"(", "target_ind": [1e400, )" + digits + R"(], "target_rel": [)" + digits + "]}\n";
+  write_file(dir / "in.jsonl", input);
+  const auto result = run_prepare(dir / "in.jsonl", dir / "ds", quiet_config(), quiet());
+  EXPECT_EQ(result.stats["malformed"]["total"], 0) << result.stats["malformed"];
+  EXPECT_EQ(result.kept, 2u);
+}
+
 TEST(Prepare, DropRulesFireInOrderAndDuplicatesKeepTheFirst) {
   TempDir dir;
   std::string input;
@@ -227,6 +283,35 @@ TEST(Prepare, GzipInputGivesTheSameDataset) {
   for (const auto& [name, bytes] : plain) {
     if (name == "stats.json" || name == "report.md") continue;  // they name the input file
     EXPECT_TRUE(bytes == gz.at(name)) << name << " differs between gzip and plain input";
+  }
+}
+
+TEST(Prepare, PipedInputPlainOrGzipGivesTheSameDataset) {
+  REQUIRE_SAMPLE();
+  TempDir dir;
+  const auto from_file = run_prepare(kSample, dir / "file", quiet_config(), quiet());
+  const auto files = snapshot(dir / "file");
+  const std::string text = read_file(kSample);
+  for (const bool packed : {false, true}) {
+    SCOPED_TRACE(packed ? "gzip" : "plain");
+    const std::string bytes = packed ? gzip(text) : text;
+    const fs::path out = dir / (packed ? "gz" : "plain");
+    PrepareResult piped;
+    {
+      FifoWriter fifo(dir / (packed ? "gz.fifo" : "plain.fifo"), bytes);
+      piped = run_prepare(fifo.path(), out, quiet_config(), quiet());
+    }
+    const auto& s = piped.stats;
+    EXPECT_EQ(s["input"]["lines"], 884);  // the first record is not lost
+    EXPECT_EQ(s["input"]["gzip"], packed);
+    EXPECT_EQ(s["input"]["bytes"], bytes.size());
+    EXPECT_EQ(s["input"]["data_bytes"], text.size());
+    EXPECT_EQ(s["input"]["fingerprint"], from_file.stats["input"]["fingerprint"]);
+    EXPECT_EQ(piped.kept, from_file.kept);
+    for (const auto& [name, content] : snapshot(out)) {
+      if (name == "stats.json" || name == "report.md") continue;  // they name the input
+      EXPECT_TRUE(content == files.at(name)) << name << " differs from the file's";
+    }
   }
 }
 

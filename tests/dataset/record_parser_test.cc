@@ -69,5 +69,81 @@ TEST(RecordParser, RepairsInvalidUtf8WhenAsked) {
   EXPECT_TRUE(rec.utf8_repaired);
 }
 
+TEST(RecordParser, HugeNumbersInIgnoredFieldsDoNotMakeTheLineBad) {
+  RecordParser parser(true);
+  RawRecord rec;
+  const std::string digits(60, '9');
+  const std::vector<std::string> targets = {"[1e400]", "[" + digits + "]", "-1e-400",
+                                            "[1, [2, {\"x\": 1E+999}]]",
+                                            "[" + digits + ".5e99999, -" + digits + "]"};
+  for (const std::string& t : targets) {
+    const std::string line = R"({"uid": "u1", "title": "T", "content": "C", "target_ind": )" + t +
+                             R"(, "target_rel": [)" + digits + "]}";
+    ASSERT_EQ(parse(parser, line, rec), Malformed::kNone) << line << ": " << parser.detail();
+    EXPECT_EQ(rec.uid, "u1");
+    EXPECT_EQ(rec.title, "T");
+    EXPECT_EQ(rec.content, "C");
+  }
+  // Any field vitrine does not read, and a uid that is not a string (no uid).
+  EXPECT_EQ(parse(parser, R"({"uid": 1e400, "title": "T", "content": "C", "price": 1e999})", rec),
+            Malformed::kNone);
+  EXPECT_TRUE(rec.uid.empty());
+  // Where vitrine needs a string, a number is still not one.
+  EXPECT_EQ(parse(parser, R"({"title": 1e400, "content": "C"})", rec), Malformed::kTitleNotString);
+  EXPECT_EQ(parse(parser, "{\"title\": \"T\", \"content\": " + digits + "}", rec),
+            Malformed::kContentNotString);
+  EXPECT_EQ(parse(parser, "1e400", rec), Malformed::kNotObject);
+  EXPECT_EQ(parse(parser, "[1e400, 2] ", rec), Malformed::kNotObject);
+}
+
+TEST(RecordParser, IgnoredFieldsMustStillBeWellFormedJson) {
+  RecordParser parser(true);
+  RawRecord rec;
+  const std::vector<std::string> bad = {
+      "[1, 2,, 3]", "[01]",    "[1.]",      "[.5]",         "[1e]",  "[-]",
+      "[+1]",       "[tru]",   "[nul]",     "[1 2]",        "[NaN]", "[Infinity]",
+      "[0x10]",     "[1}",     "{\"a\" 1}", "{\"a\": 1,}",  "[1, 2", "\"\\q\"",
+      "[\"x\": 1]", "[1, 2]]", "{1: 2}",    "[\"\\ud800\"]"};
+  for (const std::string& t : bad) {
+    const std::string line = R"({"title": "T", "content": "C", "target_ind": )" + t + "}";
+    EXPECT_EQ(parse(parser, line, rec), Malformed::kBadJson) << line;
+    EXPECT_FALSE(parser.detail().empty()) << line;
+  }
+  EXPECT_EQ(parse(parser, "[1, 2", rec), Malformed::kBadJson);
+  EXPECT_EQ(parse(parser, R"(1{"title": "T", "content": "C"})", rec), Malformed::kBadJson);
+  EXPECT_EQ(parse(parser, "1e400 2", rec), Malformed::kBadJson);
+  EXPECT_EQ(parse(parser, "01", rec), Malformed::kBadJson);
+  EXPECT_EQ(parse(parser, "[1] [2]", rec), Malformed::kBadJson);
+  EXPECT_EQ(parse(parser, R"({"title": "T", "content": "C"}})", rec), Malformed::kBadJson);
+  EXPECT_EQ(parse(parser, R"({"title": "T", "content": "C"} {})", rec), Malformed::kBadJson);
+}
+
+TEST(RecordParser, DuplicateKeysUseTheFirstValueAndAreReported) {
+  RecordParser parser(true);
+  RawRecord rec;
+  ASSERT_EQ(parse(parser, R"({"title": "First", "content": "C", "title": "Second"})", rec),
+            Malformed::kNone);
+  EXPECT_EQ(rec.title, "First");
+  EXPECT_EQ(rec.duplicate_key, "title");
+  // Keys are compared decoded.
+  ASSERT_EQ(parse(parser, R"({"t\u0069tle": "First", "title": "Second", "content": "C"})", rec),
+            Malformed::kNone);
+  EXPECT_EQ(rec.title, "First");
+  EXPECT_EQ(rec.duplicate_key, "title");
+  // Any key counts, the ones vitrine ignores too.
+  ASSERT_EQ(
+      parse(parser,
+            R"({"uid": "a", "target_ind": [1], "title": "T", "target_ind": [2], "content": "C"})",
+            rec),
+      Malformed::kNone);
+  EXPECT_EQ(rec.duplicate_key, "target_ind");
+  EXPECT_EQ(rec.uid, "a");
+  // First wins even when the first is the wrong type.
+  EXPECT_EQ(parse(parser, R"({"title": "T", "content": null, "content": "C"})", rec),
+            Malformed::kContentNotString);
+  ASSERT_EQ(parse(parser, R"({"title": "T", "content": "C"})", rec), Malformed::kNone);
+  EXPECT_TRUE(rec.duplicate_key.empty());
+}
+
 }  // namespace
 }  // namespace vitrine::dataset
