@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 
 bash scripts/setup.sh
+# ccache (when installed) hits across checkouts in other folders: paths are
+# taken relative to the tree, and precompiled headers are cacheable.
+export CCACHE_BASEDIR="$PWD" CCACHE_SLOPPINESS=pch_defines,time_macros
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build "$BUILD_DIR" --parallel "$(nproc)"
 # The web page's browser test drives Debian's Chromium with puppeteer-core
