@@ -17,6 +17,8 @@ if [[ ! -f "$INPUT" ]]; then
   exit 1
 fi
 bash scripts/setup.sh
+# ccache (when installed) hits across checkouts in other folders.
+export CCACHE_BASEDIR="$PWD" CCACHE_SLOPPINESS=pch_defines,time_macros
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD_DIR" --parallel "$(nproc)" --target vitrine vitrined
 export OMP_WAIT_POLICY=PASSIVE
