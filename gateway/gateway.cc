@@ -1,3 +1,4 @@
+// The gateway's routes and the daemon calls behind them (see gateway.h).
 #include "gateway/gateway.h"
 
 #include <fmt/format.h>
@@ -15,9 +16,9 @@
 #include <stdexcept>
 
 #include "common/clock.h"
-#include "common/config_binder.h"
 #include "common/text_file.h"
 #include "common/utf8.h"
+#include "gateway/openai_error.h"
 #include "vitrine/v1/chat.grpc.pb.h"
 
 namespace vitrine::gateway {
@@ -30,63 +31,9 @@ namespace {
 
 using Json = nlohmann::json;
 
-void bind(ConfigBinder& b, GatewayConfig& c) {
-  b.field("listen", c.listen)
-      .field("daemon", c.daemon)
-      .field("daemon_tls_ca", c.daemon_tls_ca)
-      .field("daemon_token_file", c.daemon_token_file)
-      .field("tokens_file", c.tokens_file)
-      .field("cors_origins", c.cors_origins)
-      .field("max_body_bytes", c.max_body_bytes)
-      .field("timeout_seconds", c.timeout_seconds)
-      .field("threads", c.threads);
-}
-
-// An OpenAI error object.
-struct HttpError {
-  int status;
-  std::string message;
-  std::string type;
-  std::string code;
-};
-
 void send_error(httplib::Response& res, const HttpError& e) {
   res.status = e.status;
-  res.set_content(Json{{"error",
-                        {{"message", e.message},
-                         {"type", e.type},
-                         {"param", nullptr},
-                         {"code", e.code.empty() ? Json(nullptr) : Json(e.code)}}}}
-                      .dump(),
-                  "application/json");
-}
-
-// The HTTP answer to a daemon status, as OpenAI servers answer alike cases.
-HttpError error_of(const grpc::Status& s) {
-  switch (s.error_code()) {
-    case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::OUT_OF_RANGE:
-      return {400, s.error_message(), "invalid_request_error", "invalid_request"};
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return {502, "the gateway's token was refused by vitrined: " + s.error_message(), "api_error",
-              "upstream_unauthenticated"};
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return {403, s.error_message(), "permission_error", "permission_denied"};
-    case grpc::StatusCode::NOT_FOUND:
-      return {404, s.error_message(), "invalid_request_error", "not_found"};
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return {409, s.error_message(), "invalid_request_error", "failed_precondition"};
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return {429, s.error_message(), "rate_limit_error", "overloaded"};
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return {504, s.error_message(), "timeout_error", "timeout"};
-    case grpc::StatusCode::UNAVAILABLE:
-      return {503, "vitrined is unavailable: " + s.error_message(), "api_error", "unavailable"};
-    case grpc::StatusCode::CANCELLED:
-      return {499, s.error_message(), "api_error", "cancelled"};
-    default:
-      return {500, s.error_message(), "api_error", "internal"};
-  }
+  res.set_content(json_text(error_json(e)), "application/json");
 }
 
 // Model names: the route each stands for.
@@ -156,18 +103,14 @@ std::string message_text(const Json& content) {
   return {};
 }
 
-HttpError bad_request(std::string message, std::string code = "invalid_request") {
-  return {400, std::move(message), "invalid_request_error", std::move(code)};
-}
-
 ChatCall parse_chat(const std::string& body) {
   Json j;
   try {
     j = Json::parse(body);
   } catch (const Json::parse_error& e) {
-    throw bad_request(fmt::format("the body is not valid JSON: {}", e.what()), "invalid_json");
+    throw bad_request(fmt::format("the body is not valid JSON: {}", e.what()), "", "invalid_json");
   }
-  if (!j.is_object()) throw bad_request("the body must be a JSON object", "invalid_json");
+  if (!j.is_object()) throw bad_request("the body must be a JSON object", "", "invalid_json");
   ChatCall call;
   if (!j.contains("model") || !j["model"].is_string()) {
     throw bad_request("'model' is required: one of vitrine, vitrine-describe, vitrine-qa, base");
@@ -234,31 +177,10 @@ Json completion_of(const ChatCall& call, const v1::AskResponse& r) {
 }
 
 std::string sse(const Json& chunk) {
-  return "data: " + chunk.dump() + "\n\n";
+  return "data: " + json_text(chunk) + "\n\n";
 }
 
 }  // namespace
-
-void apply_gateway_config(const Json& json, GatewayConfig& config) {
-  ConfigBinder b(&json, "gateway");
-  bind(b, config);
-  b.finish_reading();
-  auto require = [](bool ok, const char* key, const char* expected) {
-    if (!ok) throw std::invalid_argument(fmt::format("config key 'gateway.{}': {}", key, expected));
-  };
-  require(!config.listen.empty(), "listen", "expected host:port");
-  require(!config.daemon.empty(), "daemon", "expected host:port");
-  require(config.max_body_bytes >= 1024, "max_body_bytes", "expected >= 1024");
-  require(config.timeout_seconds > 0, "timeout_seconds", "expected > 0");
-  require(config.threads >= 1, "threads", "expected >= 1");
-}
-
-nlohmann::ordered_json gateway_config_to_json(const GatewayConfig& config) {
-  GatewayConfig copy = config;
-  ConfigBinder b(nullptr, "gateway");
-  bind(b, copy);
-  return b.take();
-}
 
 struct Gateway::State {
   GatewayConfig config;
@@ -301,7 +223,7 @@ struct Gateway::State {
       v1::AskResponse answer;
       const grpc::Status s = stub->Ask(&context, call.request, &answer);
       if (!s.ok()) throw error_of(s);
-      res.set_content(completion_of(call, answer).dump(), "application/json");
+      res.set_content(json_text(completion_of(call, answer)), "application/json");
       return;
     }
     // Server-sent events, written as the daemon streams; a client that goes
@@ -348,7 +270,7 @@ struct Gateway::State {
             s.ok() ? HttpError{500, "the daemon ended without an answer", "api_error", "internal"}
                    : error_of(s);
         // Headers are gone: the error travels as an event, as OpenAI's servers do.
-        send(sse({{"error", {{"message", e.message}, {"type", e.type}, {"code", e.code}}}}));
+        send(sse(error_json(e)));
       } else {
         Json last = chunk(Json::object(), finish_reason(answer.finish_reason()));
         last["vitrine"] = vitrine_of(answer);
@@ -372,7 +294,8 @@ struct Gateway::State {
     try {
       j = Json::parse(req.body);
     } catch (const Json::parse_error& e) {
-      throw bad_request(fmt::format("the body is not valid JSON: {}", e.what()), "invalid_json");
+      throw bad_request(fmt::format("the body is not valid JSON: {}", e.what()), "",
+                        "invalid_json");
     }
     if (!j.is_object() || !j.contains("text") || !j["text"].is_string()) {
       throw bad_request("'text' is required");
@@ -389,9 +312,8 @@ struct Gateway::State {
     const grpc::Status s = stub->Compare(&context, call.request, &r);
     if (!s.ok()) throw error_of(s);
     res.set_content(
-        Json{{"base", {{"text", r.base().text()}, {"vitrine", vitrine_of(r.base())}}},
-             {"tuned", {{"text", r.tuned().text()}, {"vitrine", vitrine_of(r.tuned())}}}}
-            .dump(),
+        json_text({{"base", {{"text", r.base().text()}, {"vitrine", vitrine_of(r.base())}}},
+                   {"tuned", {{"text", r.tuned().text()}, {"vitrine", vitrine_of(r.tuned())}}}}),
         "application/json");
   }
 
@@ -400,7 +322,8 @@ struct Gateway::State {
     try {
       j = Json::parse(req.body);
     } catch (const Json::parse_error& e) {
-      throw bad_request(fmt::format("the body is not valid JSON: {}", e.what()), "invalid_json");
+      throw bad_request(fmt::format("the body is not valid JSON: {}", e.what()), "",
+                        "invalid_json");
     }
     if (!j.is_object() || !j.contains("response_id") || !j["response_id"].is_string() ||
         !j.contains("rating") || !j["rating"].is_number_integer()) {
@@ -457,6 +380,8 @@ void answer(httplib::Response& res, Body&& body) {
     send_error(res, e);
   } catch (const std::exception& e) {
     send_error(res, {500, e.what(), "api_error", "internal"});
+  } catch (...) {
+    send_error(res, {500, "internal error", "api_error", "internal"});
   }
 }
 
@@ -510,19 +435,31 @@ Gateway::Gateway(GatewayConfig config) : state_(std::make_unique<State>()) {
     }
     return httplib::Server::HandlerResponse::Unhandled;
   });
-  // httplib's own refusals (unknown path, body over the limit) in OpenAI's form.
+  // httplib's own refusals (unknown path, body over the limit) in OpenAI's
+  // form; the path may hold any bytes, so its JSON replaces what is not UTF-8.
   http.set_error_handler([&s](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    if (res.status == 413) {
-      send_error(res, {413,
-                       fmt::format("the request body is over the limit of {} bytes",
-                                   s.config.max_body_bytes),
-                       "invalid_request_error", "request_too_large"});
-    } else if (res.status == 404) {
-      send_error(res, {404, fmt::format("no such endpoint: {} {}", req.method, req.path),
-                       "invalid_request_error", "unknown_url"});
+    try {
+      if (!res.body.empty()) return;
+      if (res.status == 413) {
+        send_error(res, {413,
+                         fmt::format("the request body is over the limit of {} bytes",
+                                     s.config.max_body_bytes),
+                         "invalid_request_error", "request_too_large"});
+      } else if (res.status == 404) {
+        send_error(res, {404,
+                         fmt::format("no such endpoint: {} {}", req.method,
+                                     quote_value(Json(req.path), 200)),
+                         "invalid_request_error", "unknown_url"});
+      }
+    } catch (...) {  // never let the answer to an error fail
+      res.body.clear();
     }
   });
+  // What a handler lets escape (answer() catches what they throw) is a 500.
+  http.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+        send_error(res, {500, "internal error", "api_error", "internal"});
+      });
   http.Get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(std::string(reinterpret_cast<const char*>(kWebPage), kWebPageSize),
                     "text/html; charset=utf-8");
@@ -540,7 +477,7 @@ Gateway::Gateway(GatewayConfig config) : state_(std::make_unique<State>()) {
     for (const auto& [name, _] : models()) {
       data.push_back({{"id", name}, {"object", "model"}, {"created", 0}, {"owned_by", "vitrine"}});
     }
-    res.set_content(Json{{"object", "list"}, {"data", data}}.dump(), "application/json");
+    res.set_content(json_text({{"object", "list"}, {"data", data}}), "application/json");
   });
   http.Post("/v1/chat/completions", [&s](const httplib::Request& req, httplib::Response& res) {
     answer(res, [&] { s.chat(req, res); });

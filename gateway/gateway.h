@@ -26,33 +26,10 @@
 #pragma once
 
 #include <memory>
-#include <nlohmann/json.hpp>
-#include <string>
-#include <vector>
 
-namespace httplib {
-class Server;
-}
+#include "gateway/gateway_config.h"
 
 namespace vitrine::gateway {
-
-// What configs/gateway.yaml sets (a test keeps the file and these equal).
-struct GatewayConfig {
-  std::string listen = "127.0.0.1:8080";
-  std::string daemon = "127.0.0.1:50061";
-  std::string daemon_tls_ca;      // PEM CA of the daemon's certificate; empty = plaintext
-  std::string daemon_token_file;  // a token for the daemon (first line); empty = none
-  std::string tokens_file;        // tokens this gateway's clients must present; empty = none
-  std::vector<std::string> cors_origins;  // origins browsers may call from ("*" = any)
-  int64_t max_body_bytes = 65536;         // larger request bodies get 413
-  double timeout_seconds = 120;           // a request's deadline at the daemon
-  int threads = 8;                        // HTTP worker threads: requests served at once
-};
-
-// Reads a config JSON (from YAML) over `config`; unknown keys, wrong types
-// and values out of range throw std::invalid_argument naming the key.
-void apply_gateway_config(const nlohmann::json& json, GatewayConfig& config);
-nlohmann::ordered_json gateway_config_to_json(const GatewayConfig& config);
 
 class Gateway {
  public:
