@@ -7,18 +7,16 @@
 #include <httplib.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <future>
-#include <optional>
-#include <random>
 #include <set>
 #include <stdexcept>
 
-#include "common/clock.h"
 #include "common/text_file.h"
-#include "common/utf8.h"
 #include "gateway/openai_error.h"
+#include "gateway/openai_request.h"
+#include "gateway/openai_response.h"
+#include "gateway/stop_sequences.h"
 #include "vitrine/v1/chat.grpc.pb.h"
 
 namespace vitrine::gateway {
@@ -34,150 +32,6 @@ using Json = nlohmann::json;
 void send_error(httplib::Response& res, const HttpError& e) {
   res.status = e.status;
   res.set_content(json_text(error_json(e)), "application/json");
-}
-
-// Model names: the route each stands for.
-const std::vector<std::pair<std::string, v1::Route>>& models() {
-  static const std::vector<std::pair<std::string, v1::Route>> kModels = {
-      {"vitrine", v1::ROUTE_AUTO},
-      {"vitrine-describe", v1::ROUTE_DESCRIBE},
-      {"vitrine-qa", v1::ROUTE_QA},
-      {"base", v1::ROUTE_BASE}};
-  return kModels;
-}
-
-std::string finish_reason(const std::string& engine_reason) {
-  return engine_reason == "length" ? "length" : "stop";
-}
-
-Json vitrine_of(const v1::AskResponse& r) {
-  Json sources = Json::array();
-  for (const v1::Source& s : r.sources()) {
-    sources.push_back({{"uid", s.uid()}, {"title", s.title()}, {"score", s.score()}});
-  }
-  return {{"response_id", r.response_id()},
-          {"route",
-           {{"agent", r.route().agent()},
-            {"adapter", r.route().adapter()},
-            {"adapter_version", r.route().adapter_version()},
-            {"classifier_confidence", r.route().classifier_confidence()},
-            {"evidence", r.route().evidence()}}},
-          {"sources", sources},
-          {"product_found", r.product_found()},
-          {"experiment", r.experiment()},
-          {"arm", r.arm()},
-          {"finish_reason", r.finish_reason()},
-          {"timings",
-           {{"queue_ms", r.timings().queue_ms()},
-            {"first_token_ms", r.timings().first_token_ms()},
-            {"total_ms", r.timings().total_ms()}}}};
-}
-
-Json usage_of(const v1::AskResponse& r) {
-  return {{"prompt_tokens", r.usage().prompt_tokens()},
-          {"completion_tokens", r.usage().completion_tokens()},
-          {"total_tokens", r.usage().prompt_tokens() + r.usage().completion_tokens()}};
-}
-
-// The request a chat completion asks: its last user message, the route
-// its model names, the generation settings it sets. Throws HttpError.
-struct ChatCall {
-  v1::AskRequest request;
-  std::string model;
-  bool stream = false;
-  bool include_usage = false;
-};
-
-std::string message_text(const Json& content) {
-  if (content.is_string()) return content.get<std::string>();
-  if (content.is_array()) {  // [{"type": "text", "text": ...}, ...]
-    std::string text;
-    for (const Json& part : content) {
-      if (part.is_object() && part.value("type", "") == "text" && part.contains("text") &&
-          part["text"].is_string()) {
-        text += (text.empty() ? "" : "\n") + part["text"].get<std::string>();
-      }
-    }
-    return text;
-  }
-  return {};
-}
-
-ChatCall parse_chat(const std::string& body) {
-  Json j;
-  try {
-    j = Json::parse(body);
-  } catch (const Json::parse_error& e) {
-    throw bad_request(fmt::format("the body is not valid JSON: {}", e.what()), "", "invalid_json");
-  }
-  if (!j.is_object()) throw bad_request("the body must be a JSON object", "", "invalid_json");
-  ChatCall call;
-  if (!j.contains("model") || !j["model"].is_string()) {
-    throw bad_request("'model' is required: one of vitrine, vitrine-describe, vitrine-qa, base");
-  }
-  call.model = j["model"].get<std::string>();
-  const auto route = std::find_if(models().begin(), models().end(),
-                                  [&](const auto& m) { return m.first == call.model; });
-  if (route == models().end()) {
-    throw HttpError{404,
-                    fmt::format("the model '{}' does not exist: use vitrine, vitrine-describe, "
-                                "vitrine-qa or base",
-                                call.model),
-                    "invalid_request_error", "model_not_found"};
-  }
-  call.request.set_route(route->second);
-  if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty()) {
-    throw bad_request("'messages' must be a non-empty array");
-  }
-  std::string text;
-  for (const Json& m : j["messages"]) {
-    if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) {
-      throw bad_request("every message needs a 'role'");
-    }
-    if (m["role"] == "user" && m.contains("content")) text = message_text(m["content"]);
-  }
-  if (text.empty()) throw bad_request("no user message with text content");
-  if (!utf8::is_valid(text)) throw bad_request("the user message is not valid UTF-8");
-  call.request.set_text(text);
-  v1::GenerationSettings& g = *call.request.mutable_generation();
-  auto number = [&](const char* key) -> std::optional<double> {
-    if (!j.contains(key) || j[key].is_null()) return std::nullopt;
-    if (!j[key].is_number()) throw bad_request(fmt::format("'{}' must be a number", key));
-    return j[key].get<double>();
-  };
-  if (const auto v = number("max_completion_tokens"))
-    g.set_max_new_tokens(static_cast<int>(*v));
-  else if (const auto v2 = number("max_tokens"))
-    g.set_max_new_tokens(static_cast<int>(*v2));
-  if (const auto v = number("temperature")) g.set_temperature(*v);
-  if (const auto v = number("top_p")) g.set_top_p(*v);
-  if (const auto v = number("seed")) g.set_seed(static_cast<uint64_t>(*v));
-  if (const auto v = number("n"); v && *v != 1) throw bad_request("only n = 1 is supported");
-  if (j.contains("user") && j["user"].is_string()) call.request.set_user_id(j["user"]);
-  if (j.contains("stream") && !j["stream"].is_boolean() && !j["stream"].is_null()) {
-    throw bad_request("'stream' must be true or false");
-  }
-  call.stream = j.value("stream", false);
-  if (j.contains("stream_options") && j["stream_options"].is_object()) {
-    call.include_usage = j["stream_options"].value("include_usage", false);
-  }
-  return call;
-}
-
-Json completion_of(const ChatCall& call, const v1::AskResponse& r) {
-  return {{"id", "chatcmpl-" + r.response_id()},
-          {"object", "chat.completion"},
-          {"created", static_cast<int64_t>(unix_seconds())},
-          {"model", call.model},
-          {"choices", Json::array({{{"index", 0},
-                                    {"message", {{"role", "assistant"}, {"content", r.text()}}},
-                                    {"finish_reason", finish_reason(r.finish_reason())}}})},
-          {"usage", usage_of(r)},
-          {"vitrine", vitrine_of(r)}};
-}
-
-std::string sse(const Json& chunk) {
-  return "data: " + json_text(chunk) + "\n\n";
 }
 
 }  // namespace
@@ -216,96 +70,68 @@ struct Gateway::State {
   }
 
   void chat(const httplib::Request& req, httplib::Response& res) {
-    const ChatCall call = parse_chat(req.body);
+    const ChatCall call = parse_chat_request(req.body);
     if (!call.stream) {
       grpc::ClientContext context;
       prepare(context);
       v1::AskResponse answer;
       const grpc::Status s = stub->Ask(&context, call.request, &answer);
       if (!s.ok()) throw error_of(s);
-      res.set_content(json_text(completion_of(call, answer)), "application/json");
+      const bool stopped = cut_at_stop(*answer.mutable_text(), call.stop);
+      res.set_content(json_text(completion_of(call, answer, stopped)), "application/json");
       return;
     }
     // Server-sent events, written as the daemon streams; a client that goes
     // away cancels the request at the daemon.
     res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider("text/event-stream", [this, call](size_t,
-                                                                       httplib::DataSink& sink) {
-      grpc::ClientContext context;
-      prepare(context);
-      const std::string id = fmt::format("chatcmpl-{:x}", std::random_device{}());
-      const int64_t created = static_cast<int64_t>(unix_seconds());
-      auto chunk = [&](const Json& delta, const Json& finish) {
-        return Json{{"id", id},
-                    {"object", "chat.completion.chunk"},
-                    {"created", created},
-                    {"model", call.model},
-                    {"choices",
-                     Json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}})}};
-      };
-      bool open = true;
-      auto send = [&](const std::string& text) {
-        if (open && !sink.write(text.data(), text.size())) {
-          open = false;
-          context.TryCancel();  // the client went away
-        }
-      };
-      auto reader = stub->AskStream(&context, call.request);
-      send(sse(chunk({{"role", "assistant"}, {"content", ""}}, nullptr)));
-      v1::AskStreamEvent event;
-      v1::AskResponse answer;
-      bool answered = false;
-      while (reader->Read(&event)) {
-        if (event.has_answer()) {
-          answer = event.answer();
-          answered = true;
-        } else {
-          send(sse(chunk({{"content", event.text()}}, nullptr)));
-        }
-      }
-      const grpc::Status s = reader->Finish();
-      if (!open) return false;
-      if (!s.ok() || !answered) {
-        const HttpError e =
-            s.ok() ? HttpError{500, "the daemon ended without an answer", "api_error", "internal"}
-                   : error_of(s);
-        // Headers are gone: the error travels as an event, as OpenAI's servers do.
-        send(sse(error_json(e)));
-      } else {
-        Json last = chunk(Json::object(), finish_reason(answer.finish_reason()));
-        last["vitrine"] = vitrine_of(answer);
-        if (call.include_usage) last["usage"] = nullptr;
-        send(sse(last));
-        if (call.include_usage) {
-          Json usage = chunk(Json::object(), nullptr);
-          usage["choices"] = Json::array();
-          usage["usage"] = usage_of(answer);
-          send(sse(usage));
-        }
-      }
-      send("data: [DONE]\n\n");
-      sink.done();
-      return open;
-    });
+    res.set_chunked_content_provider(
+        "text/event-stream", [this, call](size_t, httplib::DataSink& sink) {
+          grpc::ClientContext context;
+          prepare(context);
+          const ChunkWriter chunks(call.model);
+          bool open = true;
+          auto send = [&](const std::string& text) {
+            if (open && !sink.write(text.data(), text.size())) {
+              open = false;
+              context.TryCancel();  // the client went away
+            }
+          };
+          auto reader = stub->AskStream(&context, call.request);
+          send(sse_event(chunks.chunk({{"role", "assistant"}, {"content", ""}}, nullptr)));
+          v1::AskStreamEvent event;
+          v1::AskResponse answer;
+          bool answered = false;
+          while (reader->Read(&event)) {
+            if (event.has_answer()) {
+              answer = event.answer();
+              answered = true;
+            } else {
+              send(sse_event(chunks.chunk({{"content", event.text()}}, nullptr)));
+            }
+          }
+          const grpc::Status s = reader->Finish();
+          if (!open) return false;
+          if (!s.ok() || !answered) {
+            const HttpError e = s.ok() ? HttpError{500, "the daemon ended without an answer",
+                                                   "api_error", "internal"}
+                                       : error_of(s);
+            // Headers are gone: the error travels as an event, as OpenAI's servers do.
+            send(sse_event(error_json(e)));
+          } else {
+            Json last = chunks.chunk(Json::object(), finish_reason_of(answer.finish_reason()));
+            last["vitrine"] = vitrine_of(answer);
+            if (call.include_usage) last["usage"] = nullptr;
+            send(sse_event(last));
+            if (call.include_usage) send(sse_event(chunks.usage_chunk(usage_of(answer))));
+          }
+          send(kSseDone);
+          sink.done();
+          return open;
+        });
   }
 
   void compare(const httplib::Request& req, httplib::Response& res) {
-    Json j;
-    try {
-      j = Json::parse(req.body);
-    } catch (const Json::parse_error& e) {
-      throw bad_request(fmt::format("the body is not valid JSON: {}", e.what()), "",
-                        "invalid_json");
-    }
-    if (!j.is_object() || !j.contains("text") || !j["text"].is_string()) {
-      throw bad_request("'text' is required");
-    }
-    Json chat = {{"model", j.value("model", "vitrine")},
-                 {"messages", Json::array({{{"role", "user"}, {"content", j["text"]}}})}};
-    for (const char* key : {"max_tokens", "temperature", "seed"}) {
-      if (j.contains(key)) chat[key] = j[key];
-    }
-    const ChatCall call = parse_chat(chat.dump());
+    const ChatCall call = parse_compare_request(req.body);
     grpc::ClientContext context;
     prepare(context);
     v1::CompareResponse r;
@@ -318,21 +144,7 @@ struct Gateway::State {
   }
 
   void feedback(const httplib::Request& req, httplib::Response& res) {
-    Json j;
-    try {
-      j = Json::parse(req.body);
-    } catch (const Json::parse_error& e) {
-      throw bad_request(fmt::format("the body is not valid JSON: {}", e.what()), "",
-                        "invalid_json");
-    }
-    if (!j.is_object() || !j.contains("response_id") || !j["response_id"].is_string() ||
-        !j.contains("rating") || !j["rating"].is_number_integer()) {
-      throw bad_request("'response_id' (string) and 'rating' (1 or -1) are required");
-    }
-    v1::FeedbackRequest request;
-    request.set_response_id(j["response_id"]);
-    request.set_rating(j["rating"].get<int>());
-    if (j.contains("comment") && j["comment"].is_string()) request.set_comment(j["comment"]);
+    const v1::FeedbackRequest request = parse_feedback_request(req.body);
     grpc::ClientContext context;
     prepare(context);
     v1::FeedbackResponse nothing;
@@ -473,11 +285,17 @@ Gateway::Gateway(GatewayConfig config) : state_(std::make_unique<State>()) {
     res.set_content(ready ? "ready\n" : "vitrined is not serving\n", "text/plain");
   });
   http.Get("/v1/models", [](const httplib::Request&, httplib::Response& res) {
-    Json data = Json::array();
-    for (const auto& [name, _] : models()) {
-      data.push_back({{"id", name}, {"object", "model"}, {"created", 0}, {"owned_by", "vitrine"}});
-    }
-    res.set_content(json_text({{"object", "list"}, {"data", data}}), "application/json");
+    res.set_content(json_text(model_list()), "application/json");
+  });
+  http.Get(R"(/v1/models/[^/]*)", [](const httplib::Request& req, httplib::Response& res) {
+    answer(res, [&] {
+      const std::string id = req.path.substr(std::string_view("/v1/models/").size());
+      for (const auto& [name, _] : model_routes()) {
+        if (name == id) return res.set_content(json_text(model_object(id)), "application/json");
+      }
+      throw HttpError{404, fmt::format("the model {} does not exist", quote_value(Json(id))),
+                      "invalid_request_error", "model_not_found", "model"};
+    });
   });
   http.Post("/v1/chat/completions", [&s](const httplib::Request& req, httplib::Response& res) {
     answer(res, [&] { s.chat(req, res); });

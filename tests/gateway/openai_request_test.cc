@@ -1,0 +1,123 @@
+// gateway/openai_request.h without a server: what a request body becomes
+// for the daemon, and which parameters are refused by name.
+#include "gateway/openai_request.h"
+
+#include <gtest/gtest.h>
+
+#include <climits>
+#include <nlohmann/json.hpp>
+
+#include "gateway/openai_error.h"
+
+namespace vitrine::gateway {
+namespace {
+
+using Json = nlohmann::json;
+
+Json request_with(const Json& changes) {
+  Json j = {{"model", "vitrine-qa"},
+            {"messages",
+             {{{"role", "system"}, {"content", "be brief"}},
+              {{"role", "user"}, {"content", "first"}},
+              {{"role", "assistant"}, {"content", nullptr}},
+              {{"role", "user"},
+               {"content",
+                {{{"type", "text"}, {"text", "What is"}},
+                 {{"type", "text"}, {"text", "Dune about?"}}}}}}}};
+  j.update(changes);
+  return j;
+}
+
+// The param a refused body names.
+std::string refused_param(const Json& body) {
+  try {
+    parse_chat_request(body.dump());
+  } catch (const HttpError& e) {
+    return e.param;
+  }
+  return "(accepted)";
+}
+
+TEST(GatewayRequestParsing, TheLastUserMessageAndSettingsReachTheDaemon) {
+  const ChatCall call =
+      parse_chat_request(request_with({{"max_tokens", 12.0},
+                                       {"temperature", 0.5},
+                                       {"top_p", 0.9},
+                                       {"seed", -1},
+                                       {"user", "u1"},
+                                       {"stream", true},
+                                       {"stream_options", {{"include_usage", true}}},
+                                       {"stop", {"\n", "END"}}})
+                             .dump());
+  EXPECT_EQ(call.model, "vitrine-qa");
+  EXPECT_EQ(call.request.route(), v1::ROUTE_QA);
+  EXPECT_EQ(call.request.text(), "What is\nDune about?");
+  EXPECT_EQ(call.request.generation().max_new_tokens(), 12);
+  EXPECT_DOUBLE_EQ(call.request.generation().temperature(), 0.5);
+  EXPECT_DOUBLE_EQ(call.request.generation().top_p(), 0.9);
+  EXPECT_EQ(call.request.generation().seed(), UINT64_MAX);  // -1 keeps its 64 bits
+  EXPECT_EQ(call.request.user_id(), "u1");
+  EXPECT_TRUE(call.stream);
+  EXPECT_TRUE(call.include_usage);
+  EXPECT_EQ(call.stop, (std::vector<std::string>{"\n", "END"}));
+}
+
+TEST(GatewayRequestParsing, MaxTokensPastInt32IsClampedNeverWrapped) {
+  for (const Json& huge : {Json(1e20), Json(4294967296LL), Json(2147483648LL)}) {
+    const ChatCall call = parse_chat_request(request_with({{"max_tokens", huge}}).dump());
+    EXPECT_EQ(call.request.generation().max_new_tokens(), INT32_MAX) << huge;
+  }
+  // max_completion_tokens wins over max_tokens.
+  const ChatCall call =
+      parse_chat_request(request_with({{"max_tokens", 5}, {"max_completion_tokens", 7}}).dump());
+  EXPECT_EQ(call.request.generation().max_new_tokens(), 7);
+  EXPECT_EQ(refused_param(request_with({{"max_tokens", 2.9}})), "max_tokens");
+  EXPECT_EQ(refused_param(request_with({{"max_completion_tokens", -1}})), "max_completion_tokens");
+  EXPECT_EQ(refused_param(request_with({{"max_tokens", "8"}})), "max_tokens");
+}
+
+TEST(GatewayRequestParsing, EveryMistypedParameterIsNamed) {
+  EXPECT_EQ(refused_param(request_with({{"model", 123}})), "model");
+  EXPECT_EQ(refused_param(request_with({{"stream", 1}})), "stream");
+  EXPECT_EQ(refused_param(request_with({{"stream_options", {{"include_usage", 1}}}})),
+            "stream_options.include_usage");
+  EXPECT_EQ(refused_param(request_with({{"messages", {{{"role", "user"}, {"content", {5}}}}}})),
+            "messages[0].content[0]");
+  EXPECT_EQ(refused_param(request_with(
+                {{"messages", {{{"role", "user"}, {"content", {{{"type", "image_url"}}}}}}}})),
+            "messages[0].content[0].type");
+  EXPECT_EQ(refused_param(request_with({{"messages", {{{"role", "robot"}, {"content", "x"}}}}})),
+            "messages[0].role");
+  EXPECT_EQ(refused_param(request_with({{"messages", {{{"role", "system"}, {"content", "x"}}}}})),
+            "messages");  // no user message
+  EXPECT_EQ(refused_param(request_with({{"tool_choice", {{"type", "function"}}}})), "tool_choice");
+  EXPECT_EQ(refused_param(request_with({{"presence_penalty", 0.5}})), "presence_penalty");
+  EXPECT_EQ(refused_param(request_with({{"logit_bias", {{"42", 1}}}})), "logit_bias");
+  EXPECT_EQ(refused_param(request_with({{"stop", Json::array({"a", "b", "c", "d", "e"})}})),
+            "stop");
+  EXPECT_EQ(refused_param(request_with({{"presence_penalty", 0}, {"logprobs", nullptr}})),
+            "(accepted)");
+  try {
+    parse_chat_request(request_with({{"model", "gpt-4o"}}).dump());
+    FAIL() << "an unknown model was accepted";
+  } catch (const HttpError& e) {
+    EXPECT_EQ(e.status, 404);
+    EXPECT_EQ(e.code, "model_not_found");
+  }
+}
+
+TEST(GatewayRequestParsing, CompareAndFeedbackCheckTheirFields) {
+  const ChatCall call =
+      parse_compare_request(Json({{"text", "Dune"}, {"model", nullptr}, {"seed", 3}}).dump());
+  EXPECT_EQ(call.model, "vitrine");
+  EXPECT_EQ(call.request.text(), "Dune");
+  EXPECT_EQ(call.request.generation().seed(), 3u);
+  const v1::FeedbackRequest f =
+      parse_feedback_request(Json({{"response_id", "r-1"}, {"rating", -1.0}}).dump());
+  EXPECT_EQ(f.rating(), -1);
+  EXPECT_THROW(parse_feedback_request(R"({"response_id": "r", "rating": 0})"), HttpError);
+  EXPECT_THROW(parse_compare_request(R"({"text": ""})"), HttpError);
+}
+
+}  // namespace
+}  // namespace vitrine::gateway
