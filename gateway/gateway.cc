@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "common/text_file.h"
+#include "gateway/chat_stream.h"
 #include "gateway/openai_error.h"
 #include "gateway/openai_request.h"
 #include "gateway/openai_response.h"
@@ -70,7 +71,7 @@ struct Gateway::State {
   }
 
   void chat(const httplib::Request& req, httplib::Response& res) {
-    const ChatCall call = parse_chat_request(req.body);
+    ChatCall call = parse_chat_request(req.body);
     if (!call.stream) {
       grpc::ClientContext context;
       prepare(context);
@@ -81,53 +82,31 @@ struct Gateway::State {
       res.set_content(json_text(completion_of(call, answer, stopped)), "application/json");
       return;
     }
-    // Server-sent events, written as the daemon streams; a client that goes
-    // away cancels the request at the daemon.
+    stream_chat(req, res, std::move(call));
+  }
+
+  // Server-sent events. The daemon's first event is awaited before the
+  // status line goes, so its refusal (or absence) is the HTTP status.
+  void stream_chat(const httplib::Request& req, httplib::Response& res, ChatCall call) {
+    const auto stream = std::make_shared<ChatStream>(
+        *stub, std::move(call), [this](grpc::ClientContext& c) { prepare(c); });
     res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider(
-        "text/event-stream", [this, call](size_t, httplib::DataSink& sink) {
-          grpc::ClientContext context;
-          prepare(context);
-          const ChunkWriter chunks(call.model);
-          bool open = true;
-          auto send = [&](const std::string& text) {
-            if (open && !sink.write(text.data(), text.size())) {
-              open = false;
-              context.TryCancel();  // the client went away
-            }
-          };
-          auto reader = stub->AskStream(&context, call.request);
-          send(sse_event(chunks.chunk({{"role", "assistant"}, {"content", ""}}, nullptr)));
-          v1::AskStreamEvent event;
-          v1::AskResponse answer;
-          bool answered = false;
-          while (reader->Read(&event)) {
-            if (event.has_answer()) {
-              answer = event.answer();
-              answered = true;
-            } else {
-              send(sse_event(chunks.chunk({{"content", event.text()}}, nullptr)));
-            }
-          }
-          const grpc::Status s = reader->Finish();
-          if (!open) return false;
-          if (!s.ok() || !answered) {
-            const HttpError e = s.ok() ? HttpError{500, "the daemon ended without an answer",
-                                                   "api_error", "internal"}
-                                       : error_of(s);
-            // Headers are gone: the error travels as an event, as OpenAI's servers do.
-            send(sse_event(error_json(e)));
-          } else {
-            Json last = chunks.chunk(Json::object(), finish_reason_of(answer.finish_reason()));
-            last["vitrine"] = vitrine_of(answer);
-            if (call.include_usage) last["usage"] = nullptr;
-            send(sse_event(last));
-            if (call.include_usage) send(sse_event(chunks.usage_chunk(usage_of(answer))));
-          }
-          send(kSseDone);
-          sink.done();
-          return open;
-        });
+    auto provider = [stream](size_t, httplib::DataSink& sink) {
+      std::string out;
+      const bool more = stream->next(out);
+      if (!out.empty() && !sink.write(out.data(), out.size())) {
+        stream->cancel();  // the client went away
+        return false;
+      }
+      if (!more) sink.done();
+      return true;
+    };
+    if (req.version == "HTTP/1.0") {
+      // No chunked encoding before HTTP/1.1: the stream ends with the connection.
+      res.set_content_provider("text/event-stream", provider);
+    } else {
+      res.set_chunked_content_provider("text/event-stream", provider);
+    }
   }
 
   void compare(const httplib::Request& req, httplib::Response& res) {

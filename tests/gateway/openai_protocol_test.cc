@@ -1,7 +1,7 @@
 // vitrine-gateway's side of the OpenAI protocol, on loopback with no daemon
 // behind it: parameters of the wrong type or not implemented get a 400 that
-// names them; requests that pass reach the daemon (here: 503, it is down);
-// models.retrieve.
+// names them; requests that pass reach the daemon (here: 503, it is down),
+// streaming ones included; models.retrieve; HTTP/1.0.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -11,12 +11,14 @@
 #include <vector>
 
 #include "tests/gateway/gateway_process.h"
+#include "tests/gateway/raw_http.h"
 
 namespace vitrine {
 namespace {
 
 using Json = nlohmann::json;
 using testing::GatewayProcess;
+using testing::RawConnection;
 using namespace std::chrono_literals;
 
 Json request_with(const Json& changes) {
@@ -145,6 +147,24 @@ TEST(GatewayProtocol, UnimplementedParametersAreRefusedByName) {
   expect_passed(gw, request_with({{"stop", "\n"}}).dump());
 }
 
+TEST(GatewayProtocol, AStreamThatCannotStartGetsItsStatusNotA200) {
+  GatewayProcess gw;
+  ASSERT_TRUE(gw.ready());
+  httplib::Client c = gw.client();
+  // The daemon is down: 503 before any byte of a stream.
+  auto r =
+      c.Post("/v1/chat/completions", request_with({{"stream", true}}).dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503) << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
+  EXPECT_EQ(Json::parse(r->body)["error"]["code"], "unavailable");
+  // A bad request: 400, stream or not.
+  r = c.Post("/v1/chat/completions", request_with({{"stream", true}, {"max_tokens", -3}}).dump(),
+             "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;
+}
+
 TEST(GatewayProtocol, ModelsRetrieveByIdAndUnknownIdsAre404) {
   GatewayProcess gw;
   ASSERT_TRUE(gw.ready());
@@ -162,6 +182,17 @@ TEST(GatewayProtocol, ModelsRetrieveByIdAndUnknownIdsAre404) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 404);
   EXPECT_EQ(Json::parse(r->body)["error"]["code"], "model_not_found");
+}
+
+TEST(GatewayProtocol, Http10ClientsGetNoChunkedEncoding) {
+  GatewayProcess gw;
+  ASSERT_TRUE(gw.ready());
+  RawConnection c(gw.address());
+  ASSERT_TRUE(c.send(fmt::format("GET /v1/models HTTP/1.0\r\nHost: {}\r\n\r\n", gw.host())));
+  EXPECT_TRUE(c.read_until_closed(5s)) << "an HTTP/1.0 connection was kept open";
+  EXPECT_EQ(c.status(), 200) << c.received();
+  EXPECT_EQ(c.head().find("Transfer-Encoding"), std::string::npos) << c.head();
+  EXPECT_EQ(Json::parse(c.body())["object"], "list");
 }
 
 }  // namespace
