@@ -1,19 +1,22 @@
-// The gateway's routes and the daemon calls behind them (see gateway.h).
+// The gateway's routes and the daemon calls behind them (see gateway.h):
+// each handler reads its body within the limit, parses it
+// (openai_request.h), calls the daemon and writes OpenAI objects
+// (openai_response.h); whatever it throws becomes an OpenAI error.
 #include "gateway/gateway.h"
 
 #include <fmt/format.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
-#include <httplib.h>
 
 #include <algorithm>
-#include <chrono>
 #include <future>
 #include <set>
 #include <stdexcept>
 
 #include "common/text_file.h"
+#include "gateway/ascii_case.h"
 #include "gateway/chat_stream.h"
+#include "gateway/http_front.h"
 #include "gateway/openai_error.h"
 #include "gateway/openai_request.h"
 #include "gateway/openai_response.h"
@@ -29,10 +32,83 @@ extern const size_t kWebPageSize;
 namespace {
 
 using Json = nlohmann::json;
+using httplib::Request;
+using httplib::Response;
+using HandlerResponse = httplib::Server::HandlerResponse;
 
-void send_error(httplib::Response& res, const HttpError& e) {
+void send_error(Response& res, const HttpError& e) {
   res.status = e.status;
   res.set_content(json_text(error_json(e)), "application/json");
+}
+
+// Runs a handler body, turning whatever it throws into an OpenAI error.
+template <typename Body>
+void answer(Response& res, Body&& body) {
+  try {
+    body();
+  } catch (const HttpError& e) {
+    send_error(res, e);
+  } catch (const std::exception& e) {
+    send_error(res, {500, e.what(), "api_error", "internal"});
+  } catch (...) {
+    send_error(res, {500, "internal error", "api_error", "internal"});
+  }
+}
+
+HttpError too_large(int64_t limit) {
+  return {413, fmt::format("the request body is over the limit of {} bytes", limit),
+          "invalid_request_error", "request_too_large"};
+}
+
+// The body, through httplib's reader (chunked or not), at most `limit`
+// bytes: 413 past it, 408 when it came too slowly, 400 when unreadable.
+std::string read_body(const httplib::ContentReader& reader, int64_t limit) {
+  std::string body;
+  bool over = false;
+  const bool ok = reader([&](const char* data, size_t n) {
+    if (body.size() + n > static_cast<size_t>(limit)) {
+      over = true;
+      return false;
+    }
+    body.append(data, n);
+    return true;
+  });
+  if (over) throw too_large(limit);
+  if (!ok && HttpFront::body_timed_out()) {
+    throw HttpError{408, "the request body did not arrive in time", "invalid_request_error",
+                    "request_timeout"};
+  }
+  if (!ok) throw bad_request("the request body could not be read", "", "invalid_body");
+  return body;
+}
+
+// Framing a handler should never see: compressed bodies (their size is
+// unknown until inflated), unknown or doubled framing, a body over the limit.
+std::optional<HttpError> framing_refusal(const Request& req, int64_t max_body_bytes) {
+  const std::string encoding = req.get_header_value("Content-Encoding");
+  if (!encoding.empty() && !ascii_iequals(encoding, "identity")) {
+    return HttpError{415, "compressed request bodies are not accepted (Content-Encoding)",
+                     "invalid_request_error", "unsupported_media_type"};
+  }
+  const bool has_length = req.has_header("Content-Length");
+  if (req.has_header("Transfer-Encoding")) {
+    if (!ascii_iequals(req.get_header_value("Transfer-Encoding"), "chunked") || has_length) {
+      return bad_request("only 'Transfer-Encoding: chunked', without Content-Length, is accepted",
+                         "", "invalid_framing");
+    }
+  }
+  if (!has_length) return std::nullopt;
+  const std::string length = req.get_header_value("Content-Length");
+  if (length.empty() || length.size() > 18 ||
+      length.find_first_not_of("0123456789") != std::string::npos) {
+    return bad_request("Content-Length must be a number", "", "invalid_framing");
+  }
+  if (std::stoll(length) > max_body_bytes) return too_large(max_body_bytes);
+  return std::nullopt;
+}
+
+bool is_probe(const Request& req) {
+  return req.path == "/healthz" || req.path == "/readyz";
 }
 
 }  // namespace
@@ -43,7 +119,7 @@ struct Gateway::State {
   std::string daemon_token;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::ChatService::Stub> stub;
-  httplib::Server server;
+  std::unique_ptr<HttpFront> server;
 
   void prepare(grpc::ClientContext& context) const {
     if (!daemon_token.empty()) context.AddMetadata("authorization", "Bearer " + daemon_token);
@@ -70,24 +146,24 @@ struct Gateway::State {
     return bytes == std::string("\x08\x01", 2);  // status: SERVING
   }
 
-  void chat(const httplib::Request& req, httplib::Response& res) {
-    ChatCall call = parse_chat_request(req.body);
-    if (!call.stream) {
-      grpc::ClientContext context;
-      prepare(context);
-      v1::AskResponse answer;
-      const grpc::Status s = stub->Ask(&context, call.request, &answer);
-      if (!s.ok()) throw error_of(s);
-      const bool stopped = cut_at_stop(*answer.mutable_text(), call.stop);
-      res.set_content(json_text(completion_of(call, answer, stopped)), "application/json");
+  void chat(const Request& req, Response& res, const httplib::ContentReader& reader) {
+    ChatCall call = parse_chat_request(read_body(reader, config.max_body_bytes));
+    if (call.stream) {
+      stream_chat(req, res, std::move(call));
       return;
     }
-    stream_chat(req, res, std::move(call));
+    grpc::ClientContext context;
+    prepare(context);
+    v1::AskResponse answer;
+    const grpc::Status s = stub->Ask(&context, call.request, &answer);
+    if (!s.ok()) throw error_of(s);
+    const bool stopped = cut_at_stop(*answer.mutable_text(), call.stop);
+    res.set_content(json_text(completion_of(call, answer, stopped)), "application/json");
   }
 
   // Server-sent events. The daemon's first event is awaited before the
   // status line goes, so its refusal (or absence) is the HTTP status.
-  void stream_chat(const httplib::Request& req, httplib::Response& res, ChatCall call) {
+  void stream_chat(const Request& req, Response& res, ChatCall call) {
     const auto stream = std::make_shared<ChatStream>(
         *stub, std::move(call), [this](grpc::ClientContext& c) { prepare(c); });
     res.set_header("Cache-Control", "no-cache");
@@ -103,14 +179,15 @@ struct Gateway::State {
     };
     if (req.version == "HTTP/1.0") {
       // No chunked encoding before HTTP/1.1: the stream ends with the connection.
+      HttpFront::close_after_response();
       res.set_content_provider("text/event-stream", provider);
     } else {
       res.set_chunked_content_provider("text/event-stream", provider);
     }
   }
 
-  void compare(const httplib::Request& req, httplib::Response& res) {
-    const ChatCall call = parse_compare_request(req.body);
+  void compare(Response& res, const httplib::ContentReader& reader) {
+    const ChatCall call = parse_compare_request(read_body(reader, config.max_body_bytes));
     grpc::ClientContext context;
     prepare(context);
     v1::CompareResponse r;
@@ -122,8 +199,9 @@ struct Gateway::State {
         "application/json");
   }
 
-  void feedback(const httplib::Request& req, httplib::Response& res) {
-    const v1::FeedbackRequest request = parse_feedback_request(req.body);
+  void feedback(Response& res, const httplib::ContentReader& reader) {
+    const v1::FeedbackRequest request =
+        parse_feedback_request(read_body(reader, config.max_body_bytes));
     grpc::ClientContext context;
     prepare(context);
     v1::FeedbackResponse nothing;
@@ -132,8 +210,33 @@ struct Gateway::State {
     res.set_content("{}", "application/json");
   }
 
+  // Before routing, before any body is read: framing, and for the API the
+  // Origin (CORS), preflights and the token. Probes pass as they are.
+  HandlerResponse before_routing(const Request& req, Response& res) const {
+    if (is_probe(req)) return HandlerResponse::Unhandled;
+    if (const std::optional<HttpError> refusal = framing_refusal(req, config.max_body_bytes)) {
+      send_error(res, *refusal);
+      return HandlerResponse::Handled;
+    }
+    if (req.path.rfind("/v1/", 0) != 0) return HandlerResponse::Unhandled;
+    if (!cors(req, res)) {
+      send_error(res, {403, "this origin may not call the API", "permission_error", "cors"});
+      return HandlerResponse::Handled;
+    }
+    if (req.method == "OPTIONS") {
+      res.status = 204;
+      return HandlerResponse::Handled;
+    }
+    if (!authorized(req)) {
+      send_error(res, {401, "missing or unknown bearer token (Authorization: Bearer <token>)",
+                       "invalid_request_error", "invalid_api_key"});
+      return HandlerResponse::Handled;
+    }
+    return HandlerResponse::Unhandled;
+  }
+
   // CORS headers for an allowed Origin; false for a disallowed one.
-  bool cors(const httplib::Request& req, httplib::Response& res) const {
+  bool cors(const Request& req, Response& res) const {
     if (!req.has_header("Origin")) return true;
     const std::string origin = req.get_header_value("Origin");
     // The gateway's own page: browsers send Origin on same-origin POSTs too.
@@ -152,31 +255,115 @@ struct Gateway::State {
     return true;
   }
 
-  bool authorized(const httplib::Request& req) const {
+  bool authorized(const Request& req) const {
     if (tokens.empty()) return true;
     const std::string value = req.get_header_value("Authorization");
     constexpr std::string_view kBearer = "Bearer ";
     return value.rfind(kBearer, 0) == 0 && tokens.count(value.substr(kBearer.size())) > 0;
   }
+
+  // httplib's own refusals (unknown path, unreadable request) in OpenAI's form.
+  void on_http_error(const Request& req, Response& res) const {
+    if (!res.body.empty()) return;
+    switch (res.status) {
+      case 404:
+        send_error(res, {404,
+                         fmt::format("no such endpoint: {} {}", req.method,
+                                     quote_value(Json(req.path), 200)),
+                         "invalid_request_error", "unknown_url"});
+        break;
+      case 413:
+        send_error(res, too_large(config.max_body_bytes));
+        break;
+      case 414:
+        send_error(
+            res, {414, "the request target is too long", "invalid_request_error", "uri_too_long"});
+        break;
+      case 400:
+        send_error(res, bad_request("the request is malformed (request line, headers or body)"));
+        break;
+      default:
+        send_error(res,
+                   {res.status, fmt::format("the request could not be served ({})", res.status),
+                    res.status < 500 ? "invalid_request_error" : "api_error", ""});
+    }
+  }
+
+  void install_hooks();
+  void install_routes();
 };
 
-namespace {
-
-// Runs a handler body, turning what it throws into an OpenAI error.
-template <typename Body>
-void answer(httplib::Response& res, Body&& body) {
-  try {
-    body();
-  } catch (const HttpError& e) {
-    send_error(res, e);
-  } catch (const std::exception& e) {
-    send_error(res, {500, e.what(), "api_error", "internal"});
-  } catch (...) {
+void Gateway::State::install_hooks() {
+  HttpFront& http = *server;
+  http.set_pre_routing_handler([this](const Request& req, Response& res) {
+    try {
+      return before_routing(req, res);
+    } catch (...) {
+      send_error(res, {500, "internal error", "api_error", "internal"});
+      return HandlerResponse::Handled;
+    }
+  });
+  http.set_error_handler([this](const Request& req, Response& res) {
+    try {
+      on_http_error(req, res);
+    } catch (...) {  // never let the answer to an error fail
+      res.body.clear();
+    }
+  });
+  http.set_exception_handler([](const Request&, Response& res, std::exception_ptr) {
     send_error(res, {500, "internal error", "api_error", "internal"});
-  }
+  });
+  // A client that waits for 100 Continue learns of a body over the limit first.
+  http.set_expect_100_continue_handler([this](const Request& req, Response& res) {
+    if (const std::optional<HttpError> refusal = framing_refusal(req, config.max_body_bytes)) {
+      send_error(res, *refusal);
+      return refusal->status;
+    }
+    return 100;
+  });
 }
 
-}  // namespace
+void Gateway::State::install_routes() {
+  HttpFront& http = *server;
+  http.Get("/", [](const Request&, Response& res) {
+    res.set_content(std::string(reinterpret_cast<const char*>(kWebPage), kWebPageSize),
+                    "text/html; charset=utf-8");
+  });
+  // Plain GET /healthz is answered by the front itself; this serves the rest (HEAD).
+  http.Get("/healthz",
+           [](const Request&, Response& res) { res.set_content("ok\n", "text/plain"); });
+  http.Get("/readyz", [this](const Request&, Response& res) {
+    const bool ready = daemon_serving();
+    res.status = ready ? 200 : 503;
+    res.set_content(ready ? "ready\n" : "vitrined is not serving\n", "text/plain");
+  });
+  http.Get("/v1/models", [](const Request&, Response& res) {
+    res.set_content(json_text(model_list()), "application/json");
+  });
+  http.Get(R"(/v1/models/[^/]*)", [](const Request& req, Response& res) {
+    answer(res, [&] {
+      const std::string id = req.path.substr(std::string_view("/v1/models/").size());
+      for (const auto& [name, _] : model_routes()) {
+        if (name == id) return res.set_content(json_text(model_object(id)), "application/json");
+      }
+      throw HttpError{404, fmt::format("the model {} does not exist", quote_value(Json(id))),
+                      "invalid_request_error", "model_not_found", "model"};
+    });
+  });
+  http.Post("/v1/chat/completions",
+            [this](const Request& req, Response& res, const httplib::ContentReader& reader) {
+              answer(res, [&] { chat(req, res, reader); });
+            });
+  http.Post("/v1/compare",
+            [this](const Request&, Response& res, const httplib::ContentReader& reader) {
+              answer(res, [&] { compare(res, reader); });
+            });
+  http.Post("/v1/feedback",
+            [this](const Request&, Response& res, const httplib::ContentReader& reader) {
+              answer(res, [&] { feedback(res, reader); });
+            });
+  http.Options(R"(/v1/.*)", [](const Request&, Response& res) { res.status = 204; });
+}
 
 Gateway::Gateway(GatewayConfig config) : state_(std::make_unique<State>()) {
   State& s = *state_;
@@ -198,95 +385,19 @@ Gateway::Gateway(GatewayConfig config) : state_(std::make_unique<State>()) {
   }
   s.channel = grpc::CreateChannel(s.config.daemon, credentials);
   s.stub = v1::ChatService::NewStub(s.channel);
-
-  httplib::Server& http = s.server;
-  const int threads = s.config.threads;
-  http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
-  http.set_payload_max_length(static_cast<size_t>(s.config.max_body_bytes));
-  http.set_read_timeout(30);
-  // Streamed answers are many small writes: without this, Nagle's algorithm
-  // holds each back until the previous one is acknowledged.
-  http.set_tcp_nodelay(true);
-  http.set_write_timeout(static_cast<time_t>(s.config.timeout_seconds) + 5);
-  // Authentication and CORS for the API; the page and the probes are public.
-  http.set_pre_routing_handler([&s](const httplib::Request& req, httplib::Response& res) {
-    if (req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
-    if (!s.cors(req, res)) {
-      send_error(res, {403, "this origin may not call the API", "permission_error", "cors"});
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (req.method == "OPTIONS") {
-      res.status = 204;
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (!s.authorized(req)) {
-      send_error(res, {401, "missing or unknown bearer token (Authorization: Bearer <token>)",
-                       "invalid_request_error", "invalid_api_key"});
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  // httplib's own refusals (unknown path, body over the limit) in OpenAI's
-  // form; the path may hold any bytes, so its JSON replaces what is not UTF-8.
-  http.set_error_handler([&s](const httplib::Request& req, httplib::Response& res) {
-    try {
-      if (!res.body.empty()) return;
-      if (res.status == 413) {
-        send_error(res, {413,
-                         fmt::format("the request body is over the limit of {} bytes",
-                                     s.config.max_body_bytes),
-                         "invalid_request_error", "request_too_large"});
-      } else if (res.status == 404) {
-        send_error(res, {404,
-                         fmt::format("no such endpoint: {} {}", req.method,
-                                     quote_value(Json(req.path), 200)),
-                         "invalid_request_error", "unknown_url"});
-      }
-    } catch (...) {  // never let the answer to an error fail
-      res.body.clear();
-    }
-  });
-  // What a handler lets escape (answer() catches what they throw) is a 500.
-  http.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-        send_error(res, {500, "internal error", "api_error", "internal"});
-      });
-  http.Get("/", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(std::string(reinterpret_cast<const char*>(kWebPage), kWebPageSize),
-                    "text/html; charset=utf-8");
-  });
-  http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", "text/plain");
-  });
-  http.Get("/readyz", [&s](const httplib::Request&, httplib::Response& res) {
-    const bool ready = s.daemon_serving();
-    res.status = ready ? 200 : 503;
-    res.set_content(ready ? "ready\n" : "vitrined is not serving\n", "text/plain");
-  });
-  http.Get("/v1/models", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(json_text(model_list()), "application/json");
-  });
-  http.Get(R"(/v1/models/[^/]*)", [](const httplib::Request& req, httplib::Response& res) {
-    answer(res, [&] {
-      const std::string id = req.path.substr(std::string_view("/v1/models/").size());
-      for (const auto& [name, _] : model_routes()) {
-        if (name == id) return res.set_content(json_text(model_object(id)), "application/json");
-      }
-      throw HttpError{404, fmt::format("the model {} does not exist", quote_value(Json(id))),
-                      "invalid_request_error", "model_not_found", "model"};
-    });
-  });
-  http.Post("/v1/chat/completions", [&s](const httplib::Request& req, httplib::Response& res) {
-    answer(res, [&] { s.chat(req, res); });
-  });
-  http.Post("/v1/compare", [&s](const httplib::Request& req, httplib::Response& res) {
-    answer(res, [&] { s.compare(req, res); });
-  });
-  http.Post("/v1/feedback", [&s](const httplib::Request& req, httplib::Response& res) {
-    answer(res, [&] { s.feedback(req, res); });
-  });
-  http.Options(R"(/v1/.*)",
-               [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
+  s.server = std::make_unique<HttpFront>(
+      FrontLimits{.threads = s.config.threads,
+                  .max_connections = s.config.max_connections,
+                  .idle_timeout_seconds = s.config.idle_timeout_seconds,
+                  .header_timeout_seconds = s.config.header_timeout_seconds,
+                  .body_timeout_seconds = s.config.body_timeout_seconds,
+                  .write_timeout_seconds = s.config.write_timeout_seconds,
+                  .max_body_bytes = s.config.max_body_bytes});
+  // Bodies with a Content-Length over the limit are refused before routing;
+  // this is httplib's own check of the same.
+  s.server->set_payload_max_length(static_cast<size_t>(s.config.max_body_bytes));
+  s.install_hooks();
+  s.install_routes();
 }
 
 Gateway::~Gateway() {
@@ -310,14 +421,13 @@ void Gateway::run() {
   } catch (const std::exception&) {
     throw std::invalid_argument(fmt::format("gateway.listen: '{}' has no port", listen));
   }
-  if (!state_->server.bind_to_port(host, port)) {
+  if (!state_->server->serve(host, port)) {
     throw std::runtime_error(fmt::format("cannot listen on '{}'", listen));
   }
-  state_->server.listen_after_bind();
 }
 
 void Gateway::stop() {
-  if (state_->server.is_running()) state_->server.stop();
+  state_->server->shutdown();
 }
 
 }  // namespace vitrine::gateway

@@ -5,10 +5,11 @@
 //
 //   GET  /v1/models             vitrine (the classifier routes), vitrine-describe,
 //                               vitrine-qa, base
+//   GET  /v1/models/{id}        one of them (the SDK's models.retrieve)
 //   POST /v1/chat/completions   the last user message is the request; `model` picks the
 //                               route; stream: true sends chat.completion.chunk events
 //                               and `data: [DONE]` (stream_options.include_usage adds
-//                               the usage chunk)
+//                               the usage chunk); parameters in openai_request.h
 //   POST /v1/compare            {"text", "model"}: base model and tuned adapter side by side
 //   POST /v1/feedback           {"response_id", "rating", "comment"}
 //   GET  /healthz, /readyz      the process; the daemon's health (SERVING)
@@ -19,6 +20,9 @@
 // Errors use OpenAI's error object and HTTP codes. Requests go to the
 // daemon over gRPC with the configured TLS and token; a client that goes
 // away cancels its request there, and the timeout becomes the gRPC deadline.
+// Hostile input is bounded before it reaches a handler: connections,
+// deadlines and body sizes (http_front.h), parameter types
+// (openai_request.h).
 //
 // Not goals: the rest of the OpenAI API (completions, embeddings, tools,
 // images), several choices (n > 1), multi-turn context (the last user
@@ -43,7 +47,7 @@ class Gateway {
   // Binds and serves until stop(); throws std::runtime_error naming the
   // address when it cannot bind.
   void run();
-  // Makes run() return; safe from another thread.
+  // Makes run() return; safe from another thread, before or during run().
   void stop();
 
  private:

@@ -21,7 +21,12 @@ void bind(ConfigBinder& b, GatewayConfig& c) {
       .field("cors_origins", c.cors_origins)
       .field("max_body_bytes", c.max_body_bytes)
       .field("timeout_seconds", c.timeout_seconds)
-      .field("threads", c.threads);
+      .field("threads", c.threads)
+      .field("max_connections", c.max_connections)
+      .field("idle_timeout_seconds", c.idle_timeout_seconds)
+      .field("header_timeout_seconds", c.header_timeout_seconds)
+      .field("body_timeout_seconds", c.body_timeout_seconds)
+      .field("write_timeout_seconds", c.write_timeout_seconds);
 }
 
 }  // namespace
@@ -37,7 +42,15 @@ void apply_gateway_config(const nlohmann::json& json, GatewayConfig& config) {
   require(!config.daemon.empty(), "daemon", "expected host:port");
   require(config.max_body_bytes >= 1024, "max_body_bytes", "expected >= 1024");
   require(config.timeout_seconds > 0, "timeout_seconds", "expected > 0");
-  require(config.threads >= 1, "threads", "expected >= 1");
+  require(config.threads >= 1 && config.threads <= 256, "threads", "expected 1 to 256");
+  // httplib refuses sockets numbered past FD_SETSIZE (1024); the daemon's
+  // channel and the process's own files need some below it too.
+  require(config.max_connections >= 2 && config.max_connections <= 768, "max_connections",
+          "expected 2 to 768");
+  require(config.idle_timeout_seconds > 0, "idle_timeout_seconds", "expected > 0");
+  require(config.header_timeout_seconds > 0, "header_timeout_seconds", "expected > 0");
+  require(config.body_timeout_seconds > 0, "body_timeout_seconds", "expected > 0");
+  require(config.write_timeout_seconds > 0, "write_timeout_seconds", "expected > 0");
 }
 
 nlohmann::ordered_json gateway_config_to_json(const GatewayConfig& config) {

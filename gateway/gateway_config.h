@@ -1,5 +1,6 @@
 // vitrine-gateway's settings: what configs/gateway.yaml sets, each with its
-// default, read once at the edge (main) and checked here.
+// default, read once at the edge (main) and checked here. The limits bound
+// what one client can hold: connections, worker threads, bytes and seconds.
 #pragma once
 
 #include <cstdint>
@@ -23,13 +24,24 @@ struct GatewayConfig {
   std::string tokens_file;
   // Origins browsers may call /v1 from ("*" = any), besides the allowed hosts.
   std::vector<std::string> cors_origins;
-  // Larger request bodies get 413.
+  // Larger request bodies get 413, however they are framed.
   int64_t max_body_bytes = 65536;
   // A request's deadline at the daemon.
   double timeout_seconds = 120;
-  // HTTP worker threads: requests served at once (a streaming answer holds
-  // one for its whole length).
+  // Worker threads: requests processed at once (a streaming answer holds
+  // one for its whole length); more wait in line.
   int threads = 8;
+  // Open client connections; at the limit, a new one closes the one that
+  // has waited longest without a request being answered.
+  int max_connections = 256;
+  // A kept-alive connection idle this long is closed.
+  double idle_timeout_seconds = 5;
+  // A request's line and headers must arrive within this (else 408).
+  double header_timeout_seconds = 10;
+  // Its body must arrive within this after the headers (else 408).
+  double body_timeout_seconds = 30;
+  // A client that takes none of the answer for this long is dropped.
+  double write_timeout_seconds = 30;
 };
 
 // Reads a config JSON (from YAML) over `config`; unknown keys, wrong types

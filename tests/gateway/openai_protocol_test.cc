@@ -193,6 +193,12 @@ TEST(GatewayProtocol, Http10ClientsGetNoChunkedEncoding) {
   EXPECT_EQ(c.status(), 200) << c.received();
   EXPECT_EQ(c.head().find("Transfer-Encoding"), std::string::npos) << c.head();
   EXPECT_EQ(Json::parse(c.body())["object"], "list");
+  // A client that closes its side after the request still gets the answer.
+  RawConnection half(gw.address());
+  ASSERT_TRUE(half.send(fmt::format("GET /v1/models HTTP/1.0\r\nHost: {}\r\n\r\n", gw.host())));
+  half.close_write();
+  EXPECT_TRUE(half.read_until_closed(5s));
+  EXPECT_EQ(half.status(), 200) << half.received();
 }
 
 }  // namespace

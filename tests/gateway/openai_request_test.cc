@@ -1,5 +1,5 @@
-// gateway/openai_request.h without a server: what a request body becomes
-// for the daemon, and which parameters are refused by name.
+// gateway/openai_request.h and gateway/http_head.h without a server: what a
+// request body becomes for the daemon, and how the front reads a request head.
 #include "gateway/openai_request.h"
 
 #include <gtest/gtest.h>
@@ -7,6 +7,7 @@
 #include <climits>
 #include <nlohmann/json.hpp>
 
+#include "gateway/http_head.h"
 #include "gateway/openai_error.h"
 
 namespace vitrine::gateway {
@@ -117,6 +118,30 @@ TEST(GatewayRequestParsing, CompareAndFeedbackCheckTheirFields) {
   EXPECT_EQ(f.rating(), -1);
   EXPECT_THROW(parse_feedback_request(R"({"response_id": "r", "rating": 0})"), HttpError);
   EXPECT_THROW(parse_compare_request(R"({"text": ""})"), HttpError);
+}
+
+TEST(GatewayRequestHead, TheFrontReadsExtentVersionAndFraming) {
+  EXPECT_FALSE(parse_request_head("GET / HTTP/1.1\r\nHost: x\r\n"));
+  const auto probe = parse_request_head("GET /healthz?x=1 HTTP/1.0\r\nHost: x\r\n\r\nrest");
+  ASSERT_TRUE(probe);
+  EXPECT_EQ(probe->size, 38u);
+  EXPECT_TRUE(probe->http10);
+  EXPECT_TRUE(probe->is_health_probe());
+  const auto post = parse_request_head(
+      "POST /v1/chat/completions HTTP/1.1\r\ncontent-length: 12\r\nEXPECT: 100-Continue\r\n"
+      "Connection: keep-alive, close\r\n\r\n");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->content_length, 12u);
+  EXPECT_TRUE(post->expect_continue);
+  EXPECT_TRUE(post->connection_close);
+  EXPECT_FALSE(post->is_health_probe());
+  const auto odd = parse_request_head("GET /healthz HTTP/1.1\r\nContent-Length: 1x\r\n\r\n");
+  ASSERT_TRUE(odd);
+  EXPECT_FALSE(odd->content_length);
+  const auto chunked =
+      parse_request_head("GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+  ASSERT_TRUE(chunked);
+  EXPECT_FALSE(chunked->is_health_probe());  // a body: httplib's to read
 }
 
 }  // namespace
