@@ -8,12 +8,12 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
-#include <algorithm>
 #include <future>
 #include <set>
 #include <stdexcept>
 
 #include "common/text_file.h"
+#include "gateway/access_policy.h"
 #include "gateway/ascii_case.h"
 #include "gateway/chat_stream.h"
 #include "gateway/http_front.h"
@@ -115,7 +115,7 @@ bool is_probe(const Request& req) {
 
 struct Gateway::State {
   GatewayConfig config;
-  std::set<std::string> tokens;
+  std::unique_ptr<AccessPolicy> access;
   std::string daemon_token;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::ChatService::Stub> stub;
@@ -210,56 +210,41 @@ struct Gateway::State {
     res.set_content("{}", "application/json");
   }
 
-  // Before routing, before any body is read: framing, and for the API the
-  // Origin (CORS), preflights and the token. Probes pass as they are.
+  // Before routing, before any body is read: framing, Host, and for the
+  // API the Origin (CORS), preflights and the token. Probes pass as they are.
   HandlerResponse before_routing(const Request& req, Response& res) const {
     if (is_probe(req)) return HandlerResponse::Unhandled;
     if (const std::optional<HttpError> refusal = framing_refusal(req, config.max_body_bytes)) {
       send_error(res, *refusal);
       return HandlerResponse::Handled;
     }
-    if (req.path.rfind("/v1/", 0) != 0) return HandlerResponse::Unhandled;
-    if (!cors(req, res)) {
-      send_error(res, {403, "this origin may not call the API", "permission_error", "cors"});
+    const bool no_host = !req.has_header("Host") && req.version == "HTTP/1.0";  // not a browser
+    if (!no_host && !access->host_allowed(req.get_header_value("Host"))) {
+      send_error(res, {403,
+                       fmt::format("the Host {} is not served here (gateway.allowed_hosts)",
+                                   quote_value(Json(req.get_header_value("Host")))),
+                       "permission_error", "host_not_allowed"});
       return HandlerResponse::Handled;
+    }
+    if (req.path.rfind("/v1/", 0) != 0) return HandlerResponse::Unhandled;
+    if (req.has_header("Origin")) {
+      if (!access->origin_allowed(req.get_header_value("Origin"), req.get_header_value("Host"))) {
+        send_error(res, {403, "this origin may not call the API (gateway.cors_origins)",
+                         "permission_error", "cors"});
+        return HandlerResponse::Handled;
+      }
+      access->add_cors_headers(req, res);
     }
     if (req.method == "OPTIONS") {
       res.status = 204;
       return HandlerResponse::Handled;
     }
-    if (!authorized(req)) {
+    if (!access->authorized(req.get_header_value("Authorization"))) {
       send_error(res, {401, "missing or unknown bearer token (Authorization: Bearer <token>)",
                        "invalid_request_error", "invalid_api_key"});
       return HandlerResponse::Handled;
     }
     return HandlerResponse::Unhandled;
-  }
-
-  // CORS headers for an allowed Origin; false for a disallowed one.
-  bool cors(const Request& req, Response& res) const {
-    if (!req.has_header("Origin")) return true;
-    const std::string origin = req.get_header_value("Origin");
-    // The gateway's own page: browsers send Origin on same-origin POSTs too.
-    const std::string host = req.get_header_value("Host");
-    if (origin == "http://" + host || origin == "https://" + host) return true;
-    const bool any = std::find(config.cors_origins.begin(), config.cors_origins.end(), "*") !=
-                     config.cors_origins.end();
-    if (!any && std::find(config.cors_origins.begin(), config.cors_origins.end(), origin) ==
-                    config.cors_origins.end()) {
-      return false;
-    }
-    res.set_header("Access-Control-Allow-Origin", any ? "*" : origin);
-    res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
-    res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-    if (!any) res.set_header("Vary", "Origin");
-    return true;
-  }
-
-  bool authorized(const Request& req) const {
-    if (tokens.empty()) return true;
-    const std::string value = req.get_header_value("Authorization");
-    constexpr std::string_view kBearer = "Bearer ";
-    return value.rfind(kBearer, 0) == 0 && tokens.count(value.substr(kBearer.size())) > 0;
   }
 
   // httplib's own refusals (unknown path, unreadable request) in OpenAI's form.
@@ -368,11 +353,13 @@ void Gateway::State::install_routes() {
 Gateway::Gateway(GatewayConfig config) : state_(std::make_unique<State>()) {
   State& s = *state_;
   s.config = std::move(config);
+  std::set<std::string> tokens;
   if (!s.config.tokens_file.empty()) {
     const std::vector<std::string> listed =
         read_token_file(s.config.tokens_file, "gateway.tokens_file");
-    s.tokens = std::set<std::string>(listed.begin(), listed.end());
+    tokens = std::set<std::string>(listed.begin(), listed.end());
   }
+  s.access = std::make_unique<AccessPolicy>(s.config, std::move(tokens));
   if (!s.config.daemon_token_file.empty()) {  // its first token, as configs/gateway.yaml says
     s.daemon_token =
         read_token_file(s.config.daemon_token_file, "gateway.daemon_token_file").front();

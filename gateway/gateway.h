@@ -21,8 +21,8 @@
 // daemon over gRPC with the configured TLS and token; a client that goes
 // away cancels its request there, and the timeout becomes the gRPC deadline.
 // Hostile input is bounded before it reaches a handler: connections,
-// deadlines and body sizes (http_front.h), parameter types
-// (openai_request.h).
+// deadlines and body sizes (http_front.h), Host, Origin and token
+// (access_policy.h), parameter types (openai_request.h).
 //
 // Not goals: the rest of the OpenAI API (completions, embeddings, tools,
 // images), several choices (n > 1), multi-turn context (the last user
@@ -38,7 +38,7 @@ namespace vitrine::gateway {
 class Gateway {
  public:
   // Reads the token files; throws std::runtime_error naming a file that
-  // cannot be read.
+  // cannot be read, std::invalid_argument for an allowed host it cannot parse.
   explicit Gateway(GatewayConfig config);
   ~Gateway();
   Gateway(const Gateway&) = delete;

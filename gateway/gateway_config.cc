@@ -18,6 +18,7 @@ void bind(ConfigBinder& b, GatewayConfig& c) {
       .field("daemon_tls_ca", c.daemon_tls_ca)
       .field("daemon_token_file", c.daemon_token_file)
       .field("tokens_file", c.tokens_file)
+      .field("allowed_hosts", c.allowed_hosts)
       .field("cors_origins", c.cors_origins)
       .field("max_body_bytes", c.max_body_bytes)
       .field("timeout_seconds", c.timeout_seconds)
@@ -40,6 +41,10 @@ void apply_gateway_config(const nlohmann::json& json, GatewayConfig& config) {
   };
   require(!config.listen.empty(), "listen", "expected host:port");
   require(!config.daemon.empty(), "daemon", "expected host:port");
+  for (const std::string& host : config.allowed_hosts) {
+    require(!host.empty() && host.find_first_of(" /\t") == std::string::npos, "allowed_hosts",
+            "expected host names or host:port, without scheme or path");
+  }
   require(config.max_body_bytes >= 1024, "max_body_bytes", "expected >= 1024");
   require(config.timeout_seconds > 0, "timeout_seconds", "expected > 0");
   require(config.threads >= 1 && config.threads <= 256, "threads", "expected 1 to 256");

@@ -22,6 +22,11 @@ struct GatewayConfig {
   std::string daemon_token_file;
   // Tokens this gateway's clients must present; empty = no authentication.
   std::string tokens_file;
+  // Host header values served (name or name:port); empty = localhost,
+  // 127.0.0.1 and [::1] at the listen port (and the listen host itself when
+  // it is a specific address); "*" = any. Other Hosts get 403: a
+  // DNS-rebinding page cannot drive the gateway from a browser.
+  std::vector<std::string> allowed_hosts;
   // Origins browsers may call /v1 from ("*" = any), besides the allowed hosts.
   std::vector<std::string> cors_origins;
   // Larger request bodies get 413, however they are framed.

@@ -1,7 +1,7 @@
 // vitrine-gateway against hostile and sloppy clients, on loopback with no
 // daemon behind it: request targets that are not UTF-8, bodies over the
 // limit whatever their framing, clients that trickle their headers (slow
-// loris), too many connections.
+// loris), too many connections, and Host headers a DNS-rebinding page sends.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -189,6 +189,64 @@ TEST(GatewayHostileInput, PastTheConnectionLimitTheLongestWaitingMakesRoom) {
   // The oldest slow connections were closed to make that room.
   EXPECT_TRUE(slow.front()->read_until_closed(1s));
   EXPECT_TRUE(gw.running());
+}
+
+TEST(GatewayHostileInput, OnlyAllowedHostsAreServed) {
+  GatewayProcess gw(Json{{"cors_origins", {"https://chat.example"}}});
+  ASSERT_TRUE(gw.ready());
+  const int port = gw.port();
+  auto status = [&](const std::string& target, const std::string& host,
+                    const std::string& extra = "") {
+    RawConnection c(gw.address());
+    c.send(get(target, host, extra));
+    c.read_until_closed(5s);
+    return std::make_pair(c.status(), c.received());
+  };
+  // The listen address's loopback names, at its port.
+  for (const std::string& host :
+       {fmt::format("127.0.0.1:{}", port), fmt::format("localhost:{}", port),
+        fmt::format("LocalHost:{}", port), fmt::format("[::1]:{}", port)}) {
+    EXPECT_EQ(status("/v1/models", host).first, 200) << host;
+  }
+  // A DNS-rebinding page's Host is its own name: refused, the page too.
+  for (const std::string& host : {std::string("evil.example"), fmt::format("evil.example:{}", port),
+                                  fmt::format("127.0.0.1.evil.example:{}", port),
+                                  std::string("localhost:1"), std::string("localhost")}) {
+    const auto [code, response] = status("/v1/models", host);
+    EXPECT_EQ(code, 403) << host;
+    EXPECT_EQ(error_of(response.substr(response.find("\r\n\r\n") + 4))["code"], "host_not_allowed")
+        << response;
+    EXPECT_EQ(status("/", host).first, 403) << host;
+  }
+  // Probes come with the pod's address as Host: always answered.
+  EXPECT_EQ(status("/healthz", "10.1.2.3:8080").first, 200);
+  // An Origin is allowed only when it names an allowed host (or is configured).
+  const std::string host = fmt::format("127.0.0.1:{}", port);
+  EXPECT_EQ(
+      status("/v1/models", host, fmt::format("Origin: http://evil.example:{}\r\n", port)).first,
+      403);
+  const auto [code, response] =
+      status("/v1/models", host, fmt::format("Origin: http://localhost:{}\r\n", port));
+  EXPECT_EQ(code, 200);
+  EXPECT_NE(response.find(fmt::format("Access-Control-Allow-Origin: http://localhost:{}", port)),
+            std::string::npos)
+      << response;
+  EXPECT_EQ(status("/v1/models", host, "Origin: https://chat.example\r\n").first, 200);
+
+  // An explicit list replaces the default.
+  GatewayProcess listed(Json{{"allowed_hosts", {"chat.example.com", "gw.internal:8080"}}});
+  ASSERT_TRUE(listed.ready());
+  auto listed_status = [&](const std::string& host) {
+    RawConnection c(listed.address());
+    c.send(get("/v1/models", host));
+    c.read_until_closed(5s);
+    return c.status();
+  };
+  EXPECT_EQ(listed_status("chat.example.com"), 200);
+  EXPECT_EQ(listed_status("Chat.Example.Com:80"), 200);
+  EXPECT_EQ(listed_status("gw.internal:8080"), 200);
+  EXPECT_EQ(listed_status("gw.internal:9090"), 403);
+  EXPECT_EQ(listed_status(listed.host()), 403);
 }
 
 }  // namespace

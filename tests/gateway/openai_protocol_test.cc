@@ -1,7 +1,8 @@
 // vitrine-gateway's side of the OpenAI protocol, on loopback with no daemon
 // behind it: parameters of the wrong type or not implemented get a 400 that
 // names them; requests that pass reach the daemon (here: 503, it is down),
-// streaming ones included; models.retrieve; HTTP/1.0.
+// streaming ones included; models.retrieve; CORS preflights as the openai
+// SDK sends them from a browser; HTTP/1.0.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -182,6 +183,35 @@ TEST(GatewayProtocol, ModelsRetrieveByIdAndUnknownIdsAre404) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 404);
   EXPECT_EQ(Json::parse(r->body)["error"]["code"], "model_not_found");
+}
+
+TEST(GatewayProtocol, CorsPreflightsAllowTheHeadersTheOpenAISdkSends) {
+  GatewayProcess gw(Json{{"cors_origins", {"https://chat.example"}}});
+  ASSERT_TRUE(gw.ready());
+  httplib::Client c = gw.client();
+  const std::string requested =
+      "authorization,content-type,x-stainless-arch,x-stainless-lang,x-stainless-os,"
+      "x-stainless-package-version,x-stainless-retry-count,x-stainless-runtime,"
+      "x-stainless-runtime-version,x-stainless-timeout,openai-organization";
+  auto r = c.Options("/v1/chat/completions", {{"Origin", "https://chat.example"},
+                                              {"Access-Control-Request-Method", "POST"},
+                                              {"Access-Control-Request-Headers", requested}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 204);
+  EXPECT_EQ(r->get_header_value("Access-Control-Allow-Origin"), "https://chat.example");
+  const std::string allowed = r->get_header_value("Access-Control-Allow-Headers");
+  for (const char* header : {"authorization", "content-type", "x-stainless-os",
+                             "x-stainless-retry-count", "x-stainless-timeout"}) {
+    EXPECT_NE(allowed.find(header), std::string::npos) << header << " not in " << allowed;
+  }
+  EXPECT_NE(r->get_header_value("Access-Control-Allow-Methods").find("POST"), std::string::npos);
+  // Another origin gets nothing of it.
+  r = c.Options("/v1/chat/completions", {{"Origin", "https://evil.example"},
+                                         {"Access-Control-Request-Method", "POST"},
+                                         {"Access-Control-Request-Headers", requested}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 403);
+  EXPECT_EQ(r->get_header_value("Access-Control-Allow-Headers"), "");
 }
 
 TEST(GatewayProtocol, Http10ClientsGetNoChunkedEncoding) {

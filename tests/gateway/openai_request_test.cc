@@ -1,5 +1,6 @@
-// gateway/openai_request.h and gateway/http_head.h without a server: what a
-// request body becomes for the daemon, and how the front reads a request head.
+// gateway/openai_request.h, gateway/access_policy.h and gateway/http_head.h
+// without a server: what a request body becomes for the daemon, which
+// Hosts and Origins pass, and how the front reads a request head.
 #include "gateway/openai_request.h"
 
 #include <gtest/gtest.h>
@@ -7,6 +8,7 @@
 #include <climits>
 #include <nlohmann/json.hpp>
 
+#include "gateway/access_policy.h"
 #include "gateway/http_head.h"
 #include "gateway/openai_error.h"
 
@@ -118,6 +120,40 @@ TEST(GatewayRequestParsing, CompareAndFeedbackCheckTheirFields) {
   EXPECT_EQ(f.rating(), -1);
   EXPECT_THROW(parse_feedback_request(R"({"response_id": "r", "rating": 0})"), HttpError);
   EXPECT_THROW(parse_compare_request(R"({"text": ""})"), HttpError);
+}
+
+TEST(GatewayAccessPolicy, HostsAndOriginsByTheAllowList) {
+  GatewayConfig config;
+  config.listen = "0.0.0.0:8080";
+  const AccessPolicy defaults(config, {});
+  EXPECT_TRUE(defaults.host_allowed("localhost:8080"));
+  EXPECT_TRUE(defaults.host_allowed("[::1]:8080"));
+  EXPECT_FALSE(defaults.host_allowed("0.0.0.0:8080"));
+  EXPECT_FALSE(defaults.host_allowed("attacker.example:8080"));
+  EXPECT_FALSE(defaults.host_allowed(""));
+  EXPECT_FALSE(defaults.host_allowed("localhost:8080\r\nX: y"));
+  EXPECT_TRUE(defaults.origin_allowed("http://localhost:8080", "127.0.0.1:8080"));
+  EXPECT_FALSE(defaults.origin_allowed("http://attacker.example:8080", "127.0.0.1:8080"));
+  EXPECT_FALSE(defaults.origin_allowed("null", "127.0.0.1:8080"));
+
+  config.allowed_hosts = {"vitrine.example.com", "vitrine-gateway:8080"};
+  config.cors_origins = {"https://chat.example"};
+  const AccessPolicy listed(config, {"secret"});
+  EXPECT_TRUE(listed.host_allowed("VITRINE.example.com"));
+  EXPECT_TRUE(listed.host_allowed("vitrine.example.com:443"));
+  EXPECT_TRUE(listed.host_allowed("vitrine-gateway:8080"));
+  EXPECT_FALSE(listed.host_allowed("vitrine-gateway"));  // port 80
+  EXPECT_FALSE(listed.host_allowed("localhost:8080"));
+  EXPECT_TRUE(listed.origin_allowed("https://vitrine.example.com", "vitrine.example.com"));
+  EXPECT_TRUE(listed.origin_allowed("https://chat.example", "vitrine.example.com"));
+  EXPECT_FALSE(listed.origin_allowed("https://chat.example.evil", "vitrine.example.com"));
+  EXPECT_TRUE(listed.authorized("Bearer secret"));
+  EXPECT_FALSE(listed.authorized("Bearer secre"));
+  EXPECT_FALSE(listed.authorized("Bearer secrets"));
+  EXPECT_FALSE(listed.authorized("secret"));
+
+  config.allowed_hosts = {"host with space"};
+  EXPECT_THROW(AccessPolicy(config, {}), std::invalid_argument);
 }
 
 TEST(GatewayRequestHead, TheFrontReadsExtentVersionAndFraming) {
