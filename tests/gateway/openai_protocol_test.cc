@@ -2,7 +2,7 @@
 // behind it: parameters of the wrong type or not implemented get a 400 that
 // names them; requests that pass reach the daemon (here: 503, it is down),
 // streaming ones included; models.retrieve; CORS preflights as the openai
-// SDK sends them from a browser; HTTP/1.0.
+// SDK sends them from a browser; HTTP/1.0; the program's exit codes.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -13,6 +13,7 @@
 
 #include "tests/gateway/gateway_process.h"
 #include "tests/gateway/raw_http.h"
+#include "tests/support/run_vitrine.h"
 
 namespace vitrine {
 namespace {
@@ -229,6 +230,25 @@ TEST(GatewayProtocol, Http10ClientsGetNoChunkedEncoding) {
   half.close_write();
   EXPECT_TRUE(half.read_until_closed(5s));
   EXPECT_EQ(half.status(), 200) << half.received();
+}
+
+TEST(GatewayProtocol, VersionUsageErrorsAndFailuresHaveTheirExitCodes) {
+  testing::CliRun r = testing::run_program("gateway/vitrine-gateway", "--version");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("vitrine-gateway 0."), std::string::npos) << r.output;
+  r = testing::run_program("gateway/vitrine-gateway", "--no-such-flag");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = testing::run_program("gateway/vitrine-gateway", "--listen");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = testing::run_program("gateway/vitrine-gateway", "extra-argument");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = testing::run_program("gateway/vitrine-gateway", "--help");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // Failures: a config that cannot be read, an address that cannot be bound.
+  r = testing::run_program("gateway/vitrine-gateway", "--config /nonexistent/gateway.yaml");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  r = testing::run_program("gateway/vitrine-gateway", "--listen 203.0.113.1:1");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
 }
 
 }  // namespace
