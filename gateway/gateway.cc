@@ -1,23 +1,26 @@
+// The gateway's routes and the daemon calls behind them (see gateway.h):
+// each handler reads its body within the limit, parses it
+// (openai_request.h), calls the daemon and writes OpenAI objects
+// (openai_response.h); whatever it throws becomes an OpenAI error.
 #include "gateway/gateway.h"
 
 #include <fmt/format.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
-#include <httplib.h>
 
-#include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <future>
-#include <optional>
-#include <random>
 #include <set>
 #include <stdexcept>
 
-#include "common/clock.h"
-#include "common/config_binder.h"
 #include "common/text_file.h"
-#include "common/utf8.h"
+#include "gateway/access_policy.h"
+#include "gateway/ascii_case.h"
+#include "gateway/chat_stream.h"
+#include "gateway/http_front.h"
+#include "gateway/openai_error.h"
+#include "gateway/openai_request.h"
+#include "gateway/openai_response.h"
+#include "gateway/stop_sequences.h"
 #include "vitrine/v1/chat.grpc.pb.h"
 
 namespace vitrine::gateway {
@@ -29,244 +32,94 @@ extern const size_t kWebPageSize;
 namespace {
 
 using Json = nlohmann::json;
+using httplib::Request;
+using httplib::Response;
+using HandlerResponse = httplib::Server::HandlerResponse;
 
-void bind(ConfigBinder& b, GatewayConfig& c) {
-  b.field("listen", c.listen)
-      .field("daemon", c.daemon)
-      .field("daemon_tls_ca", c.daemon_tls_ca)
-      .field("daemon_token_file", c.daemon_token_file)
-      .field("tokens_file", c.tokens_file)
-      .field("cors_origins", c.cors_origins)
-      .field("max_body_bytes", c.max_body_bytes)
-      .field("timeout_seconds", c.timeout_seconds)
-      .field("threads", c.threads);
-}
-
-// An OpenAI error object.
-struct HttpError {
-  int status;
-  std::string message;
-  std::string type;
-  std::string code;
-};
-
-void send_error(httplib::Response& res, const HttpError& e) {
+void send_error(Response& res, const HttpError& e) {
   res.status = e.status;
-  res.set_content(Json{{"error",
-                        {{"message", e.message},
-                         {"type", e.type},
-                         {"param", nullptr},
-                         {"code", e.code.empty() ? Json(nullptr) : Json(e.code)}}}}
-                      .dump(),
-                  "application/json");
+  res.set_content(json_text(error_json(e)), "application/json");
 }
 
-// The HTTP answer to a daemon status, as OpenAI servers answer alike cases.
-HttpError error_of(const grpc::Status& s) {
-  switch (s.error_code()) {
-    case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::OUT_OF_RANGE:
-      return {400, s.error_message(), "invalid_request_error", "invalid_request"};
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return {502, "the gateway's token was refused by vitrined: " + s.error_message(), "api_error",
-              "upstream_unauthenticated"};
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return {403, s.error_message(), "permission_error", "permission_denied"};
-    case grpc::StatusCode::NOT_FOUND:
-      return {404, s.error_message(), "invalid_request_error", "not_found"};
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return {409, s.error_message(), "invalid_request_error", "failed_precondition"};
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return {429, s.error_message(), "rate_limit_error", "overloaded"};
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return {504, s.error_message(), "timeout_error", "timeout"};
-    case grpc::StatusCode::UNAVAILABLE:
-      return {503, "vitrined is unavailable: " + s.error_message(), "api_error", "unavailable"};
-    case grpc::StatusCode::CANCELLED:
-      return {499, s.error_message(), "api_error", "cancelled"};
-    default:
-      return {500, s.error_message(), "api_error", "internal"};
-  }
-}
-
-// Model names: the route each stands for.
-const std::vector<std::pair<std::string, v1::Route>>& models() {
-  static const std::vector<std::pair<std::string, v1::Route>> kModels = {
-      {"vitrine", v1::ROUTE_AUTO},
-      {"vitrine-describe", v1::ROUTE_DESCRIBE},
-      {"vitrine-qa", v1::ROUTE_QA},
-      {"base", v1::ROUTE_BASE}};
-  return kModels;
-}
-
-std::string finish_reason(const std::string& engine_reason) {
-  return engine_reason == "length" ? "length" : "stop";
-}
-
-Json vitrine_of(const v1::AskResponse& r) {
-  Json sources = Json::array();
-  for (const v1::Source& s : r.sources()) {
-    sources.push_back({{"uid", s.uid()}, {"title", s.title()}, {"score", s.score()}});
-  }
-  return {{"response_id", r.response_id()},
-          {"route",
-           {{"agent", r.route().agent()},
-            {"adapter", r.route().adapter()},
-            {"adapter_version", r.route().adapter_version()},
-            {"classifier_confidence", r.route().classifier_confidence()},
-            {"evidence", r.route().evidence()}}},
-          {"sources", sources},
-          {"product_found", r.product_found()},
-          {"experiment", r.experiment()},
-          {"arm", r.arm()},
-          {"finish_reason", r.finish_reason()},
-          {"timings",
-           {{"queue_ms", r.timings().queue_ms()},
-            {"first_token_ms", r.timings().first_token_ms()},
-            {"total_ms", r.timings().total_ms()}}}};
-}
-
-Json usage_of(const v1::AskResponse& r) {
-  return {{"prompt_tokens", r.usage().prompt_tokens()},
-          {"completion_tokens", r.usage().completion_tokens()},
-          {"total_tokens", r.usage().prompt_tokens() + r.usage().completion_tokens()}};
-}
-
-// The request a chat completion asks: its last user message, the route
-// its model names, the generation settings it sets. Throws HttpError.
-struct ChatCall {
-  v1::AskRequest request;
-  std::string model;
-  bool stream = false;
-  bool include_usage = false;
-};
-
-std::string message_text(const Json& content) {
-  if (content.is_string()) return content.get<std::string>();
-  if (content.is_array()) {  // [{"type": "text", "text": ...}, ...]
-    std::string text;
-    for (const Json& part : content) {
-      if (part.is_object() && part.value("type", "") == "text" && part.contains("text") &&
-          part["text"].is_string()) {
-        text += (text.empty() ? "" : "\n") + part["text"].get<std::string>();
-      }
-    }
-    return text;
-  }
-  return {};
-}
-
-HttpError bad_request(std::string message, std::string code = "invalid_request") {
-  return {400, std::move(message), "invalid_request_error", std::move(code)};
-}
-
-ChatCall parse_chat(const std::string& body) {
-  Json j;
+// Runs a handler body, turning whatever it throws into an OpenAI error.
+template <typename Body>
+void answer(Response& res, Body&& body) {
   try {
-    j = Json::parse(body);
-  } catch (const Json::parse_error& e) {
-    throw bad_request(fmt::format("the body is not valid JSON: {}", e.what()), "invalid_json");
+    body();
+  } catch (const HttpError& e) {
+    send_error(res, e);
+  } catch (const std::exception& e) {
+    send_error(res, {500, e.what(), "api_error", "internal"});
+  } catch (...) {
+    send_error(res, {500, "internal error", "api_error", "internal"});
   }
-  if (!j.is_object()) throw bad_request("the body must be a JSON object", "invalid_json");
-  ChatCall call;
-  if (!j.contains("model") || !j["model"].is_string()) {
-    throw bad_request("'model' is required: one of vitrine, vitrine-describe, vitrine-qa, base");
-  }
-  call.model = j["model"].get<std::string>();
-  const auto route = std::find_if(models().begin(), models().end(),
-                                  [&](const auto& m) { return m.first == call.model; });
-  if (route == models().end()) {
-    throw HttpError{404,
-                    fmt::format("the model '{}' does not exist: use vitrine, vitrine-describe, "
-                                "vitrine-qa or base",
-                                call.model),
-                    "invalid_request_error", "model_not_found"};
-  }
-  call.request.set_route(route->second);
-  if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty()) {
-    throw bad_request("'messages' must be a non-empty array");
-  }
-  std::string text;
-  for (const Json& m : j["messages"]) {
-    if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) {
-      throw bad_request("every message needs a 'role'");
+}
+
+HttpError too_large(int64_t limit) {
+  return {413, fmt::format("the request body is over the limit of {} bytes", limit),
+          "invalid_request_error", "request_too_large"};
+}
+
+// The body, through httplib's reader (chunked or not), at most `limit`
+// bytes: 413 past it, 408 when it came too slowly, 400 when unreadable.
+std::string read_body(const httplib::ContentReader& reader, int64_t limit) {
+  std::string body;
+  bool over = false;
+  const bool ok = reader([&](const char* data, size_t n) {
+    if (body.size() + n > static_cast<size_t>(limit)) {
+      over = true;
+      return false;
     }
-    if (m["role"] == "user" && m.contains("content")) text = message_text(m["content"]);
+    body.append(data, n);
+    return true;
+  });
+  if (over) throw too_large(limit);
+  if (!ok && HttpFront::body_timed_out()) {
+    throw HttpError{408, "the request body did not arrive in time", "invalid_request_error",
+                    "request_timeout"};
   }
-  if (text.empty()) throw bad_request("no user message with text content");
-  if (!utf8::is_valid(text)) throw bad_request("the user message is not valid UTF-8");
-  call.request.set_text(text);
-  v1::GenerationSettings& g = *call.request.mutable_generation();
-  auto number = [&](const char* key) -> std::optional<double> {
-    if (!j.contains(key) || j[key].is_null()) return std::nullopt;
-    if (!j[key].is_number()) throw bad_request(fmt::format("'{}' must be a number", key));
-    return j[key].get<double>();
-  };
-  if (const auto v = number("max_completion_tokens"))
-    g.set_max_new_tokens(static_cast<int>(*v));
-  else if (const auto v2 = number("max_tokens"))
-    g.set_max_new_tokens(static_cast<int>(*v2));
-  if (const auto v = number("temperature")) g.set_temperature(*v);
-  if (const auto v = number("top_p")) g.set_top_p(*v);
-  if (const auto v = number("seed")) g.set_seed(static_cast<uint64_t>(*v));
-  if (const auto v = number("n"); v && *v != 1) throw bad_request("only n = 1 is supported");
-  if (j.contains("user") && j["user"].is_string()) call.request.set_user_id(j["user"]);
-  if (j.contains("stream") && !j["stream"].is_boolean() && !j["stream"].is_null()) {
-    throw bad_request("'stream' must be true or false");
-  }
-  call.stream = j.value("stream", false);
-  if (j.contains("stream_options") && j["stream_options"].is_object()) {
-    call.include_usage = j["stream_options"].value("include_usage", false);
-  }
-  return call;
+  if (!ok) throw bad_request("the request body could not be read", "", "invalid_body");
+  return body;
 }
 
-Json completion_of(const ChatCall& call, const v1::AskResponse& r) {
-  return {{"id", "chatcmpl-" + r.response_id()},
-          {"object", "chat.completion"},
-          {"created", static_cast<int64_t>(unix_seconds())},
-          {"model", call.model},
-          {"choices", Json::array({{{"index", 0},
-                                    {"message", {{"role", "assistant"}, {"content", r.text()}}},
-                                    {"finish_reason", finish_reason(r.finish_reason())}}})},
-          {"usage", usage_of(r)},
-          {"vitrine", vitrine_of(r)}};
+// Framing a handler should never see: compressed bodies (their size is
+// unknown until inflated), unknown or doubled framing, a body over the limit.
+std::optional<HttpError> framing_refusal(const Request& req, int64_t max_body_bytes) {
+  const std::string encoding = req.get_header_value("Content-Encoding");
+  if (!encoding.empty() && !ascii_iequals(encoding, "identity")) {
+    return HttpError{415, "compressed request bodies are not accepted (Content-Encoding)",
+                     "invalid_request_error", "unsupported_media_type"};
+  }
+  const bool has_length = req.has_header("Content-Length");
+  if (req.has_header("Transfer-Encoding")) {
+    if (!ascii_iequals(req.get_header_value("Transfer-Encoding"), "chunked") || has_length) {
+      return bad_request("only 'Transfer-Encoding: chunked', without Content-Length, is accepted",
+                         "", "invalid_framing");
+    }
+  }
+  if (!has_length) return std::nullopt;
+  const std::string length = req.get_header_value("Content-Length");
+  if (length.empty() || length.size() > 18 ||
+      length.find_first_not_of("0123456789") != std::string::npos) {
+    return bad_request("Content-Length must be a number", "", "invalid_framing");
+  }
+  if (std::stoll(length) > max_body_bytes) return too_large(max_body_bytes);
+  return std::nullopt;
 }
 
-std::string sse(const Json& chunk) {
-  return "data: " + chunk.dump() + "\n\n";
+bool is_probe(const Request& req) {
+  return req.path == "/healthz" || req.path == "/readyz";
 }
 
 }  // namespace
 
-void apply_gateway_config(const Json& json, GatewayConfig& config) {
-  ConfigBinder b(&json, "gateway");
-  bind(b, config);
-  b.finish_reading();
-  auto require = [](bool ok, const char* key, const char* expected) {
-    if (!ok) throw std::invalid_argument(fmt::format("config key 'gateway.{}': {}", key, expected));
-  };
-  require(!config.listen.empty(), "listen", "expected host:port");
-  require(!config.daemon.empty(), "daemon", "expected host:port");
-  require(config.max_body_bytes >= 1024, "max_body_bytes", "expected >= 1024");
-  require(config.timeout_seconds > 0, "timeout_seconds", "expected > 0");
-  require(config.threads >= 1, "threads", "expected >= 1");
-}
-
-nlohmann::ordered_json gateway_config_to_json(const GatewayConfig& config) {
-  GatewayConfig copy = config;
-  ConfigBinder b(nullptr, "gateway");
-  bind(b, copy);
-  return b.take();
-}
-
 struct Gateway::State {
   GatewayConfig config;
-  std::set<std::string> tokens;
+  std::unique_ptr<AccessPolicy> access;
   std::string daemon_token;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::ChatService::Stub> stub;
-  httplib::Server server;
+  std::unique_ptr<HttpFront> server;
 
   void prepare(grpc::ClientContext& context) const {
     if (!daemon_token.empty()) context.AddMetadata("authorization", "Bearer " + daemon_token);
@@ -293,123 +146,62 @@ struct Gateway::State {
     return bytes == std::string("\x08\x01", 2);  // status: SERVING
   }
 
-  void chat(const httplib::Request& req, httplib::Response& res) {
-    const ChatCall call = parse_chat(req.body);
-    if (!call.stream) {
-      grpc::ClientContext context;
-      prepare(context);
-      v1::AskResponse answer;
-      const grpc::Status s = stub->Ask(&context, call.request, &answer);
-      if (!s.ok()) throw error_of(s);
-      res.set_content(completion_of(call, answer).dump(), "application/json");
+  void chat(const Request& req, Response& res, const httplib::ContentReader& reader) {
+    ChatCall call = parse_chat_request(read_body(reader, config.max_body_bytes));
+    if (call.stream) {
+      stream_chat(req, res, std::move(call));
       return;
     }
-    // Server-sent events, written as the daemon streams; a client that goes
-    // away cancels the request at the daemon.
-    res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider("text/event-stream", [this, call](size_t,
-                                                                       httplib::DataSink& sink) {
-      grpc::ClientContext context;
-      prepare(context);
-      const std::string id = fmt::format("chatcmpl-{:x}", std::random_device{}());
-      const int64_t created = static_cast<int64_t>(unix_seconds());
-      auto chunk = [&](const Json& delta, const Json& finish) {
-        return Json{{"id", id},
-                    {"object", "chat.completion.chunk"},
-                    {"created", created},
-                    {"model", call.model},
-                    {"choices",
-                     Json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}})}};
-      };
-      bool open = true;
-      auto send = [&](const std::string& text) {
-        if (open && !sink.write(text.data(), text.size())) {
-          open = false;
-          context.TryCancel();  // the client went away
-        }
-      };
-      auto reader = stub->AskStream(&context, call.request);
-      send(sse(chunk({{"role", "assistant"}, {"content", ""}}, nullptr)));
-      v1::AskStreamEvent event;
-      v1::AskResponse answer;
-      bool answered = false;
-      while (reader->Read(&event)) {
-        if (event.has_answer()) {
-          answer = event.answer();
-          answered = true;
-        } else {
-          send(sse(chunk({{"content", event.text()}}, nullptr)));
-        }
-      }
-      const grpc::Status s = reader->Finish();
-      if (!open) return false;
-      if (!s.ok() || !answered) {
-        const HttpError e =
-            s.ok() ? HttpError{500, "the daemon ended without an answer", "api_error", "internal"}
-                   : error_of(s);
-        // Headers are gone: the error travels as an event, as OpenAI's servers do.
-        send(sse({{"error", {{"message", e.message}, {"type", e.type}, {"code", e.code}}}}));
-      } else {
-        Json last = chunk(Json::object(), finish_reason(answer.finish_reason()));
-        last["vitrine"] = vitrine_of(answer);
-        if (call.include_usage) last["usage"] = nullptr;
-        send(sse(last));
-        if (call.include_usage) {
-          Json usage = chunk(Json::object(), nullptr);
-          usage["choices"] = Json::array();
-          usage["usage"] = usage_of(answer);
-          send(sse(usage));
-        }
-      }
-      send("data: [DONE]\n\n");
-      sink.done();
-      return open;
-    });
+    grpc::ClientContext context;
+    prepare(context);
+    v1::AskResponse answer;
+    const grpc::Status s = stub->Ask(&context, call.request, &answer);
+    if (!s.ok()) throw error_of(s);
+    const bool stopped = cut_at_stop(*answer.mutable_text(), call.stop);
+    res.set_content(json_text(completion_of(call, answer, stopped)), "application/json");
   }
 
-  void compare(const httplib::Request& req, httplib::Response& res) {
-    Json j;
-    try {
-      j = Json::parse(req.body);
-    } catch (const Json::parse_error& e) {
-      throw bad_request(fmt::format("the body is not valid JSON: {}", e.what()), "invalid_json");
+  // Server-sent events. The daemon's first event is awaited before the
+  // status line goes, so its refusal (or absence) is the HTTP status.
+  void stream_chat(const Request& req, Response& res, ChatCall call) {
+    const auto stream = std::make_shared<ChatStream>(
+        *stub, std::move(call), [this](grpc::ClientContext& c) { prepare(c); });
+    res.set_header("Cache-Control", "no-cache");
+    auto provider = [stream](size_t, httplib::DataSink& sink) {
+      std::string out;
+      const bool more = stream->next(out);
+      if (!out.empty() && !sink.write(out.data(), out.size())) {
+        stream->cancel();  // the client went away
+        return false;
+      }
+      if (!more) sink.done();
+      return true;
+    };
+    if (req.version == "HTTP/1.0") {
+      // No chunked encoding before HTTP/1.1: the stream ends with the connection.
+      HttpFront::close_after_response();
+      res.set_content_provider("text/event-stream", provider);
+    } else {
+      res.set_chunked_content_provider("text/event-stream", provider);
     }
-    if (!j.is_object() || !j.contains("text") || !j["text"].is_string()) {
-      throw bad_request("'text' is required");
-    }
-    Json chat = {{"model", j.value("model", "vitrine")},
-                 {"messages", Json::array({{{"role", "user"}, {"content", j["text"]}}})}};
-    for (const char* key : {"max_tokens", "temperature", "seed"}) {
-      if (j.contains(key)) chat[key] = j[key];
-    }
-    const ChatCall call = parse_chat(chat.dump());
+  }
+
+  void compare(Response& res, const httplib::ContentReader& reader) {
+    const ChatCall call = parse_compare_request(read_body(reader, config.max_body_bytes));
     grpc::ClientContext context;
     prepare(context);
     v1::CompareResponse r;
     const grpc::Status s = stub->Compare(&context, call.request, &r);
     if (!s.ok()) throw error_of(s);
     res.set_content(
-        Json{{"base", {{"text", r.base().text()}, {"vitrine", vitrine_of(r.base())}}},
-             {"tuned", {{"text", r.tuned().text()}, {"vitrine", vitrine_of(r.tuned())}}}}
-            .dump(),
+        json_text({{"base", {{"text", r.base().text()}, {"vitrine", vitrine_of(r.base())}}},
+                   {"tuned", {{"text", r.tuned().text()}, {"vitrine", vitrine_of(r.tuned())}}}}),
         "application/json");
   }
 
-  void feedback(const httplib::Request& req, httplib::Response& res) {
-    Json j;
-    try {
-      j = Json::parse(req.body);
-    } catch (const Json::parse_error& e) {
-      throw bad_request(fmt::format("the body is not valid JSON: {}", e.what()), "invalid_json");
-    }
-    if (!j.is_object() || !j.contains("response_id") || !j["response_id"].is_string() ||
-        !j.contains("rating") || !j["rating"].is_number_integer()) {
-      throw bad_request("'response_id' (string) and 'rating' (1 or -1) are required");
-    }
-    v1::FeedbackRequest request;
-    request.set_response_id(j["response_id"]);
-    request.set_rating(j["rating"].get<int>());
-    if (j.contains("comment") && j["comment"].is_string()) request.set_comment(j["comment"]);
+  void feedback(Response& res, const httplib::ContentReader& reader) {
+    const v1::FeedbackRequest request =
+        parse_feedback_request(read_body(reader, config.max_body_bytes));
     grpc::ClientContext context;
     prepare(context);
     v1::FeedbackResponse nothing;
@@ -418,58 +210,156 @@ struct Gateway::State {
     res.set_content("{}", "application/json");
   }
 
-  // CORS headers for an allowed Origin; false for a disallowed one.
-  bool cors(const httplib::Request& req, httplib::Response& res) const {
-    if (!req.has_header("Origin")) return true;
-    const std::string origin = req.get_header_value("Origin");
-    // The gateway's own page: browsers send Origin on same-origin POSTs too.
-    const std::string host = req.get_header_value("Host");
-    if (origin == "http://" + host || origin == "https://" + host) return true;
-    const bool any = std::find(config.cors_origins.begin(), config.cors_origins.end(), "*") !=
-                     config.cors_origins.end();
-    if (!any && std::find(config.cors_origins.begin(), config.cors_origins.end(), origin) ==
-                    config.cors_origins.end()) {
-      return false;
+  // Before routing, before any body is read: framing, Host, and for the
+  // API the Origin (CORS), preflights and the token. Probes pass as they are.
+  HandlerResponse before_routing(const Request& req, Response& res) const {
+    if (is_probe(req)) return HandlerResponse::Unhandled;
+    if (const std::optional<HttpError> refusal = framing_refusal(req, config.max_body_bytes)) {
+      send_error(res, *refusal);
+      return HandlerResponse::Handled;
     }
-    res.set_header("Access-Control-Allow-Origin", any ? "*" : origin);
-    res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
-    res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-    if (!any) res.set_header("Vary", "Origin");
-    return true;
+    const bool no_host = !req.has_header("Host") && req.version == "HTTP/1.0";  // not a browser
+    if (!no_host && !access->host_allowed(req.get_header_value("Host"))) {
+      send_error(res, {403,
+                       fmt::format("the Host {} is not served here (gateway.allowed_hosts)",
+                                   quote_value(Json(req.get_header_value("Host")))),
+                       "permission_error", "host_not_allowed"});
+      return HandlerResponse::Handled;
+    }
+    if (req.path.rfind("/v1/", 0) != 0) return HandlerResponse::Unhandled;
+    if (req.has_header("Origin")) {
+      if (!access->origin_allowed(req.get_header_value("Origin"), req.get_header_value("Host"))) {
+        send_error(res, {403, "this origin may not call the API (gateway.cors_origins)",
+                         "permission_error", "cors"});
+        return HandlerResponse::Handled;
+      }
+      access->add_cors_headers(req, res);
+    }
+    if (req.method == "OPTIONS") {
+      res.status = 204;
+      return HandlerResponse::Handled;
+    }
+    if (!access->authorized(req.get_header_value("Authorization"))) {
+      send_error(res, {401, "missing or unknown bearer token (Authorization: Bearer <token>)",
+                       "invalid_request_error", "invalid_api_key"});
+      return HandlerResponse::Handled;
+    }
+    return HandlerResponse::Unhandled;
   }
 
-  bool authorized(const httplib::Request& req) const {
-    if (tokens.empty()) return true;
-    const std::string value = req.get_header_value("Authorization");
-    constexpr std::string_view kBearer = "Bearer ";
-    return value.rfind(kBearer, 0) == 0 && tokens.count(value.substr(kBearer.size())) > 0;
+  // httplib's own refusals (unknown path, unreadable request) in OpenAI's form.
+  void on_http_error(const Request& req, Response& res) const {
+    if (!res.body.empty()) return;
+    switch (res.status) {
+      case 404:
+        send_error(res, {404,
+                         fmt::format("no such endpoint: {} {}", req.method,
+                                     quote_value(Json(req.path), 200)),
+                         "invalid_request_error", "unknown_url"});
+        break;
+      case 413:
+        send_error(res, too_large(config.max_body_bytes));
+        break;
+      case 414:
+        send_error(
+            res, {414, "the request target is too long", "invalid_request_error", "uri_too_long"});
+        break;
+      case 400:
+        send_error(res, bad_request("the request is malformed (request line, headers or body)"));
+        break;
+      default:
+        send_error(res,
+                   {res.status, fmt::format("the request could not be served ({})", res.status),
+                    res.status < 500 ? "invalid_request_error" : "api_error", ""});
+    }
   }
+
+  void install_hooks();
+  void install_routes();
 };
 
-namespace {
-
-// Runs a handler body, turning what it throws into an OpenAI error.
-template <typename Body>
-void answer(httplib::Response& res, Body&& body) {
-  try {
-    body();
-  } catch (const HttpError& e) {
-    send_error(res, e);
-  } catch (const std::exception& e) {
-    send_error(res, {500, e.what(), "api_error", "internal"});
-  }
+void Gateway::State::install_hooks() {
+  HttpFront& http = *server;
+  http.set_pre_routing_handler([this](const Request& req, Response& res) {
+    try {
+      return before_routing(req, res);
+    } catch (...) {
+      send_error(res, {500, "internal error", "api_error", "internal"});
+      return HandlerResponse::Handled;
+    }
+  });
+  http.set_error_handler([this](const Request& req, Response& res) {
+    try {
+      on_http_error(req, res);
+    } catch (...) {  // never let the answer to an error fail
+      res.body.clear();
+    }
+  });
+  http.set_exception_handler([](const Request&, Response& res, std::exception_ptr) {
+    send_error(res, {500, "internal error", "api_error", "internal"});
+  });
+  // A client that waits for 100 Continue learns of a body over the limit first.
+  http.set_expect_100_continue_handler([this](const Request& req, Response& res) {
+    if (const std::optional<HttpError> refusal = framing_refusal(req, config.max_body_bytes)) {
+      send_error(res, *refusal);
+      return refusal->status;
+    }
+    return 100;
+  });
 }
 
-}  // namespace
+void Gateway::State::install_routes() {
+  HttpFront& http = *server;
+  http.Get("/", [](const Request&, Response& res) {
+    res.set_content(std::string(reinterpret_cast<const char*>(kWebPage), kWebPageSize),
+                    "text/html; charset=utf-8");
+  });
+  // Plain GET /healthz is answered by the front itself; this serves the rest (HEAD).
+  http.Get("/healthz",
+           [](const Request&, Response& res) { res.set_content("ok\n", "text/plain"); });
+  http.Get("/readyz", [this](const Request&, Response& res) {
+    const bool ready = daemon_serving();
+    res.status = ready ? 200 : 503;
+    res.set_content(ready ? "ready\n" : "vitrined is not serving\n", "text/plain");
+  });
+  http.Get("/v1/models", [](const Request&, Response& res) {
+    res.set_content(json_text(model_list()), "application/json");
+  });
+  http.Get(R"(/v1/models/[^/]*)", [](const Request& req, Response& res) {
+    answer(res, [&] {
+      const std::string id = req.path.substr(std::string_view("/v1/models/").size());
+      for (const auto& [name, _] : model_routes()) {
+        if (name == id) return res.set_content(json_text(model_object(id)), "application/json");
+      }
+      throw HttpError{404, fmt::format("the model {} does not exist", quote_value(Json(id))),
+                      "invalid_request_error", "model_not_found", "model"};
+    });
+  });
+  http.Post("/v1/chat/completions",
+            [this](const Request& req, Response& res, const httplib::ContentReader& reader) {
+              answer(res, [&] { chat(req, res, reader); });
+            });
+  http.Post("/v1/compare",
+            [this](const Request&, Response& res, const httplib::ContentReader& reader) {
+              answer(res, [&] { compare(res, reader); });
+            });
+  http.Post("/v1/feedback",
+            [this](const Request&, Response& res, const httplib::ContentReader& reader) {
+              answer(res, [&] { feedback(res, reader); });
+            });
+  http.Options(R"(/v1/.*)", [](const Request&, Response& res) { res.status = 204; });
+}
 
 Gateway::Gateway(GatewayConfig config) : state_(std::make_unique<State>()) {
   State& s = *state_;
   s.config = std::move(config);
+  std::set<std::string> tokens;
   if (!s.config.tokens_file.empty()) {
     const std::vector<std::string> listed =
         read_token_file(s.config.tokens_file, "gateway.tokens_file");
-    s.tokens = std::set<std::string>(listed.begin(), listed.end());
+    tokens = std::set<std::string>(listed.begin(), listed.end());
   }
+  s.access = std::make_unique<AccessPolicy>(s.config, std::move(tokens));
   if (!s.config.daemon_token_file.empty()) {  // its first token, as configs/gateway.yaml says
     s.daemon_token =
         read_token_file(s.config.daemon_token_file, "gateway.daemon_token_file").front();
@@ -482,77 +372,19 @@ Gateway::Gateway(GatewayConfig config) : state_(std::make_unique<State>()) {
   }
   s.channel = grpc::CreateChannel(s.config.daemon, credentials);
   s.stub = v1::ChatService::NewStub(s.channel);
-
-  httplib::Server& http = s.server;
-  const int threads = s.config.threads;
-  http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
-  http.set_payload_max_length(static_cast<size_t>(s.config.max_body_bytes));
-  http.set_read_timeout(30);
-  // Streamed answers are many small writes: without this, Nagle's algorithm
-  // holds each back until the previous one is acknowledged.
-  http.set_tcp_nodelay(true);
-  http.set_write_timeout(static_cast<time_t>(s.config.timeout_seconds) + 5);
-  // Authentication and CORS for the API; the page and the probes are public.
-  http.set_pre_routing_handler([&s](const httplib::Request& req, httplib::Response& res) {
-    if (req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
-    if (!s.cors(req, res)) {
-      send_error(res, {403, "this origin may not call the API", "permission_error", "cors"});
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (req.method == "OPTIONS") {
-      res.status = 204;
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (!s.authorized(req)) {
-      send_error(res, {401, "missing or unknown bearer token (Authorization: Bearer <token>)",
-                       "invalid_request_error", "invalid_api_key"});
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  // httplib's own refusals (unknown path, body over the limit) in OpenAI's form.
-  http.set_error_handler([&s](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    if (res.status == 413) {
-      send_error(res, {413,
-                       fmt::format("the request body is over the limit of {} bytes",
-                                   s.config.max_body_bytes),
-                       "invalid_request_error", "request_too_large"});
-    } else if (res.status == 404) {
-      send_error(res, {404, fmt::format("no such endpoint: {} {}", req.method, req.path),
-                       "invalid_request_error", "unknown_url"});
-    }
-  });
-  http.Get("/", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(std::string(reinterpret_cast<const char*>(kWebPage), kWebPageSize),
-                    "text/html; charset=utf-8");
-  });
-  http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", "text/plain");
-  });
-  http.Get("/readyz", [&s](const httplib::Request&, httplib::Response& res) {
-    const bool ready = s.daemon_serving();
-    res.status = ready ? 200 : 503;
-    res.set_content(ready ? "ready\n" : "vitrined is not serving\n", "text/plain");
-  });
-  http.Get("/v1/models", [](const httplib::Request&, httplib::Response& res) {
-    Json data = Json::array();
-    for (const auto& [name, _] : models()) {
-      data.push_back({{"id", name}, {"object", "model"}, {"created", 0}, {"owned_by", "vitrine"}});
-    }
-    res.set_content(Json{{"object", "list"}, {"data", data}}.dump(), "application/json");
-  });
-  http.Post("/v1/chat/completions", [&s](const httplib::Request& req, httplib::Response& res) {
-    answer(res, [&] { s.chat(req, res); });
-  });
-  http.Post("/v1/compare", [&s](const httplib::Request& req, httplib::Response& res) {
-    answer(res, [&] { s.compare(req, res); });
-  });
-  http.Post("/v1/feedback", [&s](const httplib::Request& req, httplib::Response& res) {
-    answer(res, [&] { s.feedback(req, res); });
-  });
-  http.Options(R"(/v1/.*)",
-               [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
+  s.server = std::make_unique<HttpFront>(
+      FrontLimits{.threads = s.config.threads,
+                  .max_connections = s.config.max_connections,
+                  .idle_timeout_seconds = s.config.idle_timeout_seconds,
+                  .header_timeout_seconds = s.config.header_timeout_seconds,
+                  .body_timeout_seconds = s.config.body_timeout_seconds,
+                  .write_timeout_seconds = s.config.write_timeout_seconds,
+                  .max_body_bytes = s.config.max_body_bytes});
+  // Bodies with a Content-Length over the limit are refused before routing;
+  // this is httplib's own check of the same.
+  s.server->set_payload_max_length(static_cast<size_t>(s.config.max_body_bytes));
+  s.install_hooks();
+  s.install_routes();
 }
 
 Gateway::~Gateway() {
@@ -576,14 +408,13 @@ void Gateway::run() {
   } catch (const std::exception&) {
     throw std::invalid_argument(fmt::format("gateway.listen: '{}' has no port", listen));
   }
-  if (!state_->server.bind_to_port(host, port)) {
+  if (!state_->server->serve(host, port)) {
     throw std::runtime_error(fmt::format("cannot listen on '{}'", listen));
   }
-  state_->server.listen_after_bind();
 }
 
 void Gateway::stop() {
-  if (state_->server.is_running()) state_->server.stop();
+  state_->server->shutdown();
 }
 
 }  // namespace vitrine::gateway

@@ -2,10 +2,12 @@
 // gateway/gateway.h).
 //
 //   vitrine-gateway [--config configs/gateway.yaml] [--listen ADDR] [--daemon ADDR]
-//                   [--print-config]
+//                   [--print-config] [--version]
 //
-// SIGTERM or SIGINT stops it (requests in flight are cut); a bad config or
-// an address it cannot bind exits 1 with the reason.
+// SIGTERM or SIGINT stops it (requests in flight are cut). Exit codes: 0
+// stopped (or --help, --version, --print-config); 1 a bad config or an
+// address it cannot bind, with the reason; 2 a usage error (unknown flag,
+// missing value), with CLI11's message.
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -35,10 +37,12 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen, "HTTP address, overrides the config's");
   app.add_option("--daemon", daemon, "vitrined's address, overrides the config's");
   app.add_flag("--print-config", print_config, "print the config in effect as JSON and exit");
+  app.set_version_flag("--version", "vitrine-gateway " VITRINE_VERSION);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version print and succeed; anything else is a usage error.
+    return app.exit(e) == 0 ? 0 : 2;
   }
   try {
     vitrine::gateway::GatewayConfig config;
@@ -75,6 +79,9 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vitrine-gateway: %s\n", e.what());
+    return 1;
+  } catch (...) {
+    std::fprintf(stderr, "vitrine-gateway: stopped by an unknown error\n");
     return 1;
   }
 }
