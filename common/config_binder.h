@@ -7,6 +7,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -39,11 +42,15 @@ class ConfigBinder {
         if constexpr (std::is_unsigned_v<T>) {
           if (it->get<double>() < 0) throw std::invalid_argument("expected a number >= 0");
         }
+        require_representable<T>(*it);
       }
       value = it->get<T>();
     } catch (const std::exception& e) {
+      // The value as the config wrote it; YAML strings may hold bytes that
+      // are not UTF-8, shown as U+FFFD rather than failing the message.
+      const std::string got = it->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       throw std::invalid_argument(
-          fmt::format("config key '{}.{}': {} (got {})", path_, key, e.what(), it->dump()));
+          fmt::format("config key '{}.{}': {} (got {})", path_, key, e.what(), got));
     }
     return *this;
   }
@@ -63,6 +70,40 @@ class ConfigBinder {
   nlohmann::ordered_json take() { return std::move(out_); }
 
  private:
+  // Throws unless the number `j` converts to T exactly: an integer field
+  // takes whole numbers in T's range only (1e30 or 2.5 are errors, not a
+  // silent wrap or cut), a float field numbers within its range.
+  template <typename T>
+  static void require_representable(const nlohmann::json& j) {
+    constexpr auto lowest = std::numeric_limits<T>::lowest();
+    constexpr auto highest = std::numeric_limits<T>::max();
+    if constexpr (std::is_integral_v<T>) {
+      bool fits = false;
+      if (j.is_number_unsigned()) {
+        fits = j.get<uint64_t>() <= static_cast<uint64_t>(highest);
+      } else if (j.is_number_integer()) {
+        const int64_t v = j.get<int64_t>();
+        fits = v >= static_cast<int64_t>(lowest) &&
+               (v < 0 || static_cast<uint64_t>(v) <= static_cast<uint64_t>(highest));
+      } else {
+        const double d = j.get<double>();
+        if (d != std::floor(d)) throw std::invalid_argument("expected a whole number");
+        // 2^digits is exact in a double; T's largest value is 2^digits - 1.
+        fits =
+            d >= static_cast<double>(lowest) && d < std::ldexp(1.0, std::numeric_limits<T>::digits);
+      }
+      if (!fits) {
+        throw std::invalid_argument(
+            fmt::format("expected a whole number from {} to {}", lowest, highest));
+      }
+    } else if (j.is_number_float()) {
+      const double d = j.get<double>();
+      if (std::isfinite(d) && (d < static_cast<double>(lowest) || d > static_cast<double>(highest)))
+        throw std::invalid_argument(
+            fmt::format("expected a number from {} to {}", lowest, highest));
+    }
+  }
+
   const nlohmann::json* from_;
   std::string path_;
   std::vector<std::string> seen_;
