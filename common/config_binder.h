@@ -43,6 +43,9 @@ class ConfigBinder {
           if (it->get<double>() < 0) throw std::invalid_argument("expected a number >= 0");
         }
         require_representable<T>(*it);
+      } else if (!is_utf8(*it)) {
+        // YAML does not check encodings; the config is recorded as JSON later.
+        throw std::invalid_argument("expected UTF-8 text");
       }
       value = it->get<T>();
     } catch (const std::exception& e) {
@@ -70,6 +73,16 @@ class ConfigBinder {
   nlohmann::ordered_json take() { return std::move(out_); }
 
  private:
+  // True when every string (and key) in `j` is UTF-8, so `j` can be dumped.
+  static bool is_utf8(const nlohmann::json& j) {
+    try {
+      (void)j.dump();
+      return true;
+    } catch (const nlohmann::json::type_error&) {
+      return false;
+    }
+  }
+
   // Throws unless the number `j` converts to T exactly: an integer field
   // takes whole numbers in T's range only (1e30 or 2.5 are errors, not a
   // silent wrap or cut), a float field numbers within its range.

@@ -7,6 +7,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "tests/support/expect_error.h"
 
@@ -76,6 +78,20 @@ TEST(ConfigBinder, ErrorOnAValueThatIsNotUtf8KeepsItsMessage) {
   testing::expect_error([&] { bind(json, k); },
                         {"config key 'section.flag'", "expected true or false", "yes\xEF\xBF\xBD"});
   EXPECT_THROW(bind(json, k), std::invalid_argument);
+}
+
+TEST(ConfigBinder, TextThatIsNotUtf8IsAnError) {
+  // Found by fuzzing: a YAML string with invalid UTF-8 bound to a string
+  // field, and recording the config (config_to_json(...).dump()) threw.
+  std::string name = "kept";
+  std::vector<std::string> names;
+  const nlohmann::json json = {{"name", "a\xFF"}, {"names", {"ok", "b\xC3"}}};
+  ConfigBinder b(&json, "section");
+  testing::expect_error([&] { b.field("name", name); },
+                        {"config key 'section.name'", "expected UTF-8 text", "a\xEF\xBF\xBD"});
+  testing::expect_error([&] { b.field("names", names); }, {"section.names", "expected UTF-8 text"});
+  EXPECT_EQ(name, "kept");
+  EXPECT_TRUE(names.empty());
 }
 
 }  // namespace
