@@ -44,13 +44,24 @@ class ConfigBinder {
         if (!it->is_number()) throw std::invalid_argument("expected a number");
         const double d = it->get<double>();
         if (!std::isfinite(d)) throw std::invalid_argument("expected a finite number");
+        constexpr auto lowest = std::numeric_limits<T>::lowest();
+        constexpr auto highest = std::numeric_limits<T>::max();
+        if (d < static_cast<double>(lowest) || d > static_cast<double>(highest)) {
+          throw std::invalid_argument(
+              fmt::format("expected a number from {} to {}", lowest, highest));
+        }
         value = static_cast<T>(d);
       } else {
+        // YAML does not check encodings; the config is recorded as JSON later.
+        if (!is_utf8(*it)) throw std::invalid_argument("expected UTF-8 text");
         value = it->get<T>();
       }
     } catch (const std::exception& e) {
+      // The value as the config wrote it; YAML strings may hold bytes that
+      // are not UTF-8, shown as U+FFFD rather than failing the message.
+      const std::string got = it->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       throw std::invalid_argument(
-          fmt::format("config key '{}.{}': {} (got {})", path_, key, e.what(), it->dump()));
+          fmt::format("config key '{}.{}': {} (got {})", path_, key, e.what(), got));
     }
     return *this;
   }
@@ -70,6 +81,16 @@ class ConfigBinder {
   nlohmann::ordered_json take() { return std::move(out_); }
 
  private:
+  // True when every string (and key) in `j` is UTF-8, so `j` can be dumped.
+  static bool is_utf8(const nlohmann::json& j) {
+    try {
+      (void)j.dump();
+      return true;
+    } catch (const nlohmann::json::type_error&) {
+      return false;
+    }
+  }
+
   // A JSON number that is a whole number within T's range: 2.9, 1e20 for
   // an int or -1 for an unsigned are errors, never silently cut.
   template <typename T>
@@ -84,7 +105,7 @@ class ConfigBinder {
       }
       // kHigh rounds up to a power of two for 64-bit T: that value is out too.
       if (d < kLow || d >= kHigh + 1.0 || (sizeof(T) == 8 && d >= kHigh)) {
-        throw std::invalid_argument(fmt::format("expected a whole number in {}..{}",
+        throw std::invalid_argument(fmt::format("expected a whole number from {} to {}",
                                                 std::numeric_limits<T>::min(),
                                                 std::numeric_limits<T>::max()));
       }
@@ -94,7 +115,7 @@ class ConfigBinder {
       const auto u = j.get<uint64_t>();
       if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) {
         throw std::invalid_argument(
-            fmt::format("expected a whole number up to {}", std::numeric_limits<T>::max()));
+            fmt::format("expected a whole number from 0 to {}", std::numeric_limits<T>::max()));
       }
       return static_cast<T>(u);
     }
@@ -103,12 +124,12 @@ class ConfigBinder {
       if (i < 0) throw std::invalid_argument("expected a number >= 0");
       if (static_cast<uint64_t>(i) > static_cast<uint64_t>(std::numeric_limits<T>::max())) {
         throw std::invalid_argument(
-            fmt::format("expected a whole number up to {}", std::numeric_limits<T>::max()));
+            fmt::format("expected a whole number from 0 to {}", std::numeric_limits<T>::max()));
       }
     } else {
       if (i < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
           i > static_cast<int64_t>(std::numeric_limits<T>::max())) {
-        throw std::invalid_argument(fmt::format("expected a whole number in {}..{}",
+        throw std::invalid_argument(fmt::format("expected a whole number from {} to {}",
                                                 std::numeric_limits<T>::min(),
                                                 std::numeric_limits<T>::max()));
       }

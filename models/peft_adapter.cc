@@ -3,10 +3,8 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
-#include <cmath>
 #include <fstream>
-#include <nlohmann/json.hpp>
-#include <set>
+#include <iterator>
 #include <stdexcept>
 
 #include "common/atomic_output.h"
@@ -24,54 +22,14 @@ constexpr std::string_view kPrefix = "base_model.model.";
 
 }  // namespace
 
-double PeftAdapterConfig::scaling() const {
-  return use_rslora ? lora_alpha / std::sqrt(static_cast<double>(r))
-                    : lora_alpha / static_cast<double>(r);
-}
-
 PeftAdapter load_peft_adapter(const fs::path& dir) {
   const fs::path config_path = dir / "adapter_config.json";
   std::ifstream in(config_path);
   if (!in) fail(config_path, "cannot read (not a PEFT adapter directory?)");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail(config_path, std::string("not JSON: ") + e.what());
-  }
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   PeftAdapter adapter;
-  PeftAdapterConfig& c = adapter.config;
-  try {
-    if (j.value("peft_type", std::string("LORA")) != "LORA")
-      fail(config_path, "peft_type is not LORA");
-    if (j.value("use_dora", false)) fail(config_path, "DoRA adapters are not supported");
-    if (j.value("fan_in_fan_out", false))
-      fail(config_path, "fan_in_fan_out (GPT-2 Conv1D layout) is not supported");
-    if (j.value("bias", std::string("none")) != "none")
-      fail(config_path, "trained biases (bias != none) are not supported");
-    for (const char* key : {"rank_pattern", "alpha_pattern"}) {
-      if (j.contains(key) && !j[key].is_null() && !j[key].empty()) {
-        fail(config_path, fmt::format("per-module {} is not supported", key));
-      }
-    }
-    if (j.contains("modules_to_save") && !j["modules_to_save"].is_null() &&
-        !j["modules_to_save"].empty()) {
-      fail(config_path, "modules_to_save is not supported");
-    }
-    c.r = j.at("r").get<int64_t>();
-    c.lora_alpha = j.at("lora_alpha").get<double>();
-    c.lora_dropout = j.value("lora_dropout", 0.0);
-    c.use_rslora = j.value("use_rslora", false);
-    c.base_model_name_or_path = j.value("base_model_name_or_path", std::string());
-    if (j.at("target_modules").is_string()) {
-      c.target_modules = {j["target_modules"].get<std::string>()};
-    } else {
-      c.target_modules = j["target_modules"].get<std::vector<std::string>>();
-    }
-  } catch (const nlohmann::json::exception& e) {
-    fail(config_path, std::string("bad field: ") + e.what());
-  }
-  if (c.r <= 0) fail(config_path, "r must be > 0");
+  adapter.config = parse_peft_config(text, config_path);
+  const PeftAdapterConfig& c = adapter.config;
 
   const fs::path weights_path = dir / "adapter_model.safetensors";
   if (!fs::exists(weights_path) && fs::exists(dir / "adapter_model.bin")) {
@@ -111,43 +69,13 @@ PeftAdapter load_peft_adapter(const fs::path& dir) {
 
 void save_peft_adapter(const fs::path& dir, const PeftAdapter& adapter) {
   fs::create_directories(dir);
-  const PeftAdapterConfig& c = adapter.config;
-  std::set<std::string> targets(c.target_modules.begin(), c.target_modules.end());
-  // The fields PEFT 0.13 writes for a LoRA adapter, so that PEFT reads it back.
-  nlohmann::ordered_json j = {
-      {"alpha_pattern", nlohmann::json::object()},
-      {"auto_mapping", nullptr},
-      {"base_model_name_or_path", c.base_model_name_or_path},
-      {"bias", "none"},
-      {"fan_in_fan_out", false},
-      {"inference_mode", true},
-      {"init_lora_weights", true},
-      {"layer_replication", nullptr},
-      {"layers_pattern", nullptr},
-      {"layers_to_transform", nullptr},
-      {"loftq_config", nlohmann::json::object()},
-      {"lora_alpha", c.lora_alpha},
-      {"lora_dropout", c.lora_dropout},
-      {"megatron_config", nullptr},
-      {"megatron_core", "megatron.core"},
-      {"modules_to_save", nullptr},
-      {"peft_type", "LORA"},
-      {"r", c.r},
-      {"rank_pattern", nlohmann::json::object()},
-      {"revision", nullptr},
-      {"target_modules", std::vector<std::string>(targets.begin(), targets.end())},
-      {"task_type", "CAUSAL_LM"},
-      {"use_dora", false},
-      {"use_rslora", c.use_rslora}};
-  if (c.lora_alpha == std::floor(c.lora_alpha))
-    j["lora_alpha"] = static_cast<int64_t>(c.lora_alpha);
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& [path, w] : adapter.modules) {
     tensors.emplace_back(std::string(kPrefix) + path + ".lora_A.weight", w.a.contiguous());
     tensors.emplace_back(std::string(kPrefix) + path + ".lora_B.weight", w.b.contiguous());
   }
   save_safetensors(dir / "adapter_model.safetensors", tensors);
-  write_file_atomic(dir / "adapter_config.json", j.dump(2) + "\n");
+  write_file_atomic(dir / "adapter_config.json", peft_config_json(adapter.config));
 }
 
 void attach_adapter(LlamaForCausalLM& model, const PeftAdapter& adapter, int slot) {

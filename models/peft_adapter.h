@@ -15,18 +15,9 @@
 
 #include "models/llama.h"
 #include "models/lora.h"
+#include "models/peft_config.h"
 
 namespace vitrine::models {
-
-struct PeftAdapterConfig {
-  int64_t r = 8;           // rank of A and B
-  double lora_alpha = 16;  // scaling numerator: scaling = alpha / r (alpha / sqrt(r) with rsLoRA)
-  double lora_dropout = 0.0;                // training only
-  bool use_rslora = false;                  // rank-stabilised scaling
-  std::vector<std::string> target_modules;  // projection names ("q_proj", ...)
-  std::string base_model_name_or_path;      // recorded, not enforced: shapes are
-  double scaling() const;
-};
 
 struct PeftAdapter {
   PeftAdapterConfig config;

@@ -1,6 +1,10 @@
 #include "models/safetensors.h"
 
-#include <ATen/ATen.h>
+// Narrow ATen headers: ATen/ATen.h (and ATen/ops/empty.h) do not compile with
+// clang in C++20 against libtorch 1.13, and the fuzz build (tests/fuzz/) uses clang.
+#include <ATen/EmptyTensor.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/from_blob.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/mman.h>
@@ -326,14 +330,14 @@ at::Tensor SafetensorsFile::get(const std::string& name) const {
   const int64_t element = safetensors_dtype_size(meta.dtype);
   at::Tensor raw;  // the stored dtype, shape meta.shape
   if (meta.numel() == 0) {
-    raw = at::empty(meta.shape, options);
+    raw = at::detail::empty_cpu(meta.shape, stored);
   } else if (reinterpret_cast<uintptr_t>(src) % static_cast<uintptr_t>(element) == 0) {
     std::shared_ptr<Mapping> keep = mapping_;
     raw = at::from_blob(
         const_cast<unsigned char*>(src), meta.shape, [keep](void*) mutable { keep.reset(); },
         options);
   } else {
-    raw = at::empty(meta.shape, options);
+    raw = at::detail::empty_cpu(meta.shape, stored);
     std::memcpy(raw.data_ptr(), src, meta.end - meta.begin);
   }
   const at::ScalarType wanted = is_floating(meta.dtype) ? at::kFloat : at::kLong;

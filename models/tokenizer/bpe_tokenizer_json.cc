@@ -132,6 +132,18 @@ void read_decoder(const json& j, const std::string& source, BpeTokenizerSpec& sp
   }
 }
 
+// A token id: an integer from 0 to 10 million. Anything else (a float, a
+// string, 1e300) throws std::runtime_error "<where> has id <value>"; a float
+// is never converted, since a huge one would not fit any integer.
+int32_t token_id(const json& id, const std::string& where) {
+  if (id.is_number_integer()) {
+    const auto value = id.get<int64_t>();
+    const bool too_big = id.is_number_unsigned() && id.get<uint64_t>() > 10'000'000;
+    if (!too_big && value >= 0 && value <= 10'000'000) return static_cast<int32_t>(value);
+  }
+  throw std::runtime_error(where + " has id " + id.dump());
+}
+
 // "<s>" or {"content": "<s>", ...} -> the string, "" for null.
 std::string token_text(const json& j) {
   if (j.is_string()) return j.get<std::string>();
@@ -195,10 +207,7 @@ BpeTokenizerSpec read_tokenizer_json(const std::filesystem::path& path,
       if (model.contains(key) && model[key].is_string() && !model[key].get<std::string>().empty())
         refuse(spec.source, std::string("model.") + key, "a non-empty value");
     for (const auto& [piece, id] : model.at("vocab").items()) {
-      const auto index = id.get<int64_t>();
-      if (index < 0 || index > 10'000'000)
-        throw std::runtime_error(spec.source + ": model.vocab['" + piece + "'] has id " +
-                                 std::to_string(index));
+      const int32_t index = token_id(id, spec.source + ": model.vocab['" + piece + "']");
       if (static_cast<size_t>(index) >= spec.vocab.size())
         spec.vocab.resize(static_cast<size_t>(index) + 1);
       spec.vocab[static_cast<size_t>(index)] = piece;
@@ -222,9 +231,9 @@ BpeTokenizerSpec read_tokenizer_json(const std::filesystem::path& path,
       spec.unk_token = model["unk_token"].get<std::string>();
     if (root.contains("added_tokens")) {
       for (const json& t : root["added_tokens"]) {
-        spec.added_tokens.push_back({t.at("id").get<int32_t>(), t.at("content").get<std::string>(),
-                                     t.value("special", false), t.value("lstrip", false),
-                                     t.value("rstrip", false)});
+        spec.added_tokens.push_back({token_id(t.at("id"), spec.source + ": added_tokens entry"),
+                                     t.at("content").get<std::string>(), t.value("special", false),
+                                     t.value("lstrip", false), t.value("rstrip", false)});
       }
     }
     read_normalizer(root.value("normalizer", json()), spec.source, spec);
@@ -252,9 +261,7 @@ BpeTokenizerSpec read_gpt2_bpe_files(const std::filesystem::path& encoder_json,
   if (!encoder.is_object())
     throw std::runtime_error(spec.source + ": expected a JSON object of piece -> id");
   for (const auto& [piece, id] : encoder.items()) {
-    const auto index = id.get<int64_t>();
-    if (index < 0 || index > 10'000'000)
-      throw std::runtime_error(spec.source + ": bad id for '" + piece + "'");
+    const int32_t index = token_id(id, spec.source + ": bad id for '" + piece + "'");
     if (static_cast<size_t>(index) >= spec.vocab.size())
       spec.vocab.resize(static_cast<size_t>(index) + 1);
     spec.vocab[static_cast<size_t>(index)] = piece;
