@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -22,6 +23,9 @@ std::string new_response_id() {
   std::lock_guard lock(mutex);
   return fmt::format("r-{:016x}{:08x}", rng(), static_cast<uint32_t>(rng()));
 }
+
+// A user id names a person or a session for experiments and the log.
+constexpr size_t kMaxUserIdBytes = 256;
 
 void check_text(const std::string& text, int max_bytes) {
   if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
@@ -129,6 +133,12 @@ models::GenerationOptions Answerer::generation_options(const GenerationSettings&
     throw std::invalid_argument(
         fmt::format("generation.max_new_tokens: {} is not in 0..{}", s.max_new_tokens, limit));
   }
+  if (!std::isfinite(s.temperature) || !std::isfinite(s.top_p) ||
+      !std::isfinite(s.repetition_penalty)) {
+    throw std::invalid_argument(fmt::format(
+        "generation: temperature ({}), top_p ({}) and repetition_penalty ({}) must be finite",
+        s.temperature, s.top_p, s.repetition_penalty));
+  }
   if (s.temperature < 0 || s.temperature > 10) {
     throw std::invalid_argument(
         fmt::format("generation.temperature: {} is not in 0..10", s.temperature));
@@ -219,6 +229,10 @@ void Answerer::add_prompt(const std::string& text, prompts::Task task, Plan& pla
 
 Plan Answerer::plan(const Request& request) const {
   check_text(request.text, options_.max_input_chars);
+  if (request.user_id.size() > kMaxUserIdBytes) {
+    throw std::invalid_argument(fmt::format("user_id: {} bytes, more than the limit of {}",
+                                            request.user_id.size(), kMaxUserIdBytes));
+  }
   check_route(request.route);
   Plan plan;
   plan.request.options = generation_options(request.generation);

@@ -170,6 +170,11 @@ void ResponseLog::record(const ResponseRecord& r) {
 }
 
 void ResponseLog::add_feedback(const Feedback& f) {
+  if (f.comment.size() > kMaxCommentBytes) {
+    throw std::invalid_argument(
+        fmt::format("feedback on response '{}': comment of {} bytes, more than the limit of {}",
+                    f.response_id.substr(0, 64), f.comment.size(), kMaxCommentBytes));
+  }
   if (f.rating != -1 && f.rating != 1) {
     throw std::invalid_argument(fmt::format(
         "feedback on response '{}': rating must be -1 or 1 (got {})", f.response_id, f.rating));

@@ -61,10 +61,13 @@ struct ResponseRecord {
   std::string error_message;   // "" when OK
 };
 
+// Longest feedback comment kept; longer ones are refused, not cut.
+inline constexpr size_t kMaxCommentBytes = 4096;
+
 struct Feedback {
   std::string response_id;  // must be logged
   int rating = 0;           // -1 (bad) or 1 (good)
-  std::string comment;
+  std::string comment;      // at most kMaxCommentBytes
   int64_t unix_ms = 0;
 };
 

@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <set>
 
 #include "common/errors.h"
@@ -189,6 +190,31 @@ TEST_F(AnswererTest, BadRequestsAreRefusedBeforeTheEngine) {
   hot.generation.temperature = 11;
   EXPECT_THROW(answerer.plan(hot), std::invalid_argument);
   EXPECT_THROW(answerer.classify(""), std::invalid_argument);
+}
+
+TEST_F(AnswererTest, LongUserIdsAndSettingsThatAreNotFiniteAreRefused) {
+  const Answerer answerer = make();
+  Request long_id = request("Dune");
+  long_id.user_id = std::string(1 << 20, 'u');  // a megabyte that would land in the log
+  try {
+    answerer.plan(long_id);
+    ADD_FAILURE() << "a 1 MB user_id was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("user_id"), std::string::npos) << e.what();
+  }
+  long_id.user_id = std::string(256, 'u');
+  EXPECT_NO_THROW(answerer.plan(long_id));
+  for (const double bad : {std::nan(""), HUGE_VAL}) {
+    Request r = request("Dune");
+    r.generation.temperature = bad;
+    EXPECT_THROW(answerer.plan(r), std::invalid_argument) << bad;
+    r = request("Dune");
+    r.generation.top_p = bad;
+    EXPECT_THROW(answerer.plan(r), std::invalid_argument) << bad;
+    r = request("Dune");
+    r.generation.repetition_penalty = bad;
+    EXPECT_THROW(answerer.plan(r), std::invalid_argument) << bad;
+  }
 }
 
 TEST_F(AnswererTest, ExperimentArmsAreStablePerUserAndTheBaseArmUsesNoAdapter) {

@@ -137,6 +137,20 @@ TEST(ResponseLog, FeedbackNeedsALoggedResponseAndARatingOfOne) {
   EXPECT_TRUE(log.feedback("nope").empty());
 }
 
+TEST(ResponseLog, AFeedbackCommentOverTheLimitIsRefusedNotStored) {
+  TempDir dir;
+  ResponseLog log(dir / "log.sqlite");
+  log.record(response("r1", "", "", 1));
+  expect_error(
+      [&] {
+        log.add_feedback({"r1", 1, std::string(1 << 20, 'x'), 5});
+      },
+      {"comment of 1048576 bytes", "limit of 4096"});
+  log.add_feedback({"r1", 1, std::string(kMaxCommentBytes, 'y'), 6});
+  ASSERT_EQ(log.feedback("r1").size(), 1u);
+  EXPECT_EQ(log.feedback("r1")[0].unix_ms, 6);
+}
+
 TEST(ResponseLog, RefusesFilesThatAreNotResponseLogs) {
   TempDir dir;
   testing::write_file(dir / "notes.txt", std::string(4096, 'x'));
