@@ -23,9 +23,6 @@ constexpr bool is_digit(char c) {
 constexpr bool is_alpha(char c) {
   return is_upper(c) || is_lower(c);
 }
-constexpr char to_lower(char c) {
-  return is_upper(c) ? static_cast<char>(c - 'A' + 'a') : c;
-}
 constexpr bool is_terminal(char c) {
   return c == '.' || c == '!' || c == '?';
 }
@@ -224,7 +221,7 @@ const WordLexicon& lexicon() {
 bool ieq(std::string_view a, std::string_view lower) {
   if (a.size() != lower.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (to_lower(a[i]) != lower[i]) return false;
+    if (ascii_lower(a[i]) != lower[i]) return false;
   }
   return true;
 }

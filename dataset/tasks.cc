@@ -48,18 +48,6 @@ constexpr int kLongLead = 200;
 constexpr uint32_t kCuesUnknown = 1u << 31;  // not a SentenceCue bit
 constexpr int kMaxLeadInCodePoints = 30;     // the longest lead-in has 27 (tests check)
 
-constexpr char to_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (to_lower(a[i]) != to_lower(b[i])) return false;
-  }
-  return true;
-}
-
 // Words (runs of non-spaces) in `s`, counting stops at `limit`.
 int count_words(std::string_view s, int limit) {
   int words = 0;
@@ -88,10 +76,6 @@ std::string_view strip_listing_notes(std::string_view s) {
 double unit_bits(uint64_t h, int shift, int width) {
   const uint64_t mask = (uint64_t{1} << width) - 1;
   return static_cast<double>((h >> shift) & mask) / static_cast<double>(uint64_t{1} << width);
-}
-
-void ascii_lower(std::string& s) {
-  for (char& c : s) c = to_lower(c);
 }
 
 int code_points(std::string_view s) {
@@ -160,7 +144,7 @@ bool looks_like_question(std::string_view text) {
   size_t n = 0;
   for (char c : text) {
     if (n == lower.size() || c == ',' || c == ':' || c == '!' || c == '.') break;
-    lower[n++] = to_lower(c);
+    lower[n++] = ascii_lower(c);
   }
   const std::string_view head(lower.data(), n);
   for (std::string_view opener : kQuestionOpeners) {
@@ -263,7 +247,7 @@ void TaskBuilder::append_describe(const catalog::Product& p, std::string& out) {
     ++stats_.describe_skipped_empty;
     return;
   }
-  if (iequals(content, trim(p.title))) {
+  if (ascii_iequals(content, trim(p.title))) {
     ++stats_.describe_skipped_title_only;
     return;
   }
@@ -410,7 +394,7 @@ int TaskBuilder::build_question(QaKind kind, bool portuguese, std::string_view t
   casual = unit_bits(h, 32, 8) < options_.casual_share;
   if (casual) {
     const uint64_t style = (h >> 40) & 3;  // 0: lowercase, 1: no final mark, 2-3: both
-    if (style != 1) ascii_lower(question_);
+    if (style != 1) question_ = ascii_lower(question_);
     if (style != 0) {
       while (!question_.empty() &&
              (question_.back() == '?' || question_.back() == '.' || is_space(question_.back()))) {
@@ -425,7 +409,7 @@ void TaskBuilder::append_qa(const catalog::Product& p, std::string& out) {
   ++stats_.qa_products;
   const std::string_view title = trim(p.title);
   const std::string_view content = trim(p.content);
-  if (content.empty() || title.empty() || iequals(content, title)) {
+  if (content.empty() || title.empty() || ascii_iequals(content, title)) {
     ++stats_.qa_products_without_text;
     return;
   }
@@ -529,7 +513,7 @@ void TaskBuilder::append_router(const catalog::Product& p, std::string& out) {
   const uint64_t th = kind_hash(p.uid, "router.title");
   question_.assign(title);
   if (unit_bits(th, 32, 8) < options_.casual_share) {  // users paste titles lowercase too
-    ascii_lower(question_);
+    question_ = ascii_lower(question_);
     ++stats_.router_casual;
   }
   write(question_, false, question_title,

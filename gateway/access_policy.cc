@@ -7,7 +7,7 @@
 #include <charconv>
 #include <stdexcept>
 
-#include "gateway/ascii_case.h"
+#include "common/strings.h"
 
 namespace vitrine::gateway {
 

@@ -12,9 +12,10 @@
 #include <set>
 #include <stdexcept>
 
+#include "common/net.h"
+#include "common/strings.h"
 #include "common/text_file.h"
 #include "gateway/access_policy.h"
-#include "gateway/ascii_case.h"
 #include "gateway/chat_stream.h"
 #include "gateway/http_front.h"
 #include "gateway/openai_error.h"
@@ -409,7 +410,9 @@ void Gateway::run() {
     throw std::invalid_argument(fmt::format("gateway.listen: '{}' has no port", listen));
   }
   if (!state_->server->serve(host, port)) {
-    throw std::runtime_error(fmt::format("cannot listen on '{}'", listen));
+    const std::string why = listen_problem(listen);
+    throw std::runtime_error(
+        fmt::format("cannot listen on '{}'{}{}", listen, why.empty() ? "" : ": ", why));
   }
 }
 

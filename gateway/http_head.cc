@@ -4,7 +4,6 @@
 #include <charconv>
 
 #include "common/strings.h"
-#include "gateway/ascii_case.h"
 
 namespace vitrine::gateway {
 
