@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <condition_variable>
 #include <exception>
@@ -128,10 +129,9 @@ Answerer::Answerer(AnswererParts parts, AnswererOptions options, TokenGapObserve
 
 // The request's own settings over the daemon's defaults, within its limits.
 models::GenerationOptions Answerer::generation_options(const GenerationSettings& s) const {
-  const int limit = parts_.engine->options().max_new_tokens;
-  if (s.max_new_tokens < 0 || s.max_new_tokens > limit) {
+  if (s.max_new_tokens < 0) {
     throw std::invalid_argument(
-        fmt::format("generation.max_new_tokens: {} is not in 0..{}", s.max_new_tokens, limit));
+        fmt::format("generation.max_new_tokens: {} is negative", s.max_new_tokens));
   }
   if (!std::isfinite(s.temperature) || !std::isfinite(s.top_p) ||
       !std::isfinite(s.repetition_penalty)) {
@@ -151,7 +151,11 @@ models::GenerationOptions Answerer::generation_options(const GenerationSettings&
     throw std::invalid_argument("generation.repetition_penalty: expected >= 0");
   }
   models::GenerationOptions o;
-  o.max_new_tokens = s.max_new_tokens > 0 ? s.max_new_tokens : options_.default_new_tokens;
+  // Chat clients send 1024-4096 whatever the server: a request for more
+  // than the limit gets up to the limit, ending with finish_reason "length".
+  const int limit = parts_.engine->options().max_new_tokens;
+  o.max_new_tokens =
+      std::min(s.max_new_tokens > 0 ? s.max_new_tokens : options_.default_new_tokens, limit);
   o.temperature = s.temperature;
   o.top_k = s.top_k;
   o.top_p = s.top_p > 0 ? s.top_p : 1.0;

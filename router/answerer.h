@@ -56,8 +56,8 @@ std::string_view route_asked_name(RouteAsked route);
 
 // A request's own generation settings; 0 means "the daemon's default".
 struct GenerationSettings {
-  int max_new_tokens = 0;         // 0: AnswererOptions::default_new_tokens; at most the
-                                  // engine's max_new_tokens
+  int max_new_tokens = 0;         // 0: AnswererOptions::default_new_tokens; more than the
+                                  // engine's max_new_tokens means up to it; < 0 is refused
   double temperature = 0;         // 0: greedy; at most 10
   int top_k = 0;                  // 0: all tokens
   double top_p = 0;               // 0: 1 (all); at most 1

@@ -5,6 +5,7 @@
 #include <deque>
 
 #include "common/clock.h"
+#include "protos/lenient_decode.h"
 #include "protos/status.h"
 
 namespace vitrine::router {
@@ -120,6 +121,15 @@ std::string code_word(grpc::StatusCode code) {
   return i >= 0 && i < 17 ? kNames[i] : std::to_string(i);
 }
 
+// The request and response types of a unary handler.
+template <class Method>
+struct MethodTraits;
+template <class Service, class Req, class Resp>
+struct MethodTraits<grpc::Status (Service::*)(grpc::ServerContext*, const Req*, Resp*)> {
+  using Request = Req;
+  using Response = Resp;
+};
+
 // Counts a call as in flight for as long as it runs.
 class InFlight {
  public:
@@ -190,15 +200,52 @@ struct ChatService::Call {
   // Keeps a planned answer for the record; the caller fills it in.
   Answer& track(const Answer& planned) { return answers.emplace_back(planned); }
   RunHooks hooks() const {
-    return {.on_text = {}, .cancelled = [c = context] { return c->IsCancelled(); }};
+    return {.on_text = {},
+            .cancelled = [c = context, a = aborted] { return c->IsCancelled() || a->load(); }};
   }
+  const std::atomic<bool>* aborted = nullptr;  // the service's: shutting down now
 };
 
 ChatService::ChatService(AnswererOptions options, Authenticator authenticator,
                          MetricsRegistry& metrics)
     : options_(options),
       authenticator_(std::move(authenticator)),
-      instruments_(std::make_unique<Instruments>(metrics)) {}
+      instruments_(std::make_unique<Instruments>(metrics)) {
+  decode_requests_here();
+}
+
+// gRPC would refuse a request with invalid UTF-8 before any handler, as
+// INTERNAL with no details and counted nowhere: the methods whose requests
+// hold strings decode them here (protos/lenient_decode.h), and a request
+// that does not decode is refused through serve() like any other.
+void ChatService::decode_requests_here() {
+  const google::protobuf::ServiceDescriptor& api =
+      *v1::AskRequest::descriptor()->file()->FindServiceByName("ChatService");
+  auto index = [&api](const char* name) { return api.FindMethodByName(name)->index(); };
+  auto refuse = [this](const char* method) -> rpc::Refuse {
+    return [this, method](grpc::ServerContext* context, const grpc::Status& status) {
+      return serve(context, method, [&status](Call&) { return status; });
+    };
+  };
+  auto unary = [&](const char* name, auto method) {
+    using Traits = MethodTraits<decltype(method)>;
+    MarkMethodStreamed(index(name),
+                       rpc::lenient_unary<typename Traits::Request, typename Traits::Response>(
+                           [this, method](grpc::ServerContext* c, const auto* q, auto* r) {
+                             return (this->*method)(c, q, r);
+                           },
+                           refuse(name)));
+  };
+  unary("Ask", &ChatService::Ask);
+  unary("Compare", &ChatService::Compare);
+  unary("Classify", &ChatService::Classify);
+  unary("Feedback", &ChatService::Feedback);
+  MarkMethodStreamed(index("AskStream"),
+                     rpc::lenient_server_stream<v1::AskRequest, v1::AskStreamEvent>(
+                         [this](grpc::ServerContext* c, const v1::AskRequest* q,
+                                const EventWriter& write) { return stream_answer(c, q, write); },
+                         refuse("AskStream")));
+}
 
 ChatService::~ChatService() = default;
 
@@ -216,14 +263,26 @@ void ChatService::start_draining() {
   draining_.store(true);
 }
 
+void ChatService::abort_in_flight() {
+  draining_.store(true);
+  aborted_.store(true);
+}
+
 grpc::Status ChatService::serve(grpc::ServerContext* context, const char* method,
                                 const std::function<grpc::Status(Call&)>& body) {
   InFlight counted(in_flight_);
   Call call;
   call.context = context;
   call.method = method;
+  call.aborted = &aborted_;
   grpc::Status status = admit(call);
   if (status.ok()) status = rpc::guarded([&] { return body(call); });
+  if (status.error_code() == grpc::StatusCode::CANCELLED && aborted_.load() &&
+      !context->IsCancelled()) {
+    // Ended by the shutdown, not by the client: another replica can answer.
+    status = {grpc::StatusCode::UNAVAILABLE,
+              "vitrined shut down before the answer ended: ask again (another replica)"};
+  }
   record(call, status);
   return status;
 }
@@ -246,13 +305,14 @@ grpc::Status ChatService::admit(Call& call) const {
 
 void ChatService::record(const Call& call, const grpc::Status& status) const {
   const std::string code = code_word(status.error_code());
-  auto count = [&](const std::string& model, const std::string& arm) {
-    instruments_->requests.labels({call.method, model, arm, code}).inc();
-    if (!status.ok()) instruments_->errors.labels({code}).inc();
-  };
-  if (call.answers.empty()) count("", "");
+  // A call counts once: Compare's two answers are one request, labelled by
+  // its tuned side (tracked first).
+  const Answer* first = call.answers.empty() ? nullptr : &call.answers.front();
+  instruments_->requests
+      .labels({call.method, first ? first->model : "", first ? first->arm : "", code})
+      .inc();
+  if (!status.ok()) instruments_->errors.labels({code}).inc();
   for (const Answer& a : call.answers) {
-    count(a.model, a.arm);
     instruments_->observe(a);
     if (call.serving != nullptr && call.serving->log != nullptr) {
       log_answer(*call.serving->log, call, a, status);
@@ -306,22 +366,28 @@ grpc::Status ChatService::Ask(grpc::ServerContext* context, const v1::AskRequest
 
 grpc::Status ChatService::AskStream(grpc::ServerContext* context, const v1::AskRequest* request,
                                     grpc::ServerWriter<v1::AskStreamEvent>* writer) {
+  return stream_answer(context, request,
+                       [writer](const v1::AskStreamEvent& e) { return writer->Write(e); });
+}
+
+grpc::Status ChatService::stream_answer(grpc::ServerContext* context,
+                                        const v1::AskRequest* request, const EventWriter& write) {
   return serve(context, "AskStream", [&](Call& call) {
     call.request = request_of(*request, call.deadline);
     Plan plan = call.answerer().plan(call.request);
     Answer& answer = call.track(plan.answer);
     RunHooks hooks = call.hooks();
-    hooks.on_text = [writer](std::string_view text) {
+    hooks.on_text = [&write](std::string_view text) {
       v1::AskStreamEvent event;
       event.set_text(std::string(text));
-      return writer->Write(event);  // false: the client went away
+      return write(event);  // false: the client went away
     };
     answer = call.answerer().run(std::move(plan), hooks);
     const grpc::Status status = status_of_finish(answer.finish_reason);
     if (status.ok()) {
       v1::AskStreamEvent last;
       *last.mutable_answer() = to_proto(answer);
-      writer->Write(last);
+      write(last);
     }
     return status;
   });

@@ -27,7 +27,7 @@
 
 #include "router/answerer.h"
 #include "router/auth.h"
-#include "router/metrics.h"
+#include "common/metrics.h"
 #include "router/response_log.h"
 #include "vitrine/v1/chat.grpc.pb.h"
 
@@ -48,6 +48,9 @@ class ChatService final : public v1::ChatService::Service {
   void ready(ServingParts parts);
   // From now on new requests get UNAVAILABLE; running ones go on.
   void start_draining();
+  // Also ends the running requests now, each with UNAVAILABLE (the grace
+  // period is over): the client hears "ask again", not CANCELLED.
+  void abort_in_flight();
   // Calls being handled now.
   int64_t in_flight() const { return in_flight_.load(); }
 
@@ -72,6 +75,12 @@ class ChatService final : public v1::ChatService::Service {
   struct Call;
   class Instruments;
 
+  using EventWriter = std::function<bool(const v1::AskStreamEvent&)>;
+
+  void decode_requests_here();
+  // AskStream's body, writing its events with `write`.
+  grpc::Status stream_answer(grpc::ServerContext* context, const v1::AskRequest* request,
+                             const EventWriter& write);
   // Admits, counts and records one call around `body` (run through
   // rpc::guarded, so what it throws becomes the call's status).
   grpc::Status serve(grpc::ServerContext* context, const char* method,
@@ -87,6 +96,7 @@ class ChatService final : public v1::ChatService::Service {
   mutable std::mutex mutex_;
   std::shared_ptr<const Serving> serving_;
   std::atomic<bool> draining_{false};
+  std::atomic<bool> aborted_{false};
   std::atomic<int64_t> in_flight_{0};
 };
 

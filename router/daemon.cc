@@ -7,11 +7,9 @@
 #include <grpcpp/security/server_credentials.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <thread>
 
 #include "catalog/catalog.h"
@@ -20,20 +18,13 @@
 #include "models/runtime.h"
 #include "models/text_classifier.h"
 #include "router/chat_service.h"
+#include "router/metrics_server.h"
 
 namespace vitrine::router {
 namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-// Resident memory of this process, from /proc/self/statm; 0 when unknown.
-double resident_bytes() {
-  std::ifstream statm("/proc/self/statm");
-  long pages = 0, resident = 0;
-  if (!(statm >> pages >> resident)) return 0;
-  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE));
-}
 
 std::string read_pem(const std::string& path, const char* key) {
   const std::string what = fmt::format("tls.{}", key);
@@ -146,8 +137,7 @@ using Log = std::function<void(const std::string&)>;
 // Prometheus text on metrics_listen (nothing when it is empty).
 std::unique_ptr<MetricsHttpServer> start_metrics(MetricsRegistry& metrics,
                                                  const RouterConfig& config, const Log& log) {
-  metrics.gauge_callback("process_resident_memory_bytes", "Resident memory size in bytes",
-                         resident_bytes);
+  add_process_metrics(metrics);
   if (config.metrics_listen.empty()) return nullptr;
   auto server = std::make_unique<MetricsHttpServer>(metrics, config.metrics_listen);
   server->start();
@@ -218,9 +208,15 @@ void drain(ChatService& service, double seconds, const Log& log) {
   while (service.in_flight() > 0 && Clock::now() < give_up) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  if (service.in_flight() > 0) {
-    log(fmt::format("{} requests still running after the grace period: cancelled",
-                    service.in_flight()));
+  if (service.in_flight() == 0) return;
+  log(fmt::format("{} requests still running after the grace period: ended with UNAVAILABLE",
+                  service.in_flight()));
+  // Ended by the service, each gets its status before the server goes (the
+  // engine lets a request go at its next step).
+  service.abort_in_flight();
+  const Clock::time_point ended = Clock::now() + std::chrono::seconds(2);
+  while (service.in_flight() > 0 && Clock::now() < ended) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
 

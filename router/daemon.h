@@ -11,7 +11,7 @@
 //      versions are detached once no request holds them.
 //   4. When `stop` turns true (SIGTERM): health says NOT_SERVING, new
 //      requests get UNAVAILABLE, requests in flight get drain_seconds to
-//      finish, then the server stops and the engine ends what is left.
+//      finish; what is left is ended with UNAVAILABLE, then the server stops.
 //
 // Not goals: several models in one process, configuration reload (restart
 // the pod), adapters outside adapters_dir.

@@ -170,7 +170,7 @@ BREAKS = [
     ("agents/ includes YAML", "agents/qa_agent.cc", ('append', "#include <yaml-cpp/yaml.h>\n")),
     ("dataset/ includes libtorch", "dataset/prepare.cc", ('append', "#include <ATen/ATen.h>\n")),
     ("common/ includes models/", "common/progress.h", ('append', '#include "models/llama.h"\n')),
-    ("gateway/ includes router/", "gateway/gateway.h", ('append', '#include "router/metrics.h"\n')),
+    ("gateway/ includes router/", "gateway/gateway.h", ('append', '#include "router/answerer.h"\n')),
     ("training/ includes its service", "training/train_run.h",
      ('append', '#include "training/service/job_store.h"\n')),
     ("training/ links agents", "training/CMakeLists.txt",

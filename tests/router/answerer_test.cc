@@ -185,7 +185,7 @@ TEST_F(AnswererTest, BadRequestsAreRefusedBeforeTheEngine) {
   EXPECT_THROW(answerer.plan(request(std::string(2001, 'a'))), std::invalid_argument);
   EXPECT_THROW(answerer.plan(request("caf\xc3(")), std::invalid_argument);
   EXPECT_THROW(answerer.plan(request("Dune", static_cast<RouteAsked>(42))), std::invalid_argument);
-  EXPECT_THROW(answerer.plan(request("Dune", RouteAsked::kAuto, 257)), std::invalid_argument);
+  EXPECT_THROW(answerer.plan(request("Dune", RouteAsked::kAuto, -1)), std::invalid_argument);
   Request hot = request("Dune");
   hot.generation.temperature = 11;
   EXPECT_THROW(answerer.plan(hot), std::invalid_argument);
@@ -214,6 +214,26 @@ TEST_F(AnswererTest, LongUserIdsAndSettingsThatAreNotFiniteAreRefused) {
     r = request("Dune");
     r.generation.repetition_penalty = bad;
     EXPECT_THROW(answerer.plan(r), std::invalid_argument) << bad;
+  }
+}
+
+TEST_F(AnswererTest, MoreTokensThanTheLimitMeansUpToTheLimit) {
+  const Answerer answerer = make();
+  const int limit = answerer.parts().engine->options().max_new_tokens;
+  // What chat clients send by habit, and far past it: up to the limit.
+  for (const int asked : {limit + 1, 4096, 1 << 30, INT32_MAX}) {
+    EXPECT_EQ(answerer.plan(request("Dune", RouteAsked::kAuto, asked)).request.options.max_new_tokens,
+              limit)
+        << asked;
+  }
+  EXPECT_EQ(answerer.plan(request("Dune", RouteAsked::kAuto, limit)).request.options.max_new_tokens,
+            limit);
+  try {
+    answerer.plan(request("Dune", RouteAsked::kAuto, -5));
+    ADD_FAILURE() << "a negative max_new_tokens was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("generation.max_new_tokens: -5"), std::string::npos)
+        << e.what();
   }
 }
 

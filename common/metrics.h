@@ -1,7 +1,8 @@
-// The daemon's Prometheus metrics: counters, gauges (set, or read from a
-// callback at scrape time) and histograms, as families by name with fixed
-// label names, rendered in the text exposition format 0.0.4 and served on
-// GET /metrics by a small HTTP server on a thread of its own.
+// Prometheus metrics for the servers (vitrined, vitrine-gateway): counters,
+// gauges (set, or read from a callback at scrape time) and histograms, as
+// families by name with fixed label names, rendered in the text exposition
+// format 0.0.4. Each server serves render() on GET /metrics its own way
+// (router/metrics_server.h for the daemon).
 //
 // A family holds one series per tuple of label values. labels() finds or
 // makes a series under the family's lock; keep the reference it returns (it
@@ -22,15 +23,10 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
-namespace httplib {
-class Server;
-}
-
-namespace vitrine::router {
+namespace vitrine {
 
 // One counter series: only goes up (requests served, tokens generated).
 class CounterSeries {
@@ -199,33 +195,13 @@ class MetricsRegistry {
   std::unordered_map<std::string, MetricFamily*> by_name_;
 };
 
-// Serves GET /metrics from a registry; every other path is a 404.
-class MetricsHttpServer {
- public:
-  // `address`: "host:port", "[::1]:port" for IPv6, ":port" for every
-  // interface; port 0 picks a free one. The registry must outlive the server.
-  MetricsHttpServer(const MetricsRegistry& registry, std::string address);
-  ~MetricsHttpServer();
-  MetricsHttpServer(const MetricsHttpServer&) = delete;
-  MetricsHttpServer& operator=(const MetricsHttpServer&) = delete;
 
-  // Binds and serves on a thread of its own. Throws std::invalid_argument
-  // for a malformed address, std::runtime_error naming the address when it
-  // cannot be bound, std::logic_error when already running.
-  void start();
-  // Stops serving and joins the thread; does nothing when not running.
-  void stop();
-  // The port bound by the last start().
-  int port() const { return port_; }
-  const std::string& address() const { return address_; }
+// This process's resident memory in bytes (from /proc/self/statm); 0 when
+// unknown.
+double process_resident_bytes();
 
- private:
-  const MetricsRegistry& registry_;
-  const std::string address_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
-  std::atomic<bool> serve_returned_{false};
-  int port_ = 0;
-};
+// process_resident_memory_bytes, read at every scrape, as Prometheus'
+// client libraries name it.
+void add_process_metrics(MetricsRegistry& registry);
 
-}  // namespace vitrine::router
+}  // namespace vitrine
