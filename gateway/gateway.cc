@@ -8,10 +8,12 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <future>
 #include <set>
 #include <stdexcept>
 
+#include "common/metrics.h"
 #include "common/net.h"
 #include "common/strings.h"
 #include "common/text_file.h"
@@ -108,9 +110,60 @@ std::optional<HttpError> framing_refusal(const Request& req, int64_t max_body_by
   return std::nullopt;
 }
 
+// Probes and scrapes name the pod's address: any Host, no token.
 bool is_probe(const Request& req) {
-  return req.path == "/healthz" || req.path == "/readyz";
+  return req.path == "/healthz" || req.path == "/readyz" || req.path == "/metrics";
 }
+
+// The path as a metrics label: one of the served routes or "other", so
+// that a client's made-up paths cannot add series without bound.
+std::string path_label(const std::string& path) {
+  static const std::set<std::string, std::less<>> kRoutes = {
+      "/",          "/healthz",    "/readyz",    "/metrics", "/v1/models", "/v1/chat/completions",
+      "/v1/compare", "/v1/feedback"};
+  if (kRoutes.contains(path)) return path;
+  if (path.starts_with("/v1/models/")) return "/v1/models/{id}";
+  return "other";
+}
+
+// When the request on this worker thread reached routing.
+thread_local std::chrono::steady_clock::time_point t_started;
+
+// The gateway's Prometheus series, served on GET /metrics.
+struct GatewayMetrics {
+  explicit GatewayMetrics(const HttpFront& front)
+      : requests(registry.counter("vitrine_gateway_requests_total",
+                                  "HTTP requests answered, by path and status",
+                                  {"path", "status"})),
+        seconds(registry.histogram("vitrine_gateway_request_seconds",
+                                   "Time from a request's head to the end of its answer "
+                                   "(a stream's last event)",
+                                   {0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+                                   {"path"})) {
+    add_process_metrics(registry);
+    registry.gauge_callback("vitrine_gateway_open_connections", "Client connections open",
+                            [&front] { return front.stats().open_connections; });
+    registry.gauge_callback("vitrine_gateway_evicted_connections",
+                            "Connections closed at max_connections to make room, since start",
+                            [&front] { return static_cast<double>(front.stats().evicted); });
+    registry.gauge_callback("vitrine_gateway_timed_out_requests",
+                            "Requests whose head or body came too slowly (408), since start",
+                            [&front] { return static_cast<double>(front.stats().timed_out); });
+    registry.gauge_callback("vitrine_gateway_probes", "GET /healthz answered by the connection loop, since start",
+                            [&front] { return static_cast<double>(front.stats().probes); });
+  }
+
+  void observe(const Request& req, const Response& res) {
+    const std::string path = path_label(req.path);
+    requests.labels({path, std::to_string(res.status)}).inc();
+    seconds.labels({path}).observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_started).count());
+  }
+
+  MetricsRegistry registry;
+  Counter& requests;
+  Histogram& seconds;
+};
 
 }  // namespace
 
@@ -121,6 +174,7 @@ struct Gateway::State {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::ChatService::Stub> stub;
   std::unique_ptr<HttpFront> server;
+  std::unique_ptr<GatewayMetrics> metrics;
 
   void prepare(grpc::ClientContext& context) const {
     if (!daemon_token.empty()) context.AddMetadata("authorization", "Bearer " + daemon_token);
@@ -282,6 +336,7 @@ struct Gateway::State {
 void Gateway::State::install_hooks() {
   HttpFront& http = *server;
   http.set_pre_routing_handler([this](const Request& req, Response& res) {
+    t_started = std::chrono::steady_clock::now();
     try {
       return before_routing(req, res);
     } catch (...) {
@@ -298,6 +353,13 @@ void Gateway::State::install_hooks() {
   });
   http.set_exception_handler([](const Request&, Response& res, std::exception_ptr) {
     send_error(res, {500, "internal error", "api_error", "internal"});
+  });
+  // Called once the answer is written (a stream: its last event).
+  http.set_logger([this](const Request& req, const Response& res) {
+    try {
+      metrics->observe(req, res);
+    } catch (...) {  // the answer went; a failed count must not end the worker
+    }
   });
   // A client that waits for 100 Continue learns of a body over the limit first.
   http.set_expect_100_continue_handler([this](const Request& req, Response& res) {
@@ -322,6 +384,9 @@ void Gateway::State::install_routes() {
     const bool ready = daemon_serving();
     res.status = ready ? 200 : 503;
     res.set_content(ready ? "ready\n" : "vitrined is not serving\n", "text/plain");
+  });
+  http.Get("/metrics", [this](const Request&, Response& res) {
+    res.set_content(metrics->registry.render(), "text/plain; version=0.0.4; charset=utf-8");
   });
   http.Get("/v1/models", [](const Request&, Response& res) {
     res.set_content(json_text(model_list()), "application/json");
@@ -384,6 +449,7 @@ Gateway::Gateway(GatewayConfig config) : state_(std::make_unique<State>()) {
   // Bodies with a Content-Length over the limit are refused before routing;
   // this is httplib's own check of the same.
   s.server->set_payload_max_length(static_cast<size_t>(s.config.max_body_bytes));
+  s.metrics = std::make_unique<GatewayMetrics>(*s.server);
   s.install_hooks();
   s.install_routes();
 }

@@ -13,6 +13,8 @@
 //   POST /v1/compare            {"text", "model"}: base model and tuned adapter side by side
 //   POST /v1/feedback           {"response_id", "rating", "comment"}
 //   GET  /healthz, /readyz      the process; the daemon's health (SERVING)
+//   GET  /metrics               Prometheus text: requests by path and status, latency,
+//                               connections, timeouts, resident memory
 //   GET  /                      the web page (gateway/web/index.html, built in)
 //
 // Each answer carries an extra top-level "vitrine" object — route, sources,

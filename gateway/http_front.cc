@@ -368,6 +368,7 @@ void HttpFront::advance(std::unique_ptr<Connection>& c) {
 }
 
 void HttpFront::answer_probe(Connection& c, size_t head_size, bool close) {
+  ++probes_;
   write_now(c.fd, fmt::format("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                               "Content-Length: 3\r\n{}\r\nok\n",
                               close ? "Connection: close\r\n" : ""));
@@ -405,6 +406,7 @@ void HttpFront::expire(std::unique_ptr<Connection>& c) {
       break;
     case State::kHead:
       if (now - c->since >= seconds(limits_.header_timeout_seconds)) {
+        ++timed_out_;
         refuse(*c, 408, "request_timeout",
                fmt::format("the request's headers did not arrive within {} s",
                            limits_.header_timeout_seconds));
@@ -412,6 +414,7 @@ void HttpFront::expire(std::unique_ptr<Connection>& c) {
       break;
     case State::kBody:
       if (now >= c->body_deadline) {
+        ++timed_out_;
         refuse(*c, 408, "request_timeout",
                fmt::format("the request's body did not arrive within {} s",
                            limits_.body_timeout_seconds));
@@ -464,6 +467,7 @@ bool HttpFront::evict_one() {
   }
   if (oldest == waiting_.end()) return false;
   waiting_.erase(oldest);
+  ++evicted_;
   return true;
 }
 

@@ -44,6 +44,14 @@ struct FrontLimits {
   int64_t max_body_bytes = 65536;      // bodies the loop reads ahead; the worker's byte cap
 };
 
+// What the connection loop has done, for the gateway's /metrics.
+struct FrontStats {
+  int open_connections = 0;  // wherever they are: waiting, in a worker, lingering
+  uint64_t evicted = 0;      // closed at max_connections to make room
+  uint64_t timed_out = 0;    // 408: head or body too slow
+  uint64_t probes = 0;       // GET /healthz answered by the loop itself
+};
+
 class HttpFront : public httplib::Server {
  public:
   explicit HttpFront(FrontLimits limits);
@@ -57,6 +65,13 @@ class HttpFront : public httplib::Server {
   // their next piece, the other connections close. Safe from any thread,
   // before or during serve().
   void shutdown();
+
+  FrontStats stats() const {
+    return {.open_connections = open_.load(),
+            .evicted = evicted_.load(),
+            .timed_out = timed_out_.load(),
+            .probes = probes_.load()};
+  }
 
   // For handlers, about the connection of the request they answer: close
   // it once this response is written.
@@ -84,6 +99,7 @@ class HttpFront : public httplib::Server {
   int wake_[2] = {-1, -1};  // a pipe: workers and shutdown() wake the loop
   std::atomic<bool> stopping_{false};
   std::atomic<int> open_{0};                          // connections open, wherever they are
+  std::atomic<uint64_t> evicted_{0}, timed_out_{0}, probes_{0};
   std::vector<std::unique_ptr<Connection>> waiting_;  // the loop's alone
 
   std::mutex mutex_;  // guards ready_ and returned_

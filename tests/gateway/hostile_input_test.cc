@@ -13,6 +13,8 @@
 
 #include "tests/gateway/gateway_process.h"
 #include "tests/gateway/raw_http.h"
+#include "tests/support/ports.h"
+#include "tests/support/run_vitrine.h"
 
 namespace vitrine {
 namespace {
@@ -189,6 +191,49 @@ TEST(GatewayHostileInput, PastTheConnectionLimitTheLongestWaitingMakesRoom) {
   // The oldest slow connections were closed to make that room.
   EXPECT_TRUE(slow.front()->read_until_closed(1s));
   EXPECT_TRUE(gw.running());
+}
+
+TEST(GatewayHostileInput, APortAnotherProcessHoldsIsRefusedNamingIt) {
+  // Held as a running server holds it, SO_REUSEPORT included: a second
+  // gateway must not start "serving" and take half the traffic.
+  const testing::HeldPort held;
+  const testing::CliRun r = testing::run_program(
+      "gateway/vitrine-gateway", fmt::format("--listen 127.0.0.1:{}", held.port()));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(fmt::format("cannot listen on '127.0.0.1:{}'", held.port())),
+            std::string::npos)
+      << r.output;
+}
+
+TEST(GatewayMetrics, RequestsAreCountedByPathAndStatusWithBoundedLabels) {
+  GatewayProcess gw(Json{{"header_timeout_seconds", 1}});
+  ASSERT_TRUE(gw.ready());
+  httplib::Client c = gw.client();
+  EXPECT_EQ(c.Get("/v1/models")->status, 200);
+  for (int i = 0; i < 3; ++i) {  // made-up paths share one label
+    EXPECT_EQ(c.Get(fmt::format("/no/such/path/{}", i))->status, 404);
+  }
+  EXPECT_EQ(c.Get("/v1/models/gpt-4")->status, 404);
+  RawConnection slow(gw.address());
+  slow.send("GET /v1/models HTTP/1.1\r\nHost: x\r\n");  // never ends its head: 408
+  EXPECT_TRUE(slow.read_until_closed(4s));
+  // Prometheus names the pod's address as Host, with no token.
+  RawConnection scrape(gw.address());
+  scrape.send(get("/metrics", "10.1.2.3:8080"));
+  ASSERT_TRUE(scrape.read_until_closed(5s));
+  EXPECT_EQ(scrape.status(), 200) << scrape.received();
+  const std::string text = scrape.received();
+  for (const std::string line :
+       {"Content-Type: text/plain; version=0.0.4",
+        "vitrine_gateway_requests_total{path=\"/v1/models\",status=\"200\"} 1",
+        "vitrine_gateway_requests_total{path=\"other\",status=\"404\"} 3",
+        "vitrine_gateway_requests_total{path=\"/v1/models/{id}\",status=\"404\"} 1",
+        "vitrine_gateway_request_seconds_count{path=\"/v1/models\"} 1",
+        "vitrine_gateway_timed_out_requests 1", "vitrine_gateway_open_connections ",
+        "process_resident_memory_bytes "}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+  }
+  EXPECT_EQ(text.find("/no/such/path"), std::string::npos) << text;
 }
 
 TEST(GatewayHostileInput, OnlyAllowedHostsAreServed) {
