@@ -28,6 +28,9 @@ Json parse_object(std::string_view body) {
     j = Json::parse(body);
   } catch (const Json::parse_error& e) {
     throw bad_request(fmt::format("the body is not valid JSON: {}", e.what()), "", "invalid_json");
+  } catch (const Json::out_of_range& e) {  // a number past double's range, such as 1e400
+    throw bad_request(fmt::format("the body holds a number out of range: {}", e.what()), "",
+                      "invalid_json");
   }
   if (!j.is_object()) throw bad_request("the body must be a JSON object", "", "invalid_json");
   return j;

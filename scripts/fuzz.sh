@@ -17,7 +17,8 @@ SECONDS_PER_TARGET=${1:-600}
 shift || true
 TARGETS=("$@")
 if ((${#TARGETS[@]} == 0)); then
-  TARGETS=(trn_record safetensors tokenizer_json tokenizer_model peft_config config_binders)
+  TARGETS=(trn_record safetensors tokenizer_json tokenizer_model peft_config config_binders
+    gateway_request)
 fi
 SHARED=${VITRINE_SHARED_DIR:-../shared}
 OUT=build-fuzz

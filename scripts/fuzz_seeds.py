@@ -149,6 +149,33 @@ def copy_small(pattern, out, suffix):
             write(out, f"seed{i:02d}{suffix}", data)
 
 
+def gateway_request_seeds(out):
+    """Request bodies as clients send them, each after the byte that picks
+    the endpoint (0 chat, 1 compare, 2 feedback)."""
+    chats = [
+        {"model": "vitrine", "messages": [{"role": "user", "content": "Who Moved My Cheese?"}]},
+        {"model": "vitrine-qa", "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Tell me about Dune"},
+            {"role": "assistant", "content": "A novel."},
+            {"role": "user", "content": [{"type": "text", "text": "and who wrote it?"}]}],
+         "max_tokens": 64, "temperature": 0.7, "top_p": 0.9, "seed": 3, "stream": True,
+         "stream_options": {"include_usage": True}, "stop": ["\n", "."], "user": "u1"},
+        {"model": "base", "messages": [{"role": "user", "content": "Dune"}],
+         "max_completion_tokens": 4096, "n": 1, "response_format": {"type": "text"},
+         "stream": None, "tools": None},
+        {"model": "vitrine-describe", "messages": [{"role": "developer", "content": "x"},
+                                                    {"role": "user", "content": "Dune"}],
+         "max_tokens": 1e20, "stop": "END"},
+    ]
+    for i, c in enumerate(chats):
+        write(out, f"chat{i}.bin", b"\x00" + json.dumps(c).encode())
+    write(out, "compare.bin", b"\x01" + json.dumps(
+        {"text": "Dune", "model": "vitrine", "max_tokens": 8, "temperature": 0, "seed": 1}).encode())
+    write(out, "feedback.bin", b"\x02" + json.dumps(
+        {"response_id": "r-1", "rating": -1, "comment": "too long"}).encode())
+
+
 def main():
     shared, repo, out = sys.argv[1:4]
     trn_record_seeds(shared, os.path.join(out, "trn_record"))
@@ -159,6 +186,7 @@ def main():
                os.path.join(out, "peft_config"), ".json")
     copy_small(os.path.join(repo, "configs", "*.yaml"), os.path.join(out, "config_binders"),
                ".yaml")
+    gateway_request_seeds(os.path.join(out, "gateway_request"))
 
 
 if __name__ == "__main__":

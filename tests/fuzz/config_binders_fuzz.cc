@@ -1,9 +1,10 @@
 // Fuzz target: a YAML config file through load_yaml_as_json and the config
-// binders of `vitrine prepare` (apply_config_json) and vitrined
-// (apply_router_config), as the programs' mains read configs/*.yaml; both
-// bind through common/config_binder.h, which every binder shares.
+// binders of `vitrine prepare` (apply_config_json), vitrined
+// (apply_router_config) and vitrine-gateway (apply_gateway_config), as the
+// programs' mains read configs/*.yaml; all bind through
+// common/config_binder.h, which every binder shares.
 // Not covered: the trainer's binder (training/train_config.h reaches libtorch
-// headers, which clang 14 does not compile in C++20) and the gateway's.
+// headers, which clang 14 does not compile in C++20).
 //
 // Documented errors: std::runtime_error from the YAML reader (syntax, file),
 // std::invalid_argument from the binders (unknown key, wrong type or range).
@@ -13,6 +14,7 @@
 
 #include "common/yaml_json.h"
 #include "dataset/prepare.h"
+#include "gateway/gateway_config.h"
 #include "router/router_config.h"
 #include "tests/fuzz/fuzz_support.h"
 
@@ -54,5 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                       dataset::config_to_json);
   bind_and_round_trip(json, router::RouterConfig{}, router::apply_router_config,
                       router::router_config_to_json);
+  bind_and_round_trip(json, gateway::GatewayConfig{}, gateway::apply_gateway_config,
+                      gateway::gateway_config_to_json);
   return 0;
 }
