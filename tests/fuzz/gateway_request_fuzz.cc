@@ -6,7 +6,8 @@
 // Documented errors: HttpError (400 naming the parameter, 404 for an unknown
 // model). Properties of an accepted request, which the daemon would receive:
 // its bytes parse again as the daemon parses them (protobuf refuses a string
-// that is not UTF-8), the text is not blank, the settings are finite and in
+// that is not UTF-8), the text is not empty (a blank one is the daemon's to
+// refuse, with a 400 like any of its refusals), the settings are finite and in
 // the documented ranges, and there are at most four stop sequences, none
 // empty.
 #include <cmath>
@@ -32,8 +33,7 @@ Message as_daemon_reads(const Message& sent) {
 
 void check_ask(const gateway::ChatCall& call) {
   const v1::AskRequest r = as_daemon_reads(call.request);
-  VITRINE_FUZZ_CHECK(r.text().find_first_not_of(" \t\r\n") != std::string::npos,
-                     "the text is not blank");
+  VITRINE_FUZZ_CHECK(!r.text().empty(), "the text is not empty");
   const v1::GenerationSettings& g = r.generation();
   VITRINE_FUZZ_CHECK(g.max_new_tokens() >= 0, "max_new_tokens is not negative");
   VITRINE_FUZZ_CHECK(std::isfinite(g.temperature()) && g.temperature() >= 0 &&

@@ -3,9 +3,15 @@
 // versions reported while the current one keeps serving.
 #include "router/adapter_registry.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <utility>
+#include <vector>
+
 #include "models/peft_adapter.h"
+#include "models/safetensors.h"
 #include "tests/support/temp_dir.h"
 
 namespace vitrine::router {
@@ -71,6 +77,38 @@ TEST(AdapterRegistry, NewVersionsLoadBesideTheOldUntilNobodyHoldsIt) {
   registry.collect();
   EXPECT_EQ(slots(), std::set<int>{v2_slot});
   EXPECT_NE(old_slot, v2_slot);
+}
+
+TEST(AdapterRegistry, AVersionHoldingNanOrInfIsRefusedAndTheCurrentOneServes) {
+  const fs::path fixture = testing::shared_path("fixtures/hf-llama/mha-untied");
+  if (!fs::exists(fixture)) GTEST_SKIP() << "../shared fixtures not found";
+  testing::TempDir dir;
+  fs::create_directories(dir / "qa");
+  fs::copy(fixture / "adapter", dir / "qa" / "v1", fs::copy_options::recursive);
+  models::LlamaForCausalLM model = models::load_llama(fixture);
+  models::Engine engine(model, nullptr);
+  AdapterRegistry registry(engine, dir.path(), {"qa"});
+  ASSERT_TRUE(registry.reload().errors.empty());
+  // v2 published with one weight NaN, v3 with one Inf: hot reload refuses
+  // both by name (the first sampled request would have ended the daemon).
+  const models::SafetensorsFile file =
+      models::SafetensorsFile::open(fixture / "adapter" / "adapter_model.safetensors");
+  for (const auto& [version, bad] :
+       {std::pair{2, std::numeric_limits<float>::quiet_NaN()},
+        std::pair{3, std::numeric_limits<float>::infinity()}}) {
+    const fs::path v = dir / "qa" / fmt::format("v{}", version);
+    fs::copy(fixture / "adapter", v, fs::copy_options::recursive);
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (const std::string& name : file.names()) tensors.emplace_back(name, file.get(name).clone());
+    tensors.front().second.view(-1)[0] = bad;
+    models::save_safetensors(v / "adapter_model.safetensors", tensors);
+    const AdapterRegistry::ReloadResult r = registry.reload();
+    EXPECT_TRUE(r.loaded.empty());
+    ASSERT_EQ(r.errors.size(), 1u);
+    EXPECT_NE(r.errors[0].find(tensors.front().first), std::string::npos) << r.errors[0];
+    EXPECT_NE(r.errors[0].find("non-finite"), std::string::npos) << r.errors[0];
+    EXPECT_EQ(registry.current("qa")->version, 1);
+  }
 }
 
 TEST(AdapterRegistry, ARunDirectorysAdaptersAreVersionZero) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <future>
 #include <map>
@@ -345,6 +346,24 @@ TEST_F(Vitrined, BadRequestsGetTheirStatusAndTheDaemonGoesOn) {
   EXPECT_EQ(raw_call(*daemon, "Ask", std::string("\x0a\xff")),
             "INVALID_ARGUMENT the request is not a valid vitrine.v1.AskRequest message");
 
+  // Settings that once ended the process in sampling: answered (a tiny
+  // temperature is greedy), or refused when not finite.
+  for (const double tiny : {1e-45, 1e-300, 5e-324}) {
+    v1::AskRequest cold = ask_request("Dune", 2);
+    cold.mutable_generation()->set_temperature(tiny);
+    EXPECT_TRUE(ask(*daemon, cold, r).ok()) << tiny;
+  }
+  v1::AskRequest narrow = ask_request("Dune", 2);
+  narrow.mutable_generation()->set_temperature(0.8);
+  narrow.mutable_generation()->set_top_p(1e-300);
+  EXPECT_TRUE(ask(*daemon, narrow, r).ok());
+  narrow.mutable_generation()->set_top_p(0);
+  narrow.mutable_generation()->set_repetition_penalty(1e-300);
+  EXPECT_TRUE(ask(*daemon, narrow, r).ok());
+  v1::AskRequest nan = ask_request("Dune", 2);
+  nan.mutable_generation()->set_temperature(std::nan(""));
+  EXPECT_EQ(code(nan), grpc::StatusCode::INVALID_ARGUMENT);
+
   grpc::ClientContext past;
   past.set_deadline(std::chrono::system_clock::now() - 1s);
   EXPECT_EQ(daemon->stub().Ask(&past, ask_request("Dune"), &r).error_code(),
@@ -361,7 +380,7 @@ TEST_F(Vitrined, BadRequestsGetTheirStatusAndTheDaemonGoesOn) {
     EXPECT_EQ(r.finish_reason(), "length");
   }
   const std::string text = metrics();
-  EXPECT_NE(text.find("vitrine_errors_total{code=\"INVALID_ARGUMENT\"} 12"), std::string::npos)
+  EXPECT_NE(text.find("vitrine_errors_total{code=\"INVALID_ARGUMENT\"} 13"), std::string::npos)
       << text;
   EXPECT_NE(text.find("vitrine_requests_total{method=\"Classify\",route=\"\",arm=\"\",code="
                       "\"INVALID_ARGUMENT\"} 1"),
