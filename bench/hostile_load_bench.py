@@ -18,9 +18,12 @@ for HTTP/1.0). The daemon's and the gateway's resident memory are sampled
 every 1,000 requests; both must still be running at the end and exit 0 on
 SIGTERM. The figures go to the "Hostile load" section of docs/benchmarks.md.
 
+Then the soak: --soak valid chat completions in the same processes, resident
+memory sampled every 1,000, to tell a leak from a working set that levels off.
+
 Usage: /usr/bin/python3 bench/hostile_load_bench.py [--build build]
            [--dataset out/dataset] [--run out/run] [--requests 20000]
-           [--concurrency 16] [--no-write]
+           [--concurrency 16] [--soak 20000] [--no-write]
 """
 
 import argparse
@@ -346,12 +349,8 @@ def start_servers(args, work):
     sys.exit(f"hostile_load_bench: the servers did not start (log in {work})")
 
 
-def run_load(args, port, daemon, gateway):
-    classes = make_classes()
+def run_load(args, port, daemon, gateway, classes, schedule):
     texts, ids = Texts(args.dataset), ResponseIds()
-    rng = random.Random(42)
-    # Valid requests first for a moment, so feedback has ids; then the mix.
-    schedule = [classes[0]] * 32 + [rng.choice(classes) for _ in range(args.requests - 32)]
     lock = threading.Lock()
     results = collections.defaultdict(lambda: {"n": 0, "bad": 0, "ms": [], "why": []})
     rss = [(0, rss_mib(daemon.pid), rss_mib(gateway.pid))]
@@ -406,6 +405,8 @@ def main():
     ap.add_argument("--model", default=os.path.join(ROOT, "..", "shared", "models", "stories260K-hf"))
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--soak", type=int, default=20000,
+                    help="valid requests after the mixed load, resident memory sampled (0: none)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     for path in (os.path.join(args.run, "classifier"), os.path.join(args.dataset, "catalog.sqlite")):
@@ -421,7 +422,14 @@ def main():
     try:
         for t in side:
             t.start()
-        classes, results, rss, seconds = run_load(args, port, daemon, gateway)
+        classes = make_classes()
+        rng = random.Random(42)
+        # Valid requests first for a moment, so feedback has ids; then the mix.
+        schedule = [classes[0]] * 32 + [rng.choice(classes) for _ in range(args.requests - 32)]
+        mixed = run_load(args, port, daemon, gateway, classes, schedule)
+        # The soak: valid answers only (whole and streamed, alternating).
+        soak = run_load(args, port, daemon, gateway, classes,
+                        [classes[i % 2] for i in range(args.soak)]) if args.soak else None
     finally:
         stop.set()
         for t in side:
@@ -430,10 +438,25 @@ def main():
     for p in (gateway, daemon):
         p.send_signal(signal.SIGTERM)
     exits = (daemon.wait(timeout=60), gateway.wait(timeout=60))
-    report(args, classes, results, rss, seconds, alive, exits, loris, probes, work)
+    report(args, classes, mixed, soak, alive, exits, loris, probes, work)
 
 
-def report(args, classes, results, rss, seconds, alive, exits, loris, probes, work):
+def rss_line(rss):
+    shown = rss[::4] + ([rss[-1]] if (len(rss) - 1) % 4 else [])
+    return ", ".join(f"{n}: {d:.1f} / {g:.1f}" for n, d, g in shown)
+
+
+def growth_line(rss):
+    if len(rss) < 11:
+        return []
+    half = len(rss) // 2
+    return [f"* vitrined's growth over the second half ({rss[half][0]} to {rss[-1][0]} "
+            f"requests): {rss[-1][1] - rss[half][1]:+.1f} MiB; over the first half: "
+            f"{rss[half][1] - rss[1][1]:+.1f} MiB (from the first 1,000)."]
+
+
+def report(args, classes, mixed, soak, alive, exits, loris, probes, work):
+    results, rss, seconds = mixed[1], mixed[2], mixed[3]
     total = sum(r["n"] for r in results.values())
     bad = sum(r["bad"] for r in results.values())
     valid = sum(r["n"] for c in classes if c["valid"] for r in [results[c["name"]]])
@@ -442,7 +465,8 @@ def report(args, classes, results, rss, seconds, alive, exits, loris, probes, wo
         "## Hostile load through vitrine-gateway",
         "",
         f"Command: `/usr/bin/python3 bench/hostile_load_bench.py --requests {args.requests} "
-        f"--concurrency {args.concurrency}` (on `scripts/run.sh`'s out/dataset and out/run).",
+        f"--concurrency {args.concurrency} --soak {args.soak}` (on `scripts/run.sh`'s "
+        f"out/dataset and out/run).",
         "",
         f"vitrined (stories260K-hf with the run's adapters, engine.max_batch 16, 1 torch thread) "
         f"behind vitrine-gateway with client tokens; {total} requests from {args.concurrency} "
@@ -471,17 +495,27 @@ def report(args, classes, results, rss, seconds, alive, exits, loris, probes, wo
         f"* Slow-loris connections: {loris['opened']} opened, {loris['cut']} cut by the header "
         f"timeout; /healthz: {len(finite)} of {len(probes)} probes answered, the slowest in "
         f"{max(finite) if finite else float('nan'):.1f} ms.",
-        f"* Resident memory, MiB (requests done: vitrined / vitrine-gateway): "
-        + ", ".join(f"{n}: {d:.1f} / {g:.1f}" for n, d, g in rss[::4] + ([rss[-1]] if (len(rss) - 1) % 4 else [])) + ".",
-    ]
-    if len(rss) >= 11:
-        half = len(rss) // 2
-        lines.append(f"* vitrined's growth over the second half ({rss[half][0]} to {rss[-1][0]} "
-                     f"requests): {rss[-1][1] - rss[half][1]:+.1f} MiB; over the first half: "
-                     f"{rss[half][1] - rss[1][1]:+.1f} MiB (from the first 1,000).")
+        f"* Resident memory, MiB (requests done: vitrined / vitrine-gateway): {rss_line(rss)}.",
+    ] + growth_line(rss)
     for c in classes:
         for why in results[c["name"]]["why"]:
             lines.append(f"* Not as expected, {c['name']}: {why}")
+    if soak is not None:
+        s_results, s_rss, s_seconds = soak[1], soak[2], soak[3]
+        s_total = sum(r["n"] for r in s_results.values())
+        s_bad = sum(r["bad"] for r in s_results.values())
+        bad += s_bad
+        ms = sorted(m for r in s_results.values() for m in r["ms"])
+        lines += [
+            "",
+            f"Then the soak, in the same processes: {s_total} valid chat completions (whole and "
+            f"streamed, alternating, up to 16 tokens each) from {args.concurrency} clients, "
+            f"{s_seconds:.0f} s, p50 {statistics.median(ms):.1f} ms.",
+            "",
+            f"* Answered: {s_total - s_bad} of {s_total}.",
+            f"* Resident memory, MiB (soak requests done: vitrined / vitrine-gateway): "
+            f"{rss_line(s_rss)}.",
+        ] + growth_line(s_rss)
     lines.append(END)
     section = "\n".join(lines)
     print(section)
