@@ -9,9 +9,7 @@
 // listen address). submit reads the YAML here and sends JSON, so the
 // service never parses YAML.
 #include <fmt/format.h>
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 
 #include <atomic>
@@ -24,6 +22,7 @@
 #include "common/net.h"
 #include "common/utf8.h"
 #include "common/yaml_json.h"
+#include "protos/server_services.h"
 #include "training/service/trainer_service.h"
 #include "vitrine/v1/trainer.grpc.pb.h"
 
@@ -68,9 +67,8 @@ int serve(const TrainerArgs& args) {
   sigaction(SIGTERM, &sa, nullptr);
 
   trainer::TrainerService service(options);
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  rpc::add_health_and_reflection(builder);
   int port = 0;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // a taken port fails, not shares

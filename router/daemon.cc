@@ -1,7 +1,6 @@
 #include "router/daemon.h"
 
 #include <fmt/format.h>
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
@@ -17,6 +16,7 @@
 #include "common/text_file.h"
 #include "models/runtime.h"
 #include "models/text_classifier.h"
+#include "protos/server_services.h"
 #include "router/chat_service.h"
 #include "router/metrics_server.h"
 
@@ -154,9 +154,8 @@ void set_health(grpc::Server& server, bool serving) {
 // The gRPC server with `service`, listening, health NOT_SERVING.
 std::unique_ptr<grpc::Server> start_server(const RouterConfig& config, ChatService& service,
                                            const Log& log) {
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  rpc::add_health_and_reflection(builder);
   int port = 0;
   builder.AddListeningPort(config.listen, credentials(config.tls), &port);
   // A second daemon on a taken port must fail, not share it (SO_REUSEPORT).

@@ -24,6 +24,7 @@
 
 #include "router/router_config.h"
 #include "tests/support/ports.h"
+#include "tests/support/reflection.h"
 #include "tests/support/run_vitrine.h"
 #include "tests/support/serving.h"
 #include "tests/support/temp_dir.h"
@@ -692,6 +693,17 @@ TEST_F(Vitrined, RequestsCutByTheShutdownGetUnavailable) {
   // Whatever had not ended by itself hears "ask again", never CANCELLED.
   EXPECT_GE(codes[grpc::StatusCode::UNAVAILABLE], 1) << seconds << " s";
   EXPECT_EQ(codes[grpc::StatusCode::UNAVAILABLE] + codes[grpc::StatusCode::OK], 4);
+}
+
+// Before, only v1alpha reflection was served (clients try v1 first) and
+// grpc.health.v1.Health was listed but had no descriptor to describe or
+// call it with.
+TEST_F(Vitrined, ReflectionV1AndV1alphaDescribeTheServiceAndHealthCallableFromThem) {
+  auto daemon = start();
+  testing::expect_reflection_serves(
+      daemon->channel(), "vitrine.v1.ChatService",
+      {"Ask", "AskStream", "Compare", "Classify", "ListAdapters", "Feedback", "ReloadAdapters"},
+      "vitrine.v1.ChatService");
 }
 
 TEST(VitrinedStart, APortAnotherServerHoldsIsRefusedNamingIt) {

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <fmt/format.h>
-#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -12,12 +11,12 @@
 
 #include <chrono>
 #include <filesystem>
-#include <future>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "tests/support/generic_call.h"
 #include "tests/support/run_vitrine.h"
 #include "tests/support/temp_dir.h"
 #include "vitrine/v1/chat.grpc.pb.h"
@@ -30,25 +29,13 @@ using namespace std::chrono_literals;
 // grpc.health.v1.Health/Check of `service` by hand (the request is field 1,
 // the answer's status field 1): 1 SERVING, 2 NOT_SERVING, -1 no answer.
 inline int health(const std::shared_ptr<grpc::Channel>& channel, const std::string& service = "") {
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + 2s);
-  std::string request;
+  std::string request, bytes;
   if (!service.empty()) {
     request.push_back(0x0a);
     request.push_back(static_cast<char>(service.size()));
     request += service;
   }
-  grpc::Slice slice(request);
-  grpc::ByteBuffer in(&slice, 1), out;
-  std::promise<grpc::Status> done;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &in, &out,
-                 [&](grpc::Status s) { done.set_value(s); });
-  if (!done.get_future().get().ok()) return -1;
-  std::vector<grpc::Slice> slices;
-  out.Dump(&slices);
-  std::string bytes;
-  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  if (!unary_call(channel, "/grpc.health.v1.Health/Check", request, bytes).ok()) return -1;
   return bytes.size() == 2 && bytes[0] == 0x08 ? bytes[1] : 0;
 }
 

@@ -18,6 +18,7 @@
 
 #include "models/peft_adapter.h"
 #include "tests/support/ports.h"
+#include "tests/support/reflection.h"
 #include "tests/support/run_vitrine.h"
 #include "tests/support/temp_dir.h"
 #include "vitrine/v1/trainer.grpc.pb.h"
@@ -121,6 +122,18 @@ TEST(TrainerServiceStart, APortAnotherServerHoldsIsRefusedNamingIt) {
   EXPECT_NE(r.output.find(fmt::format("port {} is in use by another process", held.port())),
             std::string::npos)
       << r.output;
+}
+
+// The trainer offers the daemon's reflection and health (one shared
+// piece of code): v1 and v1alpha, Health described and callable.
+TEST(TrainerServiceStart, ReflectionV1AndV1alphaDescribeTheServiceAndHealthCallableFromThem) {
+  testing::TempDir tmp;
+  Server server(tmp / "state", tmp / "adapters");
+  ASSERT_TRUE(server.connected());
+  testing::expect_reflection_serves(
+      grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()),
+      "vitrine.v1.TrainerService", {"SubmitJob", "WatchJob", "GetJob", "ListJobs", "CancelJob"},
+      "");
 }
 
 TEST(TrainerServiceConfig, ShippedConfigHoldsExactlyTheDefaults) {
