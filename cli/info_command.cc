@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "common/program.h"
 #include "models/runtime.h"
 
 namespace vitrine::cli {
@@ -15,7 +16,7 @@ Command add_info_command(CLI::App& app) {
                    models::init_runtime({});
                    const models::RuntimeFacts facts = models::runtime_facts();
                    const nlohmann::ordered_json j = {
-                       {"version", VITRINE_VERSION},
+                       {"version", project_version()},
                        {"threads", facts.threads},
                        {"omp_wait_policy", facts.omp_wait_policy},
                        {"avx2", facts.avx2},

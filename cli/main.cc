@@ -4,12 +4,13 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "common/program.h"
 #include "models/runtime.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"vitrine: tune and serve product-knowledge language models"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "vitrine " VITRINE_VERSION);
+  vitrine::add_version_flag(app, "vitrine");
   auto prepare = vitrine::cli::add_prepare_command(app);
   auto logits = vitrine::cli::add_logits_command(app);
   auto generate = vitrine::cli::add_generate_command(app);
@@ -24,7 +25,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return vitrine::parse_error_exit(app, e);
   }
   if (app.got_subcommand(prepare.command)) return prepare.run();
   if (app.got_subcommand(ab_report.command)) return ab_report.run();

@@ -7,7 +7,7 @@
 // SIGTERM or SIGINT stops it (requests in flight are cut). Exit codes: 0
 // stopped (or --help, --version, --print-config); 1 a bad config or an
 // address it cannot bind, with the reason; 2 a usage error (unknown flag,
-// missing value), with CLI11's message.
+// missing value), with CLI11's message (common/program.h).
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "common/program.h"
 #include "common/yaml_json.h"
 #include "gateway/gateway.h"
 
@@ -37,12 +38,11 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen, "HTTP address, overrides the config's");
   app.add_option("--daemon", daemon, "vitrined's address, overrides the config's");
   app.add_flag("--print-config", print_config, "print the config in effect as JSON and exit");
-  app.set_version_flag("--version", "vitrine-gateway " VITRINE_VERSION);
+  vitrine::add_version_flag(app, "vitrine-gateway");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    // --help and --version print and succeed; anything else is a usage error.
-    return app.exit(e) == 0 ? 0 : 2;
+    return vitrine::parse_error_exit(app, e);
   }
   try {
     vitrine::gateway::GatewayConfig config;

@@ -1,16 +1,18 @@
 // vitrined: the serving daemon (see router/daemon.h).
 //
 //   vitrined [--config configs/router.yaml] [--listen ADDR] [--metrics-listen ADDR]
-//            [--adapters-dir DIR] [--print-config]
+//            [--adapters-dir DIR] [--print-config] [--version]
 //
 // SIGTERM or SIGINT drains and exits 0; a failure to load or to listen
-// exits 1 with the reason.
+// exits 1 with the reason; a command line it cannot parse exits 2
+// (common/program.h).
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdio>
 
+#include "common/program.h"
 #include "common/yaml_json.h"
 #include "models/runtime.h"
 #include "router/daemon.h"
@@ -35,10 +37,11 @@ int main(int argc, char** argv) {
                  "Prometheus address, overrides the config's (\"\" turns it off)");
   app.add_option("--adapters-dir", adapters_dir, "adapters directory, overrides the config's");
   app.add_flag("--print-config", print_config, "print the config in effect as JSON and exit");
+  vitrine::add_version_flag(app, "vitrined");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return vitrine::parse_error_exit(app, e);
   }
   vitrine::models::reexec_with_passive_wait_policy(argv);
   try {
@@ -64,6 +67,6 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vitrined: %s\n", e.what());
-    return 1;
+    return vitrine::kExitFailure;
   }
 }

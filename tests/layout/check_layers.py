@@ -42,7 +42,7 @@ ALLOWED = {
 }
 # Library targets each folder defines (its CMakeLists.txt) and may link.
 TARGETS = {
-    "common": {"vitrine_common", "vitrine_config_yaml", "vitrine_sqlite"},
+    "common": {"vitrine_common", "vitrine_config_yaml", "vitrine_sqlite", "vitrine_program"},
     "protos": {"vitrine_protos"},
     "catalog": {"vitrine_catalog"},
     "models": {"vitrine_models"},

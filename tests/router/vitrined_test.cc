@@ -24,6 +24,7 @@
 
 #include "router/router_config.h"
 #include "tests/support/ports.h"
+#include "tests/support/program_exit.h"
 #include "tests/support/reflection.h"
 #include "tests/support/run_vitrine.h"
 #include "tests/support/serving.h"
@@ -732,6 +733,17 @@ TEST(VitrinedStart, ATlsKeyOfAnotherPairIsRefusedNamingBothFiles) {
   EXPECT_NE(r.output.find("client.key' is not the private key of tls.cert"), std::string::npos)
       << r.output;
   EXPECT_NE(r.output.find("server.pem"), std::string::npos) << r.output;
+}
+
+// Before, vitrined had no --version and passed CLI11's own exit codes on
+// (109 for an unknown flag, 114 for a missing value).
+TEST(VitrinedStart, VersionUsageErrorsAndFailuresHaveTheirExitCodes) {
+  testing::expect_version_line("router/vitrined", "vitrined");
+  testing::expect_exit_codes("router/vitrined", {{"--help", 0},
+                                                 {"--no-such-flag", 2},
+                                                 {"--listen", 2},
+                                                 {"extra-argument", 2},
+                                                 {"--config /nonexistent/router.yaml", 1}});
 }
 
 TEST(VitrinedConfig, ShippedConfigHoldsExactlyTheDefaults) {
