@@ -77,7 +77,8 @@ Json scores_json(const ModelScores& s) {
           {"rougeL", s.rougeL},
           {"bleu", s.bleu},
           {"perplexity", std::isfinite(s.perplexity) ? Json(s.perplexity) : Json(nullptr)},
-          {"mean_words", s.mean_words}};
+          {"mean_words", s.mean_words},
+          {"stopped_share", s.stopped_share}};
 }
 
 std::string cell(const std::string& text) {
@@ -106,8 +107,10 @@ std::string render_markdown(const std::vector<SplitResult>& results, const Train
     md += fmt::format("| BLEU-4 | {:.2f} | {:.2f} |\n", r.base.bleu, r.tuned.bleu);
     md += fmt::format("| reference perplexity | {:.2f} | {:.2f} |\n", r.base.perplexity,
                       r.tuned.perplexity);
-    md += fmt::format("| mean answer words (reference {:.1f}) | {:.1f} | {:.1f} |\n\n",
+    md += fmt::format("| mean answer words (reference {:.1f}) | {:.1f} | {:.1f} |\n",
                       r.reference_mean_words, r.base.mean_words, r.tuned.mean_words);
+    md += fmt::format("| answers that ended by themselves | {:.0f} % | {:.0f} % |\n\n",
+                      100 * r.base.stopped_share, 100 * r.tuned.stopped_share);
     if (!r.samples.empty()) {
       md += "| asked | reference | base | tuned |\n| --- | --- | --- | --- |\n";
       for (const auto& s : r.samples) {
@@ -218,6 +221,7 @@ EvalModel load_eval_model(const TrainConfig& config, const EvalOptions& options)
 
 struct Answers {
   std::vector<std::string> base, tuned;  // one per item, in order
+  int64_t base_stopped = 0, tuned_stopped = 0;  // answers that ended by themselves
 };
 
 // The base model's and adapter `slot`'s answers to the items, each prompt
@@ -242,8 +246,12 @@ Answers answer_items(EvalModel& m, prompts::Task task, int slot, const std::vect
     }
     const auto answers = models::generate_batch(m.model, *m.tokenizer, requests, m.generation);
     for (size_t k = i; k < end; ++k) {
-      out.base.push_back(answers[2 * (k - i)].text);
-      out.tuned.push_back(answers[2 * (k - i) + 1].text);
+      const models::GenerationResult& base = answers[2 * (k - i)];
+      const models::GenerationResult& tuned = answers[2 * (k - i) + 1];
+      out.base.push_back(base.text);
+      out.tuned.push_back(tuned.text);
+      out.base_stopped += base.finish_reason == "stop";
+      out.tuned_stopped += tuned.finish_reason == "stop";
     }
     progress.update(end, end);
   }
@@ -275,6 +283,8 @@ void score_answers(const std::vector<Item>& items, const Answers& answers,
     }
   }
   const double n = static_cast<double>(items.size());
+  r.base.stopped_share = static_cast<double>(answers.base_stopped) / n;
+  r.tuned.stopped_share = static_cast<double>(answers.tuned_stopped) / n;
   for (ModelScores* s : {&r.base, &r.tuned}) {
     s->rouge1 /= n;
     s->rouge2 /= n;

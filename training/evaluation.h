@@ -36,6 +36,8 @@ struct ModelScores {
   double bleu = 0;                            // corpus BLEU-4, 0 to 100
   double perplexity = 0;                      // of the references
   double mean_words = 0;                      // answer length
+  double stopped_share = 0;  // answers that ended by themselves (EOS or the chat format's end),
+                             // not at max_new_tokens
 };
 
 struct SplitResult {

@@ -8,10 +8,73 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "common/strings.h"
 #include "training/lm_loss.h"
 
 namespace vitrine::training {
 namespace fs = std::filesystem;
+
+namespace {
+
+// A completion to tokenise after its prompt.
+struct Completion {
+  const models::Tokenizer& tokenizer;
+  std::string prompt;
+  std::string text;
+  int32_t eos = -1;  // -1: the tokenizer has none
+
+  // The ids of text[0, chars) as they follow the prompt, then the EOS.
+  // The prompt's `prompt_ids` ids are skipped: tokenisers may merge across
+  // the boundary, so the completion is what the whole text adds to them.
+  std::vector<int32_t> ids(size_t chars, size_t prompt_ids) const {
+    const std::vector<int32_t> whole =
+        tokenizer.encode(prompt + text.substr(0, chars), /*add_bos=*/true);
+    std::vector<int32_t> out(whole.begin() + std::min(whole.size(), prompt_ids), whole.end());
+    if (eos >= 0) out.push_back(eos);
+    return out;
+  }
+};
+
+// Offsets just past each sentence's end in `text`: a '.', '!' or '?' (with
+// closing quotes or brackets after it) at the end or before white space.
+std::vector<size_t> sentence_ends(std::string_view text) {
+  std::vector<size_t> ends;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '.' && text[i] != '!' && text[i] != '?') continue;
+    size_t end = i + 1;
+    while (end < text.size() && (text[end] == '"' || text[end] == '\'' || text[end] == ')')) ++end;
+    if (end == text.size() || is_space(text[end])) ends.push_back(end);
+  }
+  return ends;
+}
+
+struct FittedCompletion {
+  std::vector<int32_t> ids;
+  bool at_sentence_end = false;
+};
+
+// The longest start of the completion that fits `room` tokens with its
+// EOS and ends a sentence, so that the adapter learns to end answers
+// rather than to be cut off. When not even the first sentence fits, the
+// first `room` tokens, without EOS (the answer really goes on).
+FittedCompletion fit_completion(const Completion& c, size_t prompt_ids, int64_t room,
+                                const std::vector<int32_t>& whole) {
+  const std::vector<size_t> ends = sentence_ends(c.text);
+  // Longest first; a candidate costs one tokenisation, and usually the
+  // first or second that is short enough in characters fits.
+  const double chars_per_token =
+      static_cast<double>(c.text.size()) / static_cast<double>(std::max<size_t>(1, whole.size()));
+  const auto guess = static_cast<size_t>(1.25 * chars_per_token * static_cast<double>(room));
+  for (auto it = ends.rbegin(); it != ends.rend(); ++it) {
+    if (*it > guess) continue;
+    std::vector<int32_t> ids = c.ids(*it, prompt_ids);
+    if (static_cast<int64_t>(ids.size()) <= room) return {std::move(ids), true};
+  }
+  std::vector<int32_t> cut(whole.begin(), whole.begin() + room);
+  return {std::move(cut), false};
+}
+
+}  // namespace
 
 ExampleSet load_examples(const fs::path& file, prompts::Task task,
                          const models::Tokenizer& tokenizer, models::ChatFamily family,
@@ -38,26 +101,24 @@ ExampleSet load_examples(const fs::path& file, prompts::Task task,
     }
     Example ex;
     ex.uid = j.value("uid", "");
-    const std::string prompt = models::render_chat_prompt(
-        family, prompts::task_turn(task, j[input_key].get<std::string>()));
-    ex.ids = tokenizer.encode(prompt, /*add_bos=*/true);
+    const Completion c{.tokenizer = tokenizer,
+                       .prompt = models::render_chat_prompt(
+                           family, prompts::task_turn(task, j[input_key].get<std::string>())),
+                       .text = j[output_key].get<std::string>(),
+                       .eos = eos.empty() ? -1 : eos.front()};
+    ex.ids = tokenizer.encode(c.prompt, /*add_bos=*/true);
     ex.prompt_len = static_cast<int64_t>(ex.ids.size());
-    // The completion follows the prompt's text directly, as generation continues it.
-    const std::vector<int32_t> whole =
-        tokenizer.encode(prompt + j[output_key].get<std::string>(), /*add_bos=*/true);
-    // Tokenisers may merge across the boundary; keep the prompt's ids and
-    // take the rest of the whole text's ids as the completion.
-    std::vector<int32_t> completion(whole.begin() + std::min(whole.size(), ex.ids.size()),
-                                    whole.end());
-    if (!eos.empty()) completion.push_back(eos.front());
     if (ex.prompt_len + 1 > max_seq_len) {
       ++set.dropped_long_prompt;
       continue;
     }
     const int64_t room = max_seq_len - ex.prompt_len;
+    std::vector<int32_t> completion = c.ids(c.text.size(), ex.ids.size());
     if (static_cast<int64_t>(completion.size()) > room) {
-      completion.resize(static_cast<size_t>(room));
+      const FittedCompletion fitted = fit_completion(c, ex.ids.size(), room, completion);
+      completion = fitted.ids;
       ++set.truncated;
+      if (!fitted.at_sentence_end) ++set.cut_mid_sentence;
     }
     ex.ids.insert(ex.ids.end(), completion.begin(), completion.end());
     set.examples.push_back(std::move(ex));

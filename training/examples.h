@@ -32,7 +32,9 @@ struct Example {
 struct ExampleSet {
   std::vector<Example> examples;
   int64_t read = 0;                 // lines read
-  int64_t truncated = 0;            // completions cut to fit max_seq_len
+  int64_t truncated = 0;            // completions cut to fit max_seq_len: at the end of
+                                    // the last sentence that fits, keeping their EOS
+  int64_t cut_mid_sentence = 0;     // of those, cut inside their first sentence (no EOS)
   int64_t dropped_long_prompt = 0;  // prompts that left no room for a completion
 };
 

@@ -161,6 +161,7 @@ void AdapterRecipe::setup_data() {
       .train_examples = static_cast<int64_t>(train.examples.size()),
       .train_rows = static_cast<int64_t>(rows_.size()),
       .truncated = train.truncated,
+      .cut_mid_sentence = train.cut_mid_sentence,
       .dropped_long_prompt = train.dropped_long_prompt,
       .validation_examples = static_cast<int64_t>(validation.examples.size()),
       .world_size = run_.group.world_size(),

@@ -14,6 +14,7 @@ struct LineOf {
             {"train_examples", e.train_examples},
             {"train_rows", e.train_rows},
             {"truncated", e.truncated},
+            {"cut_mid_sentence", e.cut_mid_sentence},
             {"dropped_long_prompt", e.dropped_long_prompt},
             {"validation_examples", e.validation_examples},
             {"world_size", e.world_size},

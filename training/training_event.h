@@ -28,7 +28,8 @@ struct StartEvent {
   std::string task;                 // describe or qa
   int64_t train_examples = 0;       // training examples kept
   int64_t train_rows = 0;           // rows they fill (fewer than examples when packing)
-  int64_t truncated = 0;            // completions cut to fit max_seq_len
+  int64_t truncated = 0;            // completions cut to fit max_seq_len (at a sentence end)
+  int64_t cut_mid_sentence = 0;     // of those, cut inside their first sentence
   int64_t dropped_long_prompt = 0;  // examples dropped: the prompt alone did not fit
   int64_t validation_examples = 0;  // validation examples for the loss
   int64_t world_size = 1;           // data-parallel ranks

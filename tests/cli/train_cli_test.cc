@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <future>
 #include <nlohmann/json.hpp>
@@ -232,6 +233,11 @@ TEST_F(TrainRun, EvalComparesBaseAndTunedOnTheSameProducts) {
       EXPECT_LE(s["rougeL"].get<double>(), 1.0);
       EXPECT_GT(s["perplexity"].get<double>(), 1.0);
       EXPECT_GT(s["mean_words"].get<double>(), 0.0) << "an empty answer";
+      // A share of the answers, each ended by EOS or cut at 12 tokens.
+      EXPECT_GE(s["stopped_share"].get<double>(), 0.0);
+      EXPECT_LE(s["stopped_share"].get<double>(), 1.0);
+      const double answers = s["stopped_share"].get<double>() * result["examples"].get<double>();
+      EXPECT_NEAR(answers, std::round(answers), 1e-9);
     }
     // (Whether tuning helps is measured by full runs, docs/training.md; six
     // steps on 96-token rows are too few to say.)
@@ -240,6 +246,7 @@ TEST_F(TrainRun, EvalComparesBaseAndTunedOnTheSameProducts) {
   }
   const std::string md = read_file(out / "eval" / "report.md");
   EXPECT_NE(md.find("| ROUGE-L F1 |"), std::string::npos);
+  EXPECT_NE(md.find("| answers that ended by themselves |"), std::string::npos);
   EXPECT_NE(md.find("| asked | reference | base | tuned |"), std::string::npos);
   EXPECT_NE(md.find("![training and validation loss](loss_curves.svg)"), std::string::npos);
   const std::string svg = read_file(out / "eval" / "loss_curves.svg");

@@ -63,6 +63,57 @@ TEST_F(Examples, LongCompletionsAreCutAndCounted) {
   EXPECT_TRUE(none.examples.empty());
 }
 
+TEST_F(Examples, CutCompletionsEndAtASentenceAndKeepTheirEos) {
+  const std::string text = "A red kite. It flies high on windy days! Does it come with string? Yes.";
+  testing::write_file(dir_.path() / "long.jsonl",
+                      R"({"uid":"k1","prompt":"Red Kite","completion":")" + text + "\"}\n");
+  auto load = [&](int64_t cap) {
+    return load_examples(dir_.path() / "long.jsonl", prompts::Task::kDescribe, *tokenizer_,
+                         models::ChatFamily::kPlain, cap);
+  };
+  const ExampleSet full = load(512);
+  ASSERT_EQ(full.examples.size(), 1u);
+  const int64_t prompt_len = full.examples[0].prompt_len;
+  const auto whole = static_cast<int64_t>(full.examples[0].ids.size());
+  const int32_t eos = tokenizer_->eos_ids().front();
+  int at_sentence = 0;
+  for (int64_t cap = prompt_len + 1; cap < whole; ++cap) {
+    const ExampleSet cut = load(cap);
+    ASSERT_EQ(cut.examples.size(), 1u) << cap;
+    const Example& ex = cut.examples[0];
+    EXPECT_EQ(cut.truncated, 1) << cap;
+    EXPECT_LE(static_cast<int64_t>(ex.ids.size()), cap);
+    const std::string kept = tokenizer_->decode(
+        std::vector<int32_t>(ex.ids.begin() + ex.prompt_len, ex.ids.end() - 1));
+    if (cut.cut_mid_sentence == 0) {
+      // Whole sentences, then the EOS: the adapter learns to end.
+      ++at_sentence;
+      EXPECT_EQ(ex.ids.back(), eos) << cap;
+      EXPECT_EQ(text.rfind(kept, 0), 0u) << kept;
+      const char last = kept.back();
+      EXPECT_TRUE(last == '.' || last == '!' || last == '?') << kept;
+    } else {
+      // Not even the first sentence fits: cut where the room ends, no EOS.
+      EXPECT_NE(ex.ids.back(), eos) << cap;
+      EXPECT_EQ(static_cast<int64_t>(ex.ids.size()), cap);
+    }
+  }
+  EXPECT_GT(at_sentence, 0);
+  // Room for exactly the first two sentences and the EOS gives those.
+  const std::string two = "A red kite. It flies high on windy days!";
+  for (int64_t cap = prompt_len + 1; cap < whole; ++cap) {
+    const ExampleSet cut = load(cap);
+    const Example& ex = cut.examples[0];
+    const std::string kept = tokenizer_->decode(
+        std::vector<int32_t>(ex.ids.begin() + ex.prompt_len, ex.ids.end() - 1));
+    if (kept == two) {
+      EXPECT_EQ(ex.ids.back(), eos);
+      return;
+    }
+  }
+  ADD_FAILURE() << "no room gave exactly the first two sentences";
+}
+
 TEST_F(Examples, BadLinesNameTheFileAndLine) {
   testing::write_file(dir_.path() / "bad.jsonl", R"({"prompt":"x","completion":"y"})"
                                                  "\n"
