@@ -173,9 +173,11 @@ TORCH_MODULE(LlamaForCausalLM);
 // made. On other devices kPacked loads as kCheckpoint.
 enum class WeightLayout { kCheckpoint, kPacked };
 
-// Loads config.json and model.safetensors from a Hugging Face directory.
-// Throws std::runtime_error naming the file and tensor for a missing or
-// unexpected tensor, a shape mismatch or a sharded checkpoint.
+// Loads config.json and the weights (model.safetensors, or the shards of
+// model.safetensors.index.json; F32, F16 or BF16, converted to float32)
+// from a Hugging Face directory. Throws std::runtime_error naming the file
+// and tensor for a missing or unexpected tensor, a shape mismatch, a
+// damaged shard set (see CheckpointWeights) or a non-finite weight.
 LlamaForCausalLM load_llama(const std::filesystem::path& dir, const std::string& device = "cpu",
                             WeightLayout layout = WeightLayout::kCheckpoint);
 
