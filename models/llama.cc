@@ -256,7 +256,10 @@ at::Tensor LlamaForCausalLMImpl::forward_packed(const at::Tensor& ids, const at:
   const at::Tensor first = std::get<0>(at::cummax(at::where(starts, index, 0), 1));  // [b, s]
   const at::Tensor q = index.unsqueeze(-1), k = index.unsqueeze(1);  // [b, s, 1], [b, 1, s]
   // Causal within a segment; nothing across segments.
-  const at::Tensor mask = (k > q) | (seg.unsqueeze(-1) != seg.unsqueeze(1));  // [b, s, s]
+  at::Tensor mask = (k > q) | (seg.unsqueeze(-1) != seg.unsqueeze(1));  // [b, s, s]
+  if (const auto window = config_.sliding_window; window && s > *window) {
+    mask = mask | (k <= q - *window);  // within a segment, distances are the same
+  }
   const at::Tensor x = run_stack(ids, nullptr, rows, nullptr, index - first, mask.unsqueeze(1));
   return head(x);  // [b, s, vocab]
 }
@@ -282,12 +285,17 @@ at::Tensor LlamaForCausalLMImpl::decode(const at::Tensor& ids, KvCache* cache,
   // A real query t (absolute past + t) sees keys j with pad <= j <= past + t.
   // Padding queries see the padding before them (their output is never used,
   // but a fully masked row would turn into NaNs that reach the cache).
+  // With a sliding window w, only keys j > past + t - w: the same distance
+  // in a row's own positions, since padding shifts query and key alike.
+  const std::optional<int64_t> window = config_.sliding_window;
+  const bool windowed = window && total > *window;
   at::Tensor mask;
-  if (s > 1 || !left_pad.empty()) {
+  if (s > 1 || !left_pad.empty() || windowed) {
     const at::Tensor kpos = at::arange(0, total, long_opts).view({1, 1, total});  // [1, 1, total]
     const at::Tensor q3 = qpos.unsqueeze(-1), pad3 = pad.view({b, 1, 1});  // [b, s, 1], [b, 1, 1]
     mask = (kpos > q3) | ((kpos < pad3) & (q3 >= pad3));                   // [b, s, total]
-    mask = mask.unsqueeze(1);                                              // [b, 1, s, total]
+    if (windowed) mask = mask | (kpos <= q3 - *window);
+    mask = mask.unsqueeze(1);  // [b, 1, s, total]
   }
   return run_stack(ids, cache, rows, hidden, pos, mask);
 }

@@ -7,9 +7,11 @@
 // (model.layers.0.self_attn.q_proj.weight ...). Every projection is a
 // LoraLinear: adapters are applied per row, never merged while serving. The
 // weights are immutable after loading; per-request state lives in KvCache.
-// Computation is float32 on the configured device.
-// Not goals: sharded checkpoints (refused with a clear error), sliding-window
-// attention, flash attention.
+// Computation is float32 on the configured device; checkpoints load from
+// one model.safetensors or from shards (CheckpointWeights), F32, F16 or BF16.
+// Mistral's sliding window is applied through the attention mask (the KV
+// cache still keeps every position). Not goals: flash attention, a rolling
+// KV cache.
 #pragma once
 
 #include <torch/nn/module.h>
