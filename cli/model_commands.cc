@@ -133,8 +133,9 @@ Command add_generate_command(CLI::App& app) {
   auto args = std::make_shared<GenerateArgs>();
   CLI::App* cmd = app.add_subcommand(
       "generate", "Generate text from a checkpoint (and adapter), streaming to stdout");
-  cmd->add_option("--model,-m", args->model,
-                  "Hugging Face model directory (config.json, model.safetensors, tokenizer)")
+  cmd->add_option(
+         "--model,-m", args->model,
+         "Hugging Face model directory (config.json, model.safetensors or shards, tokenizer)")
       ->required()
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--adapter,-a", args->adapter, "PEFT LoRA adapter directory")
@@ -163,7 +164,7 @@ Command add_logits_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "logits", "Print the last-position logits of a checkpoint (and adapter) as JSON");
   cmd->add_option("--model,-m", args->model,
-                  "Hugging Face model directory (config.json, model.safetensors)")
+                  "Hugging Face model directory (config.json, model.safetensors or shards)")
       ->required()
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--adapter,-a", args->adapter, "PEFT LoRA adapter directory")

@@ -18,6 +18,7 @@
 
 #include "common/atomic_output.h"
 #include "common/text_file.h"
+#include "models/checkpoint_weights.h"
 #include "models/kernels/decode_attention.h"
 #include "models/kernels/packed_linear.h"
 #include "models/kernels/small_linear.h"
@@ -255,7 +256,10 @@ at::Tensor LlamaForCausalLMImpl::forward_packed(const at::Tensor& ids, const at:
   const at::Tensor first = std::get<0>(at::cummax(at::where(starts, index, 0), 1));  // [b, s]
   const at::Tensor q = index.unsqueeze(-1), k = index.unsqueeze(1);  // [b, s, 1], [b, 1, s]
   // Causal within a segment; nothing across segments.
-  const at::Tensor mask = (k > q) | (seg.unsqueeze(-1) != seg.unsqueeze(1));  // [b, s, s]
+  at::Tensor mask = (k > q) | (seg.unsqueeze(-1) != seg.unsqueeze(1));  // [b, s, s]
+  if (const auto window = config_.sliding_window; window && s > *window) {
+    mask = mask | (k <= q - *window);  // within a segment, distances are the same
+  }
   const at::Tensor x = run_stack(ids, nullptr, rows, nullptr, index - first, mask.unsqueeze(1));
   return head(x);  // [b, s, vocab]
 }
@@ -281,12 +285,17 @@ at::Tensor LlamaForCausalLMImpl::decode(const at::Tensor& ids, KvCache* cache,
   // A real query t (absolute past + t) sees keys j with pad <= j <= past + t.
   // Padding queries see the padding before them (their output is never used,
   // but a fully masked row would turn into NaNs that reach the cache).
+  // With a sliding window w, only keys j > past + t - w: the same distance
+  // in a row's own positions, since padding shifts query and key alike.
+  const std::optional<int64_t> window = config_.sliding_window;
+  const bool windowed = window && total > *window;
   at::Tensor mask;
-  if (s > 1 || !left_pad.empty()) {
+  if (s > 1 || !left_pad.empty() || windowed) {
     const at::Tensor kpos = at::arange(0, total, long_opts).view({1, 1, total});  // [1, 1, total]
     const at::Tensor q3 = qpos.unsqueeze(-1), pad3 = pad.view({b, 1, 1});  // [b, s, 1], [b, 1, 1]
     mask = (kpos > q3) | ((kpos < pad3) & (q3 >= pad3));                   // [b, s, total]
-    mask = mask.unsqueeze(1);                                              // [b, 1, s, total]
+    if (windowed) mask = mask | (kpos <= q3 - *window);
+    mask = mask.unsqueeze(1);  // [b, 1, s, total]
   }
   return run_stack(ids, cache, rows, hidden, pos, mask);
 }
@@ -322,86 +331,127 @@ at::Tensor LlamaForCausalLMImpl::run_stack(const at::Tensor& ids, KvCache* cache
   return x;
 }
 
-LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device, WeightLayout layout) {
-  const c10::Device target = resolve_device(device);
-  const LlamaConfig config = load_llama_config(dir / "config.json");
-  const fs::path weights = dir / "model.safetensors";
-  if (!fs::exists(weights)) {
-    if (fs::exists(dir / "model.safetensors.index.json")) {
-      throw std::runtime_error(
-          fmt::format("'{}' is a sharded checkpoint: not supported yet (merge the shards into "
-                      "one model.safetensors)",
-                      dir.string()));
-    }
-    throw std::runtime_error(fmt::format("no model.safetensors in '{}'", dir.string()));
-  }
-  const SafetensorsFile file = SafetensorsFile::open(weights);
-  LlamaForCausalLM model(config);
-  at::NoGradGuard no_grad;
-  // On the CPU every weight goes into one arena, the packed ones as panels
-  // (their [out, in] parameters stay empty); elsewhere into the parameters.
-  const bool pack = layout == WeightLayout::kPacked && target.is_cpu();
+namespace {
+
+// Where load_llama puts each weight.
+struct WeightPlan {
+  bool pack = false;  // projections and head as packed_linear panels
   std::map<std::string, LoraLinear> packed_projections;  // by weight name
-  if (pack) {
-    for (auto& [path, module] : model->projections()) {
-      packed_projections.emplace(path + ".weight", module);
-    }
-  }
   // The head's weight: lm_head's, or with tied embeddings the embedding
   // table, which is then read from the panels too (embed()).
-  const std::string head_name =
-      config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  std::optional<WeightArena> arena;
-  if (target.is_cpu()) {
-    int64_t floats = 0;
-    for (const auto& item : model->named_parameters(/*recurse=*/true)) {
-      const bool panels =
-          packed_projections.count(item.key()) != 0 || (pack && item.key() == head_name);
-      const at::Tensor& p = item.value();
-      floats += WeightArena::aligned(panels ? packed_numel(p.size(0), p.size(1)) : p.numel());
-    }
-    arena.emplace(floats);
-  }
-  std::set<std::string> used;
-  for (auto& item : model->named_parameters(/*recurse=*/true)) {
-    const std::string& name = item.key();
-    if (!file.contains(name)) {
-      throw std::runtime_error(
-          fmt::format("tensor '{}' missing from '{}': a checkpoint of another architecture?", name,
-                      weights.string()));
-    }
-    const at::Tensor t = file.get(name);
-    if (t.sizes() != item.value().sizes()) {
-      throw std::runtime_error(
-          fmt::format("tensor '{}' in '{}' has shape {}, config.json implies {}", name,
-                      weights.string(), c10::str(t.sizes()), c10::str(item.value().sizes())));
-    }
-    require_finite(t, name, weights);
-    used.insert(name);
-    if (const auto it = packed_projections.find(name); it != packed_projections.end()) {
-      it->second->use_packed(
-          pack_weight(t.to(at::kFloat), arena->take(packed_numel(t.size(0), t.size(1)))));
-    } else if (pack && name == head_name) {
-      model->use_packed_head(
-          pack_weight(t.to(at::kFloat), arena->take(packed_numel(t.size(0), t.size(1)))));
-      item.value().set_data(at::empty({0}, item.value().options()));
-    } else if (arena) {
-      at::Tensor slot = arena->take(t.numel()).view(t.sizes());
-      slot.copy_(t);
-      item.value().set_data(slot);
-    } else {
-      item.value().copy_(t);
+  std::string head_name;
+};
+
+WeightPlan plan_weights(LlamaForCausalLM& model, bool pack) {
+  WeightPlan plan;
+  plan.pack = pack;
+  plan.head_name =
+      model->config().tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  if (pack) {
+    for (auto& [path, module] : model->projections()) {
+      plan.packed_projections.emplace(path + ".weight", module);
     }
   }
-  for (const auto& name : file.names()) {
+  return plan;
+}
+
+// Floats of the arena holding every weight as `plan` lays it out.
+int64_t arena_floats(LlamaForCausalLM& model, const WeightPlan& plan) {
+  int64_t floats = 0;
+  for (const auto& item : model->named_parameters(/*recurse=*/true)) {
+    const bool panels = plan.packed_projections.count(item.key()) != 0 ||
+                        (plan.pack && item.key() == plan.head_name);
+    const at::Tensor& p = item.value();
+    floats += WeightArena::aligned(panels ? packed_numel(p.size(0), p.size(1)) : p.numel());
+  }
+  return floats;
+}
+
+// The checkpoint's tensor for parameter `name`, checked against it, in its
+// stored dtype (a view of the mapped file).
+at::Tensor checkpoint_tensor(const CheckpointWeights& weights, const std::string& name,
+                             const at::Tensor& param) {
+  if (!weights.contains(name)) {
+    throw std::runtime_error(
+        fmt::format("tensor '{}' missing from '{}': a checkpoint of another architecture?", name,
+                    weights.source().string()));
+  }
+  const at::Tensor t = weights.stored(name);
+  if (t.sizes() != param.sizes()) {
+    throw std::runtime_error(fmt::format("tensor '{}' in '{}' has shape {}, config.json implies {}",
+                                         name, weights.file_of(name).string(), c10::str(t.sizes()),
+                                         c10::str(param.sizes())));
+  }
+  return t;
+}
+
+// [out, in] as packed_linear panels in the arena; the float32 copy made for
+// packing is not kept.
+PackedWeight pack_into(const at::Tensor& stored, const std::string& name, const fs::path& file,
+                       WeightArena& arena) {
+  const at::Tensor w = stored.to(at::kFloat);
+  require_finite(w, name, file);
+  return pack_weight(w, arena.take(packed_numel(w.size(0), w.size(1))));
+}
+
+// Fills parameter `name` from `stored`, converting to float32 on the way
+// into its final place (no float32 temporary of a BF16/F16 weight).
+void place_weight(LlamaForCausalLM& model, const WeightPlan& plan, WeightArena* arena,
+                  const std::string& name, at::Tensor& param, const at::Tensor& stored,
+                  const fs::path& file) {
+  if (const auto it = plan.packed_projections.find(name); it != plan.packed_projections.end()) {
+    LoraLinear projection = it->second;  // a handle: the model's own module
+    projection->use_packed(pack_into(stored, name, file, *arena));
+  } else if (plan.pack && name == plan.head_name) {
+    model->use_packed_head(pack_into(stored, name, file, *arena));
+    param.set_data(at::empty({0}, param.options()));
+  } else if (arena != nullptr) {
+    at::Tensor slot = arena->take(stored.numel()).view(stored.sizes());
+    slot.copy_(stored);
+    require_finite(slot, name, file);
+    param.set_data(slot);
+  } else {
+    param.copy_(stored);
+    require_finite(param, name, file);
+  }
+}
+
+// Refuses a checkpoint tensor no parameter took, bar the ones transformers
+// also skips: a tied lm_head and old checkpoints' RoPE buffers.
+void refuse_unexpected(const CheckpointWeights& weights, const std::set<std::string>& used,
+                       const LlamaConfig& config) {
+  for (const auto& name : weights.names()) {
     if (used.count(name) == 0 && !(config.tie_word_embeddings && name == "lm_head.weight") &&
         name.find("rotary_emb.inv_freq") == std::string::npos) {
       throw std::runtime_error(
           fmt::format("unexpected tensor '{}' in '{}': config.json does not describe this "
                       "checkpoint",
-                      name, weights.string()));
+                      name, weights.file_of(name).string()));
     }
   }
+}
+
+}  // namespace
+
+LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device, WeightLayout layout) {
+  const c10::Device target = resolve_device(device);
+  const LlamaConfig config = load_llama_config(dir / "config.json");
+  const CheckpointWeights weights = CheckpointWeights::open(dir);
+  LlamaForCausalLM model(config);
+  at::NoGradGuard no_grad;
+  const WeightPlan plan = plan_weights(model, layout == WeightLayout::kPacked && target.is_cpu());
+  // On the CPU every weight goes into one arena, the packed ones as panels
+  // (their [out, in] parameters stay empty); elsewhere into the parameters.
+  std::optional<WeightArena> arena;
+  if (target.is_cpu()) arena.emplace(arena_floats(model, plan));
+  std::set<std::string> used;
+  for (auto& item : model->named_parameters(/*recurse=*/true)) {
+    const at::Tensor stored = checkpoint_tensor(weights, item.key(), item.value());
+    place_weight(model, plan, arena ? &*arena : nullptr, item.key(), item.value(), stored,
+                 weights.file_of(item.key()));
+    used.insert(item.key());
+  }
+  refuse_unexpected(weights, used, config);
   if (!target.is_cpu()) model->to(target);
   model->eval();
   return model;

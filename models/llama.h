@@ -7,9 +7,11 @@
 // (model.layers.0.self_attn.q_proj.weight ...). Every projection is a
 // LoraLinear: adapters are applied per row, never merged while serving. The
 // weights are immutable after loading; per-request state lives in KvCache.
-// Computation is float32 on the configured device.
-// Not goals: sharded checkpoints (refused with a clear error), sliding-window
-// attention, flash attention.
+// Computation is float32 on the configured device; checkpoints load from
+// one model.safetensors or from shards (CheckpointWeights), F32, F16 or BF16.
+// Mistral's sliding window is applied through the attention mask (the KV
+// cache still keeps every position). Not goals: flash attention, a rolling
+// KV cache.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -173,9 +175,11 @@ TORCH_MODULE(LlamaForCausalLM);
 // made. On other devices kPacked loads as kCheckpoint.
 enum class WeightLayout { kCheckpoint, kPacked };
 
-// Loads config.json and model.safetensors from a Hugging Face directory.
-// Throws std::runtime_error naming the file and tensor for a missing or
-// unexpected tensor, a shape mismatch or a sharded checkpoint.
+// Loads config.json and the weights (model.safetensors, or the shards of
+// model.safetensors.index.json; F32, F16 or BF16, converted to float32)
+// from a Hugging Face directory. Throws std::runtime_error naming the file
+// and tensor for a missing or unexpected tensor, a shape mismatch, a
+// damaged shard set (see CheckpointWeights) or a non-finite weight.
 LlamaForCausalLM load_llama(const std::filesystem::path& dir, const std::string& device = "cpu",
                             WeightLayout layout = WeightLayout::kCheckpoint);
 

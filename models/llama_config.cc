@@ -174,6 +174,34 @@ RopeScaling parse_rope_scaling(const json& j, const ArchitectureSpec& spec,
   return scaling;
 }
 
+// The attention window in effect, as transformers 4.46's eager attention
+// applies it: Mistral's sliding_window (absent: 4096; null: none) always;
+// Qwen2's only with use_sliding_window, and then refused when it would mask
+// within the context: transformers applies it to the layers from
+// max_window_layers on under flash attention but to every layer under eager
+// and sdpa, so there is no one reference to match. Llama has no window (the
+// key is ignored, as transformers ignores it).
+std::optional<int64_t> parse_sliding_window(const json& j, const ArchitectureSpec& spec,
+                                            int64_t max_position_embeddings,
+                                            const std::string& source) {
+  if (std::string(spec.model_type) == "llama") return std::nullopt;
+  const std::optional<int64_t> window =
+      !j.contains("sliding_window")  ? spec.default_sliding_window
+      : present(j, "sliding_window") ? std::optional<int64_t>(read_int(j, "sliding_window", source))
+                                     : std::nullopt;
+  if (window && *window <= 0) refuse(source, "sliding_window", "must be positive or null");
+  if (std::string(spec.model_type) != "qwen2") return window;
+  if (!optional_bool(j, "use_sliding_window", false, source)) return std::nullopt;
+  if (window && *window < max_position_embeddings) {
+    refuse(source, "sliding_window",
+           "is " + std::to_string(*window) + ", shorter than max_position_embeddings " +
+               std::to_string(max_position_embeddings) +
+               " with use_sliding_window: Qwen2's per-layer windows (max_window_layers) are not "
+               "supported (set use_sliding_window to false to attend to the whole context)");
+  }
+  return window;
+}
+
 // inv_freq = 1 / base^(arange(0, dim, 2) / dim), op for op as transformers
 // writes it; `base` is a 0-dim float32 tensor.  // [dim / 2]
 at::Tensor default_inv_freq(const at::Tensor& base, int64_t dim) {
@@ -297,28 +325,7 @@ LlamaConfig parse_llama_config(const std::string& json_text, const std::string& 
     c.eos_token_ids.push_back(*spec.default_eos);
   }
 
-  // Sliding-window attention is not implemented: refuse any window that would
-  // actually mask something within the context.
-  if (c.model_type != "llama") {
-    c.sliding_window = j.contains("sliding_window")
-                           ? (present(j, "sliding_window")
-                                  ? std::optional<int64_t>(read_int(j, "sliding_window", source))
-                                  : std::nullopt)
-                           : spec.default_sliding_window;
-    const bool in_use =
-        c.model_type == "qwen2" ? optional_bool(j, "use_sliding_window", false, source) : true;
-    if (in_use && c.sliding_window && *c.sliding_window < c.max_position_embeddings) {
-      refuse(source, "sliding_window",
-             "is " + std::to_string(*c.sliding_window) + ", shorter than max_position_embeddings " +
-                 std::to_string(c.max_position_embeddings) +
-                 ": sliding-window attention is not supported (lower max_position_embeddings to "
-                 "the window"
-                 " to run within it)");
-    }
-  } else if (present(j, "sliding_window")) {
-    c.sliding_window =
-        read_int(j, "sliding_window", source);  // LlamaForCausalLM ignores it, as transformers does
-  }
+  c.sliding_window = parse_sliding_window(j, spec, c.max_position_embeddings, source);
   return c;
 }
 

@@ -4,18 +4,18 @@
 // Accepted architectures: LlamaForCausalLM, MistralForCausalLM and
 // Qwen2ForCausalLM (the same decoder; Qwen2 adds q/k/v biases). Everything
 // the runtime cannot reproduce exactly is refused with an error naming the
-// key and the file, never silently ignored: another hidden_act than silu, a
-// sliding window shorter than the context that is actually in use, RoPE
-// scaling other than linear / dynamic / llama3, partial rotary embeddings,
-// quantized checkpoints. Defaults for absent optional keys follow
-// transformers 4.46 for each architecture.
+// key and the file, never silently ignored: another hidden_act than silu,
+// Qwen2's per-layer sliding windows, RoPE scaling other than linear /
+// dynamic / llama3, partial rotary embeddings, quantized checkpoints.
+// Mistral's sliding window is honoured (sliding_window below). Defaults for
+// absent optional keys follow transformers 4.46 for each architecture.
 //
 // rope_inv_freq() reproduces transformers 4.46's float32 computation op for op
 // (_compute_default_rope_parameters, _compute_linear_scaling_rope_parameters,
 // _compute_dynamic_ntk_parameters, _compute_llama3_parameters).
 //
 // Not goals: generation_config.json (sampling defaults), tokenizer settings,
-// YaRN / LongRoPE scaling, per-layer sliding windows.
+// YaRN / LongRoPE scaling, per-layer sliding windows (Qwen2's max_window_layers).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -64,11 +64,14 @@ struct LlamaConfig {
   bool qkv_bias = false;  // q/k/v projections have biases (Llama attention_bias; always for Qwen2)
   bool o_bias = false;    // o_proj has a bias (Llama attention_bias only)
   bool mlp_bias = false;  // gate/up/down projections have biases (Llama mlp_bias)
-  std::string hidden_act = "silu";        // only silu is supported
-  std::optional<int64_t> bos_token_id;    // absent or null: none
-  std::vector<int64_t> eos_token_ids;     // eos_token_id, int or list; empty when absent
-  std::optional<int64_t> sliding_window;  // as configured; never in effect for an accepted config
-  std::string source;                     // the file parsed, for error messages
+  std::string hidden_act = "silu";      // only silu is supported
+  std::optional<int64_t> bos_token_id;  // absent or null: none
+  std::vector<int64_t> eos_token_ids;   // eos_token_id, int or list; empty when absent
+  // Attention window in effect: each position attends to the last
+  // `sliding_window` positions, itself included (Mistral; Qwen2 only when it
+  // masks nothing within max_position_embeddings). Unset: the whole context.
+  std::optional<int64_t> sliding_window;
+  std::string source;  // the file parsed, for error messages
 
   int64_t n_kv_groups() const { return num_attention_heads / num_key_value_heads; }
 };

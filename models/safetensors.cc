@@ -76,11 +76,25 @@ std::string where(const std::string& path, const std::string& name) {
   return path + ": tensor '" + name + "'";
 }
 
+// The safetensors name of a floating scalar type save_safetensors keeps.
+const char* float_dtype_name(at::ScalarType type) {
+  switch (type) {
+    case at::kDouble:
+      return "F64";
+    case at::kHalf:
+      return "F16";
+    case at::kBFloat16:
+      return "BF16";
+    default:
+      return "F32";
+  }
+}
+
 // One tensor to write.
 struct SaveEntry {
   std::string name;
-  at::Tensor data;    // contiguous, CPU, float32 or int64
-  const char* dtype;  // "F32" or "I64"
+  at::Tensor data;    // contiguous, CPU, in the dtype written
+  const char* dtype;  // "F32", "I64", or with SafetensorsFloats::kAsGiven "F16", "BF16", "F64"
 };
 
 // The header by hand, as the reference writer lays it out: "__metadata__"
@@ -322,26 +336,27 @@ const SafetensorsTensorInfo& SafetensorsFile::info(const std::string& name) cons
   return it->second;
 }
 
-at::Tensor SafetensorsFile::get(const std::string& name) const {
+at::Tensor SafetensorsFile::stored(const std::string& name) const {
   const SafetensorsTensorInfo& meta = info(name);
   const at::ScalarType stored = storage_scalar_type(meta.dtype);
-  const auto options = at::TensorOptions().dtype(stored).device(at::kCPU);
   const unsigned char* src = data_ + meta.begin;
   const int64_t element = safetensors_dtype_size(meta.dtype);
-  at::Tensor raw;  // the stored dtype, shape meta.shape
-  if (meta.numel() == 0) {
-    raw = at::detail::empty_cpu(meta.shape, stored);
-  } else if (reinterpret_cast<uintptr_t>(src) % static_cast<uintptr_t>(element) == 0) {
+  if (meta.numel() == 0) return at::detail::empty_cpu(meta.shape, stored);
+  if (reinterpret_cast<uintptr_t>(src) % static_cast<uintptr_t>(element) == 0) {
     std::shared_ptr<Mapping> keep = mapping_;
-    raw = at::from_blob(
+    return at::from_blob(
         const_cast<unsigned char*>(src), meta.shape, [keep](void*) mutable { keep.reset(); },
-        options);
-  } else {
-    raw = at::detail::empty_cpu(meta.shape, stored);
-    std::memcpy(raw.data_ptr(), src, meta.end - meta.begin);
+        at::TensorOptions().dtype(stored).device(at::kCPU));
   }
-  const at::ScalarType wanted = is_floating(meta.dtype) ? at::kFloat : at::kLong;
-  return stored == wanted ? raw : raw.to(wanted);
+  at::Tensor copy = at::detail::empty_cpu(meta.shape, stored);
+  std::memcpy(copy.data_ptr(), src, meta.end - meta.begin);
+  return copy;
+}
+
+at::Tensor SafetensorsFile::get(const std::string& name) const {
+  at::Tensor raw = stored(name);
+  const at::ScalarType wanted = is_floating(info(name).dtype) ? at::kFloat : at::kLong;
+  return raw.scalar_type() == wanted ? raw : raw.to(wanted);
 }
 
 void require_finite(const at::Tensor& tensor, const std::string& name,
@@ -365,7 +380,8 @@ void require_finite(const at::Tensor& tensor, const std::string& name,
 
 void save_safetensors(const std::filesystem::path& path,
                       const std::vector<std::pair<std::string, at::Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+                      const std::map<std::string, std::string>& metadata,
+                      SafetensorsFloats floats) {
   const std::string file = path.string();
   std::vector<SaveEntry> entries;
   std::set<std::string> seen;
@@ -383,8 +399,9 @@ void save_safetensors(const std::filesystem::path& path,
     at::Tensor out;
     const char* dtype = nullptr;
     if (type == at::kFloat || type == at::kDouble || type == at::kHalf || type == at::kBFloat16) {
-      out = tensor.to(at::kCPU, at::kFloat).contiguous();
-      dtype = "F32";
+      const bool keep = floats == SafetensorsFloats::kAsGiven;
+      out = tensor.to(at::kCPU, keep ? type : at::kFloat).contiguous();
+      dtype = keep ? float_dtype_name(type) : "F32";
     } else if (type == at::kLong) {
       out = tensor.to(at::kCPU).contiguous();
       dtype = "I64";

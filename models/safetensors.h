@@ -67,6 +67,10 @@ class SafetensorsFile {
   // calls of one name share memory, so clone() before an in-place change that
   // must not be seen by the other. Thread-safe.
   at::Tensor get(const std::string& name) const;
+  // The tensor on CPU in its stored dtype (BF16 as at::kBFloat16, ...),
+  // borrowed from the mapping when its bytes are aligned for the dtype and
+  // copied otherwise; the same sharing rule as get(). Thread-safe.
+  at::Tensor stored(const std::string& name) const;
   // The "__metadata__" map ({"format": "pt"} for files written by torch).
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::filesystem::path& path() const { return path_; }
@@ -101,12 +105,19 @@ void parse_safetensors_header(const std::string& header_json, uint64_t data_size
 // The largest header accepted (the reference implementation's limit).
 inline constexpr uint64_t kSafetensorsMaxHeaderBytes = 100'000'000;
 
+// How save_safetensors stores floating tensors.
+enum class SafetensorsFloats {
+  kF32,     // every floating tensor as F32 (what the float32 runtime reads back exactly)
+  kAsGiven  // float16 / bfloat16 / float64 keep their dtype (F16, BF16, F64), as the Hub ships
+};
+
 // Writes `tensors` to `path` atomically. float32 and int64 tensors are stored
-// as F32 and I64; float64/float16/bfloat16 are converted to F32; any other
+// as F32 and I64; float64/float16/bfloat16 as `floats` says; any other
 // dtype, an empty or duplicate name, or "__metadata__" as a name throws
 // std::invalid_argument. Tensors may live on any device and be non-contiguous.
 void save_safetensors(const std::filesystem::path& path,
                       const std::vector<std::pair<std::string, at::Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+                      const std::map<std::string, std::string>& metadata = {{"format", "pt"}},
+                      SafetensorsFloats floats = SafetensorsFloats::kF32);
 
 }  // namespace vitrine::models

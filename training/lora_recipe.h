@@ -50,7 +50,7 @@ struct RunContext {
   models::LlamaForCausalLM& model;     // the base; each adapter trains in its own slot
   const models::Tokenizer& tokenizer;  // the base's
   models::ChatFamily family;           // the base's chat format
-  std::string base_model_fingerprint;  // of its config.json and model.safetensors
+  std::string base_model_fingerprint;  // of its config.json and weight files
   RunLog& log;                         // rank 0's metrics and TensorBoard; others drop events
   DataParallel& group;                 // the data-parallel ranks (world size 1: alone)
   const TrainRunOptions& options;      // progress, cancel, resume

@@ -7,6 +7,7 @@
 #include "common/atomic_output.h"
 #include "common/stable_hash.h"
 #include "common/text_file.h"
+#include "models/checkpoint_weights.h"
 #include "models/llama.h"
 #include "models/runtime.h"
 #include "models/tokenizer/chat_format.h"
@@ -70,8 +71,12 @@ TrainOutcome run_training(const TrainConfig& given, const TrainRunOptions& optio
   check_dataset(config.dataset);
   DataParallel group(options.data_parallel);
   prepare_run_directory(config, options, group);
-  const std::string base_fingerprint =
-      files_fingerprint({base / "config.json", base / "model.safetensors"});
+  // config.json and every weight file (the index and each shard when sharded).
+  std::vector<fs::path> base_files{base / "config.json"};
+  for (const fs::path& file : models::CheckpointWeights::open(base).files()) {
+    base_files.push_back(file);
+  }
+  const std::string base_fingerprint = files_fingerprint(base_files);
   models::LlamaForCausalLM model = models::load_llama(base, config.device);
   const auto tokenizer = models::load_tokenizer(base);
   const models::ChatFamily family = models::detect_chat_family(base);

@@ -69,7 +69,7 @@ struct EvalEvent {
 // The fingerprints an adapter records of what it was made from: XXH3-128
 // of the files, 32 hex digits each.
 struct Fingerprints {
-  std::string base_model;  // the base's config.json and model.safetensors
+  std::string base_model;  // the base's config.json and weight files (every shard)
   std::string dataset;     // the task's train.jsonl and validation.jsonl
 };
 

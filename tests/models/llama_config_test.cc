@@ -136,9 +136,16 @@ TEST(LlamaConfigTest, ParsesMistralAndQwen2) {
   EXPECT_EQ(m.n_kv_groups(), 4);
   EXPECT_FALSE(m.sliding_window.has_value());
   EXPECT_FALSE(m.qkv_bias);
-  // A window as long as the context masks nothing: accepted.
+  // Mistral-7B-v0.1's window, shorter than its context: honoured (the mask applies it).
   mistral["sliding_window"] = 4096;
+  mistral["max_position_embeddings"] = 32768;
   EXPECT_EQ(parse_llama_config(mistral.dump()).sliding_window, 4096);
+  mistral.erase("sliding_window");  // MistralConfig's default
+  EXPECT_EQ(parse_llama_config(mistral.dump()).sliding_window, 4096);
+  // Llama has no window: the key is ignored, as transformers ignores it.
+  json llama = llama_json();
+  llama["sliding_window"] = 16;
+  EXPECT_FALSE(parse_llama_config(llama.dump()).sliding_window.has_value());
 
   json qwen = llama_json();
   qwen["architectures"] = {"Qwen2ForCausalLM"};
@@ -154,6 +161,7 @@ TEST(LlamaConfigTest, ParsesMistralAndQwen2) {
   qwen["eos_token_id"] = 151645;
   const LlamaConfig q = parse_llama_config(qwen.dump(), "qwen/config.json");
   EXPECT_EQ(q.architecture, "Qwen2ForCausalLM");
+  EXPECT_FALSE(q.sliding_window.has_value());  // configured but off, as Qwen2Config sets it
   EXPECT_TRUE(q.qkv_bias);
   EXPECT_FALSE(q.o_bias);
   EXPECT_FALSE(q.mlp_bias);
@@ -175,21 +183,13 @@ TEST(LlamaConfigTest, RefusesWhatItCannotRun) {
     std::vector<std::string> parts;
   };
   const std::vector<Case> cases = {
-      {"mistral window in use",
+      {"mistral window not positive",
        [](json& j) {
          j["architectures"] = {"MistralForCausalLM"};
          j["model_type"] = "mistral";
-         j["max_position_embeddings"] = 32768;
-         j["sliding_window"] = 4096;
+         j["sliding_window"] = 0;
        },
-       {"\"sliding_window\"", "4096", "shorter than max_position_embeddings 32768",
-        "not supported"}},
-      {"mistral default window",
-       [](json& j) {
-         j["architectures"] = {"MistralForCausalLM"};
-         j["model_type"] = "mistral";
-       },
-       {"\"sliding_window\"", "4096"}},
+       {"\"sliding_window\"", "positive"}},
       {"qwen2 window in use",
        [](json& j) {
          j["architectures"] = {"Qwen2ForCausalLM"};
@@ -198,7 +198,7 @@ TEST(LlamaConfigTest, RefusesWhatItCannotRun) {
          j["use_sliding_window"] = true;
          j["sliding_window"] = 4096;
        },
-       {"\"sliding_window\"", "shorter than max_position_embeddings"}},
+       {"\"sliding_window\"", "shorter than max_position_embeddings", "max_window_layers"}},
       {"unknown architecture",
        [](json& j) {
          j["architectures"] = {"GPT2LMHeadModel"};

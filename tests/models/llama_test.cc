@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "models/safetensors.h"
+#include "tests/support/layout_param.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/tensors.h"
 
@@ -95,11 +96,7 @@ INSTANTIATE_TEST_SUITE_P(
     HfLlama, LlamaFixture,
     ::testing::Combine(::testing::Values("mha-untied", "gqa-tied", "llama3-rope"),
                        ::testing::Values(WeightLayout::kCheckpoint, WeightLayout::kPacked)),
-    [](const auto& info) {
-      std::string name = std::get<0>(info.param);
-      std::replace(name.begin(), name.end(), '-', '_');
-      return name + (std::get<1>(info.param) == WeightLayout::kPacked ? "_packed" : "");
-    });
+    [](const auto& info) { return testing::layout_param_name(info.param); });
 
 // Packed weights are for inference: what needs the [out, in] ones refuses
 // them by name, and the weights' memory is the panels alone.
