@@ -73,41 +73,102 @@ std::string_view chat_family_name(ChatFamily family) {
   return "plain";
 }
 
-std::string render_chat_prompt(ChatFamily family, const ChatTurn& turn) {
-  const bool has_system = !turn.system.empty();
+namespace {
+
+// Qwen3's template keeps only what follows an earlier answer's "</think>".
+std::string_view without_thinking(std::string_view answer) {
+  const size_t end = answer.rfind("</think>");
+  if (end == std::string_view::npos) return answer;
+  answer.remove_prefix(end + std::string_view("</think>").size());
+  while (!answer.empty() && answer.front() == '\n') answer.remove_prefix(1);
+  return answer;
+}
+
+// A message of a family that frames every message alike, by role
+// ("system", "user" or "assistant").
+using Frame = std::string (*)(std::string_view role, std::string_view text);
+
+std::string llama3_frame(std::string_view role, std::string_view text) {
+  return "<|start_header_id|>" + std::string(role) + "<|end_header_id|>\n\n" + trimmed(text) +
+         "<|eot_id|>";
+}
+
+std::string chatml_frame(std::string_view role, std::string_view text) {
+  if (role == "assistant") text = without_thinking(text);
+  return "<|im_start|>" + std::string(role) + "\n" + std::string(text) + "<|im_end|>\n";
+}
+
+std::string zephyr_frame(std::string_view role, std::string_view text) {
+  return "<|" + std::string(role) + "|>\n" + std::string(text) + "</s>\n";
+}
+
+std::string plain_frame(std::string_view role, std::string_view text) {
+  const std::string_view head = role == "user"        ? "### Instruction:\n"
+                                : role == "assistant" ? "### Response:\n"
+                                                      : "";
+  return std::string(head) + std::string(text) + "\n\n";
+}
+
+// System, history and the current user message, each framed, then the
+// opening of the assistant's answer.
+std::string render_framed(const ChatTurn& turn, Frame frame, std::string_view opening) {
   std::string out;
+  if (!turn.system.empty()) out += frame("system", turn.system);
+  for (const ChatMessage& m : turn.history)
+    out += frame(m.role == ChatRole::kUser ? "user" : "assistant", m.text);
+  return out + frame("user", turn.user) + std::string(opening);
+}
+
+// Llama-2 and Mistral: each user message in [INST] ... [/INST], the system
+// prompt inside the first one; each answer ends with EOS.
+std::string render_inst(const ChatTurn& turn, bool llama2) {
+  std::string out;
+  bool first_user = true;
+  auto user = [&](std::string_view text) {
+    std::string content(text);
+    if (first_user && !turn.system.empty()) {
+      content = llama2 ? "<<SYS>>\n" + turn.system + "\n<</SYS>>\n\n" + content
+                       : turn.system + "\n\n" + content;
+    }
+    first_user = false;
+    // Llama-2's template strips the whole content and starts every user
+    // message with BOS (the first one's comes from the tokenizer).
+    if (llama2 && !out.empty()) out += "<s>";
+    out += "[INST] ";
+    out += llama2 ? trim(content) : std::string_view(content);
+    out += " [/INST]";
+  };
+  for (const ChatMessage& m : turn.history) {
+    if (m.role == ChatRole::kUser) {
+      user(m.text);
+    } else if (llama2) {
+      out.append(" ").append(trim(m.text)).append(" </s>");
+    } else {
+      out.append(m.text).append("</s>");
+    }
+  }
+  user(turn.user);
+  return out;
+}
+
+}  // namespace
+
+std::string render_chat_prompt(ChatFamily family, const ChatTurn& turn) {
   switch (family) {
     case ChatFamily::kLlama3:
-      if (has_system)
-        out +=
-            "<|start_header_id|>system<|end_header_id|>\n\n" + trimmed(turn.system) + "<|eot_id|>";
-      out += "<|start_header_id|>user<|end_header_id|>\n\n" + trimmed(turn.user) + "<|eot_id|>";
-      out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-      return out;
+      return render_framed(turn, llama3_frame, "<|start_header_id|>assistant<|end_header_id|>\n\n");
     case ChatFamily::kChatMl:
-      if (has_system) out += "<|im_start|>system\n" + turn.system + "<|im_end|>\n";
-      out += "<|im_start|>user\n" + turn.user + "<|im_end|>\n<|im_start|>assistant\n";
-      return out;
+      return render_framed(turn, chatml_frame, "<|im_start|>assistant\n");
     case ChatFamily::kLlama2:
-      out = "[INST] ";
-      if (has_system) out += "<<SYS>>\n" + turn.system + "\n<</SYS>>\n\n";
-      out += trimmed(turn.user) + " [/INST]";
-      return out;
+      return render_inst(turn, /*llama2=*/true);
     case ChatFamily::kMistral:
-      out = "[INST] ";
-      if (has_system) out += turn.system + "\n\n";
-      out += turn.user + " [/INST]";
-      return out;
+      return render_inst(turn, /*llama2=*/false);
     case ChatFamily::kZephyr:
-      if (has_system) out += "<|system|>\n" + turn.system + "</s>\n";
-      out += "<|user|>\n" + turn.user + "</s>\n<|assistant|>\n";
-      return out;
+      return render_framed(turn, zephyr_frame, "<|assistant|>\n");
     case ChatFamily::kPlain:
       break;
   }
-  if (has_system) out += turn.system + "\n\n";
-  out += "### Instruction:\n" + turn.user + "\n\n### Response:\n";
-  return out;
+  return render_framed(turn, plain_frame, "### Response:\n");
 }
 
 std::vector<std::string> chat_stop_strings(ChatFamily family) {

@@ -1,11 +1,14 @@
 // Chat-family detection from tokenizer_config.json and prompt rendering,
-// checked down to the special-token ids of the shared tokenizers.
+// single and multi-turn, against the real chat templates' renderings
+// (chat_template_golden.h) and down to the special-token ids of the shared
+// tokenizers.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
 #include "models/tokenizer/chat_format.h"
 #include "models/tokenizer/tokenizer.h"
+#include "tests/models/tokenizer/chat_template_golden.h"
 #include "tests/support/temp_dir.h"
 
 namespace vitrine::models {
@@ -15,6 +18,18 @@ using testing::shared_path;
 
 bool has_id(const std::vector<int32_t>& ids, int32_t id) {
   return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+size_t count_id(const std::vector<int32_t>& ids, int32_t id) {
+  return static_cast<size_t>(std::count(ids.begin(), ids.end(), id));
+}
+
+// "What is Dune about?" answered, then "Who wrote it?", under a system prompt.
+ChatTurn follow_up() {
+  return {.system = "Be brief.",
+          .user = "Who wrote it?",
+          .history = {{ChatRole::kUser, "What is Dune about?"},
+                      {ChatRole::kAssistant, "A desert planet."}}};
 }
 
 TEST(TokenizerChatFormat, RecognisesFamiliesFromTemplates) {
@@ -67,6 +82,73 @@ TEST(TokenizerChatFormat, RendersEachFamily) {
             "### Instruction:\nHi\n\n### Response:\n");
   EXPECT_EQ(chat_stop_strings(ChatFamily::kLlama3), std::vector<std::string>{"<|eot_id|>"});
   EXPECT_EQ(chat_family_name(ChatFamily::kChatMl), "chatml");
+}
+
+// The golden strings are what transformers' apply_chat_template renders
+// with each family's real template (scripts/render_chat_templates.py).
+TEST(TokenizerChatFormat, ConversationsRenderAsTheRealTemplatesDo) {
+  const std::vector<golden::Conversation> conversations = golden::conversations();
+  int checked = 0;
+  for (const golden::Rendering& r : golden::renderings()) {
+    const auto c = std::find_if(conversations.begin(), conversations.end(), [&](const auto& c) {
+      return std::string(c.name) == r.conversation;
+    });
+    ASSERT_NE(c, conversations.end()) << r.conversation;
+    EXPECT_EQ(render_chat_prompt(r.family, c->turn), r.text)
+        << chat_family_name(r.family) << ", " << r.conversation << " (template of "
+        << r.template_source << ")";
+    ++checked;
+  }
+  EXPECT_EQ(checked, 5 * static_cast<int>(conversations.size()));  // every templated family
+}
+
+TEST(TokenizerChatFormat, PlainFormatTakesTurnsAsInstructionAndResponse) {
+  EXPECT_EQ(render_chat_prompt(ChatFamily::kPlain, follow_up()),
+            "Be brief.\n\n"
+            "### Instruction:\nWhat is Dune about?\n\n"
+            "### Response:\nA desert planet.\n\n"
+            "### Instruction:\nWho wrote it?\n\n### Response:\n");
+}
+
+// Llama-2's and Mistral's templates raise on anything but alternating user
+// and assistant messages; the renderer writes each message in its place.
+TEST(TokenizerChatFormat, MessagesOutOfTurnRenderInTheirPlace) {
+  ChatTurn odd{.system = "Be brief.",
+               .user = "Who wrote it?",
+               .history = {{ChatRole::kAssistant, "Welcome!"},
+                           {ChatRole::kUser, "Dune"},
+                           {ChatRole::kUser, "the novel"}}};
+  EXPECT_EQ(render_chat_prompt(ChatFamily::kLlama2, odd),
+            " Welcome! </s><s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nDune [/INST]"
+            "<s>[INST] the novel [/INST]<s>[INST] Who wrote it? [/INST]");
+  EXPECT_EQ(render_chat_prompt(ChatFamily::kMistral, odd),
+            "Welcome!</s>[INST] Be brief.\n\nDune [/INST][INST] the novel [/INST]"
+            "[INST] Who wrote it? [/INST]");
+  EXPECT_EQ(render_chat_prompt(ChatFamily::kZephyr, odd),
+            "<|system|>\nBe brief.</s>\n<|assistant|>\nWelcome!</s>\n<|user|>\nDune</s>\n"
+            "<|user|>\nthe novel</s>\n<|user|>\nWho wrote it?</s>\n<|assistant|>\n");
+}
+
+TEST(TokenizerChatFormat, MultiTurnPromptsTokenizeToSpecialIds) {
+  const auto llama3 = shared_path("tokenizers/llama3");
+  const auto mistral = shared_path("tokenizers/mistral-7b-v0.1");
+  if (!std::filesystem::exists(llama3 / "tokenizer.json") ||
+      !std::filesystem::exists(mistral / "tokenizer.json"))
+    GTEST_SKIP() << "shared test data absent: " << llama3 << ", " << mistral;
+  // Llama-3: one <|eot_id|> per message (system, two earlier, the current).
+  const auto l3 = load_tokenizer(llama3);
+  const auto ids = l3->encode(render_chat_prompt(ChatFamily::kLlama3, follow_up()), true);
+  EXPECT_EQ(count_id(ids, 128000), 1u);  // <|begin_of_text|>, from the tokenizer
+  EXPECT_EQ(count_id(ids, 128009), 4u);  // <|eot_id|>
+  // Llama-2 and Mistral: the answer's </s> (and Llama-2's next <s>) are the
+  // special ids for a tokenizer.json model, never the text "</s>".
+  const auto m = load_tokenizer(mistral);
+  const auto l2 = m->encode(render_chat_prompt(ChatFamily::kLlama2, follow_up()), true);
+  EXPECT_EQ(count_id(l2, 1), 2u);  // <s>: BOS, and before the second [INST]
+  EXPECT_EQ(count_id(l2, 2), 1u);  // </s> after the answer
+  const auto mi = m->encode(render_chat_prompt(ChatFamily::kMistral, follow_up()), true);
+  EXPECT_EQ(count_id(mi, 1), 1u);
+  EXPECT_EQ(count_id(mi, 2), 1u);
 }
 
 TEST(TokenizerChatFormat, RenderedPromptsTokenizeToSpecialIds) {
