@@ -16,6 +16,10 @@ std::string_view evidence_name(Evidence evidence) {
   return "default";
 }
 
+std::string_view source_evidence_name(SourceEvidence evidence) {
+  return evidence == SourceEvidence::kEarlierTurn ? "earlier turn" : "text";
+}
+
 std::vector<Source> find_sources(const Catalog& catalog, std::string_view wording,
                                  const SourceOptions& options) {
   std::vector<Source> sources;
@@ -25,6 +29,21 @@ std::vector<Source> find_sources(const Catalog& catalog, std::string_view wordin
     sources.push_back(Source{std::move(match.uid), std::move(match.title), match.score});
   }
   return sources;
+}
+
+std::vector<Source> find_sources_in_history(const Catalog& catalog,
+                                            std::span<const models::ChatMessage> history,
+                                            const SourceOptions& options) {
+  for (size_t i = history.size(); i-- > 0;) {
+    std::vector<Source> sources = find_sources(catalog, history[i].text, options);
+    if (sources.empty()) continue;
+    for (Source& s : sources) {
+      s.evidence = SourceEvidence::kEarlierTurn;
+      s.history_index = static_cast<int>(i);
+    }
+    return sources;
+  }
+  return {};
 }
 
 }  // namespace vitrine::agents

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,11 +34,21 @@ enum class Evidence {
 // "classifier", "catalogue title", "default".
 std::string_view evidence_name(Evidence evidence);
 
+// Where the product an answer is about was named.
+enum class SourceEvidence {
+  kText,         // in the request's own text
+  kEarlierTurn,  // the text named none: an earlier message of the conversation did
+};
+// "text", "earlier turn".
+std::string_view source_evidence_name(SourceEvidence evidence);
+
 // A catalogue record an answer is about.
 struct Source {
   std::string uid;
   std::string title;
   double score = 0;  // CatalogMatch::score in [0, 1]; 1 for an exact title
+  SourceEvidence evidence = SourceEvidence::kText;
+  int history_index = -1;  // with kEarlierTurn: the index of that earlier message
 };
 
 // The classifier agent's decision for one text.
@@ -72,5 +83,14 @@ struct SourceOptions {
 // options.min_score, at most options.max_sources, best first.
 std::vector<Source> find_sources(const Catalog& catalog, std::string_view wording,
                                  const SourceOptions& options);
+
+// The sources of the latest message of `history` (user or assistant, oldest
+// first) whose text names a product, by find_sources; evidence kEarlierTurn
+// and that message's index. Empty when none does. For a follow-up that
+// names no product ("and who wrote it?"): the conversation is about the
+// product named last.
+std::vector<Source> find_sources_in_history(const Catalog& catalog,
+                                            std::span<const models::ChatMessage> history,
+                                            const SourceOptions& options);
 
 }  // namespace vitrine::agents

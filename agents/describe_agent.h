@@ -8,7 +8,10 @@
 // know is described all the same; its sources then say so (empty,
 // product_known false). Not goals: generating the text (the daemon runs the
 // model), picking among several products with the same title (all are
-// named, best first).
+// named, best first), resolving a title from earlier messages of a
+// conversation: a title names its own product or an unknown one, and
+// taking an earlier product for it would describe the wrong thing (the qa
+// agent resolves follow-up questions).
 #pragma once
 
 #include <memory>

@@ -24,10 +24,13 @@ QaAgent::QaAgent(std::shared_ptr<const Catalog> catalog, QaAgentOptions options)
   if (!catalog_) throw std::invalid_argument("qa agent: no catalogue");
 }
 
-AgentPrompt QaAgent::prompt(std::string_view question) const {
+AgentPrompt QaAgent::prompt(std::string_view question,
+                            std::span<const models::ChatMessage> history) const {
   AgentPrompt out;
   out.task = Task::kQa;
   out.sources = find_sources(*catalog_, question, options_.sources);
+  if (out.sources.empty())
+    out.sources = find_sources_in_history(*catalog_, history, options_.sources);
   out.product_known = !out.sources.empty();
   if (!out.product_known || options_.grounding == Grounding::kNone) {
     out.turn = prompts::task_turn(Task::kQa, question);

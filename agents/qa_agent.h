@@ -15,13 +15,22 @@
 // ungrounded one whatever the grounding, and the sources say so (empty,
 // product_known false) rather than naming a near miss.
 //
+// In a conversation, a question that names no product by itself is taken to
+// be about the product of the latest earlier message that names one
+// (find_sources_in_history): "and who wrote it?" after "What is Dune
+// about?" is about Dune, its source says so (evidence kEarlierTurn), and a
+// grounded prompt names Dune. A question that names a product is about that
+// product, whatever came before.
+//
 // Not goals: generating the answer, retrieving passages by meaning
 // (descriptions are not searched), several products in one question (the
-// best match grounds the prompt).
+// best match grounds the prompt), rewriting the question itself (the
+// earlier messages go into the prompt beside it; router/answerer.h).
 #pragma once
 
 #include <cstddef>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -35,9 +44,11 @@ class QaAgent {
  public:
   explicit QaAgent(std::shared_ptr<const Catalog> catalog, QaAgentOptions options = {});
 
-  // The qa request for `question` and the records it is about. Never throws
-  // on user text.
-  AgentPrompt prompt(std::string_view question) const;
+  // The qa request for `question` and the records it is about; `history`
+  // (the conversation before it, oldest first) is searched only when the
+  // question names no product. Never throws on user text.
+  AgentPrompt prompt(std::string_view question,
+                     std::span<const models::ChatMessage> history = {}) const;
 
  private:
   std::shared_ptr<const Catalog> catalog_;

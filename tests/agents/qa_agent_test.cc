@@ -83,6 +83,61 @@ TEST_F(QaAgentTest, UnknownProductIsSaidAndNeverGrounded) {
   EXPECT_FALSE(agent(Grounding::kTitle).prompt("what is it?").product_known);
 }
 
+using models::ChatMessage;
+using models::ChatRole;
+
+TEST_F(QaAgentTest, AFollowUpIsAboutTheLatestEarlierProduct) {
+  const std::vector<ChatMessage> history = {
+      {ChatRole::kUser, "Is Who Moved My Cheese? a good read?"},
+      {ChatRole::kAssistant, "Yes, a short parable."},
+      {ChatRole::kUser, "How many watts is the stainless steel electric kettle?"},
+      {ChatRole::kAssistant, "1500 watts."},
+  };
+  const AgentPrompt p = agent(Grounding::kTitle).prompt("and does it switch itself off?", history);
+  ASSERT_TRUE(p.product_known);
+  ASSERT_EQ(p.sources.size(), 1u);
+  EXPECT_EQ(p.sources[0].uid, "B00KETTLE1");  // the latest, not the first
+  EXPECT_EQ(p.sources[0].evidence, SourceEvidence::kEarlierTurn);
+  EXPECT_EQ(p.sources[0].history_index, 2);
+  EXPECT_EQ(source_evidence_name(p.sources[0].evidence), "earlier turn");
+  // The grounded prompt names the product the question is about.
+  EXPECT_EQ(p.turn.user,
+            "Product: Stainless Steel Electric Kettle 1.7 Liter\n\nand does it switch itself off?");
+  // Portuguese follow-ups work the same.
+  const AgentPrompt pt = agent(Grounding::kNone).prompt("e quem escreveu?", history);
+  ASSERT_TRUE(pt.product_known);
+  EXPECT_EQ(pt.sources[0].uid, "B00KETTLE1");
+  testing::expect_training_prompt(pt, Task::kQa, "e quem escreveu?");
+}
+
+TEST_F(QaAgentTest, AnAssistantAnswerCanNameTheProduct) {
+  const std::vector<ChatMessage> history = {
+      {ChatRole::kUser, "Recommend a book about change"},
+      {ChatRole::kAssistant, "Who Moved My Cheese?"},
+  };
+  const AgentPrompt p = agent(Grounding::kNone).prompt("who wrote it?", history);
+  ASSERT_EQ(p.sources.size(), 1u);
+  EXPECT_EQ(p.sources[0].uid, "0399144463");
+  EXPECT_EQ(p.sources[0].history_index, 1);
+}
+
+TEST_F(QaAgentTest, AQuestionNamingAProductIgnoresTheHistory) {
+  const std::vector<ChatMessage> history = {
+      {ChatRole::kUser, "How many watts is the stainless steel electric kettle?"}};
+  const AgentPrompt p = agent(Grounding::kNone).prompt("Is Who Moved My Cheese? long?", history);
+  ASSERT_EQ(p.sources.size(), 1u);
+  EXPECT_EQ(p.sources[0].uid, "0399144463");
+  EXPECT_EQ(p.sources[0].evidence, SourceEvidence::kText);
+  EXPECT_EQ(p.sources[0].history_index, -1);
+  // A history that names no product leaves the question unknown.
+  const AgentPrompt unknown =
+      agent(Grounding::kNone)
+          .prompt("who wrote it?", std::vector<ChatMessage>{{ChatRole::kUser, "hello"},
+                                                            {ChatRole::kAssistant, "hi!"}});
+  EXPECT_FALSE(unknown.product_known);
+  EXPECT_TRUE(unknown.sources.empty());
+}
+
 TEST_F(QaAgentTest, MinScoreDecidesWhatIsKnown) {
   QaAgentOptions options;
   options.sources.min_score = 1.01;  // nothing scores above 1
