@@ -4,7 +4,9 @@
 // their prompts here, so an adapter sees at serving the text it learnt from.
 //
 // The turn is rendered in the model's chat format by
-// models::render_chat_prompt. Not goals: multi-turn histories, few-shot
+// models::render_chat_prompt. Not goals: conversations (the daemon renders
+// a conversation's earlier turns before the task turn and appends a
+// client's system message to the task's; router/answerer.h), few-shot
 // examples, per-language system prompts.
 #pragma once
 

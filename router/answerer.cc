@@ -39,6 +39,66 @@ void check_text(const std::string& text, int max_bytes) {
   if (!utf8::is_valid(text)) throw std::invalid_argument("text: not valid UTF-8");
 }
 
+// Each turn's role and text, and the limits on their number and bytes.
+void check_history(const std::vector<Turn>& history, const AnswererOptions& options) {
+  if (history.size() > static_cast<size_t>(options.max_history_turns)) {
+    throw std::invalid_argument(
+        fmt::format("history: {} turns, more than the limit of {} (engine.max_history_turns)",
+                    history.size(), options.max_history_turns));
+  }
+  size_t bytes = 0;
+  for (size_t i = 0; i < history.size(); ++i) {
+    const Turn& turn = history[i];
+    if (turn.role != TurnRole::kSystem && turn.role != TurnRole::kUser &&
+        turn.role != TurnRole::kAssistant) {
+      throw std::invalid_argument(
+          fmt::format("history[{}].role: {} is not ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT", i,
+                      static_cast<int>(turn.role)));
+    }
+    bytes += turn.text.size();
+    if (bytes > static_cast<size_t>(options.max_history_bytes)) {
+      throw std::invalid_argument(fmt::format(
+          "history[{}].text: the history's text reaches {} bytes here, more than the limit of {} "
+          "(engine.max_history_bytes)",
+          i, bytes, options.max_history_bytes));
+    }
+    if (!utf8::is_valid(turn.text)) {
+      throw std::invalid_argument(fmt::format("history[{}].text: not valid UTF-8", i));
+    }
+  }
+}
+
+// A request's history as the prompt takes it: the system turns joined, the
+// user and assistant turns in order with their indices in the request.
+struct Conversation {
+  std::string system;
+  std::vector<models::ChatMessage> messages;
+  std::vector<int> request_index;  // of each message, in Request::history
+};
+
+Conversation conversation_of(const std::vector<Turn>& history) {
+  Conversation out;
+  for (size_t i = 0; i < history.size(); ++i) {
+    const Turn& turn = history[i];
+    if (turn.role == TurnRole::kSystem) {
+      if (!turn.text.empty()) out.system += (out.system.empty() ? "" : "\n\n") + turn.text;
+      continue;
+    }
+    out.messages.push_back(
+        {turn.role == TurnRole::kUser ? models::ChatRole::kUser : models::ChatRole::kAssistant,
+         turn.text});
+    out.request_index.push_back(static_cast<int>(i));
+  }
+  return out;
+}
+
+// The task's system prompt, then the client's (see answerer.h for why).
+std::string system_prompt(const std::string& task_system, const std::string& client_system) {
+  if (client_system.empty()) return task_system;
+  if (task_system.empty()) return client_system;
+  return task_system + "\n\n" + client_system;
+}
+
 void check_route(RouteAsked route) {
   switch (route) {
     case RouteAsked::kAuto:
@@ -220,15 +280,59 @@ void Answerer::choose_model(const Request& request, prompts::Task task, Plan& pl
   answer.model = plan.lease != nullptr ? std::string(prompts::task_name(task)) : "base";
 }
 
-// The agent's prompt as token ids, and the records the answer is about.
-void Answerer::add_prompt(const std::string& text, prompts::Task task, Plan& plan) const {
-  const agents::AgentPrompt prompt =
-      task == prompts::Task::kDescribe ? parts_.describe->prompt(text) : parts_.qa->prompt(text);
+// The agent's prompt, after the conversation's earlier turns, as token ids,
+// and the records the answer is about.
+void Answerer::add_prompt(const Request& request, prompts::Task task, Plan& plan) const {
+  const Conversation conversation = conversation_of(request.history);
+  agents::AgentPrompt prompt = task == prompts::Task::kDescribe
+                                   ? parts_.describe->prompt(request.text)
+                                   : parts_.qa->prompt(request.text, conversation.messages);
+  for (agents::Source& source : prompt.sources) {
+    if (source.history_index >= 0) {
+      source.history_index = conversation.request_index.at(source.history_index);
+    }
+  }
   plan.answer.sources = prompt.sources;
   plan.answer.product_found = prompt.product_known;
-  const std::string rendered = models::render_chat_prompt(parts_.family, prompt.turn);
-  const std::vector<int32_t> ids = parts_.tokenizer->encode(rendered, /*add_bos=*/true);
+  models::ChatTurn turn = prompt.turn;
+  turn.system = system_prompt(turn.system, conversation.system);
+  turn.history = conversation.messages;
+  std::vector<int32_t> ids;
+  const size_t dropped = encode_within_limit(std::move(turn), ids);
+  plan.answer.history_turns_dropped = static_cast<int>(dropped);
+  plan.answer.history_turns_used = static_cast<int>(conversation.messages.size() - dropped);
   plan.request.prompt.assign(ids.begin(), ids.end());
+}
+
+size_t Answerer::encode_within_limit(models::ChatTurn turn, std::vector<int32_t>& ids) const {
+  const size_t limit = static_cast<size_t>(parts_.engine->options().max_prompt_tokens);
+  const std::vector<models::ChatMessage> all = std::move(turn.history);
+  auto encode_from = [&](size_t first) {
+    turn.history.assign(all.begin() + static_cast<std::ptrdiff_t>(first), all.end());
+    return parts_.tokenizer->encode(models::render_chat_prompt(parts_.family, turn), true);
+  };
+  ids = encode_from(0);
+  if (ids.size() <= limit || all.empty()) return 0;
+  // Where the kept turns may start: at a user turn, or nowhere (the last
+  // resort; a prompt still too long is the engine's to refuse).
+  std::vector<size_t> starts;
+  for (size_t k = 1; k < all.size(); ++k) {
+    if (all[k].role == models::ChatRole::kUser) starts.push_back(k);
+  }
+  starts.push_back(all.size());
+  // Fewer turns, fewer tokens: the first start that fits, by bisection
+  // (a handful of encodings for the 32 turns a request may carry).
+  size_t lo = 0, hi = starts.size() - 1;
+  while (lo < hi) {
+    const size_t mid = (lo + hi) / 2;
+    if (encode_from(starts[mid]).size() <= limit) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  ids = encode_from(starts[lo]);
+  return starts[lo];
 }
 
 Plan Answerer::plan(const Request& request) const {
@@ -237,6 +341,7 @@ Plan Answerer::plan(const Request& request) const {
     throw std::invalid_argument(fmt::format("user_id: {} bytes, more than the limit of {}",
                                             request.user_id.size(), kMaxUserIdBytes));
   }
+  check_history(request.history, options_);
   check_route(request.route);
   Plan plan;
   plan.request.options = generation_options(request.generation);
@@ -245,7 +350,7 @@ Plan Answerer::plan(const Request& request) const {
   const prompts::Task task = choose_route(request, plan.answer.route);
   plan.answer.response_id = new_response_id();
   choose_model(request, task, plan);
-  add_prompt(request.text, task, plan);
+  add_prompt(request, task, plan);
   return plan;
 }
 

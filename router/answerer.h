@@ -21,8 +21,29 @@
 // route or a pinned version is not loaded, ResourceExhaustedError when the
 // engine's queue is full. All methods may be called from many threads.
 //
+// Conversations. A request may carry the turns before its text
+// (Request::history, at most max_history_turns turns and max_history_bytes
+// bytes). The classifier routes the current text alone; the agent's turn
+// for it is rendered after the earlier user and assistant turns, in the
+// model's chat format. When that prompt would pass the engine's
+// max_prompt_tokens, the oldest turns are left out first, the kept ones
+// starting at a user turn (an answer without its question misleads); the
+// current text and the system prompt are never left out, and the answer
+// counts what was used and dropped. The qa agent takes a question that
+// names no product to be about the latest earlier turn's product.
+//
+// The client's system turns are joined and appended, after a blank line, to
+// the task's own system prompt (prompts::task_turn), on every route. The
+// adapters were tuned with that prompt alone, so it stays first and whole:
+// replacing it would ask an adapter in words it never saw. Appended, a
+// shopper's or an integrator's instructions ("answer in Portuguese", "be
+// brief") still reach the model. Base gets the same prompt as the adapters
+// rather than the client's alone, so Compare and experiments stay an A/B of
+// the weights, not of two prompts.
+//
 // Not goals: authentication, admission and draining, metrics of requests
-// and the response log (the edge's); multi-turn conversations; priorities.
+// and the response log (the edge's); remembering conversations (the client
+// sends them); summarising the turns that do not fit; priorities.
 #pragma once
 
 #include <chrono>
@@ -65,8 +86,23 @@ struct GenerationSettings {
   uint64_t seed = 0;              // sampling seed
 };
 
+// Who wrote an earlier turn (the values of vitrine.v1.Turn.Role; 0, unspecified,
+// is refused).
+enum class TurnRole : int {
+  kSystem = 1,     // the client's instructions: appended to the task's system prompt
+  kUser = 2,       // the shopper
+  kAssistant = 3,  // an earlier answer
+};
+
+// One earlier turn of a conversation.
+struct Turn {
+  TurnRole role = TurnRole::kUser;
+  std::string text;  // valid UTF-8; may be empty
+};
+
 struct Request {
-  std::string text;  // a title or a question; valid UTF-8, not blank
+  std::string text;           // a title or a question; valid UTF-8, not blank
+  std::vector<Turn> history;  // the conversation before `text`, oldest first
   RouteAsked route = RouteAsked::kAuto;
   std::string user_id;  // experiments: the same user always gets the same arm
   GenerationSettings generation;
@@ -97,9 +133,12 @@ struct Answer {
   std::string response_id;  // unique; the key of the response log and of Feedback
   std::string model;        // the model that answers: describe, qa or base
   RouteTaken route;
-  std::vector<agents::Source> sources;  // best first; empty when no product is known
+  std::vector<agents::Source> sources;  // best first; empty when no product is known; a
+                                        // source's history_index is Request::history's
   bool product_found = false;
-  std::string experiment;  // the experiment and arm that chose the model ("" if none)
+  int history_turns_used = 0;     // earlier user and assistant turns in the prompt
+  int history_turns_dropped = 0;  // the oldest ones left out to fit max_prompt_tokens
+  std::string experiment;         // the experiment and arm that chose the model ("" if none)
   std::string arm;
   // Filled by run(); finish_reason stays empty until the engine has ended it.
   std::string text;
@@ -188,7 +227,10 @@ class Answerer {
   models::GenerationOptions generation_options(const GenerationSettings& settings) const;
   prompts::Task choose_route(const Request& request, RouteTaken& taken) const;
   void choose_model(const Request& request, prompts::Task task, Plan& plan) const;
-  void add_prompt(const std::string& text, prompts::Task task, Plan& plan) const;
+  void add_prompt(const Request& request, prompts::Task task, Plan& plan) const;
+  // The prompt's token ids for `turn`, leaving out as few of its oldest
+  // history messages as fit max_prompt_tokens; returns how many were left out.
+  size_t encode_within_limit(models::ChatTurn turn, std::vector<int32_t>& ids) const;
   // Submits the plans, waits for all, and fills their answers.
   void execute(const std::vector<Plan*>& plans, const RunHooks& hooks) const;
 

@@ -1,5 +1,6 @@
 #include "router/chat_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <deque>
@@ -15,9 +16,21 @@ using Clock = std::chrono::steady_clock;
 
 // ---- protos <-> the answerer's structs ----
 
+std::vector<Turn> history_of(const v1::AskRequest& r) {
+  std::vector<Turn> history;
+  history.reserve(static_cast<size_t>(r.history_size()));
+  for (const v1::Turn& t : r.history()) {
+    // The role is checked by plan().
+    history.push_back(
+        {.role = static_cast<TurnRole>(static_cast<int>(t.role())), .text = t.text()});
+  }
+  return history;
+}
+
 Request request_of(const v1::AskRequest& r, Clock::time_point deadline) {
   const v1::GenerationSettings& g = r.generation();
   return {.text = r.text(),
+          .history = history_of(r),
           .route = static_cast<RouteAsked>(static_cast<int>(r.route())),  // checked by plan()
           .user_id = r.user_id(),
           .generation = {.max_new_tokens = g.max_new_tokens(),
@@ -34,6 +47,8 @@ v1::Source to_proto(const agents::Source& s) {
   out.set_uid(s.uid);
   out.set_title(s.title);
   out.set_score(s.score);
+  out.set_evidence(std::string(agents::source_evidence_name(s.evidence)));
+  out.set_history_index(std::max(s.history_index, 0));
   return out;
 }
 
@@ -57,6 +72,8 @@ v1::AskResponse to_proto(const Answer& a) {
   out.set_experiment(a.experiment);
   out.set_arm(a.arm);
   out.set_finish_reason(a.finish_reason);
+  out.set_history_turns_used(a.history_turns_used);
+  out.set_history_turns_dropped(a.history_turns_dropped);
   return out;
 }
 

@@ -15,8 +15,8 @@
 // Handlers run on gRPC's threads and block while the engine answers; client
 // cancellation and deadlines end the request in the engine at its next step.
 //
-// Not goals: routing policy (the answerer's), multi-turn conversations,
-// per-user quotas, request priorities.
+// Not goals: routing policy and conversations (the answerer's), per-user
+// quotas, request priorities.
 #pragma once
 
 #include <atomic>

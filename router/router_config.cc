@@ -42,7 +42,9 @@ void bind_engine(ConfigBinder& b, RouterConfig& c) {
       .field("max_prompt_tokens", e.max_prompt_tokens)
       .field("max_new_tokens", e.max_new_tokens)
       .field("default_new_tokens", a.default_new_tokens)
-      .field("repetition_penalty", a.repetition_penalty);
+      .field("repetition_penalty", a.repetition_penalty)
+      .field("max_history_turns", a.max_history_turns)
+      .field("max_history_bytes", a.max_history_bytes);
 }
 
 // The routing section: the agents' options. default_route and grounding
@@ -113,6 +115,8 @@ void validate(const RouterConfig& c) {
   require(a.default_new_tokens >= 1 && a.default_new_tokens <= e.max_new_tokens,
           "engine.default_new_tokens", "expected between 1 and engine.max_new_tokens");
   require(a.repetition_penalty > 0, "engine.repetition_penalty", "expected > 0");
+  require(a.max_history_turns >= 0, "engine.max_history_turns", "expected >= 0");
+  require(a.max_history_bytes >= 0, "engine.max_history_bytes", "expected >= 0");
   const RoutingOptions& r = c.routing;
   require(r.classifier.min_confidence >= 0 && r.classifier.min_confidence <= 1,
           "routing.min_confidence", "expected between 0 and 1");

@@ -32,6 +32,12 @@ struct AnswererOptions {
   int default_new_tokens = 96;      // tokens generated when a request does not say; at most
                                     // EngineOptions::max_new_tokens
   double repetition_penalty = 1.1;  // when a request sets none; > 1 discourages repeating tokens
+  int max_history_turns = 32;       // earlier turns of a conversation a request may carry
+                                    // (INVALID_ARGUMENT above): bounds the product search over
+                                    // them and what is rendered and tokenized to fit the prompt
+  int max_history_bytes = 32768;    // bytes of those turns' text in all (INVALID_ARGUMENT
+                                    // above); what passes max_prompt_tokens is left out anyway,
+                                    // oldest first, so more only costs tokenizing
 };
 
 // The agents' options, exactly as the agents take them. YAML: the routing

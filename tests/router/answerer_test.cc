@@ -1,7 +1,8 @@
 // The answerer without gRPC: route choice (classifier, forced, base),
-// experiment arms, adapter leases and Compare, on plain structs, with the
-// real stories260K-hf model from ../shared, a hand-made catalogue, a
-// classifier with hand-set weights and random LoRA adapters published in
+// experiment arms, adapter leases, Compare and conversations (limits, the
+// system prompt, the oldest turns left out, follow-ups), on plain structs,
+// with the real stories260K-hf model from ../shared, a hand-made catalogue,
+// a classifier with hand-set weights and random LoRA adapters published in
 // the test.
 #include "router/answerer.h"
 
@@ -101,13 +102,14 @@ class AnswererTest : public ::testing::Test {
   // An answerer on a fresh engine with the published adapters loaded and a
   // classifier that says softmax(describe_bias, qa_bias).
   Answerer make(double describe_bias = 0, double qa_bias = 4,
-                std::shared_ptr<const Experiments> experiments = nullptr) {
+                std::shared_ptr<const Experiments> experiments = nullptr,
+                AnswererOptions options = {}, models::EngineOptions engine = {}) {
     AnswererParts parts;
     models::LlamaForCausalLM model =
         models::load_llama(model_dir_, "cpu", models::WeightLayout::kPacked);
     parts.tokenizer = models::load_tokenizer(model_dir_);
     parts.family = models::detect_chat_family(model_dir_);
-    parts.engine = std::make_shared<models::Engine>(model, parts.tokenizer);
+    parts.engine = std::make_shared<models::Engine>(model, parts.tokenizer, engine);
     parts.registry = std::make_shared<AdapterRegistry>(*parts.engine, dir_ / "adapters",
                                                        std::vector<std::string>{"describe", "qa"});
     EXPECT_TRUE(parts.registry->reload().errors.empty());
@@ -116,7 +118,15 @@ class AnswererTest : public ::testing::Test {
     parts.describe = std::make_shared<const agents::DescribeAgent>(catalog_);
     parts.qa = std::make_shared<const agents::QaAgent>(catalog_);
     parts.experiments = std::move(experiments);
-    return Answerer(std::move(parts));
+    return Answerer(std::move(parts), options);
+  }
+
+  // The prompt's ids for `turn`, as the answerer encodes it for this model.
+  std::vector<int64_t> prompt_ids(const models::ChatTurn& turn) const {
+    const auto tokenizer = models::load_tokenizer(model_dir_);
+    const std::vector<int32_t> ids = tokenizer->encode(
+        models::render_chat_prompt(models::detect_chat_family(model_dir_), turn), true);
+    return {ids.begin(), ids.end()};
   }
 
   vitrine::testing::TempDir dir_;
@@ -379,6 +389,161 @@ TEST_F(AnswererTest, TextStreamsToTheCallerAndCancellingEndsTheAnswer) {
   cancelling.cancelled = [] { return true; };
   const Answer refused = answerer.ask(sampled, cancelling);
   EXPECT_EQ(refused.finish_reason, "cancelled");
+}
+
+// ---- conversations ----
+
+Turn turn(TurnRole role, std::string text) {
+  return {.role = role, .text = std::move(text)};
+}
+
+models::ChatMessage message(models::ChatRole role, std::string text) {
+  return {.role = role, .text = std::move(text)};
+}
+
+// The message plan() throws for `r`, or "(planned)".
+std::string refusal(const Answerer& answerer, const Request& r) {
+  try {
+    answerer.plan(r);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "(planned)";
+}
+
+TEST_F(AnswererTest, HistoryLimitsAreCheckedNamingTheTurn) {
+  AnswererOptions options;
+  options.max_history_turns = 3;
+  options.max_history_bytes = 100;
+  const Answerer answerer = make(0, 4, nullptr, options);
+  Request r = request(kQuestion);
+  r.history = {turn(TurnRole::kUser, "a"), turn(TurnRole::kAssistant, "b"),
+               turn(TurnRole::kUser, "c"), turn(TurnRole::kAssistant, "d")};
+  EXPECT_EQ(refusal(answerer, r),
+            "history: 4 turns, more than the limit of 3 (engine.max_history_turns)");
+  r.history.pop_back();
+  EXPECT_EQ(refusal(answerer, r), "(planned)");
+  r.history[2].text = std::string(99, 'c');  // 1 + 1 + 99 bytes
+  EXPECT_EQ(refusal(answerer, r),
+            "history[2].text: the history's text reaches 101 bytes here, more than the limit of "
+            "100 (engine.max_history_bytes)");
+  r.history[2].text = "caf\xc3(";
+  EXPECT_EQ(refusal(answerer, r), "history[2].text: not valid UTF-8");
+  r.history[2] = turn(static_cast<TurnRole>(0), "c");  // ROLE_UNSPECIFIED
+  EXPECT_EQ(refusal(answerer, r),
+            "history[2].role: 0 is not ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT");
+  // Empty turns are fine (an answer may have been empty); a blank text is not.
+  r.history[2] = turn(TurnRole::kUser, "");
+  EXPECT_EQ(refusal(answerer, r), "(planned)");
+  r.text = " ";
+  EXPECT_EQ(refusal(answerer, r), "text: empty");
+}
+
+TEST_F(AnswererTest, EarlierTurnsComeBeforeTheTaskTurnAndTheClientSystemAfterTheTasks) {
+  publish("qa", 1, 2);
+  const Answerer answerer = make(0, 4);
+  Request r = request(kQuestion);
+  r.history = {turn(TurnRole::kSystem, "Be brief."), turn(TurnRole::kUser, "Hello"),
+               turn(TurnRole::kAssistant, "Hi! Ask me about a product."),
+               turn(TurnRole::kSystem, "Answer in Portuguese.")};
+  const Plan plan = answerer.plan(r);
+  models::ChatTurn expected = prompts::task_turn(prompts::Task::kQa, kQuestion);
+  // The task's system prompt stays first and whole; the client's follows.
+  expected.system += "\n\nBe brief.\n\nAnswer in Portuguese.";
+  expected.history = {message(models::ChatRole::kUser, "Hello"),
+                      message(models::ChatRole::kAssistant, "Hi! Ask me about a product.")};
+  EXPECT_EQ(plan.request.prompt, prompt_ids(expected));
+  EXPECT_EQ(plan.answer.history_turns_used, 2);  // system turns are in neither count
+  EXPECT_EQ(plan.answer.history_turns_dropped, 0);
+  // Route base asks with the same prompt: an A/B of the weights alone.
+  r.route = RouteAsked::kBase;
+  EXPECT_EQ(answerer.plan(r).request.prompt, plan.request.prompt);
+  // The model answers it.
+  r.route = RouteAsked::kAuto;
+  const Answer answer = answerer.ask(r);
+  EXPECT_FALSE(answer.finish_reason.empty());
+  EXPECT_EQ(answer.usage.prompt_tokens, static_cast<int64_t>(plan.request.prompt.size()));
+}
+
+TEST_F(AnswererTest, TheOldestTurnsAreLeftOutToFitThePrompt) {
+  publish("qa", 1, 2);
+  const std::vector<Turn> history = {
+      turn(TurnRole::kSystem, "Be brief."),
+      turn(TurnRole::kUser, "Tell me about the kettle, the first question of a long talk."),
+      turn(TurnRole::kAssistant, "It boils water in three minutes and switches itself off."),
+      turn(TurnRole::kUser, "And the second question, about its size and its colour?"),
+      turn(TurnRole::kAssistant, "An answer about the size and the colour of the kettle."),
+      turn(TurnRole::kUser, "A third question: what does it weigh?"),
+      turn(TurnRole::kAssistant, "A third answer: a little over a kilogram."),
+  };
+  // The prompts the answerer may choose between, by where the kept turns start.
+  models::ChatTurn base = prompts::task_turn(prompts::Task::kQa, kQuestion);
+  base.system += "\n\nBe brief.";
+  auto kept_from = [&](size_t first) {  // first: an index into the 6 messages
+    models::ChatTurn t = base;
+    for (size_t i = 1 + first; i < history.size(); ++i) {
+      t.history.push_back(message(history[i].role == TurnRole::kUser ? models::ChatRole::kUser
+                                                                     : models::ChatRole::kAssistant,
+                                  history[i].text));
+    }
+    return prompt_ids(t);
+  };
+  const std::vector<int64_t> all = kept_from(0), from_third = kept_from(4), none = kept_from(6);
+  ASSERT_GT(all.size(), kept_from(3).size());
+  ASSERT_GT(kept_from(3).size(), from_third.size());
+
+  // A limit that the prompt from the second answer on would fit: an answer
+  // without its question is never kept, so the third exchange alone is.
+  models::EngineOptions engine;
+  engine.max_prompt_tokens = static_cast<int>(kept_from(3).size());
+  Request r = request(kQuestion);
+  r.history = history;
+  const Plan plan = make(0, 4, nullptr, {}, engine).plan(r);
+  EXPECT_EQ(plan.request.prompt, from_third);
+  EXPECT_EQ(plan.answer.history_turns_dropped, 4);
+  EXPECT_EQ(plan.answer.history_turns_used, 2);
+
+  // Room for everything: nothing left out.
+  engine.max_prompt_tokens = static_cast<int>(all.size());
+  const Plan whole = make(0, 4, nullptr, {}, engine).plan(r);
+  EXPECT_EQ(whole.request.prompt, all);
+  EXPECT_EQ(whole.answer.history_turns_dropped, 0);
+
+  // Room for the current turn alone: every earlier turn goes, the system
+  // prompt stays; too little even for that, and the engine refuses it.
+  engine.max_prompt_tokens = static_cast<int>(none.size());
+  const Answerer tight = make(0, 4, nullptr, {}, engine);
+  const Plan bare = tight.plan(r);
+  EXPECT_EQ(bare.request.prompt, none);
+  EXPECT_EQ(bare.answer.history_turns_dropped, 6);
+  EXPECT_EQ(bare.answer.history_turns_used, 0);
+  engine.max_prompt_tokens = static_cast<int>(none.size()) - 1;
+  EXPECT_THROW(make(0, 4, nullptr, {}, engine).ask(r), std::invalid_argument);
+}
+
+TEST_F(AnswererTest, AFollowUpIsAnsweredAboutTheEarlierProductAndSaysSo) {
+  publish("describe", 1, 1);
+  publish("qa", 1, 2);
+  const Answerer answerer = make(0, 4);  // the classifier says qa
+  Request r = request("and does it switch itself off?");
+  r.history = {turn(TurnRole::kSystem, "Be brief."),
+               turn(TurnRole::kUser, "How many watts is the stainless steel electric kettle?"),
+               turn(TurnRole::kAssistant, "1500 watts.")};
+  const Answer answer = answerer.ask(r);
+  EXPECT_EQ(answer.route.agent, "qa");
+  EXPECT_TRUE(answer.product_found);
+  ASSERT_EQ(answer.sources.size(), 1u);
+  EXPECT_EQ(answer.sources[0].uid, "B00KETTLE1");
+  EXPECT_EQ(answer.sources[0].evidence, agents::SourceEvidence::kEarlierTurn);
+  EXPECT_EQ(answer.sources[0].history_index, 1);  // the request's index, system turn counted
+  EXPECT_EQ(answer.history_turns_used, 2);
+  EXPECT_FALSE(answer.finish_reason.empty());
+
+  // Without the conversation the question is about no known product.
+  EXPECT_FALSE(answerer.plan(request("and does it switch itself off?")).answer.product_found);
+  // A title is described as it stands: the describe agent resolves nothing.
+  r.route = RouteAsked::kDescribe;
+  EXPECT_TRUE(answerer.plan(r).answer.sources.empty());
 }
 
 }  // namespace

@@ -2,9 +2,9 @@
 // serving stories260K-hf with describe and qa adapters and a classifier
 // trained in this test from ../shared's sample, asked over gRPC.
 #include <fmt/format.h>
+#include <google/protobuf/stubs/logging.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
-#include <google/protobuf/stubs/logging.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
@@ -343,8 +343,7 @@ TEST_F(Vitrined, BadRequestsGetTheirStatusAndTheDaemonGoesOn) {
   v1::FeedbackRequest feedback;
   feedback.set_response_id("r-1");
   feedback.set_comment("ok \xed\xa0\x80");  // a surrogate
-  EXPECT_EQ(raw_call(*daemon, "Feedback", feedback),
-            "INVALID_ARGUMENT comment: not valid UTF-8");
+  EXPECT_EQ(raw_call(*daemon, "Feedback", feedback), "INVALID_ARGUMENT comment: not valid UTF-8");
   EXPECT_EQ(raw_call(*daemon, "Ask", std::string("\x0a\xff")),
             "INVALID_ARGUMENT the request is not a valid vitrine.v1.AskRequest message");
 
@@ -388,6 +387,75 @@ TEST_F(Vitrined, BadRequestsGetTheirStatusAndTheDaemonGoesOn) {
                       "\"INVALID_ARGUMENT\"} 1"),
             std::string::npos)
       << text;
+}
+
+v1::Turn* add_turn(v1::AskRequest& request, v1::Turn::Role role, const std::string& text) {
+  v1::Turn* turn = request.add_history();
+  turn->set_role(role);
+  turn->set_text(text);
+  return turn;
+}
+
+TEST_F(Vitrined, ConversationsAreAnsweredWithinTheirLimits) {
+  auto daemon = start({{"engine", {{"max_history_turns", 4}, {"max_history_bytes", 20000}}}});
+  const Json first = read_jsonl(dir_->path() / "ds" / "tasks" / "describe" / "test.jsonl", 1)[0];
+  const std::string title = first["prompt"];
+
+  // A follow-up that names no product is about the one named before.
+  v1::AskRequest follow_up = ask_request("and who wrote it?", 4, v1::ROUTE_QA);
+  add_turn(follow_up, v1::Turn::ROLE_USER, title);
+  add_turn(follow_up, v1::Turn::ROLE_ASSISTANT, "A fine product.");
+  add_turn(follow_up, v1::Turn::ROLE_SYSTEM, "Answer briefly.");
+  v1::AskResponse r;
+  ASSERT_TRUE(ask(*daemon, follow_up, r).ok());
+  EXPECT_TRUE(r.product_found());
+  ASSERT_GE(r.sources_size(), 1);
+  EXPECT_EQ(r.sources(0).title(), title);
+  EXPECT_EQ(r.sources(0).evidence(), "earlier turn");
+  EXPECT_EQ(r.sources(0).history_index(), 0);
+  EXPECT_EQ(r.history_turns_used(), 2);
+  EXPECT_EQ(r.history_turns_dropped(), 0);
+  // Named by the text itself, a source says so.
+  v1::AskResponse direct;
+  ASSERT_TRUE(ask(*daemon, ask_request(title, 2, v1::ROUTE_QA), direct).ok());
+  ASSERT_GE(direct.sources_size(), 1);
+  EXPECT_EQ(direct.sources(0).evidence(), "text");
+  EXPECT_EQ(direct.history_turns_used(), 0);
+
+  // Turns past engine.max_prompt_tokens are left out, oldest first.
+  v1::AskRequest long_talk = ask_request("and who wrote it?", 2, v1::ROUTE_QA);
+  std::string chapter;
+  while (chapter.size() < 3000) chapter += "the little dog ran to the park and saw a bird. ";
+  for (int i = 0; i < 4; ++i) {
+    add_turn(long_talk, i % 2 ? v1::Turn::ROLE_ASSISTANT : v1::Turn::ROLE_USER, chapter);
+  }
+  ASSERT_TRUE(ask(*daemon, long_talk, r).ok());
+  EXPECT_GT(r.history_turns_dropped(), 0);
+  EXPECT_EQ(r.history_turns_used() + r.history_turns_dropped(), 4);
+  EXPECT_LE(r.usage().prompt_tokens(), 1024);
+
+  // Over the limits: INVALID_ARGUMENT naming the turn.
+  auto refusal = [&](const v1::AskRequest& request) {
+    const grpc::Status s = ask(*daemon, request, r);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+    return s.error_message();
+  };
+  v1::AskRequest chatty = ask_request("and then?", 2);
+  for (int i = 0; i < 5; ++i) add_turn(chatty, v1::Turn::ROLE_USER, "ok");
+  EXPECT_NE(refusal(chatty).find("history: 5 turns, more than the limit of 4"), std::string::npos);
+  v1::AskRequest big = ask_request("and then?", 2);
+  add_turn(big, v1::Turn::ROLE_USER, "ok");
+  add_turn(big, v1::Turn::ROLE_ASSISTANT, std::string(20000, 'y'));
+  EXPECT_NE(refusal(big).find("history[1].text:"), std::string::npos);
+  v1::AskRequest unspecified = ask_request("and then?", 2);
+  add_turn(unspecified, v1::Turn::ROLE_USER, "ok");
+  add_turn(unspecified, v1::Turn::ROLE_UNSPECIFIED, "who?");
+  EXPECT_NE(refusal(unspecified).find("history[1].role:"), std::string::npos);
+  v1::AskRequest bad_text = ask_request("and then?", 2);
+  add_turn(bad_text, v1::Turn::ROLE_USER, "ok");
+  add_turn(bad_text, v1::Turn::ROLE_ASSISTANT, "caf\xc3(");
+  EXPECT_EQ(raw_call(*daemon, "Ask", bad_text),
+            "INVALID_ARGUMENT history[1].text: not valid UTF-8");
 }
 
 TEST_F(Vitrined, AFloodBeyondTheQueueIsRefusedAndCancellingFreesTheRow) {
@@ -727,8 +795,7 @@ TEST(VitrinedStart, ATlsKeyOfAnotherPairIsRefusedNamingBothFiles) {
                                           "tls:\n  cert: {}\n  key: {}\n",
                                           testing::free_port(), (dir / "server.pem").string(),
                                           (dir / "client.key").string()));
-  const testing::CliRun r =
-      testing::run_program("router/vitrined", "--config " + config.string());
+  const testing::CliRun r = testing::run_program("router/vitrined", "--config " + config.string());
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("client.key' is not the private key of tls.cert"), std::string::npos)
       << r.output;
