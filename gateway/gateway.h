@@ -6,10 +6,11 @@
 //   GET  /v1/models             vitrine (the classifier routes), vitrine-describe,
 //                               vitrine-qa, base
 //   GET  /v1/models/{id}        one of them (the SDK's models.retrieve)
-//   POST /v1/chat/completions   the last user message is the request; `model` picks the
-//                               route; stream: true sends chat.completion.chunk events
-//                               and `data: [DONE]` (stream_options.include_usage adds
-//                               the usage chunk); parameters in openai_request.h
+//   POST /v1/chat/completions   the last message (a user's) is the request, the earlier
+//                               ones its conversation; `model` picks the route; stream:
+//                               true sends chat.completion.chunk events and `data: [DONE]`
+//                               (stream_options.include_usage adds the usage chunk);
+//                               parameters in openai_request.h
 //   POST /v1/compare            {"text", "model"}: base model and tuned adapter side by side
 //   POST /v1/feedback           {"response_id", "rating", "comment"}
 //   GET  /healthz, /readyz      the process; the daemon's health (SERVING)
@@ -17,8 +18,10 @@
 //                               connections, timeouts, resident memory
 //   GET  /                      the web page (gateway/web/index.html, built in)
 //
-// Each answer carries an extra top-level "vitrine" object — route, sources,
-// response id, experiment arm, timings — that standard clients ignore.
+// Each answer carries an extra top-level "vitrine" object — route, sources
+// (with the message that named their product), the conversation's turns
+// used and dropped, response id, experiment arm, timings — that standard
+// clients ignore.
 // Errors use OpenAI's error object and HTTP codes. Requests go to the
 // daemon over gRPC with the configured TLS and token; a client that goes
 // away cancels its request there, and the timeout becomes the gRPC deadline.
@@ -27,8 +30,8 @@
 // (access_policy.h), parameter types (openai_request.h).
 //
 // Not goals: the rest of the OpenAI API (completions, embeddings, tools,
-// images), several choices (n > 1), multi-turn context (the last user
-// message is the question).
+// images), several choices (n > 1), keeping conversations (clients send
+// them whole, as OpenAI's API has it).
 #pragma once
 
 #include <memory>

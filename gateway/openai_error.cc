@@ -10,12 +10,35 @@ HttpError bad_request(std::string message, std::string param, std::string code) 
   return {400, std::move(message), "invalid_request_error", std::move(code), std::move(param)};
 }
 
+namespace {
+
+// The daemon names a conversation's turns "history[i].text"; the gateway
+// sends messages[i] as history[i] (openai_request.h), so the client reads
+// its own names: "messages[i].content". "" when `m` names no turn.
+std::string message_param(std::string& m) {
+  if (m.rfind("history", 0) != 0) return "";
+  m.replace(0, std::string_view("history").size(), "messages");
+  const size_t colon = m.find(':');
+  if (colon == std::string::npos) return "messages";
+  std::string param = m.substr(0, colon);
+  if (const size_t text = param.rfind(".text");
+      text != std::string::npos && text + 5 == param.size()) {
+    m.replace(text, 5, ".content");
+    param.replace(text, 5, ".content");
+  }
+  return param;
+}
+
+}  // namespace
+
 HttpError error_of(const grpc::Status& s) {
-  const std::string& m = s.error_message();
+  std::string m = s.error_message();
   switch (s.error_code()) {
     case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::OUT_OF_RANGE:
-      return {400, m, "invalid_request_error", "invalid_request"};
+    case grpc::StatusCode::OUT_OF_RANGE: {
+      std::string param = message_param(m);
+      return {400, m, "invalid_request_error", "invalid_request", std::move(param)};
+    }
     case grpc::StatusCode::UNAUTHENTICATED:
       return {502, "the gateway's token was refused by vitrined: " + m, "api_error",
               "upstream_unauthenticated"};

@@ -36,6 +36,8 @@ HttpError bad_request(std::string message, std::string param = "",
                       std::string code = "invalid_request");
 
 // The HTTP answer to a daemon status, as OpenAI servers answer alike cases.
+// A 400 for a conversation's turn names it as the client does: the daemon's
+// "history[3].text: ..." is "messages[3].content: ...", param messages[3].content.
 HttpError error_of(const grpc::Status& status);
 
 // {"error": {...}} for `e`.

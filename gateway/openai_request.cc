@@ -130,31 +130,61 @@ std::string content_text(const Json* content, const std::string& param) {
   return text;
 }
 
-// The last user message's text; every message is checked.
-std::string last_user_text(const Json& j) {
+// A message's role as the daemon's Turn has it. Tool results (and the
+// older function results) are refused: tools are not supported.
+v1::Turn::Role role_of(const Json& m, const std::string& at) {
+  const std::optional<std::string> role = string(given(m, "role"), at + ".role");
+  if (role == "system" || role == "developer") return v1::Turn::ROLE_SYSTEM;
+  if (role == "user") return v1::Turn::ROLE_USER;
+  if (role == "assistant") return v1::Turn::ROLE_ASSISTANT;
+  if (role == "tool" || role == "function") {
+    throw bad_request(fmt::format("'{}.role' = \"{}\": tool calls are not supported by this "
+                                  "server, so there are no tool results to send",
+                                  at, *role),
+                      at + ".role", "unsupported_parameter");
+  }
+  throw bad_request(fmt::format("'{}.role' must be one of system, developer, user, assistant", at),
+                    at + ".role");
+}
+
+// `messages` as the daemon's request: the last one (a user message with
+// text) is the request's text, every earlier one a turn of its history at
+// the same index, so the daemon's history[i] is the client's messages[i].
+// System and developer messages are system turns, which the daemon joins.
+void read_messages(const Json& j, v1::AskRequest& request) {
   const Json* messages = given(j, "messages");
   if (messages == nullptr || !messages->is_array() || messages->empty()) {
     throw bad_request("'messages' must be a non-empty array of messages", "messages");
   }
-  static const char* const kRoles[] = {"system",    "developer", "user",
-                                       "assistant", "tool",      "function"};
-  std::string text;
-  for (size_t i = 0; i < messages->size(); ++i) {
+  const size_t last = messages->size() - 1;
+  for (size_t i = 0; i <= last; ++i) {
     const Json& m = (*messages)[i];
     const std::string at = fmt::format("messages[{}]", i);
     if (!m.is_object()) throw bad_request(fmt::format("'{}' must be a message object", at), at);
-    const std::optional<std::string> role = string(given(m, "role"), at + ".role");
-    if (!role || std::find(std::begin(kRoles), std::end(kRoles), *role) == std::end(kRoles)) {
-      throw bad_request(fmt::format("'{}.role' must be one of system, developer, user, assistant, "
-                                    "tool",
-                                    at),
-                        at + ".role");
+    const v1::Turn::Role role = role_of(m, at);
+    if (const Json* calls = given(m, "tool_calls"); calls != nullptr && !calls->empty()) {
+      throw bad_request(
+          fmt::format("'{}.tool_calls': tool calls are not supported by this server", at),
+          at + ".tool_calls", "unsupported_parameter");
     }
-    const std::string content = content_text(given(m, "content"), at + ".content");
-    if (*role == "user") text = content;
+    std::string content = content_text(given(m, "content"), at + ".content");
+    if (i < last) {
+      v1::Turn& turn = *request.add_history();
+      turn.set_role(role);
+      turn.set_text(std::move(content));
+      continue;
+    }
+    if (role != v1::Turn::ROLE_USER) {
+      throw bad_request(fmt::format("'{}' must be a user message: the last message is the one "
+                                    "answered (a {} message is not)",
+                                    at, m.at("role").get<std::string>()),
+                        at);
+    }
+    if (content.empty()) {
+      throw bad_request(fmt::format("'{}.content' has no text to answer", at), at + ".content");
+    }
+    request.set_text(std::move(content));
   }
-  if (text.empty()) throw bad_request("no user message with text content", "messages");
-  return text;
 }
 
 // max_completion_tokens (or the older max_tokens): an integer >= 1; past
@@ -257,7 +287,7 @@ void refuse_unimplemented(const Json& j) {
 ChatCall parse_chat_object(const Json& j) {
   ChatCall call;
   call.request.set_route(route_of(j, call.model));
-  call.request.set_text(last_user_text(j));
+  read_messages(j, call.request);
   read_generation(j, *call.request.mutable_generation());
   if (const auto user = string(given(j, "user"), "user")) call.request.set_user_id(*user);
   call.stream = boolean(given(j, "stream"), "stream").value_or(false);

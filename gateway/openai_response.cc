@@ -19,7 +19,12 @@ std::string finish_reason_of(const std::string& daemon_reason) {
 Json vitrine_of(const v1::AskResponse& r) {
   Json sources = Json::array();
   for (const v1::Source& s : r.sources()) {
-    sources.push_back({{"uid", s.uid()}, {"title", s.title()}, {"score", s.score()}});
+    Json source = {
+        {"uid", s.uid()}, {"title", s.title()}, {"score", s.score()}, {"evidence", s.evidence()}};
+    // The product was named in messages[history_index] (the daemon's
+    // history index is the client's messages index).
+    if (s.evidence() == "earlier turn") source["message_index"] = s.history_index();
+    sources.push_back(std::move(source));
   }
   return {{"response_id", r.response_id()},
           {"route",
@@ -30,6 +35,8 @@ Json vitrine_of(const v1::AskResponse& r) {
             {"evidence", r.route().evidence()}}},
           {"sources", sources},
           {"product_found", r.product_found()},
+          {"history",
+           {{"turns_used", r.history_turns_used()}, {"turns_dropped", r.history_turns_dropped()}}},
           {"experiment", r.experiment()},
           {"arm", r.arm()},
           {"finish_reason", r.finish_reason()},

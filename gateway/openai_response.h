@@ -1,7 +1,8 @@
 // The daemon's answers as OpenAI objects: chat.completion, the
 // chat.completion.chunk events of a stream, model objects; each answer
-// with the extra top-level "vitrine" object (route, sources, response id,
-// experiment arm, timings) that standard clients ignore.
+// with the extra top-level "vitrine" object (route, sources and where their
+// product was named, the conversation's turns used and dropped, response
+// id, experiment arm, timings) that standard clients ignore.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -7,9 +7,9 @@
 // model). Properties of an accepted request, which the daemon would receive:
 // its bytes parse again as the daemon parses them (protobuf refuses a string
 // that is not UTF-8), the text is not empty (a blank one is the daemon's to
-// refuse, with a 400 like any of its refusals), the settings are finite and in
-// the documented ranges, and there are at most four stop sequences, none
-// empty.
+// refuse, with a 400 like any of its refusals), every earlier turn has a
+// role, the settings are finite and in the documented ranges, and there are
+// at most four stop sequences, none empty.
 #include <cmath>
 #include <string>
 
@@ -34,6 +34,9 @@ Message as_daemon_reads(const Message& sent) {
 void check_ask(const gateway::ChatCall& call) {
   const v1::AskRequest r = as_daemon_reads(call.request);
   VITRINE_FUZZ_CHECK(!r.text().empty(), "the text is not empty");
+  for (const v1::Turn& turn : r.history()) {
+    VITRINE_FUZZ_CHECK(turn.role() != v1::Turn::ROLE_UNSPECIFIED, "every earlier turn has a role");
+  }
   const v1::GenerationSettings& g = r.generation();
   VITRINE_FUZZ_CHECK(g.max_new_tokens() >= 0, "max_new_tokens is not negative");
   VITRINE_FUZZ_CHECK(std::isfinite(g.temperature()) && g.temperature() >= 0 &&

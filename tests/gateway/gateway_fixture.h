@@ -84,8 +84,7 @@ class Gateway : public ::testing::Test {
   static Json chat(const std::string& model, const std::string& text, int max_tokens,
                    bool stream = false) {
     return {{"model", model},
-            {"messages",
-             {{{"role", "system"}, {"content", "ignored"}}, {{"role", "user"}, {"content", text}}}},
+            {"messages", {{{"role", "user"}, {"content", text}}}},
             {"max_tokens", max_tokens},
             {"stream", stream}};
   }

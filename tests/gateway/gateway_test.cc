@@ -81,6 +81,53 @@ TEST_F(Gateway, ModelsAndCompletionsHaveOpenAIsShapeWithRouteAndSources) {
                                        0, both["tuned"]["text"].get<std::string>().size()));
 }
 
+TEST_F(Gateway, AFollowUpIsAboutTheProductOfAnEarlierMessageAndItsSourcesSaySo) {
+  httplib::Client c = client();
+  const std::string title = first_title();
+  const Json conversation = {{"model", "vitrine-qa"},
+                             {"messages",
+                              {{{"role", "system"}, {"content", "Answer briefly."}},
+                               {{"role", "user"}, {"content", title}},
+                               {{"role", "assistant"}, {"content", "A fine product."}},
+                               {{"role", "user"}, {"content", "e quem escreveu?"}}}},
+                             {"max_tokens", 4}};
+  const auto r = c.Post("/v1/chat/completions", conversation.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const Json v = Json::parse(r->body)["vitrine"];
+  EXPECT_EQ(v["route"]["agent"], "qa");
+  EXPECT_TRUE(v["product_found"]);
+  ASSERT_FALSE(v["sources"].empty()) << v.dump();
+  EXPECT_EQ(v["sources"][0]["title"], title);
+  EXPECT_EQ(v["sources"][0]["evidence"], "earlier turn");
+  EXPECT_EQ(v["sources"][0]["message_index"], 1);  // messages[1] named it
+  EXPECT_EQ(v["history"]["turns_used"], 2);
+  EXPECT_EQ(v["history"]["turns_dropped"], 0);
+  // The question alone names no product.
+  const auto alone = c.Post("/v1/chat/completions",
+                            chat("vitrine-qa", "e quem escreveu?", 4).dump(), "application/json");
+  ASSERT_TRUE(alone);
+  EXPECT_FALSE(Json::parse(alone->body)["vitrine"]["product_found"]) << alone->body;
+
+  // The daemon's limit on turns comes back naming the client's messages.
+  Json chatty = chat("vitrine-qa", "and then?", 4);
+  for (int i = 0; i < 33; ++i) {
+    const Json turn = {{"role", i % 2 ? "user" : "assistant"}, {"content", "ok"}};
+    chatty["messages"].insert(chatty["messages"].begin(), turn);
+  }
+  const auto over = c.Post("/v1/chat/completions", chatty.dump(), "application/json");
+  ASSERT_TRUE(over);
+  EXPECT_EQ(over->status, 400) << over->body;
+  EXPECT_EQ(Json::parse(over->body)["error"]["param"], "messages") << over->body;
+  // A tool result is refused before the daemon is asked.
+  Json tool = conversation;
+  tool["messages"][2] = {{"role", "tool"}, {"content", "42"}};
+  const auto refused = c.Post("/v1/chat/completions", tool.dump(), "application/json");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 400);
+  EXPECT_EQ(Json::parse(refused->body)["error"]["param"], "messages[2].role");
+}
+
 TEST_F(Gateway, StreamingSendsChunksUsageAndDoneAndEqualsTheWholeAnswer) {
   httplib::Client c = client();
   const std::string question = "What is " + first_title() + " about?";

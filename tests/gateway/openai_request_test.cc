@@ -65,6 +65,73 @@ TEST(GatewayRequestParsing, TheLastUserMessageAndSettingsReachTheDaemon) {
   EXPECT_EQ(call.stop, (std::vector<std::string>{"\n", "END"}));
 }
 
+TEST(GatewayRequestParsing, EarlierMessagesBecomeTheHistoryAtTheirIndices) {
+  const ChatCall call = parse_chat_request(
+      request_with({{"messages",
+                     {{{"role", "developer"}, {"content", "Be brief."}},
+                      {{"role", "user"}, {"content", "What is Dune about?"}},
+                      {{"role", "assistant"}, {"content", {{{"type", "text"}, {"text", "Sand."}}}}},
+                      {{"role", "system"}, {"content", "Answer in Portuguese."}},
+                      {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", Json::array()}},
+                      {{"role", "user"}, {"content", "e quem escreveu?"}}}}})
+          .dump());
+  EXPECT_EQ(call.request.text(), "e quem escreveu?");
+  // messages[i] is history[i]: the daemon's errors name the client's index.
+  const std::vector<std::pair<v1::Turn::Role, std::string>> expected = {
+      {v1::Turn::ROLE_SYSTEM, "Be brief."},
+      {v1::Turn::ROLE_USER, "What is Dune about?"},
+      {v1::Turn::ROLE_ASSISTANT, "Sand."},
+      {v1::Turn::ROLE_SYSTEM, "Answer in Portuguese."},
+      {v1::Turn::ROLE_ASSISTANT, ""}};
+  ASSERT_EQ(call.request.history_size(), static_cast<int>(expected.size()));
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(call.request.history(static_cast<int>(i)).role(), expected[i].first) << i;
+    EXPECT_EQ(call.request.history(static_cast<int>(i)).text(), expected[i].second) << i;
+  }
+  // One user message: no history.
+  EXPECT_EQ(parse_compare_request(Json({{"text", "Dune"}}).dump()).request.history_size(), 0);
+}
+
+TEST(GatewayRequestParsing, TheLastMessageMustBeTheUsersAndToolsAreRefused) {
+  const Json user = {{"role", "user"}, {"content", "Dune"}};
+  const Json answer = {{"role", "assistant"}, {"content", "A novel."}};
+  EXPECT_EQ(refused_param(request_with({{"messages", {user, answer}}})), "messages[1]");
+  EXPECT_EQ(refused_param(
+                request_with({{"messages", {user, {{"role", "tool"}, {"content", "42"}}, user}}})),
+            "messages[1].role");
+  EXPECT_EQ(refused_param(request_with(
+                {{"messages", {{{"role", "function"}, {"name", "f"}, {"content", "42"}}, user}}})),
+            "messages[0].role");
+  const Json calls = {{"role", "assistant"},
+                      {"content", nullptr},
+                      {"tool_calls", {{{"id", "c1"}, {"type", "function"}}}}};
+  EXPECT_EQ(refused_param(request_with({{"messages", {user, calls, user}}})),
+            "messages[1].tool_calls");
+  EXPECT_EQ(refused_param(request_with({{"messages", {user, answer, {{"role", "user"}}}}})),
+            "messages[2].content");  // nothing to answer
+  EXPECT_EQ(refused_param(request_with({{"messages", {{{"content", "x"}}, user}}})),
+            "messages[0].role");
+}
+
+TEST(GatewayRequestParsing, TheDaemonsHistoryErrorsNameTheClientsMessages) {
+  const HttpError turn = error_of(
+      grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "history[3].text: not valid UTF-8"));
+  EXPECT_EQ(turn.status, 400);
+  EXPECT_EQ(turn.message, "messages[3].content: not valid UTF-8");
+  EXPECT_EQ(turn.param, "messages[3].content");
+  const HttpError role = error_of(
+      grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "history[0].role: 0 is not ROLE_SYSTEM"));
+  EXPECT_EQ(role.param, "messages[0].role");
+  const HttpError count = error_of(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                                "history: 40 turns, more than the limit of 32"));
+  EXPECT_EQ(count.message, "messages: 40 turns, more than the limit of 32");
+  EXPECT_EQ(count.param, "messages");
+  // Other fields stay as the daemon names them.
+  const HttpError text = error_of(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "text: empty"));
+  EXPECT_EQ(text.message, "text: empty");
+  EXPECT_EQ(text.param, "");
+}
+
 TEST(GatewayRequestParsing, MaxTokensPastInt32IsClampedNeverWrapped) {
   for (const Json& huge : {Json(1e20), Json(4294967296LL), Json(2147483648LL)}) {
     const ChatCall call = parse_chat_request(request_with({{"max_tokens", huge}}).dump());
@@ -92,7 +159,7 @@ TEST(GatewayRequestParsing, EveryMistypedParameterIsNamed) {
   EXPECT_EQ(refused_param(request_with({{"messages", {{{"role", "robot"}, {"content", "x"}}}}})),
             "messages[0].role");
   EXPECT_EQ(refused_param(request_with({{"messages", {{{"role", "system"}, {"content", "x"}}}}})),
-            "messages");  // no user message
+            "messages[0]");  // the last message is not the user's
   EXPECT_EQ(refused_param(request_with({{"tool_choice", {{"type", "function"}}}})), "tool_choice");
   EXPECT_EQ(refused_param(request_with({{"presence_penalty", 0.5}})), "presence_penalty");
   EXPECT_EQ(refused_param(request_with({{"logit_bias", {{"42", 1}}}})), "logit_bias");
