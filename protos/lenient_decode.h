@@ -32,6 +32,16 @@ std::string invalid_utf8_field(const google::protobuf::Descriptor& type, std::st
 // that is not UTF-8 (or saying the bytes are no such message).
 grpc::Status decode(const grpc::ByteBuffer& bytes, google::protobuf::Message& message);
 
+// Reads the call's one request message from `stream` and decodes it.
+template <class Stream>
+grpc::Status read_request(Stream& stream, google::protobuf::Message& request) {
+  grpc::ByteBuffer bytes;
+  if (!stream.Read(&bytes)) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "the call carried no request"};
+  }
+  return decode(bytes, request);
+}
+
 // Answers a request that could not be decoded with `status` (or another,
 // say UNAUTHENTICATED, that the service finds first).
 using Refuse = std::function<grpc::Status(grpc::ServerContext*, const grpc::Status&)>;
@@ -45,11 +55,8 @@ grpc::internal::MethodHandler* lenient_unary(
   return new grpc::internal::StreamedUnaryHandler<grpc::ByteBuffer, Response>(
       [method = std::move(method), refuse = std::move(refuse)](grpc::ServerContext* context,
                                                                Stream* stream) {
-        grpc::ByteBuffer bytes;
         Request request;
-        grpc::Status status = stream->Read(&bytes) ? decode(bytes, request)
-                                                   : grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                                                  "the call carried no request");
+        grpc::Status status = read_request(*stream, request);
         if (!status.ok()) return refuse(context, status);
         Response response;
         status = method(context, &request, &response);
@@ -70,12 +77,8 @@ grpc::internal::MethodHandler* lenient_server_stream(
   return new grpc::internal::SplitServerStreamingHandler<grpc::ByteBuffer, Event>(
       [method = std::move(method), refuse = std::move(refuse)](grpc::ServerContext* context,
                                                                Stream* stream) {
-        grpc::ByteBuffer bytes;
         Request request;
-        const grpc::Status status =
-            stream->Read(&bytes) ? decode(bytes, request)
-                                 : grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                                "the call carried no request");
+        const grpc::Status status = read_request(*stream, request);
         if (!status.ok()) return refuse(context, status);
         return method(context, &request, [stream](const Event& e) { return stream->Write(e); });
       });

@@ -7,21 +7,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "tests/support/expect_error.h"
+
 namespace vitrine::router {
 namespace {
 
-
-// Runs `f`, which must throw E with `needle` in its message.
-template <typename E, typename F>
-void expect_throw_naming(F&& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception; expected one naming " << needle;
-  } catch (const E& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)
-        << "message: " << e.what() << "\nexpected it to name: " << needle;
-  }
-}
+using testing::expect_throw_naming;
 
 TEST(MetricsHttpServer, ServesMetricsOnLoopbackAnd404Elsewhere) {
   MetricsRegistry m;
