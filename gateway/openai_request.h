@@ -3,7 +3,9 @@
 // mistyped or unimplemented parameter gets a 400 that names it (OpenAI's
 // error "param"), never a 500 or a silent default.
 //
-// A chat completion is answered from its last user message; `model` picks
+// A chat completion is answered from its last message, which must be the
+// user's; the messages before it are the daemon's history at the same
+// indices (system and developer messages as system turns); `model` picks
 // the route. Implemented: max_completion_tokens / max_tokens (integers >= 1;
 // past int32 clamped to its largest value, the daemon clamps to its own
 // limit), temperature (0..2), top_p (0..1), seed (an integer), user, stream,
@@ -14,8 +16,7 @@
 // than text. null means "not given", as in OpenAI's API; other keys are
 // ignored.
 //
-// Not goals: multi-turn context (system messages and earlier turns are
-// checked and dropped: the daemon answers one text).
+// Not goals: tool calls, images and audio in content parts.
 #pragma once
 
 #include <string>
