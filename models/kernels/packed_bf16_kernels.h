@@ -43,9 +43,9 @@ struct BackwardBuild {
 };
 
 // `build` is one of the single builds of Bf16Path (not kExact or kFast);
-// backward ones are the widening builds.
+// backward ones are the widening builds, their tiles chosen for `rows`.
 ForwardBuild forward_build(Bf16Path build);
-BackwardBuild backward_build(Bf16Path build);
+BackwardBuild backward_build(Bf16Path build, int64_t rows);
 
 // Rows [begin, end) of x (rows of `in` floats) rounded to bfloat16 with
 // bf16_from_float into xb (rows of 2·in2 halves, a zero past an odd in).

@@ -257,7 +257,7 @@ at::Tensor packed_linear_bf16_backward_data(const at::Tensor& dy, const PackedWe
   const bf16_kernels::BackwardOperands op{dyc.data_ptr<float>(), pair_words(w),
                                           dx.data_ptr<float>(),  panels * kPanel,
                                           pair_count(in),        in};
-  const bf16_kernels::BackwardBuild kernel = bf16_kernels::backward_build(build);
+  const bf16_kernels::BackwardBuild kernel = bf16_kernels::backward_build(build, rows);
   const int64_t in2 = pair_count(in), groups = (in2 + kernel.group - 1) / kernel.group;
   const int64_t work = kernel.group * 2 * rows * panels * kPanel;
   kernel_parallel_for(0, groups, simd::grain_for(work), [&](int64_t begin, int64_t end) {

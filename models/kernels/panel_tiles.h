@@ -94,22 +94,30 @@ __attribute__((always_inline)) inline void tile_rows(const Tile& tile, int64_t p
 // time, then single panels. The panels' share of a pass stays in cache
 // while the blocks of rows go by, and the partial sums of each pass are
 // added into y (blocked summation, so long rows round about as BLAS's).
+// `row_chunk`, when given, cuts the rows into chunks that each go through
+// all panels of a pass in turn, so that the rows' share of a pass stays in
+// cache too when there are many of them.
 template <int P, int R, class Tile>
 __attribute__((always_inline)) inline void panels_times_rows(const Tile& tile, int64_t rows,
                                                              int64_t begin, int64_t end,
-                                                             int64_t depth, int64_t pass) {
+                                                             int64_t depth, int64_t pass,
+                                                             int64_t row_chunk = 0) {
+  if (row_chunk <= 0) row_chunk = rows;
   for (int64_t k0 = 0; k0 < depth; k0 += pass) {
     const int64_t k1 = std::min(depth, k0 + pass);
-    int64_t p = begin;
-    for (; p + P <= end; p += P) {
-      int64_t r = 0;
-      for (; r + R <= rows; r += R) tile.template run<P, R>(p, r, k0, k1);
-      if (r < rows) tile_rows<P, R - 1>(tile, p, r, rows - r, k0, k1);
-    }
-    for (; p < end; ++p) {
-      int64_t r = 0;
-      for (; r + R <= rows; r += R) tile.template run<1, R>(p, r, k0, k1);
-      if (r < rows) tile_rows<1, R - 1>(tile, p, r, rows - r, k0, k1);
+    for (int64_t c0 = 0; c0 < rows; c0 += row_chunk) {
+      const int64_t c1 = std::min(rows, c0 + row_chunk);
+      int64_t p = begin;
+      for (; p + P <= end; p += P) {
+        int64_t r = c0;
+        for (; r + R <= c1; r += R) tile.template run<P, R>(p, r, k0, k1);
+        if (r < c1) tile_rows<P, R - 1>(tile, p, r, c1 - r, k0, k1);
+      }
+      for (; p < end; ++p) {
+        int64_t r = c0;
+        for (; r + R <= c1; r += R) tile.template run<1, R>(p, r, k0, k1);
+        if (r < c1) tile_rows<1, R - 1>(tile, p, r, c1 - r, k0, k1);
+      }
     }
   }
 }
