@@ -13,6 +13,7 @@
 
 #include "tests/gateway/gateway_process.h"
 #include "tests/gateway/raw_http.h"
+#include "tests/support/program_exit.h"
 #include "tests/support/run_vitrine.h"
 
 namespace vitrine {
@@ -233,22 +234,16 @@ TEST(GatewayProtocol, Http10ClientsGetNoChunkedEncoding) {
 }
 
 TEST(GatewayProtocol, VersionUsageErrorsAndFailuresHaveTheirExitCodes) {
-  testing::CliRun r = testing::run_program("gateway/vitrine-gateway", "--version");
-  EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("vitrine-gateway 0."), std::string::npos) << r.output;
-  r = testing::run_program("gateway/vitrine-gateway", "--no-such-flag");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  r = testing::run_program("gateway/vitrine-gateway", "--listen");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  r = testing::run_program("gateway/vitrine-gateway", "extra-argument");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  r = testing::run_program("gateway/vitrine-gateway", "--help");
-  EXPECT_EQ(r.exit_code, 0) << r.output;
-  // Failures: a config that cannot be read, an address that cannot be bound.
-  r = testing::run_program("gateway/vitrine-gateway", "--config /nonexistent/gateway.yaml");
-  EXPECT_EQ(r.exit_code, 1) << r.output;
-  r = testing::run_program("gateway/vitrine-gateway", "--listen 203.0.113.1:1");
-  EXPECT_EQ(r.exit_code, 1) << r.output;
+  testing::expect_version_line("gateway/vitrine-gateway", "vitrine-gateway");
+  testing::expect_exit_codes(
+      "gateway/vitrine-gateway",
+      {{"--no-such-flag", 2},
+       {"--listen", 2},
+       {"extra-argument", 2},
+       {"--help", 0},
+       // Failures: a config that cannot be read, an address that cannot be bound.
+       {"--config /nonexistent/gateway.yaml", 1},
+       {"--listen 203.0.113.1:1", 1}});
 }
 
 }  // namespace
