@@ -19,7 +19,8 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
+#include <string>
+#include <vector>
 
 #include "models/llama.h"
 #include "models/runtime.h"
@@ -32,20 +33,12 @@ using namespace vitrine;
 using Clock = std::chrono::steady_clock;
 
 struct Args {
-  std::string model, targets = "q_proj,v_proj", json;
+  std::string model, json;
+  std::vector<std::string> targets = {"q_proj", "v_proj"};
   int64_t seq = 512, batch = 1, steps = 10, warmup = 2, lora_r = 8;
   int threads = 2;
   double lora_alpha = 16;
 };
-
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
 
 double peak_rss_mb() {
   rusage usage{};
@@ -58,7 +51,7 @@ training::LoraTrainer make_trainer(models::LlamaForCausalLM& model, const Args& 
   models::PeftAdapterConfig peft;
   peft.r = a.lora_r;
   peft.lora_alpha = a.lora_alpha;
-  peft.target_modules = split(a.targets);
+  peft.target_modules = a.targets;
   training::OptimizerConfig optimizer;
   optimizer.schedule = "constant";
   return training::LoraTrainer(
@@ -114,7 +107,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", a.threads, "torch and kernel threads")->check(CLI::PositiveNumber);
   app.add_option("--lora-r", a.lora_r, "LoRA rank")->check(CLI::PositiveNumber);
   app.add_option("--lora-alpha", a.lora_alpha, "LoRA alpha");
-  app.add_option("--targets", a.targets, "LoRA target modules, comma-separated");
+  app.add_option("--targets", a.targets, "LoRA target modules, comma-separated")->delimiter(',');
   app.add_option("--json", a.json, "append the figures as one JSON line to this file");
   CLI11_PARSE(app, argc, argv);
   try {
