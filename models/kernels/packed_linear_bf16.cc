@@ -178,7 +178,8 @@ bool bf16_path_available(Bf16Path path) {
 
 bool packing_bf16_applies(const at::Tensor& w) {
   return w.defined() && w.dim() == 2 && w.device().is_cpu() &&
-         (w.scalar_type() == at::kFloat || w.scalar_type() == at::kBFloat16);
+         (w.scalar_type() == at::kFloat || w.scalar_type() == at::kBFloat16 ||
+          w.scalar_type() == at::kHalf);
 }
 
 int64_t packed_bf16_numel(int64_t out_features, int64_t in_features) {
@@ -188,7 +189,7 @@ int64_t packed_bf16_numel(int64_t out_features, int64_t in_features) {
 PackedWeightBf16 pack_weight_bf16(const at::Tensor& w, const at::Tensor& storage) {
   if (!packing_bf16_applies(w)) {
     throw std::invalid_argument(fmt::format(
-        "pack_weight_bf16: expected a 2-D float32 or bfloat16 CPU weight, got {} {} on {}",
+        "pack_weight_bf16: expected a 2-D float32, bfloat16 or float16 CPU weight, got {} {} on {}",
         w.defined() ? c10::str(w.sizes()) : "undefined",
         w.defined() ? c10::toString(w.scalar_type()) : "",
         w.defined() ? c10::str(w.device()) : ""));
@@ -201,6 +202,9 @@ PackedWeightBf16 pack_weight_bf16(const at::Tensor& w, const at::Tensor& storage
   kernel_parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
     if (wc.scalar_type() == at::kFloat) {
       pack_panels(wc.data_ptr<float>(), out, in, begin, end, pairs, bf16_from_float);
+    } else if (wc.scalar_type() == at::kHalf) {
+      pack_panels(wc.data_ptr<at::Half>(), out, in, begin, end, pairs,
+                  [](at::Half h) { return bf16_from_float(static_cast<float>(h)); });
     } else {
       const auto* bits = reinterpret_cast<const uint16_t*>(wc.data_ptr<at::BFloat16>());
       pack_panels(bits, out, in, begin, end, pairs, [](uint16_t b) { return b; });
@@ -223,8 +227,9 @@ at::Tensor packed_linear_bf16(const at::Tensor& x, const PackedWeightBf16& w,
   check_operand(x, w.in_features, w, kCaller, "input");
   if (bias.defined() && (bias.numel() != w.out_features || bias.scalar_type() != at::kFloat)) {
     throw std::invalid_argument(
-        fmt::format("{}: bias {} {} for a weight [{}, {}]", kCaller, c10::str(bias.sizes()),
-                    c10::toString(bias.scalar_type()), w.out_features, w.in_features));
+        fmt::format("{}: bias {} {} for a weight [{}, {}] (expected {} float32 values)", kCaller,
+                    c10::str(bias.sizes()), c10::toString(bias.scalar_type()), w.out_features,
+                    w.in_features, w.out_features));
   }
   const Bf16Path build = resolve_build(path, /*backward=*/false, kCaller);
   const at::Tensor xc = x.contiguous();

@@ -62,11 +62,14 @@ struct PackedWeightBf16 {
   bool defined() const { return pairs.defined(); }
 };
 
-// Whether w [out, in] can be packed: a 2-D float32 or bfloat16 CPU tensor.
+// Whether w [out, in] can be packed: a 2-D float32, bfloat16 or float16
+// CPU tensor (a checkpoint's stored dtypes).
 bool packing_bf16_applies(const at::Tensor& w);
 
-// w [out, in] -> pairs; float32 weights are rounded with bf16_from_float,
-// bfloat16 ones copied bit for bit. `storage`, when given, is where the
+// w [out, in] -> pairs; bfloat16 weights are copied bit for bit, float32
+// and float16 ones rounded with bf16_from_float (float16 has 3 more
+// mantissa bits and a narrower range than bfloat16: it loses the bits, and
+// its largest values are kept). `storage`, when given, is where the
 // pairs go: a bfloat16 CPU tensor of at least packed_bf16_numel(out, in)
 // elements (e.g. a slice of an arena); otherwise they get their own.
 PackedWeightBf16 pack_weight_bf16(const at::Tensor& w, const at::Tensor& storage = {});

@@ -17,11 +17,13 @@
 #include <vector>
 
 #include "models/kernels/packed_linear.h"
+#include "tests/support/expect_error.h"
 #include "tests/support/tensors.h"
 
 namespace vitrine::models {
 namespace {
 
+using testing::expect_throw_naming;
 using testing::max_abs_diff;
 
 constexpr Bf16Path kWidenBuilds[] = {Bf16Path::kExact, Bf16Path::kWidenAvx512, Bf16Path::kWidenAvx2,
@@ -104,6 +106,10 @@ TEST(PackedLinearBf16, PacksAndUnpacksBitForBit) {
   EXPECT_EQ(stored.pairs[2].narrow(1, 5, 11).abs().max().item<float>(), 0.0f);  // outputs 37..47
   EXPECT_EQ(stored.pairs.select(3, 1).select(1, 6).abs().max().item<float>(), 0.0f);  // input 13
   EXPECT_EQ(arena[packed_bf16_numel(37, 13)].item<float>(), 7.0f);
+  // From float16: its float32 value, rounded.
+  const at::Tensor f16 = at::randn({5, 3}).to(at::kHalf);
+  EXPECT_TRUE(at::equal(unpack_weight_bf16(pack_weight_bf16(f16)).view(at::kShort),
+                        f16.to(at::kFloat).to(at::kBFloat16).view(at::kShort)));
   // Layout: line (p, k2) holds W[16p + j][2·k2 + h] at [j][h].
   EXPECT_EQ(stored.pairs[1][3][4][1].item<float>(), bf16[20][7].item<float>());
 }
@@ -193,12 +199,8 @@ TEST(PackedLinearBf16, FastIsTheDotBuildWhereThereIsOneAndBuildsTheCpuLacksAreRe
   for (const Bf16Path path : {Bf16Path::kDotAvx512Bf16, Bf16Path::kWidenAvx512,
                               Bf16Path::kWidenAvx2, Bf16Path::kWidenBaseline}) {
     if (bf16_path_available(path)) continue;
-    try {
-      packed_linear_bf16(x, w, {}, path);
-      FAIL() << bf16_path_name(path) << " ran on a CPU without it";
-    } catch (const std::invalid_argument& e) {
-      EXPECT_NE(std::string(e.what()).find(bf16_path_name(path)), std::string::npos) << e.what();
-    }
+    expect_throw_naming<std::invalid_argument>([&] { packed_linear_bf16(x, w, {}, path); },
+                                               std::string(bf16_path_name(path)));
   }
 }
 
@@ -239,20 +241,26 @@ TEST(PackedLinearBf16, EmptySumsAndRefusals) {
   EXPECT_THROW(pack_weight_bf16(at::randn({4, 8}), at::empty({10}, at::kBFloat16)),
                std::invalid_argument);
   const PackedWeightBf16 w = pack_weight_bf16(at::randn({4, 8}));
-  try {
-    packed_linear_bf16(at::randn({2, 7}), w);
-    FAIL() << "a mismatched input was multiplied";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("[4, 8]"), std::string::npos) << e.what();
-  }
-  EXPECT_THROW(packed_linear_bf16_backward_data(at::randn({2, 8}), w), std::invalid_argument);
-  EXPECT_THROW(packed_linear_bf16(at::randn({2, 8}), w, at::randn({3})), std::invalid_argument);
-  try {
-    packed_linear_bf16_backward_data(at::randn({2, 4}), w, Bf16Path::kDotAvx512Bf16);
-    FAIL() << "backward-data ran a build it does not have";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("dot-avx512bf16"), std::string::npos) << e.what();
-  }
+  expect_throw_naming<std::invalid_argument>(
+      [&] {
+        packed_linear_bf16(at::randn({2, 7}), w);
+      },
+      "input [2, 7]");
+  expect_throw_naming<std::invalid_argument>(
+      [&] {
+        packed_linear_bf16_backward_data(at::randn({2, 8}), w);
+      },
+      "dY [2, 8]");
+  expect_throw_naming<std::invalid_argument>(
+      [&] {
+        packed_linear_bf16(at::randn({2, 8}), w, at::randn({3}));
+      },
+      "bias [3]");
+  expect_throw_naming<std::invalid_argument>(
+      [&] {
+        packed_linear_bf16_backward_data(at::randn({2, 4}), w, Bf16Path::kDotAvx512Bf16);
+      },
+      "dot-avx512bf16");
 }
 
 }  // namespace
