@@ -117,7 +117,8 @@ void run_forward(Bf16Path build, const at::Tensor& x, int64_t rows, const Packed
     xb = at::empty({rows, 2 * in2}, x.options().dtype(at::kBFloat16));  // [rows, in2, 2]
     uint16_t* halves = reinterpret_cast<uint16_t*>(xb.data_ptr<at::BFloat16>());
     const float* xp = x.data_ptr<float>();
-    kernel_parallel_for(0, rows, simd::grain_for(16 * in), [&](int64_t begin, int64_t end) {
+    // Rows of at least ~64k values per chunk, as the products' grain.
+    kernel_parallel_for(0, rows, simd::grain_for(in), [&](int64_t begin, int64_t end) {
       bf16_kernels::round_rows_to_bf16(xp, in, begin, end, halves, in2);
     });
     op.xb = reinterpret_cast<const uint32_t*>(halves);
