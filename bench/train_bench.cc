@@ -7,16 +7,21 @@
 //
 //   train_bench --model DIR [--seq 512] [--batch 1] [--steps 10] [--warmup 2]
 //               [--threads 2] [--lora-r 8] [--lora-alpha 16]
-//               [--targets q_proj,v_proj] [--json FILE]
+//               [--targets q_proj,v_proj] [--base-dtype auto|bf16|f32]
+//               [--checkpointing auto|always|never] [--json FILE]
 //
 // Prints one line of figures, and appends it as JSON to --json: tokens/s,
-// ms per step (mean and best), loss of the first and last step, and the
-// process's peak resident memory (getrusage), which includes loading.
+// ms per step (mean and best), loss of the first and last step, the
+// process's peak resident memory (getrusage), which includes loading, and
+// the memory estimate `vitrine train` prints and plans with
+// (training/memory_estimate.h) beside it; --checkpointing auto decides as
+// `vitrine train` does, on the memory free at the start.
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -25,6 +30,7 @@
 #include "models/llama.h"
 #include "models/runtime.h"
 #include "training/lora_trainer.h"
+#include "training/memory_estimate.h"
 #include "training/trainable_adapter.h"
 
 namespace {
@@ -33,7 +39,7 @@ using namespace vitrine;
 using Clock = std::chrono::steady_clock;
 
 struct Args {
-  std::string model, json;
+  std::string model, json, base_dtype = "auto", checkpointing = "auto";
   std::vector<std::string> targets = {"q_proj", "v_proj"};
   int64_t seq = 512, batch = 1, steps = 10, warmup = 2, lora_r = 8;
   int threads = 2;
@@ -61,7 +67,16 @@ training::LoraTrainer make_trainer(models::LlamaForCausalLM& model, const Args& 
 
 nlohmann::json run(const Args& a) {
   models::init_runtime({.threads = a.threads, .device = "cpu"});
-  models::LlamaForCausalLM model = models::load_llama(a.model, "cpu");
+  const models::BaseDtype dtype =
+      models::resolve_base_dtype(models::parse_base_dtype(a.base_dtype), a.model, "cpu");
+  const training::TrainingShape shape{
+      .batch_size = a.batch, .seq_len = a.seq, .rank = a.lora_r, .target_modules = a.targets};
+  const training::MemoryEstimate estimate = training::plan_training_memory(
+      models::load_llama_config(std::filesystem::path(a.model) / "config.json"), dtype, shape,
+      training::parse_checkpointing(a.checkpointing), training::available_memory(), "train_bench");
+  models::LlamaForCausalLM model =
+      models::load_llama(a.model, "cpu", models::WeightLayout::kCheckpoint, dtype);
+  model->set_activation_checkpointing(estimate.checkpointing);
   training::LoraTrainer trainer = make_trainer(model, a);
   const int64_t vocab = model->config().vocab_size;
   at::manual_seed(0);
@@ -91,7 +106,10 @@ nlohmann::json run(const Args& a) {
           {"best_ms_per_step", best},
           {"loss_first", first_loss},
           {"loss_last", last_loss},
-          {"peak_rss_mb", peak_rss_mb()}};
+          {"peak_rss_mb", peak_rss_mb()},
+          {"base_dtype", models::base_dtype_name(dtype)},
+          {"checkpointing", estimate.checkpointing},
+          {"estimate_mb", static_cast<double>(estimate.total()) / (1 << 20)}};
 }
 
 }  // namespace
@@ -108,16 +126,24 @@ int main(int argc, char** argv) {
   app.add_option("--lora-r", a.lora_r, "LoRA rank")->check(CLI::PositiveNumber);
   app.add_option("--lora-alpha", a.lora_alpha, "LoRA alpha");
   app.add_option("--targets", a.targets, "LoRA target modules, comma-separated")->delimiter(',');
+  app.add_option("--base-dtype", a.base_dtype, "the frozen base: auto, bf16 or f32")
+      ->check(CLI::IsMember({"auto", "bf16", "f32"}));
+  app.add_option("--checkpointing", a.checkpointing,
+                 "activation checkpointing: auto, always, never")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
   app.add_option("--json", a.json, "append the figures as one JSON line to this file");
   CLI11_PARSE(app, argc, argv);
   try {
     const nlohmann::json r = run(a);
-    std::printf("train seq %lld batch %lld: %.1f tokens/s, %.1f ms/step (best %.1f), loss %.3f -> "
-                "%.3f, peak RSS %.0f MB\n",
-                static_cast<long long>(a.seq), static_cast<long long>(a.batch),
-                r["tokens_per_s"].get<double>(), r["ms_per_step"].get<double>(),
-                r["best_ms_per_step"].get<double>(), r["loss_first"].get<double>(),
-                r["loss_last"].get<double>(), r["peak_rss_mb"].get<double>());
+    std::printf(
+        "train seq %lld batch %lld, base %s%s: %.1f tokens/s, %.1f ms/step (best %.1f), "
+        "loss %.3f -> %.3f, peak RSS %.0f MB (estimate %.0f MB)\n",
+        static_cast<long long>(a.seq), static_cast<long long>(a.batch),
+        r["base_dtype"].get<std::string>().c_str(),
+        r["checkpointing"].get<bool>() ? ", checkpointed" : "", r["tokens_per_s"].get<double>(),
+        r["ms_per_step"].get<double>(), r["best_ms_per_step"].get<double>(),
+        r["loss_first"].get<double>(), r["loss_last"].get<double>(), r["peak_rss_mb"].get<double>(),
+        r["estimate_mb"].get<double>());
     if (!a.json.empty()) std::ofstream(a.json, std::ios::app) << r.dump() << "\n";
     return 0;
   } catch (const std::exception& e) {

@@ -32,6 +32,8 @@ struct TrainArgs {
   std::string output;
   std::string dataset;
   std::string base_model;
+  std::string base_dtype;
+  std::string activation_checkpointing;
   bool quiet = false;
   bool print_config = false;
   bool resume = false;
@@ -45,6 +47,10 @@ int run_train(const TrainArgs& args) {
     if (!args.output.empty()) config.output = args.output;
     if (!args.dataset.empty()) config.dataset = args.dataset;
     if (!args.base_model.empty()) config.base_model = args.base_model;
+    if (!args.base_dtype.empty()) config.base_dtype = args.base_dtype;
+    if (!args.activation_checkpointing.empty()) {
+      config.activation_checkpointing = args.activation_checkpointing;
+    }
     if (args.print_config) {
       std::puts(training::train_config_to_json(config).dump(2).c_str());
       return 0;
@@ -114,6 +120,13 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--dataset,-d", args->dataset, "dataset directory (overrides the config)");
   cmd->add_option("--base-model,-m", args->base_model,
                   "base model directory (overrides the config)");
+  cmd->add_option("--base-dtype", args->base_dtype,
+                  "the frozen base's dtype: auto, bf16 or f32 (overrides the config)")
+      ->check(CLI::IsMember({"auto", "bf16", "f32"}));
+  cmd->add_option("--activation-checkpointing", args->activation_checkpointing,
+                  "recompute layers in the backward pass: auto, always or never (overrides the "
+                  "config)")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
   cmd->add_flag("--quiet,-q", args->quiet, "no progress output");
   cmd->add_flag("--resume", args->resume,
                 "continue an interrupted run from its latest checkpoints (same config)");

@@ -1,8 +1,11 @@
 #include "models/llama.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 #include <sys/mman.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/nn/modules/container/modulelist.h>
 
 #include <algorithm>
@@ -19,6 +22,7 @@
 #include "common/atomic_output.h"
 #include "common/text_file.h"
 #include "models/checkpoint_weights.h"
+#include "models/frozen_linear.h"
 #include "models/kernels/decode_attention.h"
 #include "models/kernels/packed_linear.h"
 #include "models/kernels/small_linear.h"
@@ -85,9 +89,77 @@ class WeightArena {
     return slice;
   }
 
+  // `count` bfloat16 values: a slice of the same buffer, which it keeps alive.
+  at::Tensor take_bf16(int64_t count) {
+    const at::Tensor slice = take(bf16_floats(count));
+    return at::from_blob(
+        slice.data_ptr(), {count}, [keep = slice](void*) {},
+        at::TensorOptions().dtype(at::kBFloat16));
+  }
+  static int64_t bf16_floats(int64_t count) { return (count + 1) / 2; }
+
  private:
   at::Tensor buffer_;
   int64_t offset_ = 0;
+};
+
+// One decoder layer under activation checkpointing: the forward runs
+// without a graph and keeps the layer's input (and the random generator's
+// state, so LoRA dropout draws the same masks); the backward runs the
+// forward again with a graph and backpropagates through it, which
+// accumulates the LoRA factors' gradients and yields the input's.
+struct RecomputedLayer : torch::autograd::Function<RecomputedLayer> {
+  // Only x is an input of the graph; the angles and the mask (which may be
+  // undefined, which autograd refuses among inputs) come by pointer.
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            LlamaDecoderLayerImpl* layer, const at::Tensor* cos,
+                            const at::Tensor* sin, const at::Tensor* mask,
+                            const RowAdapters& rows) {
+    ctx->save_for_backward({x});
+    ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
+    ctx->saved_data["cos"] = *cos;
+    ctx->saved_data["sin"] = *sin;
+    ctx->saved_data["mask"] = *mask;
+    ctx->saved_data["rows"] = std::vector<int64_t>(rows.begin(), rows.end());
+    at::CPUGeneratorImpl* generator = cpu_generator();
+    {
+      std::lock_guard<std::mutex> lock(generator->mutex_);
+      ctx->saved_data["rng"] = at::Tensor::wrap_tensor_impl(generator->get_state());
+    }
+    return layer->forward(x, *cos, *sin, nullptr, 0, *mask, rows);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const at::Tensor input = ctx->get_saved_variables()[0].detach().requires_grad_(true);
+    auto* layer = reinterpret_cast<LlamaDecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
+    const std::vector<int64_t> row_ids = ctx->saved_data["rows"].toIntVector();
+    const RowAdapters rows(row_ids.begin(), row_ids.end());
+    at::CPUGeneratorImpl* generator = cpu_generator();
+    at::Tensor now;
+    {
+      std::lock_guard<std::mutex> lock(generator->mutex_);
+      now = at::Tensor::wrap_tensor_impl(generator->get_state());
+      generator->set_state(*ctx->saved_data["rng"].toTensor().unsafeGetTensorImpl());
+    }
+    at::Tensor y;
+    {
+      at::AutoGradMode with_graph(true);
+      y = layer->forward(input, ctx->saved_data["cos"].toTensor(),
+                         ctx->saved_data["sin"].toTensor(), nullptr, 0,
+                         ctx->saved_data["mask"].toTensor(), rows);
+    }
+    {
+      std::lock_guard<std::mutex> lock(generator->mutex_);
+      generator->set_state(*now.unsafeGetTensorImpl());
+    }
+    torch::autograd::backward({y}, {grads[0]});
+    return {input.grad(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+
+  static at::CPUGeneratorImpl* cpu_generator() {
+    return at::check_generator<at::CPUGeneratorImpl>(at::detail::getDefaultCPUGenerator());
+  }
 };
 
 }  // namespace
@@ -202,6 +274,14 @@ at::Tensor LlamaForCausalLMImpl::lm_head_weight() const {
 }
 
 at::Tensor LlamaForCausalLMImpl::embed(const at::Tensor& ids) const {
+  if (base_bf16()) {
+    if (lm_head) return at::embedding(model->embed_tokens->weight, ids).to(at::kFloat);
+    // Tied: token t's row is column t % 16 of panel t / 16, its features by pairs.
+    const at::Tensor by_panel = bf16_head_.pairs.permute({0, 2, 1, 3});  // [panels, 16, in/2, 2]
+    const at::Tensor rows =
+        by_panel.index({ids.div(kPanelWidth, "floor"), ids.remainder(kPanelWidth)});
+    return rows.flatten(-2).narrow(-1, 0, config_.hidden_size).to(at::kFloat);  // [b, s, hidden]
+  }
   if (!packed() || lm_head) return at::embedding(model->embed_tokens->weight, ids);
   // Tied and packed: token t's row is column t % 16 of panel t / 16.
   const at::Tensor by_panel = packed_head_.panels.transpose(1, 2);  // [panels, 16, hidden]
@@ -209,7 +289,14 @@ at::Tensor LlamaForCausalLMImpl::embed(const at::Tensor& ids) const {
 }
 
 at::Tensor LlamaForCausalLMImpl::head(const at::Tensor& x) const {
+  if (base_bf16()) return frozen_bf16_linear(x, bf16_head_, {}, bf16_path_);
   return packed() ? packed_linear(x, packed_head_) : fast_linear(x, lm_head_weight());
+}
+
+at::Tensor LlamaForCausalLMImpl::head_weight_float() const {
+  if (base_bf16()) return unpack_weight_bf16(bf16_head_).to(at::kFloat);
+  if (packed()) return unpack_weight(packed_head_);
+  return lm_head_weight();
 }
 
 std::vector<std::pair<std::string, LoraLinear>> LlamaForCausalLMImpl::projections() {
@@ -319,8 +406,15 @@ at::Tensor LlamaForCausalLMImpl::run_stack(const at::Tensor& ids, KvCache* cache
   const at::Tensor emb = at::cat({freqs, freqs}, -1);                           // [b, s, d]
   const at::Tensor cos = emb.cos(), sin = emb.sin();
   if (hidden != nullptr) hidden->states = {x};
+  // Checkpointed layers need an input in the graph: the first layer's
+  // (from the frozen embedding) is not, and runs as usual.
+  const bool recompute = checkpoint_layers_ && cache == nullptr && c10::GradMode::is_enabled();
   for (int64_t i = 0; i < n_layers; ++i) {
     auto layer = model->layers[i]->as<LlamaDecoderLayer>();
+    if (recompute && x.requires_grad() && hidden == nullptr) {
+      x = RecomputedLayer::apply(x, layer, &cos, &sin, &mask, rows);
+      continue;
+    }
     x = layer->forward(x, cos, sin, cache, static_cast<size_t>(i), mask, rows);
     if (hidden != nullptr && i + 1 < n_layers) hidden->states.push_back(x);
   }
@@ -335,34 +429,50 @@ namespace {
 
 // Where load_llama puts each weight.
 struct WeightPlan {
-  bool pack = false;  // projections and head as packed_linear panels
+  bool pack = false;  // projections and head as packed_linear panels (float32)
+  bool bf16 = false;  // projections and head as bf16 pairs, the embedding bf16
+  Bf16Path bf16_path = Bf16Path::kExact;
   std::map<std::string, LoraLinear> packed_projections;  // by weight name
   // The head's weight: lm_head's, or with tied embeddings the embedding
   // table, which is then read from the panels too (embed()).
   std::string head_name;
+
+  bool packs_head() const { return pack || bf16; }
 };
 
-WeightPlan plan_weights(LlamaForCausalLM& model, bool pack) {
+WeightPlan plan_weights(LlamaForCausalLM& model, bool pack, bool bf16, Bf16Path path) {
   WeightPlan plan;
-  plan.pack = pack;
+  plan.pack = pack && !bf16;
+  plan.bf16 = bf16;
+  plan.bf16_path = path;
   plan.head_name =
       model->config().tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  if (pack) {
-    for (auto& [path, module] : model->projections()) {
-      plan.packed_projections.emplace(path + ".weight", module);
+  if (plan.packs_head()) {
+    for (auto& [path_name, module] : model->projections()) {
+      plan.packed_projections.emplace(path_name + ".weight", module);
     }
   }
   return plan;
 }
+
+constexpr const char* kEmbeddingName = "model.embed_tokens.weight";
 
 // Floats of the arena holding every weight as `plan` lays it out.
 int64_t arena_floats(LlamaForCausalLM& model, const WeightPlan& plan) {
   int64_t floats = 0;
   for (const auto& item : model->named_parameters(/*recurse=*/true)) {
     const bool panels = plan.packed_projections.count(item.key()) != 0 ||
-                        (plan.pack && item.key() == plan.head_name);
+                        (plan.packs_head() && item.key() == plan.head_name);
     const at::Tensor& p = item.value();
-    floats += WeightArena::aligned(panels ? packed_numel(p.size(0), p.size(1)) : p.numel());
+    int64_t n = p.numel();
+    if (panels && plan.bf16) {
+      n = WeightArena::bf16_floats(packed_bf16_numel(p.size(0), p.size(1)));
+    } else if (panels) {
+      n = packed_numel(p.size(0), p.size(1));
+    } else if (plan.bf16 && item.key() == kEmbeddingName) {
+      n = WeightArena::bf16_floats(p.numel());
+    }
+    floats += WeightArena::aligned(n);
   }
   return floats;
 }
@@ -394,6 +504,15 @@ PackedWeight pack_into(const at::Tensor& stored, const std::string& name, const 
   return pack_weight(w, arena.take(packed_numel(w.size(0), w.size(1))));
 }
 
+// [out, in] as bf16 pairs in the arena, packed straight from the stored
+// tensor (a BF16 one bit for bit): no float32 copy.
+PackedWeightBf16 pack_bf16_into(const at::Tensor& stored, const std::string& name,
+                                const fs::path& file, WeightArena& arena) {
+  require_finite(stored, name, file);
+  return pack_weight_bf16(stored,
+                          arena.take_bf16(packed_bf16_numel(stored.size(0), stored.size(1))));
+}
+
 // Fills parameter `name` from `stored`, converting to float32 on the way
 // into its final place (no float32 temporary of a BF16/F16 weight).
 void place_weight(LlamaForCausalLM& model, const WeightPlan& plan, WeightArena* arena,
@@ -401,10 +520,23 @@ void place_weight(LlamaForCausalLM& model, const WeightPlan& plan, WeightArena* 
                   const fs::path& file) {
   if (const auto it = plan.packed_projections.find(name); it != plan.packed_projections.end()) {
     LoraLinear projection = it->second;  // a handle: the model's own module
-    projection->use_packed(pack_into(stored, name, file, *arena));
-  } else if (plan.pack && name == plan.head_name) {
-    model->use_packed_head(pack_into(stored, name, file, *arena));
+    if (plan.bf16) {
+      projection->use_packed_bf16(pack_bf16_into(stored, name, file, *arena), plan.bf16_path);
+    } else {
+      projection->use_packed(pack_into(stored, name, file, *arena));
+    }
+  } else if (plan.packs_head() && name == plan.head_name) {
+    if (plan.bf16) {
+      model->use_bf16_head(pack_bf16_into(stored, name, file, *arena), plan.bf16_path);
+    } else {
+      model->use_packed_head(pack_into(stored, name, file, *arena));
+    }
     param.set_data(at::empty({0}, param.options()));
+  } else if (plan.bf16 && name == kEmbeddingName) {
+    at::Tensor slot = arena->take_bf16(stored.numel()).view(stored.sizes());
+    slot.copy_(stored);  // float32 or float16 rounded to nearest even
+    require_finite(slot, name, file);
+    param.set_data(slot);
   } else if (arena != nullptr) {
     at::Tensor slot = arena->take(stored.numel()).view(stored.sizes());
     slot.copy_(stored);
@@ -433,13 +565,53 @@ void refuse_unexpected(const CheckpointWeights& weights, const std::set<std::str
 
 }  // namespace
 
-LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device, WeightLayout layout) {
+BaseDtype parse_base_dtype(const std::string& name) {
+  if (name == "auto") return BaseDtype::kAuto;
+  if (name == "bf16") return BaseDtype::kBf16;
+  if (name == "f32") return BaseDtype::kF32;
+  throw std::invalid_argument(fmt::format("base_dtype '{}': expected auto, bf16 or f32", name));
+}
+
+const char* base_dtype_name(BaseDtype dtype) {
+  switch (dtype) {
+    case BaseDtype::kAuto:
+      return "auto";
+    case BaseDtype::kBf16:
+      return "bf16";
+    case BaseDtype::kF32:
+      return "f32";
+  }
+  return "?";
+}
+
+BaseDtype resolve_base_dtype(BaseDtype dtype, const fs::path& dir, const std::string& device) {
+  if (dtype != BaseDtype::kAuto) return dtype;
+  if (!resolve_device(device).is_cpu()) return BaseDtype::kF32;
+  // The projections' stored dtype decides (norms are often kept in float32).
+  const CheckpointWeights weights = CheckpointWeights::open(dir);
+  const std::string probe = "model.layers.0.self_attn.q_proj.weight";
+  if (!weights.contains(probe)) return BaseDtype::kF32;
+  const SafetensorsDtype stored = weights.info(probe).dtype;
+  return stored == SafetensorsDtype::kBF16 || stored == SafetensorsDtype::kF16 ? BaseDtype::kBf16
+                                                                               : BaseDtype::kF32;
+}
+
+LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device, WeightLayout layout,
+                            BaseDtype dtype) {
   const c10::Device target = resolve_device(device);
+  dtype = resolve_base_dtype(dtype, dir, device);
+  if (dtype == BaseDtype::kBf16 && !target.is_cpu()) {
+    throw std::invalid_argument(fmt::format(
+        "base_dtype bf16 runs on the CPU only (device '{}'): use base_dtype f32 there", device));
+  }
   const LlamaConfig config = load_llama_config(dir / "config.json");
   const CheckpointWeights weights = CheckpointWeights::open(dir);
   LlamaForCausalLM model(config);
   at::NoGradGuard no_grad;
-  const WeightPlan plan = plan_weights(model, layout == WeightLayout::kPacked && target.is_cpu());
+  const bool bf16 = dtype == BaseDtype::kBf16;
+  const WeightPlan plan =
+      plan_weights(model, layout == WeightLayout::kPacked && target.is_cpu(), bf16,
+                   layout == WeightLayout::kPacked ? Bf16Path::kFast : Bf16Path::kExact);
   // On the CPU every weight goes into one arena, the packed ones as panels
   // (their [out, in] parameters stay empty); elsewhere into the parameters.
   std::optional<WeightArena> arena;
@@ -458,15 +630,21 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device, Weig
 }
 
 void save_llama(LlamaForCausalLM& model, const fs::path& source_dir, const fs::path& out_dir) {
-  if (model->packed()) {
-    throw std::logic_error(
-        "save_llama: the model is packed for inference; save a model loaded with "
-        "WeightLayout::kCheckpoint");
-  }
   fs::create_directories(out_dir);
+  // A bf16 base is saved as the float32 values of its bf16 weights.
+  std::map<std::string, LoraLinear> projections;
+  for (auto& [path, module] : model->projections()) projections.emplace(path + ".weight", module);
+  const std::string head_name =
+      model->config().tie_word_embeddings ? kEmbeddingName : "lm_head.weight";
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& item : model->named_parameters(/*recurse=*/true)) {
-    tensors.emplace_back(item.key(), item.value().detach().to(at::kCPU));
+    at::Tensor value = item.value().detach();
+    if (const auto it = projections.find(item.key()); it != projections.end()) {
+      value = it->second->base_weight();
+    } else if (item.key() == head_name) {
+      value = model->head_weight_float();
+    }
+    tensors.emplace_back(item.key(), value.to(at::kCPU, at::kFloat));
   }
   save_safetensors(out_dir / "model.safetensors", tensors);
   for (const char* name : {"config.json", "generation_config.json", "tokenizer.json",

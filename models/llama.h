@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "models/kernels/packed_linear_bf16.h"
 #include "models/llama_config.h"
 #include "models/lora.h"
 
@@ -143,6 +144,24 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   bool packed() const { return packed_head_.defined(); }
   // Installs the head's panels; load_llama's, when it packs.
   void use_packed_head(PackedWeight head) { packed_head_ = std::move(head); }
+  // Whether the frozen base is held in bfloat16 (BaseDtype::kBf16): the
+  // projections and the head as packed bf16 pairs, trainable through
+  // (frozen_bf16_linear), the embedding table in bf16 too.
+  bool base_bf16() const { return bf16_head_.defined(); }
+  void use_bf16_head(PackedWeightBf16 head, Bf16Path path) {
+    bf16_head_ = std::move(head);
+    bf16_path_ = path;
+  }
+  // The head's weight [vocab, hidden] as float32, whatever its layout (a
+  // copy when packed): for saving and checks.
+  at::Tensor head_weight_float() const;
+
+  // Activation checkpointing for training: each decoder layer keeps only
+  // its input for the backward pass and runs its forward again there, so
+  // activation memory is one layer's, not every layer's, for about a third
+  // more compute. Off by default; only forwards that build a graph use it.
+  void set_activation_checkpointing(bool on) { checkpoint_layers_ = on; }
+  bool activation_checkpointing() const { return checkpoint_layers_; }
 
   LlamaModel model{nullptr};
   torch::nn::Linear lm_head{nullptr};  // "lm_head.weight" [vocab, hidden]; absent when tied
@@ -165,6 +184,9 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   LlamaConfig config_;
   at::Tensor inv_freq_;  // [head_dim / 2] float32
   PackedWeight packed_head_;
+  PackedWeightBf16 bf16_head_;
+  Bf16Path bf16_path_ = Bf16Path::kExact;
+  bool checkpoint_layers_ = false;
 };
 TORCH_MODULE(LlamaForCausalLM);
 
@@ -175,13 +197,38 @@ TORCH_MODULE(LlamaForCausalLM);
 // made. On other devices kPacked loads as kCheckpoint.
 enum class WeightLayout { kCheckpoint, kPacked };
 
+// The dtype the frozen base is held in. kF32: every weight float32 (the
+// exact path of the fixtures and the PEFT replay). kBf16 (CPU only): the
+// projections and the head packed as bf16 pairs, the embedding table bf16;
+// norms, biases, LoRA factors, activations and gradients stay float32, and
+// with float32 activations (Bf16Path::kExact, the training layout) the
+// results are those of float32 arithmetic on the bf16 values. A float32
+// or float16 checkpoint is rounded to bf16. kAuto: kBf16 when the
+// checkpoint stores its projections in BF16 or F16 and the device is the
+// CPU, else kF32 — never a float32 copy of a bf16 model unless asked.
+enum class BaseDtype { kAuto, kBf16, kF32 };
+
+// "auto", "bf16", "f32" <-> BaseDtype; parsing throws std::invalid_argument
+// naming the value and the choices.
+BaseDtype parse_base_dtype(const std::string& name);
+const char* base_dtype_name(BaseDtype dtype);
+// What kAuto means for the checkpoint in `dir` on `device` (kBf16 or kF32);
+// other values are returned as given.
+BaseDtype resolve_base_dtype(BaseDtype dtype, const std::filesystem::path& dir,
+                             const std::string& device);
+
 // Loads config.json and the weights (model.safetensors, or the shards of
-// model.safetensors.index.json; F32, F16 or BF16, converted to float32)
-// from a Hugging Face directory. Throws std::runtime_error naming the file
-// and tensor for a missing or unexpected tensor, a shape mismatch, a
-// damaged shard set (see CheckpointWeights) or a non-finite weight.
+// model.safetensors.index.json; F32, F16 or BF16) from a Hugging Face
+// directory, the base in `dtype` (see BaseDtype): float32 weights laid out
+// by `layout`; bf16 weights packed, the products exact (kExact) in the
+// checkpoint layout and on vdpbf16ps (kFast) in the packed one. Throws
+// std::runtime_error naming the file and tensor for a missing or
+// unexpected tensor, a shape mismatch, a damaged shard set (see
+// CheckpointWeights) or a non-finite weight; std::invalid_argument for bf16
+// on a device other than the CPU.
 LlamaForCausalLM load_llama(const std::filesystem::path& dir, const std::string& device = "cpu",
-                            WeightLayout layout = WeightLayout::kCheckpoint);
+                            WeightLayout layout = WeightLayout::kCheckpoint,
+                            BaseDtype dtype = BaseDtype::kF32);
 
 // Writes `model` as a Hugging Face directory: model.safetensors (the base
 // weights as they are now, e.g. after merge_adapter) plus config.json and the

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "models/frozen_linear.h"
 #include "models/kernels/small_linear.h"
 
 namespace vitrine::models {
@@ -20,6 +21,7 @@ LoraLinearImpl::LoraLinearImpl(int64_t in_features, int64_t out_features, bool h
 }
 
 at::Tensor LoraLinearImpl::base_forward(const at::Tensor& x) const {
+  if (packed_bf16()) return frozen_bf16_linear(x, packed_bf16_, bias, bf16_path_);
   if (!packed()) return fast_linear(x, weight, bias);
   if (c10::GradMode::is_enabled() && x.requires_grad()) {
     throw std::logic_error(
@@ -27,6 +29,24 @@ at::Tensor LoraLinearImpl::base_forward(const at::Tensor& x) const {
         "with WeightLayout::kCheckpoint");
   }
   return packed_linear(x, packed_, bias);
+}
+
+void LoraLinearImpl::use_packed_bf16(PackedWeightBf16 pairs, Bf16Path path) {
+  if (pairs.out_features != out_features_ || pairs.in_features != in_features_) {
+    throw std::invalid_argument(
+        fmt::format("LoRA: bf16 pairs of a [{}, {}] weight for a [{}, {}] one", pairs.out_features,
+                    pairs.in_features, out_features_, in_features_));
+  }
+  packed_bf16_ = std::move(pairs);
+  bf16_path_ = path;
+  at::NoGradGuard no_grad;
+  weight.set_data(at::empty({0}, weight.options()));
+}
+
+at::Tensor LoraLinearImpl::base_weight() const {
+  if (packed_bf16()) return unpack_weight_bf16(packed_bf16_).to(at::kFloat);
+  if (packed()) return unpack_weight(packed_);
+  return weight;
 }
 
 void LoraLinearImpl::use_packed(PackedWeight panels) {
@@ -123,8 +143,7 @@ void LoraLinearImpl::remove_adapter(int slot) {
 
 at::Tensor LoraLinearImpl::merged_weight(int slot) const {
   const LoraWeights& w = adapters_.at(slot);
-  const at::Tensor base = packed() ? unpack_weight(packed_) : weight;
-  return base + at::matmul(w.b, w.a) * w.scaling;  // [out, in]
+  return base_weight() + at::matmul(w.b, w.a) * w.scaling;  // [out, in]
 }
 
 }  // namespace vitrine::models

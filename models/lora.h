@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "models/kernels/packed_linear.h"
+#include "models/kernels/packed_linear_bf16.h"
 
 namespace vitrine::models {
 
@@ -55,6 +56,17 @@ class LoraLinearImpl : public torch::nn::Module {
   // through them is refused.
   void use_packed(PackedWeight panels);
   bool packed() const { return packed_.defined(); }
+  // The frozen base as packed bfloat16 (pack_weight_bf16), for training and
+  // inference alike: the products run on packed_linear_bf16 by `path`, and
+  // autograd gets the input's gradient from the same copy
+  // (frozen_bf16_linear). `weight` is emptied as by use_packed.
+  void use_packed_bf16(PackedWeightBf16 pairs, Bf16Path path);
+  bool packed_bf16() const { return packed_bf16_.defined(); }
+  const PackedWeightBf16& bf16_weight() const { return packed_bf16_; }
+  Bf16Path bf16_path() const { return bf16_path_; }
+  // The base weight [out, in] as float32, whatever its layout: a copy when
+  // packed (merging, saving, checks).
+  at::Tensor base_weight() const;
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }
 
@@ -70,6 +82,8 @@ class LoraLinearImpl : public torch::nn::Module {
 
   int64_t in_features_, out_features_;
   PackedWeight packed_;
+  PackedWeightBf16 packed_bf16_;
+  Bf16Path bf16_path_ = Bf16Path::kExact;
   std::map<int, LoraWeights> adapters_;
   // Every adapter side by side, for batches that mix them: A of all slots
   // stacked [Σr, in], B·scaling of all slots [out, Σr], and the slot owning

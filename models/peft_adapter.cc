@@ -130,7 +130,11 @@ void merge_adapter(LlamaForCausalLM& model, int slot) {
   at::NoGradGuard no_grad;
   for (auto& [path, module] : model->projections()) {
     if (!module->has_adapter(slot)) continue;
-    module->weight.copy_(module->merged_weight(slot));
+    if (module->packed_bf16()) {  // merged in float32, rounded back to bf16 as PEFT does
+      module->use_packed_bf16(pack_weight_bf16(module->merged_weight(slot)), module->bf16_path());
+    } else {
+      module->weight.copy_(module->merged_weight(slot));
+    }
     module->remove_adapter(slot);
   }
 }

@@ -359,19 +359,40 @@ at::Tensor SafetensorsFile::get(const std::string& name) const {
   return raw.scalar_type() == wanted ? raw : raw.to(wanted);
 }
 
+namespace {
+
+// Flat indices of the non-finite values of a CPU tensor whose elements are
+// `Bits` wide: NaN or Inf exactly when the exponent bits (`exponent`) are
+// all ones. Reads the stored bits, so a bf16 or f16 weight is checked
+// without a float32 copy.
+template <typename Bits>
+std::pair<size_t, size_t> count_non_finite(const at::Tensor& t, Bits exponent) {
+  const auto* bits = static_cast<const Bits*>(t.data_ptr());
+  const auto n = static_cast<size_t>(t.numel());
+  size_t bad = 0, first = n;
+  for (size_t i = 0; i < n; ++i) bad += (bits[i] & exponent) == exponent;
+  for (size_t i = 0; bad != 0 && i < n && first == n; ++i) {
+    if ((bits[i] & exponent) == exponent) first = i;
+  }
+  return {bad, first};
+}
+
+}  // namespace
+
 void require_finite(const at::Tensor& tensor, const std::string& name,
                     const std::filesystem::path& file) {
   if (!at::isFloatingType(tensor.scalar_type()) || tensor.numel() == 0) return;
-  const at::Tensor t = tensor.to(at::kCPU, at::kFloat).contiguous();
-  const auto* bits = static_cast<const uint32_t*>(t.data_ptr());
-  const auto n = static_cast<size_t>(t.numel());
-  // An IEEE float is NaN or Inf exactly when its exponent bits are all ones.
-  size_t bad = 0, first = n;
-  for (size_t i = 0; i < n; ++i) bad += (bits[i] & 0x7f800000u) == 0x7f800000u;
-  if (bad == 0) return;
-  for (size_t i = 0; i < n && first == n; ++i) {
-    if ((bits[i] & 0x7f800000u) == 0x7f800000u) first = i;
+  std::pair<size_t, size_t> found;
+  if (tensor.scalar_type() == at::kBFloat16 || tensor.scalar_type() == at::kHalf) {
+    const at::Tensor t = tensor.to(at::kCPU).contiguous();
+    found = count_non_finite<uint16_t>(
+        t, tensor.scalar_type() == at::kBFloat16 ? uint16_t{0x7f80} : uint16_t{0x7c00});
+  } else {
+    const at::Tensor t = tensor.to(at::kCPU, at::kFloat).contiguous();
+    found = count_non_finite<uint32_t>(t, 0x7f800000u);
   }
+  const auto [bad, first] = found;
+  if (bad == 0) return;
   throw std::runtime_error(fmt::format(
       "tensor '{}' in '{}' holds {} non-finite value(s) (NaN or Inf; the first at flat index {}): "
       "the file is damaged or comes from a diverged run",

@@ -37,8 +37,7 @@ std::string read_pem(const std::string& path, const char* key) {
 
 // Throws naming both files unless `key_pem` holds the private key of the
 // certificate in `cert_pem` (gRPC would only fail to listen).
-void check_key_pair(const TlsConfig& tls, const std::string& key_pem,
-                    const std::string& cert_pem) {
+void check_key_pair(const TlsConfig& tls, const std::string& key_pem, const std::string& cert_pem) {
   using Bio = std::unique_ptr<BIO, decltype(&BIO_free)>;
   Bio cert_bio(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())), BIO_free);
   Bio key_bio(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())), BIO_free);
@@ -82,8 +81,8 @@ void must_exist(const std::string& path, const char* key) {
 // The model, its engine and the adapters.
 void load_model(const RouterConfig& c, AnswererParts& parts,
                 const std::function<void(const std::string&)>& log) {
-  models::LlamaForCausalLM model =
-      models::load_llama(c.model, c.device, models::WeightLayout::kPacked);
+  models::LlamaForCausalLM model = models::load_llama(
+      c.model, c.device, models::WeightLayout::kPacked, models::parse_base_dtype(c.base_dtype));
   parts.tokenizer = std::shared_ptr<const models::Tokenizer>(models::load_tokenizer(c.model));
   parts.family = models::detect_chat_family(c.model);
   parts.engine = std::make_shared<models::Engine>(model, parts.tokenizer, c.engine);
@@ -169,8 +168,8 @@ std::unique_ptr<grpc::Server> start_server(const RouterConfig& config, ChatServi
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     const std::string why = listen_problem(config.listen);
-    throw std::runtime_error(fmt::format("cannot listen on '{}'{}{}", config.listen,
-                                         why.empty() ? "" : ": ", why));
+    throw std::runtime_error(
+        fmt::format("cannot listen on '{}'{}{}", config.listen, why.empty() ? "" : ": ", why));
   }
   set_health(*server, false);
   log(fmt::format("listening on {}{} (not serving until loaded)", config.listen,

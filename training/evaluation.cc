@@ -208,7 +208,8 @@ struct EvalModel {
 
 EvalModel load_eval_model(const TrainConfig& config, const EvalOptions& options) {
   const fs::path base(config.base_model);
-  EvalModel m{models::load_llama(base, config.device, models::WeightLayout::kPacked),
+  EvalModel m{models::load_llama(base, config.device, models::WeightLayout::kPacked,
+                                 models::parse_base_dtype(config.base_dtype)),
               models::load_tokenizer(base),
               models::detect_chat_family(base),
               {}};
@@ -220,7 +221,7 @@ EvalModel load_eval_model(const TrainConfig& config, const EvalOptions& options)
 }
 
 struct Answers {
-  std::vector<std::string> base, tuned;  // one per item, in order
+  std::vector<std::string> base, tuned;         // one per item, in order
   int64_t base_stopped = 0, tuned_stopped = 0;  // answers that ended by themselves
 };
 

@@ -6,6 +6,8 @@
 
 #include "common/config_binder.h"
 #include "common/utf8.h"
+#include "models/llama.h"
+#include "training/memory_estimate.h"
 
 namespace vitrine::training {
 namespace {
@@ -49,7 +51,10 @@ void bind_run(ConfigBinder& b, TrainConfig& c) {
       .field("output", c.output)
       .field("seed", c.seed)
       .field("threads", c.threads)
-      .field("device", c.device);
+      .field("device", c.device)
+      .field("base_dtype", c.base_dtype)
+      .field("activation_checkpointing", c.activation_checkpointing)
+      .field("memory_limit_gb", c.memory_limit_gb);
 }
 
 void bind_classifier(ConfigBinder& b, TrainConfig& c) {
@@ -122,6 +127,13 @@ void check(const std::string& name, const AdapterTrainConfig& a) {
 
 void check_run(const TrainConfig& c) {
   in_range("train", "threads", c.threads, 0, 1024);
+  in_range("train", "memory_limit_gb", c.memory_limit_gb, 0.0, 1e6);
+  try {
+    models::parse_base_dtype(c.base_dtype);
+    parse_checkpointing(c.activation_checkpointing);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(fmt::format("config '{}'", e.what()));
+  }
   const ClassifierTrainConfig& k = c.classifier;
   in_range("classifier", "buckets", k.buckets, int64_t{16}, int64_t{1} << 26);
   in_range("classifier", "dim", k.dim, int64_t{1}, int64_t{4096});

@@ -48,6 +48,9 @@ struct TrainConfig {
   uint64_t seed = 1;
   int threads = 0;  // torch threads, 0 = cores
   std::string device = "cpu";
+  std::string base_dtype = "auto";                // auto, bf16 or f32 (models::BaseDtype)
+  std::string activation_checkpointing = "auto";  // auto, always or never (memory_estimate.h)
+  double memory_limit_gb = 0;                     // refuse runs estimated above; 0 = what is free
   std::map<std::string, AdapterTrainConfig> adapters;  // by adapter name (describe, qa)
   bool classifier_enabled = true;                      // train the router's classifier too
   ClassifierTrainConfig classifier;

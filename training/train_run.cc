@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cstdio>
+#include <map>
 #include <stdexcept>
 
 #include "common/atomic_output.h"
@@ -13,6 +15,7 @@
 #include "models/tokenizer/chat_format.h"
 #include "models/tokenizer/tokenizer.h"
 #include "training/lora_recipe.h"
+#include "training/memory_estimate.h"
 #include "training/run_log.h"
 
 namespace vitrine::training {
@@ -62,6 +65,38 @@ void train_router_classifier(const TrainConfig& config, RunLog& log, TrainOutcom
   log.record(ClassifierEvent{.report = outcome.classifier});
 }
 
+// Adapter `name`'s memory plan on the CPU (checkpointing on or off), printed
+// by rank 0 when `print`; refuses one that does not fit, naming what to
+// change (plan_training_memory). Other devices keep checkpointing off
+// unless asked: their memory is not this machine's.
+MemoryEstimate plan_adapter_memory(const TrainConfig& config, const fs::path& base,
+                                   models::BaseDtype base_dtype, const std::string& name,
+                                   const AdapterTrainConfig& adapter, const DataParallel& group,
+                                   bool print) {
+  const models::LlamaConfig model_config = models::load_llama_config(base / "config.json");
+  const TrainingShape shape{.batch_size = adapter.batch_size,
+                            .seq_len = adapter.max_seq_len,
+                            .rank = adapter.rank,
+                            .target_modules = adapter.target_modules,
+                            .dropout = adapter.dropout > 0};
+  const Checkpointing mode = parse_checkpointing(config.activation_checkpointing);
+  const bool cpu = models::resolve_device(config.device).is_cpu();
+  const int64_t limit =
+      config.memory_limit_gb > 0
+          ? static_cast<int64_t>(config.memory_limit_gb * static_cast<double>(int64_t{1} << 30))
+          : (cpu ? available_memory() : 0);
+  const MemoryEstimate plan =
+      plan_training_memory(model_config, base_dtype, shape,
+                           cpu || mode == Checkpointing::kAlways ? mode : Checkpointing::kNever,
+                           cpu ? limit : 0, fmt::format("training adapter '{}'", name));
+  if (print && group.is_main()) {
+    std::fprintf(stderr, "vitrine train: %s: base %s, memory estimate %s%s\n", name.c_str(),
+                 models::base_dtype_name(base_dtype), describe(plan).c_str(),
+                 limit > 0 ? fmt::format(" of {} free", format_bytes(limit)).c_str() : "");
+  }
+  return plan;
+}
+
 }  // namespace
 
 TrainOutcome run_training(const TrainConfig& given, const TrainRunOptions& options) {
@@ -70,6 +105,14 @@ TrainOutcome run_training(const TrainConfig& given, const TrainRunOptions& optio
   const fs::path base(config.base_model);
   check_dataset(config.dataset);
   DataParallel group(options.data_parallel);
+  const models::BaseDtype base_dtype =
+      models::resolve_base_dtype(models::parse_base_dtype(config.base_dtype), base, config.device);
+  // Before anything is written or loaded: a run that cannot fit is refused at once.
+  std::map<std::string, MemoryEstimate> memory;
+  for (const auto& [name, adapter] : config.adapters) {
+    memory.emplace(name, plan_adapter_memory(config, base, base_dtype, name, adapter, group,
+                                             options.progress));
+  }
   prepare_run_directory(config, options, group);
   // config.json and every weight file (the index and each shard when sharded).
   std::vector<fs::path> base_files{base / "config.json"};
@@ -77,7 +120,8 @@ TrainOutcome run_training(const TrainConfig& given, const TrainRunOptions& optio
     base_files.push_back(file);
   }
   const std::string base_fingerprint = files_fingerprint(base_files);
-  models::LlamaForCausalLM model = models::load_llama(base, config.device);
+  models::LlamaForCausalLM model =
+      models::load_llama(base, config.device, models::WeightLayout::kCheckpoint, base_dtype);
   const auto tokenizer = models::load_tokenizer(base);
   const models::ChatFamily family = models::detect_chat_family(base);
   RunLog log = group.is_main() ? RunLog(config.output, options.on_event) : RunLog();
@@ -93,6 +137,7 @@ TrainOutcome run_training(const TrainConfig& given, const TrainRunOptions& optio
   outcome.main_rank = group.is_main();
   int slot = 0;
   for (const auto& [name, adapter] : config.adapters) {
+    model->set_activation_checkpointing(memory.at(name).checkpointing);
     outcome.adapters.push_back(AdapterRecipe(run, name, adapter, slot++).run());
     if (outcome.adapters.back().cancelled) return outcome;
   }
