@@ -8,7 +8,7 @@
 //   train_bench --model DIR [--seq 512] [--batch 1] [--steps 10] [--warmup 2]
 //               [--threads 2] [--lora-r 8] [--lora-alpha 16]
 //               [--targets q_proj,v_proj] [--base-dtype auto|bf16|f32]
-//               [--checkpointing auto|always|never] [--json FILE]
+//               [--checkpointing auto|always|never] [--bf16-compute] [--json FILE]
 //
 // Prints one line of figures, and appends it as JSON to --json: tokens/s,
 // ms per step (mean and best), loss of the first and last step, the
@@ -43,6 +43,7 @@ struct Args {
   std::vector<std::string> targets = {"q_proj", "v_proj"};
   int64_t seq = 512, batch = 1, steps = 10, warmup = 2, lora_r = 8;
   int threads = 2;
+  bool bf16_compute = false;
   double lora_alpha = 16;
 };
 
@@ -77,6 +78,7 @@ nlohmann::json run(const Args& a) {
   models::LlamaForCausalLM model =
       models::load_llama(a.model, "cpu", models::WeightLayout::kCheckpoint, dtype);
   model->set_activation_checkpointing(estimate.checkpointing);
+  if (a.bf16_compute) model->set_bf16_path(models::Bf16Path::kFast);
   training::LoraTrainer trainer = make_trainer(model, a);
   const int64_t vocab = model->config().vocab_size;
   at::manual_seed(0);
@@ -109,6 +111,7 @@ nlohmann::json run(const Args& a) {
           {"peak_rss_mb", peak_rss_mb()},
           {"base_dtype", models::base_dtype_name(dtype)},
           {"checkpointing", estimate.checkpointing},
+          {"bf16_compute", a.bf16_compute},
           {"estimate_mb", static_cast<double>(estimate.total()) / (1 << 20)}};
 }
 
@@ -131,16 +134,19 @@ int main(int argc, char** argv) {
   app.add_option("--checkpointing", a.checkpointing,
                  "activation checkpointing: auto, always, never")
       ->check(CLI::IsMember({"auto", "always", "never"}));
+  app.add_flag("--bf16-compute", a.bf16_compute,
+               "a bf16 base's products on bf16 activations and gradients (vdpbf16ps)");
   app.add_option("--json", a.json, "append the figures as one JSON line to this file");
   CLI11_PARSE(app, argc, argv);
   try {
     const nlohmann::json r = run(a);
     std::printf(
-        "train seq %lld batch %lld, base %s%s: %.1f tokens/s, %.1f ms/step (best %.1f), "
+        "train seq %lld batch %lld, base %s%s%s: %.1f tokens/s, %.1f ms/step (best %.1f), "
         "loss %.3f -> %.3f, peak RSS %.0f MB (estimate %.0f MB)\n",
         static_cast<long long>(a.seq), static_cast<long long>(a.batch),
         r["base_dtype"].get<std::string>().c_str(),
-        r["checkpointing"].get<bool>() ? ", checkpointed" : "", r["tokens_per_s"].get<double>(),
+        r["checkpointing"].get<bool>() ? ", checkpointed" : "",
+        r["bf16_compute"].get<bool>() ? ", bf16 compute" : "", r["tokens_per_s"].get<double>(),
         r["ms_per_step"].get<double>(), r["best_ms_per_step"].get<double>(),
         r["loss_first"].get<double>(), r["loss_last"].get<double>(), r["peak_rss_mb"].get<double>(),
         r["estimate_mb"].get<double>());

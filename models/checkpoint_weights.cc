@@ -181,6 +181,10 @@ at::Tensor CheckpointWeights::stored(const std::string& name) const {
   return file(name).stored(name);
 }
 
+void CheckpointWeights::release(const std::string& name) const {
+  file(name).release(name);
+}
+
 at::Tensor CheckpointWeights::get(const std::string& name) const {
   return file(name).get(name);
 }

@@ -52,6 +52,8 @@ class CheckpointWeights {
   // `name` in its stored dtype, a view of the mapping when aligned (see
   // SafetensorsFile::stored); the mapping lives as long as the view.
   at::Tensor stored(const std::string& name) const;
+  // SafetensorsFile::release of the file holding `name`.
+  void release(const std::string& name) const;
   // `name` as float32 (a converted copy unless stored F32 and aligned).
   at::Tensor get(const std::string& name) const;
 

@@ -19,6 +19,7 @@ struct FrozenBf16Product : torch::autograd::Function<FrozenBf16Product> {
     ctx->saved_data["pairs"] = w.pairs;
     ctx->saved_data["out"] = w.out_features;
     ctx->saved_data["in"] = w.in_features;
+    ctx->saved_data["path"] = static_cast<int64_t>(path);
     return packed_linear_bf16(x, w, *bias, path);
   }
 
@@ -27,8 +28,9 @@ struct FrozenBf16Product : torch::autograd::Function<FrozenBf16Product> {
                              .out_features = ctx->saved_data["out"].toInt(),
                              .in_features = ctx->saved_data["in"].toInt()};
     const at::Tensor dy = grad_outputs[0].contiguous();
+    const auto path = static_cast<Bf16Path>(ctx->saved_data["path"].toInt());
     // One gradient per argument of forward: only x has one.
-    return {packed_linear_bf16_backward_data(dy, w, Bf16Path::kExact), at::Tensor(), at::Tensor(),
+    return {packed_linear_bf16_backward_data(dy, w, path), at::Tensor(), at::Tensor(),
             at::Tensor()};
   }
 };

@@ -18,7 +18,8 @@ namespace vitrine::models {
 
 // y = x·Wᵀ + b for x [..., in] float32, W packed, bias [out] float32 or
 // undefined (frozen too). Differentiable in x when grad mode is on and x
-// requires grad; the backward is exact whatever `path` the forward ran.
+// requires grad; the backward runs on the same `path` (kExact: float32
+// gradients; kFast: dY rounded to bf16 for vdpbf16ps, as the forward's x).
 at::Tensor frozen_bf16_linear(const at::Tensor& x, const PackedWeightBf16& w,
                               const at::Tensor& bias, Bf16Path path);
 

@@ -206,12 +206,14 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& co
   const at::Tensor qg = q.reshape({b, n_kv_heads_, groups * s, head_dim_});  // [b, KV, g*s, d]
   // Decode steps (a few query rows) use the one-loop kernels; prefill, BLAS.
   const bool small = groups * s <= 16 && decode_attention_applies(qg, k);
-  at::Tensor scores = (small ? attention_scores(qg, k) : at::matmul(qg, k.transpose(2, 3))) /
-                      std::sqrt(static_cast<double>(head_dim_));  // [b, KV, g*s, total]
+  // Scaled and masked in place: the product's backward needs q and k, not
+  // its output, so training keeps one score matrix per layer (softmax's
+  // output) instead of three — the largest activation at long sequences.
+  at::Tensor scores = small ? attention_scores(qg, k) : at::matmul(qg, k.transpose(2, 3));
+  scores.div_(std::sqrt(static_cast<double>(head_dim_)));  // [b, KV, g*s, total]
   scores = scores.view({b, n_kv_heads_, groups, s, total});
   if (mask.defined()) {
-    scores =
-        scores.masked_fill(mask.view({b, 1, 1, s, total}), -std::numeric_limits<float>::infinity());
+    scores.masked_fill_(mask.view({b, 1, 1, s, total}), -std::numeric_limits<float>::infinity());
   }
   const at::Tensor probs =
       at::softmax(scores, -1).view({b, n_kv_heads_, groups * s, total});  // [b, KV, g*s, total]
@@ -291,6 +293,12 @@ at::Tensor LlamaForCausalLMImpl::embed(const at::Tensor& ids) const {
 at::Tensor LlamaForCausalLMImpl::head(const at::Tensor& x) const {
   if (base_bf16()) return frozen_bf16_linear(x, bf16_head_, {}, bf16_path_);
   return packed() ? packed_linear(x, packed_head_) : fast_linear(x, lm_head_weight());
+}
+
+void LlamaForCausalLMImpl::set_bf16_path(Bf16Path path) {
+  if (!base_bf16()) return;
+  bf16_path_ = path;
+  for (auto& [name, projection] : projections()) projection->set_bf16_path(path);
 }
 
 at::Tensor LlamaForCausalLMImpl::head_weight_float() const {
@@ -621,6 +629,8 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device, Weig
     const at::Tensor stored = checkpoint_tensor(weights, item.key(), item.value());
     place_weight(model, plan, arena ? &*arena : nullptr, item.key(), item.value(), stored,
                  weights.file_of(item.key()));
+    // Copied or packed: its file pages need not stay in this process.
+    weights.release(item.key());
     used.insert(item.key());
   }
   refuse_unexpected(weights, used, config);

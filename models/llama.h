@@ -152,6 +152,12 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
     bf16_head_ = std::move(head);
     bf16_path_ = path;
   }
+  // Which kernels a bf16 base's products run on (the projections' and the
+  // head's, forward and backward): kExact keeps float32 activations and
+  // gradients; kFast rounds them to bf16 for vdpbf16ps (bf16_compute in
+  // configs/train.yaml). load_llama picks kExact for training, kFast for
+  // serving. No effect on a float32 base.
+  void set_bf16_path(Bf16Path path);
   // The head's weight [vocab, hidden] as float32, whatever its layout (a
   // copy when packed): for saving and checks.
   at::Tensor head_weight_float() const;

@@ -64,6 +64,7 @@ class LoraLinearImpl : public torch::nn::Module {
   bool packed_bf16() const { return packed_bf16_.defined(); }
   const PackedWeightBf16& bf16_weight() const { return packed_bf16_; }
   Bf16Path bf16_path() const { return bf16_path_; }
+  void set_bf16_path(Bf16Path path) { bf16_path_ = path; }
   // The base weight [out, in] as float32, whatever its layout: a copy when
   // packed (merging, saving, checks).
   at::Tensor base_weight() const;

@@ -336,6 +336,16 @@ const SafetensorsTensorInfo& SafetensorsFile::info(const std::string& name) cons
   return it->second;
 }
 
+void SafetensorsFile::release(const std::string& name) const {
+  const SafetensorsTensorInfo& meta = info(name);
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(data_ + meta.begin);
+  const auto end = reinterpret_cast<uintptr_t>(data_ + meta.end);
+  // Whole pages inside the tensor only: its neighbours may share the edges.
+  const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 at::Tensor SafetensorsFile::stored(const std::string& name) const {
   const SafetensorsTensorInfo& meta = info(name);
   const at::ScalarType stored = storage_scalar_type(meta.dtype);

@@ -71,6 +71,11 @@ class SafetensorsFile {
   // borrowed from the mapping when its bytes are aligned for the dtype and
   // copied otherwise; the same sharing rule as get(). Thread-safe.
   at::Tensor stored(const std::string& name) const;
+  // Drops the mapped pages that hold only `name`'s bytes from this
+  // process's memory (they stay in the page cache, and a later read maps
+  // them again): after a loader has copied or packed a tensor, its file
+  // pages need not count against the process while the rest loads.
+  void release(const std::string& name) const;
   // The "__metadata__" map ({"format": "pt"} for files written by torch).
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::filesystem::path& path() const { return path_; }

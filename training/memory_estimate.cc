@@ -31,7 +31,7 @@ int64_t layer_floats_per_token(const models::LlamaConfig& c, const TrainingShape
   floats += 2 * 3 * h;                 // two RMS norms: input, normalised, scaled
   floats += 2 * h;                     // the two residual sums
   floats += 3 * (heads + 2 * kv) * d;  // q, k, v and their RoPE products
-  floats += 3 * heads * s.seq_len;     // scores, masked scores, probabilities
+  floats += heads * s.seq_len;         // the attention probabilities (the scores change in place)
   floats += 2 * heads * d;             // attention output and o_proj's input
   floats += 4 * i;                     // gate, up, silu(gate), the product
   for (const std::string& module : s.target_modules) {

@@ -54,6 +54,7 @@ void bind_run(ConfigBinder& b, TrainConfig& c) {
       .field("device", c.device)
       .field("base_dtype", c.base_dtype)
       .field("activation_checkpointing", c.activation_checkpointing)
+      .field("bf16_compute", c.bf16_compute)
       .field("memory_limit_gb", c.memory_limit_gb);
 }
 

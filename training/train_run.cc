@@ -107,6 +107,12 @@ TrainOutcome run_training(const TrainConfig& given, const TrainRunOptions& optio
   DataParallel group(options.data_parallel);
   const models::BaseDtype base_dtype =
       models::resolve_base_dtype(models::parse_base_dtype(config.base_dtype), base, config.device);
+  if (config.bf16_compute && base_dtype != models::BaseDtype::kBf16) {
+    throw std::invalid_argument(fmt::format(
+        "config 'bf16_compute': true needs the base in bf16, and base_dtype '{}' holds it in "
+        "f32: set base_dtype: bf16",
+        config.base_dtype));
+  }
   // Before anything is written or loaded: a run that cannot fit is refused at once.
   std::map<std::string, MemoryEstimate> memory;
   for (const auto& [name, adapter] : config.adapters) {
@@ -122,6 +128,7 @@ TrainOutcome run_training(const TrainConfig& given, const TrainRunOptions& optio
   const std::string base_fingerprint = files_fingerprint(base_files);
   models::LlamaForCausalLM model =
       models::load_llama(base, config.device, models::WeightLayout::kCheckpoint, base_dtype);
+  if (config.bf16_compute) model->set_bf16_path(models::Bf16Path::kFast);
   const auto tokenizer = models::load_tokenizer(base);
   const models::ChatFamily family = models::detect_chat_family(base);
   RunLog log = group.is_main() ? RunLog(config.output, options.on_event) : RunLog();

@@ -2,7 +2,10 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cstring>
 #include <stdexcept>
+#include <vector>
 
 #include "models/kernels/panel_tiles.h"
 #include "models/kernels/simd_vec8.h"
@@ -94,7 +97,7 @@ struct DotTile {
     for (int p = 0; p < P; ++p) {
       for (int r = 0; r < R; ++r) sums[p][0][r] = (typename Lanes<16>::F)acc[p][r];
     }
-    simd::store_tile<16, P, R>(sums, op.y, op.out, p0, r0, k0 == 0);
+    simd::store_tile<16, P, R>(sums, op.y, op.out, p0, r0, k0 == 0, op.y_stride);
   }
 };
 
@@ -294,6 +297,69 @@ __attribute__((flatten)) void backward_widen_baseline(const BackwardOperands& op
                                                              kBackwardRowChunk);
 }
 
+// Backward-data with vdpbf16ps. vdpbf16ps sums pairs of neighbours, and
+// dY·W sums over the outputs, so the pairs must run along the outputs: for
+// a few input panels at a time (16 input features each), the weights are
+// turned into that layout in a buffer that stays in L2 — pairs of outputs
+// (o, o + 1) side by side for 16 inputs — and the forward's DotTile runs on
+// it with dY's rounded pairs as its activations. Turning a block of 16 × 16
+// weights costs 64 moves against rows × 256 multiply-adds of products, a
+// few per cent at hundreds of rows; no second copy of the weights is kept.
+constexpr int64_t kTurnedPanels = 3;  // input panels per buffer: 3 × out/2 × 64 bytes
+
+// Input panel q of the packed pairs, turned: turned[t][l] = (W[2t][16q + l],
+// W[2t + 1][16q + l]) for every pair of outputs t, zero past in.
+void turn_input_panel(const BackwardOperands& op, int64_t q, uint32_t* turned) {
+  const int64_t out_panels = op.dy_stride / kLine, out2 = op.dy_stride / 2;
+  for (int64_t po = 0; po < out_panels; ++po) {
+    // Source line j (input pair 8q + j) holds, per output o of the panel, the
+    // word (W[o][2j'], W[o][2j' + 1]); as 64-bit units u = o / 2 its halves
+    // are h0 = W[2u][2j'], h1 = W[2u][2j' + 1], h2 = W[2u + 1][2j'],
+    // h3 = W[2u + 1][2j' + 1] (with j' = 8q + j).
+    uint64_t units[8][8];
+    for (int64_t j = 0; j < 8; ++j) {
+      const int64_t pair = q * 8 + j;
+      if (pair < op.in2) {
+        std::memcpy(units[j], op.pairs + (po * op.in2 + pair) * kLine, sizeof units[j]);
+      } else {
+        std::memset(units[j], 0, sizeof units[j]);
+      }
+    }
+    // Turned line t = po·8 + u holds, per input l = 2j + h, the word
+    // (W[2u][l], W[2u + 1][l]): unit j of it is h0, h2, h1, h3.
+    for (int64_t u = 0; u < 8; ++u) {
+      uint64_t* line = reinterpret_cast<uint64_t*>(turned + (po * 8 + u) * kLine);
+      for (int64_t j = 0; j < 8; ++j) {
+        const uint64_t v = units[j][u];
+        line[j] = (v & 0xffff00000000ffffull) | ((v & 0x00000000ffff0000ull) << 16) |
+                  ((v & 0x0000ffff00000000ull) >> 16);
+      }
+    }
+  }
+  (void)out2;
+}
+
+__attribute__((target("avx512f,avx512vl,avx512bf16,avx2,fma"), flatten)) void
+backward_dot_avx512bf16(const BackwardOperands& op, int64_t rows, int64_t first, int64_t last) {
+  const int64_t out2 = op.dy_stride / 2;
+  const int64_t q_first = first / 8, q_last = (last + 7) / 8;  // input panels
+  thread_local std::vector<uint32_t> buffer;
+  buffer.resize(static_cast<size_t>(kTurnedPanels * out2 * kLine));
+  for (int64_t q0 = q_first; q0 < q_last; q0 += kTurnedPanels) {
+    const int64_t n = std::min(kTurnedPanels, q_last - q0);
+    for (int64_t i = 0; i < n; ++i) turn_input_panel(op, q0 + i, buffer.data() + i * out2 * kLine);
+    ForwardOperands turned;
+    turned.xb = op.dyb;
+    turned.pairs = buffer.data();
+    turned.y = op.dx + q0 * kLine;
+    turned.in2 = out2;
+    turned.out = std::min(op.in - q0 * kLine, n * kLine);
+    turned.y_stride = op.in;
+    simd::panels_times_rows<kAvx512Panels, kAvx512Rows>(DotTile{turned}, rows, 0, n, out2,
+                                                        kForwardPass);
+  }
+}
+
 // bf16_from_float on 16 values at once, the rounded halves in the low 16
 // bits of each lane.
 __attribute__((always_inline)) inline Lanes<16>::U round16_to_bf16(Vec16 v) {
@@ -322,6 +388,8 @@ ForwardBuild forward_build(Bf16Path build) {
 
 BackwardBuild backward_build(Bf16Path build, int64_t rows) {
   switch (build) {
+    case Bf16Path::kDotAvx512Bf16:
+      return {backward_dot_avx512bf16, kTurnedPanels * 8};
     case Bf16Path::kWidenAvx512:
       if (rows <= kAvx512FewRows) return {backward_widen_avx512_few_rows, kAvx512FewRowsPairs};
       return {backward_widen_avx512, kAvx512Pairs};

@@ -19,15 +19,19 @@ struct ForwardOperands {
   const uint32_t* pairs = nullptr;  // [panels, in2, 16] pairs of bfloat16
   float* y = nullptr;
   int64_t x_stride = 0, in2 = 0, out = 0;
+  int64_t y_stride = 0;  // y's row stride; 0 = out
 };
 
 // dX = dY·W over packed pairs: dy rows of stride dy_stride (a whole number
 // of panels: zero columns pad an out that is not), dx rows of stride in.
+// The vdpbf16ps build reads dyb instead: dY rounded to bfloat16 pairs of
+// outputs, rows of dy_stride / 2 words.
 struct BackwardOperands {
   const float* dy = nullptr;
   const uint32_t* pairs = nullptr;
   float* dx = nullptr;
   int64_t dy_stride = 0, in2 = 0, in = 0;
+  const uint32_t* dyb = nullptr;
 };
 
 // A build computes the outputs of [first, last) (panels forward, input
@@ -43,7 +47,7 @@ struct BackwardBuild {
 };
 
 // `build` is one of the single builds of Bf16Path (not kExact or kFast);
-// backward ones are the widening builds, their tiles chosen for `rows`.
+// backward ones are chosen for `rows`.
 ForwardBuild forward_build(Bf16Path build);
 BackwardBuild backward_build(Bf16Path build, int64_t rows);
 

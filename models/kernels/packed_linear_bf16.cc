@@ -62,18 +62,13 @@ at::Tensor pairs_storage(const at::Tensor& storage, int64_t out, int64_t in) {
 }
 
 // The single build `path` stands for on this CPU, or an error naming what
-// the CPU lacks. `backward`: only the widening builds exist.
-Bf16Path resolve_build(Bf16Path path, bool backward, const char* caller) {
+// the CPU lacks.
+Bf16Path resolve_build(Bf16Path path, const char* caller) {
   const Bf16Path widen = cpu_has_avx512() ? Bf16Path::kWidenAvx512
                          : cpu_has_avx2() ? Bf16Path::kWidenAvx2
                                           : Bf16Path::kWidenBaseline;
-  if (path == Bf16Path::kExact || (path == Bf16Path::kFast && backward)) return widen;
+  if (path == Bf16Path::kExact) return widen;
   if (path == Bf16Path::kFast) return cpu_has_avx512_bf16() ? Bf16Path::kDotAvx512Bf16 : widen;
-  if (backward && path == Bf16Path::kDotAvx512Bf16) {
-    throw std::invalid_argument(fmt::format(
-        "{}: no {} build (vdpbf16ps pairs input features, dY·W sums over outputs); use exact",
-        caller, bf16_path_name(path)));
-  }
   if (!bf16_path_available(path)) {
     throw std::invalid_argument(fmt::format(
         "{}: this CPU does not run the {} build (or VITRINE_NO_AVX2 / VITRINE_NO_AVX512 / "
@@ -232,7 +227,7 @@ at::Tensor packed_linear_bf16(const at::Tensor& x, const PackedWeightBf16& w,
                     c10::str(bias.sizes()), c10::toString(bias.scalar_type()), w.out_features,
                     w.in_features, w.out_features));
   }
-  const Bf16Path build = resolve_build(path, /*backward=*/false, kCaller);
+  const Bf16Path build = resolve_build(path, kCaller);
   const at::Tensor xc = x.contiguous();
   at::Tensor y = with_last_dim(x, w.out_features);  // [..., out]
   const int64_t rows = w.in_features == 0 ? 0 : xc.numel() / w.in_features;
@@ -249,7 +244,7 @@ at::Tensor packed_linear_bf16_backward_data(const at::Tensor& dy, const PackedWe
                                             Bf16Path path) {
   constexpr const char* kCaller = "packed_linear_bf16_backward_data";
   check_operand(dy, w.out_features, w, kCaller, "dY");
-  const Bf16Path build = resolve_build(path, /*backward=*/true, kCaller);
+  const Bf16Path build = resolve_build(path, kCaller);
   at::Tensor dx = with_last_dim(dy, w.in_features);  // [..., in]
   const int64_t out = w.out_features, in = w.in_features, panels = panel_count(out);
   const int64_t rows = out == 0 ? 0 : dy.numel() / out;
@@ -260,9 +255,19 @@ at::Tensor packed_linear_bf16_backward_data(const at::Tensor& dy, const PackedWe
   const at::Tensor dyc = out == panels * kPanel ? dy.contiguous()
                                                 : at::constant_pad_nd(dy.reshape({rows, out}),
                                                                       {0, panels * kPanel - out});
-  const bf16_kernels::BackwardOperands op{dyc.data_ptr<float>(), pair_words(w),
-                                          dx.data_ptr<float>(),  panels * kPanel,
-                                          pair_count(in),        in};
+  bf16_kernels::BackwardOperands op{dyc.data_ptr<float>(), pair_words(w),  dx.data_ptr<float>(),
+                                    panels * kPanel,       pair_count(in), in};
+  at::Tensor dyb;
+  if (build == Bf16Path::kDotAvx512Bf16) {  // dY's rows as bfloat16 pairs of outputs
+    const int64_t width = panels * kPanel;
+    dyb = at::empty({rows, width}, dy.options().dtype(at::kBFloat16));
+    uint16_t* halves = reinterpret_cast<uint16_t*>(dyb.data_ptr<at::BFloat16>());
+    const float* dyp = dyc.data_ptr<float>();
+    kernel_parallel_for(0, rows, simd::grain_for(width), [&](int64_t begin, int64_t end) {
+      bf16_kernels::round_rows_to_bf16(dyp, width, begin, end, halves, width / 2);
+    });
+    op.dyb = reinterpret_cast<const uint32_t*>(halves);
+  }
   const bf16_kernels::BackwardBuild kernel = bf16_kernels::backward_build(build, rows);
   const int64_t in2 = pair_count(in), groups = (in2 + kernel.group - 1) / kernel.group;
   const int64_t work = kernel.group * 2 * rows * panels * kPanel;

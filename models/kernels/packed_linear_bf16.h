@@ -19,9 +19,10 @@
 // 1e-4). The fast one also rounds the activations to bfloat16 and runs
 // vdpbf16ps where the CPU has AVX512_BF16: twice the multiply-adds per
 // instruction, an error of about 2^-9 of each product (measured in
-// docs/models.md); for serving. Backward-data is exact only: vdpbf16ps
-// pairs its products along the input features, and dY·W sums along the
-// outputs.
+// docs/models.md); for serving, and for training with bf16 compute.
+// Backward-data's fast build rounds dY likewise; vdpbf16ps pairs
+// neighbours of the reduction, which for dY·W runs along the outputs, so
+// it turns blocks of the weights into pairs of outputs as it goes.
 //
 // Non-goals: autograd (callers wire forward and backward-data into their
 // own function), gradients of W (frozen), devices other than the CPU.
@@ -109,8 +110,10 @@ at::Tensor packed_linear_bf16(const at::Tensor& x, const PackedWeightBf16& w,
                               const at::Tensor& bias = {}, Bf16Path path = Bf16Path::kExact);
 
 // dY [..., out] float32 CPU -> dX = dY·W [..., in] float32: the gradient of
-// packed_linear_bf16's input, for a frozen W. Exact paths only (kExact, the
-// widen builds; kFast means kExact here); kDotAvx512Bf16 is refused.
+// packed_linear_bf16's input, for a frozen W. Every path as the forward's:
+// the widening builds exact; kDotAvx512Bf16 (kFast where the CPU has it)
+// rounds dY to bfloat16 and runs vdpbf16ps on the weights turned, a few
+// input panels at a time, into pairs of outputs (no second copy is kept).
 at::Tensor packed_linear_bf16_backward_data(const at::Tensor& dy, const PackedWeightBf16& w,
                                             Bf16Path path = Bf16Path::kExact);
 

@@ -45,16 +45,17 @@ struct Lanes {
 };
 
 // Writes the accumulators of panels [p0, p0 + P) × rows [r0, r0 + R) into
-// y (rows of stride `out`): stored on the first pass over the reduction,
-// added on later ones. Outputs past `out` (the zero padding of the last
-// panel) are not written.
+// y (rows of stride `stride`, 0 = `out`): stored on the first pass over the
+// reduction, added on later ones. Outputs past `out` (the zero padding of
+// the last panel) are not written.
 template <int L, int P, int R>
 __attribute__((always_inline)) inline void store_tile(
     const typename Lanes<L>::F (&acc)[P][Lanes<L>::kPerPanelRow][R], float* y_rows, int64_t out,
-    int64_t p0, int64_t r0, bool first_pass) {
+    int64_t p0, int64_t r0, bool first_pass, int64_t stride = 0) {
   using V = Lanes<L>;
+  if (stride == 0) stride = out;
   for (int r = 0; r < R; ++r) {
-    float* y = y_rows + (r0 + r) * out;
+    float* y = y_rows + (r0 + r) * stride;
     for (int p = 0; p < P; ++p) {
       for (int n = 0; n < V::kPerPanelRow; ++n) {
         const int64_t o = (p0 + p) * kPanelLanes + n * L;
