@@ -5,9 +5,9 @@
 // config.json's torch_dtype under torch_dtype="auto", and computes (in
 // float32, on the written weights) the logits vitrine computes from the same
 // directory; unmerged, the base with OUT/adapter applied by peft 0.13.2's
-// PeftModel does the same. scripts/transformers_logits.py runs them; without the
-// reference stack (../shared/reference; cmake -DVITRINE_REFERENCE_SRC=DIR or
-// the *_SRC variables) these tests skip, saying what is missing.
+// PeftModel does the same. scripts/transformers_logits.py runs them; without
+// the reference stack (../shared/reference; cmake -DVITRINE_REFERENCE_SRC=DIR
+// or the *_SRC variables) the test skips, saying what is missing.
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -51,7 +51,7 @@ std::string case_name(const Case& c) {
 }
 
 // Every case exported into one folder, and transformers' logits of them all
-// (one run of the script: importing transformers is most of its time).
+// from one run of the script.
 struct Reference {
   testing::TempDir dir;
   std::string skip;
@@ -71,7 +71,7 @@ void make_reference(Reference* r) {
     ExportOptions o;
     o.model = base;
     o.adapter = base / "adapter";
-    o.out = r->dir / case_name(cases()[i]);
+    o.out = r->dir.path() / case_name(cases()[i]);
     o.merge = std::get<2>(cases()[i]);
     o.dtype = std::get<1>(cases()[i]);
     o.max_shard_bytes = kShardBytes;
@@ -85,37 +85,26 @@ void make_reference(Reference* r) {
   for (int64_t i = 0; i < r->ids.size(0); ++i) {
     ids += fmt::format("{}{}", i ? "," : "", r->ids[i].item<int64_t>());
   }
-  const fs::path out = r->dir / "transformers.safetensors";
+  const fs::path out = r->dir.path() / "transformers.safetensors";
   r->run = testing::run_reference_script(
       "transformers_logits.py",
       fmt::format("{}{} --ids {} --out '{}'", models, adapters, ids, out.string()),
-      r->dir / "transformers.log");
+      r->dir.path() / "transformers.log");
   if (r->run.skip.empty() && r->run.failure.empty()) r->logits = SafetensorsFile::open(out);
 }
 
-// Made once per test process, on first use.
-const Reference& reference() {
-  static Reference r;
-  static const bool made = (make_reference(&r), true);
-  (void)made;
-  return r;
-}
-
-class ExportedModel : public ::testing::TestWithParam<size_t> {};
-
+// One function checks every case, so one test process exports them all and
+// starts transformers once (most of the time is its import).
 // Merged: transformers alone; unmerged: transformers with peft's PeftModel.
-TEST_P(ExportedModel, LoadsInTransformersWithOurLogits) {
-  const Reference& r = reference();
-  if (!r.skip.empty()) GTEST_SKIP() << r.skip;
-  if (!r.run.skip.empty()) GTEST_SKIP() << r.run.skip;
-  ASSERT_TRUE(r.run.failure.empty()) << r.run.failure;
-  const Case& c = cases()[GetParam()];
-  const fs::path dir = r.dir / case_name(c);
+void check_case(const Reference& r, size_t i) {
+  const Case& c = cases()[i];
+  SCOPED_TRACE(case_name(c));
+  const fs::path dir = r.dir.path() / case_name(c);
   ASSERT_TRUE(CheckpointWeights::open(dir).sharded()) << "the case is meant to be sharded";
   // torch_dtype="auto" gives the dtype written.
-  EXPECT_EQ(r.logits->metadata().at(fmt::format("auto_dtype.{}", GetParam())),
+  EXPECT_EQ(r.logits->metadata().at(fmt::format("auto_dtype.{}", i)),
             export_dtype_name(std::get<1>(c)));
-  const at::Tensor theirs = r.logits->get(fmt::format("logits.{}", GetParam()));  // [n, vocab]
+  const at::Tensor theirs = r.logits->get(fmt::format("logits.{}", i));  // [n, vocab]
   {
     // Not vacuous: transformers computed with the adapter.
     LlamaForCausalLM base = load_llama(testing::shared_path("fixtures/hf-llama/" + std::get<0>(c)));
@@ -133,15 +122,21 @@ TEST_P(ExportedModel, LoadsInTransformersWithOurLogits) {
     at::NoGradGuard no_grad;
     const double error = max_abs_diff(model->forward(r.ids.unsqueeze(0), nullptr, rows)[0], theirs);
     EXPECT_LT(error, kTolerance);
-    const std::string layout_name = layout == WeightLayout::kPacked ? "packed" : "checkpoint";
-    RecordProperty("max_abs_logit_error_" + layout_name, fmt::format("{:.3g}", error));
-    std::printf("%s (%s layout): max |logit - transformers| %.3g\n", case_name(c).c_str(),
-                layout_name.c_str(), error);
+    const std::string name =
+        case_name(c) + (layout == WeightLayout::kPacked ? "_packed" : "_checkpoint");
+    ::testing::Test::RecordProperty("max_abs_logit_error_" + name, fmt::format("{:.3g}", error));
+    std::printf("%s: max |logit - transformers| %.3g\n", name.c_str(), error);
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Transformers, ExportedModel, ::testing::Range<size_t>(0, 6),
-                         [](const auto& info) { return case_name(cases()[info.param]); });
+TEST(Transformers, ExportedDirectoriesComputeOurLogits) {
+  Reference r;
+  make_reference(&r);
+  if (!r.skip.empty()) GTEST_SKIP() << r.skip;
+  if (!r.run.skip.empty()) GTEST_SKIP() << r.run.skip;
+  ASSERT_TRUE(r.run.failure.empty()) << r.run.failure;
+  for (size_t i = 0; i < cases().size(); ++i) check_case(r, i);
+}
 
 }  // namespace
 }  // namespace vitrine::models
