@@ -14,6 +14,7 @@ struct Command {
 Command add_prepare_command(CLI::App& app);
 Command add_logits_command(CLI::App& app);
 Command add_generate_command(CLI::App& app);
+Command add_export_command(CLI::App& app);
 Command add_info_command(CLI::App& app);
 Command add_train_command(CLI::App& app);
 Command add_eval_command(CLI::App& app);

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   auto prepare = vitrine::cli::add_prepare_command(app);
   auto logits = vitrine::cli::add_logits_command(app);
   auto generate = vitrine::cli::add_generate_command(app);
+  auto export_model = vitrine::cli::add_export_command(app);
   auto info = vitrine::cli::add_info_command(app);
   auto train = vitrine::cli::add_train_command(app);
   auto eval = vitrine::cli::add_eval_command(app);
@@ -42,5 +43,6 @@ int main(int argc, char** argv) {
   if (app.got_subcommand(trainer.command)) return trainer.run();
   if (app.got_subcommand(logits.command)) return logits.run();
   if (app.got_subcommand(generate.command)) return generate.run();
+  if (app.got_subcommand(export_model.command)) return export_model.run();
   return 2;
 }

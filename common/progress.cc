@@ -79,12 +79,12 @@ void Progress::draw(bool final) {
       line +=
           fmt::format("{:3.0f}% {} / {}", frac * 100.0, human_bytes(static_cast<double>(bytes_)),
                       human_bytes(static_cast<double>(options_.total_bytes)));
-      line += fmt::format(", {}/s, {} lines, {} {}", human_bytes(rate), items_,
+      line += fmt::format(", {}/s, {} {}, {} {}", human_bytes(rate), items_, options_.items,
                           final ? "took" : "ETA", human_duration(final ? secs : eta));
     }
   } else {
-    line += fmt::format("{}, {}/s, {} lines, {}", human_bytes(static_cast<double>(bytes_)),
-                        human_bytes(rate), items_, human_duration(secs));
+    line += fmt::format("{}, {}/s, {} {}, {}", human_bytes(static_cast<double>(bytes_)),
+                        human_bytes(rate), items_, options_.items, human_duration(secs));
   }
   if (!detail_.empty()) line += ", " + detail_;
   if (tty_) {

@@ -18,6 +18,7 @@ struct ProgressOptions {
   bool force_plain = false;       // log lines even on a terminal
   bool steps = false;             // count steps (training) instead of bytes: total_bytes is the
                                   // total number of steps
+  std::string items = "lines";    // what update()'s item count counts, as the line names it
 };
 
 class Progress {

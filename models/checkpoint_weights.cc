@@ -58,23 +58,22 @@ int64_t stored_bytes(const at::Tensor& tensor, SafetensorsFloats floats) {
   return tensor.numel() * element;
 }
 
-bool is_shard_name(const std::string& name) {
-  return name.rfind("model-", 0) == 0 && name.find("-of-") != std::string::npos &&
-         name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0;
-}
-
 // Removes the weight files of `dir` that are not in `keep`: what another
 // layout (or shard count) left, which a reader would otherwise mix in.
 void remove_stale_weight_files(const fs::path& dir, const std::set<std::string>& keep) {
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
-    const bool weights =
-        name == kSingleWeightsFile || name == kWeightsIndexFile || is_shard_name(name);
-    if (weights && keep.count(name) == 0) fs::remove(entry.path());
+    if (is_weight_file_name(name) && keep.count(name) == 0) fs::remove(entry.path());
   }
 }
 
 }  // namespace
+
+bool is_weight_file_name(std::string_view name) {
+  const bool shard = name.starts_with("model-") && name.find("-of-") != std::string_view::npos &&
+                     name.ends_with(".safetensors");
+  return shard || name == kSingleWeightsFile || name == kWeightsIndexFile;
+}
 
 CheckpointWeights CheckpointWeights::open(const fs::path& dir) {
   CheckpointWeights w;
@@ -199,28 +198,50 @@ std::vector<fs::path> CheckpointWeights::files() const {
 void save_checkpoint_weights(const fs::path& dir,
                              const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                              int64_t max_shard_bytes, SafetensorsFloats floats) {
+  std::vector<PendingTensor> pending;
+  pending.reserve(tensors.size());
+  for (const auto& [name, tensor] : tensors) {
+    pending.push_back({name, stored_bytes(tensor, floats), [tensor] { return tensor; }});
+  }
+  save_checkpoint_weights(dir, pending, max_shard_bytes, floats);
+}
+
+void save_checkpoint_weights(const fs::path& dir, const std::vector<PendingTensor>& tensors,
+                             int64_t max_shard_bytes, SafetensorsFloats floats) {
   if (max_shard_bytes <= 0) {
     throw std::invalid_argument(fmt::format(
         "save_checkpoint_weights: max_shard_bytes {} must be positive", max_shard_bytes));
   }
-  // In order, a new shard whenever the next tensor would overflow this one (save_pretrained's
-  // rule).
-  std::vector<std::vector<std::pair<std::string, at::Tensor>>> shards(1);
+  // In order, a new shard whenever the next tensor would overflow this one
+  // (save_pretrained's rule); the sizes are known before any tensor is made.
+  std::vector<std::vector<const PendingTensor*>> shards(1);
   int64_t shard_bytes = 0, total_bytes = 0;
-  for (const auto& item : tensors) {
-    const int64_t bytes = stored_bytes(item.second, floats);
-    if (shard_bytes > 0 && shard_bytes + bytes > max_shard_bytes) {
+  for (const PendingTensor& item : tensors) {
+    if (shard_bytes > 0 && shard_bytes + item.bytes > max_shard_bytes) {
       shards.emplace_back();
       shard_bytes = 0;
     }
-    shards.back().push_back(item);
-    shard_bytes += bytes;
-    total_bytes += bytes;
+    shards.back().push_back(&item);
+    shard_bytes += item.bytes;
+    total_bytes += item.bytes;
   }
+  // Makes one shard's tensors, each checked against the size it was planned with.
+  const auto make_shard = [floats](const std::vector<const PendingTensor*>& shard) {
+    std::vector<std::pair<std::string, at::Tensor>> made;
+    for (const PendingTensor* item : shard) {
+      made.emplace_back(item->name, item->make());
+      if (stored_bytes(made.back().second, floats) != item->bytes) {
+        throw std::logic_error(fmt::format(
+            "save_checkpoint_weights: tensor '{}' was planned as {} bytes but made as {}",
+            item->name, item->bytes, stored_bytes(made.back().second, floats)));
+      }
+    }
+    return made;
+  };
   fs::create_directories(dir);
   const std::map<std::string, std::string> metadata{{"format", "pt"}};
   if (shards.size() == 1) {
-    save_safetensors(dir / kSingleWeightsFile, shards[0], metadata, floats);
+    save_safetensors(dir / kSingleWeightsFile, make_shard(shards[0]), metadata, floats);
     remove_stale_weight_files(dir, {kSingleWeightsFile});
     return;
   }
@@ -231,8 +252,8 @@ void save_checkpoint_weights(const fs::path& dir,
   for (size_t i = 0; i < shards.size(); ++i) {
     const std::string name =
         fmt::format("model-{:05d}-of-{:05d}.safetensors", i + 1, shards.size());
-    save_safetensors(dir / name, shards[i], metadata, floats);
-    for (const auto& item : shards[i]) weight_map[item.first] = name;
+    save_safetensors(dir / name, make_shard(shards[i]), metadata, floats);
+    for (const PendingTensor* item : shards[i]) weight_map[item->name] = name;
     written.insert(name);
   }
   const json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};

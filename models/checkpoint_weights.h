@@ -24,8 +24,10 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -35,6 +37,10 @@ namespace vitrine::models {
 
 inline constexpr const char* kSingleWeightsFile = "model.safetensors";
 inline constexpr const char* kWeightsIndexFile = "model.safetensors.index.json";
+
+// model.safetensors, model.safetensors.index.json or a shard's name
+// (model-00001-of-00003.safetensors): what save_checkpoint_weights may write.
+bool is_weight_file_name(std::string_view name);
 
 class CheckpointWeights {
  public:
@@ -89,6 +95,22 @@ class CheckpointWeights {
 void save_checkpoint_weights(const std::filesystem::path& dir,
                              const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                              int64_t max_shard_bytes,
+                             SafetensorsFloats floats = SafetensorsFloats::kAsGiven);
+
+// A tensor for the overload below, made only when its shard is written: a
+// conversion or merge then holds one shard at a time in the written dtype,
+// never the whole model.
+struct PendingTensor {
+  std::string name;
+  int64_t bytes = 0;                 // its size as stored under `floats` (numel x element size)
+  std::function<at::Tensor()> make;  // called once, when its shard is written
+};
+
+// The same layout, from tensors made shard by shard. A made tensor whose
+// stored size is not `bytes` throws std::logic_error (the shards and the
+// index's total_size were planned with it).
+void save_checkpoint_weights(const std::filesystem::path& dir,
+                             const std::vector<PendingTensor>& tensors, int64_t max_shard_bytes,
                              SafetensorsFloats floats = SafetensorsFloats::kAsGiven);
 
 }  // namespace vitrine::models

@@ -9,10 +9,8 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <tuple>
 
 #include "models/checkpoint_weights.h"
@@ -20,6 +18,7 @@
 #include "models/peft_adapter.h"
 #include "models/safetensors.h"
 #include "tests/support/layout_param.h"
+#include "tests/support/reference_script.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/tensors.h"
 
@@ -30,32 +29,17 @@ namespace fs = std::filesystem;
 using testing::max_abs_diff;
 
 constexpr double kTolerance = 1e-4;
-constexpr int kReferenceMissing = 3;  // make_arch_fixtures.py's status without the reference
 
 struct ArchFixtures {
   fs::path dir;
-  std::string skip;     // why they cannot be made here (no transformers, no torch)
-  std::string failure;  // the script failed for another reason
+  testing::ReferenceRun run;  // skip: why they cannot be made here; failure: the script failed
 };
 
 ArchFixtures make_arch_fixtures() {
-  ArchFixtures f{fs::path(VITRINE_BINARY_DIR) / "tests" / "arch-fixtures", "", ""};
+  ArchFixtures f{fs::path(VITRINE_BINARY_DIR) / "tests" / "arch-fixtures", {}};
   fs::create_directories(f.dir.parent_path());
-  const fs::path log = f.dir.string() + ".log";
-  // An empty --ref leaves the script to the environment's *_SRC variables.
-  const std::string command = fmt::format(
-      "/usr/bin/python3 '{}/scripts/make_arch_fixtures.py' --out '{}' --shared '{}' "
-      "--ref '{}' > '{}' 2>&1",
-      VITRINE_SOURCE_DIR, f.dir.string(), VITRINE_SHARED_DIR, VITRINE_REFERENCE_SRC, log.string());
-  const int status = std::system(command.c_str());
-  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  const std::string output = testing::read_file(log);
-  if (code == kReferenceMissing || code == 127) {
-    f.skip = "transformers fixtures not made: " +
-             (code == 127 ? std::string("/usr/bin/python3 not found") : output);
-  } else if (code != 0) {
-    f.failure = fmt::format("'{}' exited with {}:\n{}", command, code, output);
-  }
+  f.run = testing::run_reference_script(
+      "make_arch_fixtures.py", fmt::format("--out '{}'", f.dir.string()), f.dir.string() + ".log");
   return f;
 }
 
@@ -65,10 +49,10 @@ const ArchFixtures& arch_fixtures() {
   return made;
 }
 
-#define REQUIRE_ARCH_FIXTURES()                                              \
-  do {                                                                       \
-    if (!arch_fixtures().skip.empty()) GTEST_SKIP() << arch_fixtures().skip; \
-    ASSERT_TRUE(arch_fixtures().failure.empty()) << arch_fixtures().failure; \
+#define REQUIRE_ARCH_FIXTURES()                                                      \
+  do {                                                                               \
+    if (!arch_fixtures().run.skip.empty()) GTEST_SKIP() << arch_fixtures().run.skip; \
+    ASSERT_TRUE(arch_fixtures().run.failure.empty()) << arch_fixtures().run.failure; \
   } while (false)
 
 fs::path fixture(const std::string& name) {

@@ -5,6 +5,7 @@
 #include "models/checkpoint_weights.h"
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -121,6 +122,30 @@ TEST(CheckpointWeights, SavingOneLayoutRemovesTheOther) {
   EXPECT_TRUE(shard_files(tmp / "m").empty());
   EXPECT_FALSE(fs::exists(tmp / "m" / kWeightsIndexFile));
   EXPECT_FALSE(CheckpointWeights::open(tmp / "m").sharded());
+}
+
+// Pending tensors are made one shard at a time, each once, in order; one
+// made at another size than planned is refused naming it.
+TEST(CheckpointWeights, PendingTensorsAreMadeShardByShard) {
+  TempDir tmp;
+  std::vector<std::string> made;
+  std::vector<PendingTensor> pending;
+  for (int i = 0; i < 6; ++i) {
+    const std::string name = fmt::format("w{}", i);
+    pending.push_back({name, 40'000, [name, i, &made] {
+                         made.push_back(name);
+                         return at::full({100, 100}, static_cast<float>(i), at::kFloat);
+                       }});
+  }
+  save_checkpoint_weights(tmp / "m", pending, 100'000);  // two tensors a shard
+  EXPECT_EQ(made, (std::vector<std::string>{"w0", "w1", "w2", "w3", "w4", "w5"}));
+  EXPECT_EQ(shard_files(tmp / "m").size(), 3u);
+  const CheckpointWeights written = CheckpointWeights::open(tmp / "m");
+  EXPECT_TRUE(at::equal(written.get("w4"), at::full({100, 100}, 4.0f)));
+  pending[2].bytes = 20'000;
+  testing::expect_throw_naming<std::logic_error>(
+      [&] { save_checkpoint_weights(tmp / "n", pending, 100'000); },
+      "tensor 'w2' was planned as 20000 bytes but made as 40000");
 }
 
 // A sharded copy of the fixture to damage.
