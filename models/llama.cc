@@ -28,16 +28,11 @@
 #include "models/kernels/small_linear.h"
 #include "models/runtime.h"
 #include "models/safetensors.h"
+#include "models/training_ops.h"
 
 namespace vitrine::models {
 namespace fs = std::filesystem;
 namespace {
-
-// [b, s, h, d] halves swapped with the first negated: RoPE's rotate-half layout.
-at::Tensor rotate_half(const at::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-}
 
 // Appends this call's keys or values [b, KV, s, d] to a layer's cache
 // buffer at position `past` and returns the filled part [b, KV, past + s, d].
@@ -169,8 +164,7 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
 }
 
 at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
-  const at::Tensor variance = x.pow(2).mean(-1, /*keepdim=*/true);  // [..., 1]
-  return weight * (x * at::rsqrt(variance + eps_));
+  return rms_norm(x, weight, eps_);
 }
 
 LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& c)
@@ -193,8 +187,8 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& co
   at::Tensor v =
       v_proj(x, rows).view({b, s, n_kv_heads_, head_dim_}).transpose(1, 2);  // [b, KV, s, d]
   const at::Tensor c = cos.unsqueeze(1), sn = sin.unsqueeze(1);              // [b, 1, s, d]
-  q = q * c + rotate_half(q) * sn;
-  k = k * c + rotate_half(k) * sn;
+  q = rope(q, c, sn);
+  k = rope(k, c, sn);
   if (cache != nullptr) {
     k = append_to_cache(cache->k[layer], k, cache->length, cache->reserved);  // [b, KV, total, d]
     v = append_to_cache(cache->v[layer], v, cache->length, cache->reserved);
@@ -206,19 +200,20 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& co
   const at::Tensor qg = q.reshape({b, n_kv_heads_, groups * s, head_dim_});  // [b, KV, g*s, d]
   // Decode steps (a few query rows) use the one-loop kernels; prefill, BLAS.
   const bool small = groups * s <= 16 && decode_attention_applies(qg, k);
-  // Scaled and masked in place: the product's backward needs q and k, not
-  // its output, so training keeps one score matrix per layer (softmax's
-  // output) instead of three — the largest activation at long sequences.
-  at::Tensor scores = small ? attention_scores(qg, k) : at::matmul(qg, k.transpose(2, 3));
-  scores.div_(std::sqrt(static_cast<double>(head_dim_)));  // [b, KV, g*s, total]
-  scores = scores.view({b, n_kv_heads_, groups, s, total});
-  if (mask.defined()) {
-    scores.masked_fill_(mask.view({b, 1, 1, s, total}), -std::numeric_limits<float>::infinity());
+  at::Tensor attended;  // [b, KV, g*s, d]
+  if (small) {
+    at::Tensor scores = attention_scores(qg, k);
+    scores.div_(std::sqrt(static_cast<double>(head_dim_)));  // [b, KV, g*s, total]
+    if (mask.defined()) {
+      scores.view({b, n_kv_heads_, groups, s, total})
+          .masked_fill_(mask.view({b, 1, 1, s, total}), -std::numeric_limits<float>::infinity());
+    }
+    attended = attention_values(at::softmax(scores, -1), v);
+  } else {
+    // Training keeps q, k and v here, not a score matrix per head.
+    attended = attention_core(qg, k, v, mask, groups);
   }
-  const at::Tensor probs =
-      at::softmax(scores, -1).view({b, n_kv_heads_, groups * s, total});  // [b, KV, g*s, total]
-  const at::Tensor out = (small ? attention_values(probs, v) : at::matmul(probs, v))
-                             .view({b, n_heads_, s, head_dim_})
+  const at::Tensor out = attended.view({b, n_heads_, s, head_dim_})
                              .transpose(1, 2)
                              .reshape({b, s, n_heads_ * head_dim_});  // [b, s, H*d]
   return o_proj(out, rows);
@@ -233,7 +228,7 @@ LlamaMlpImpl::LlamaMlpImpl(const LlamaConfig& c) {
 }
 
 at::Tensor LlamaMlpImpl::forward(const at::Tensor& x, const RowAdapters& rows) {
-  return down_proj(at::silu(gate_proj(x, rows)) * up_proj(x, rows), rows);
+  return down_proj(swiglu(gate_proj(x, rows), up_proj(x, rows)), rows);
 }
 
 LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& c) {

@@ -31,12 +31,13 @@ int64_t layer_floats_per_token(const models::LlamaConfig& c, const TrainingShape
   floats += 2 * 3 * h;                 // two RMS norms: input, normalised, scaled
   floats += 2 * h;                     // the two residual sums
   floats += 3 * (heads + 2 * kv) * d;  // q, k, v and their RoPE products
-  floats += heads * s.seq_len;         // the attention probabilities (the scores change in place)
+  floats += (heads + 2 * kv) * d;      // q, k, v kept by the attention core (no score matrix)
   floats += 2 * heads * d;             // attention output and o_proj's input
-  floats += 4 * i;                     // gate, up, silu(gate), the product
+  floats += 2 * i;                     // gate and up, kept by SwiGLU
   for (const std::string& module : s.target_modules) {
     const auto [in, out] = projection_shape(c, module);
-    floats += s.rank + (s.dropout ? in + in / 4 : 0);  // A's output; dropped-out input and mask
+    // A's output; with dropout, the dropped-out input and its mask.
+    floats += s.rank + (s.dropout ? in + in / 4 : 0);
     (void)out;
   }
   return floats;
@@ -91,6 +92,9 @@ MemoryEstimate estimate_training_memory(const models::LlamaConfig& c, models::Ba
   const int64_t tokens = s.batch_size * s.seq_len;
   const int64_t layer = layer_floats_per_token(c, s) * tokens * 4;
   e.activations = checkpointing ? layers * h * tokens * 4 + 2 * layer : layers * layer;
+  // The attention core's backward recomputes one layer's probabilities
+  // and their gradient, [b, heads, s, s] each, for a moment.
+  e.activations += 2 * s.batch_size * c.num_attention_heads * s.seq_len * s.seq_len * 4;
   e.logits = 3 * tokens * v * 4;
   e.runtime = kRuntimeBytes;
   return e;

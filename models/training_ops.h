@@ -1,0 +1,33 @@
+// Pieces of the Llama layer with their own backward for training, so that
+// the graph keeps their inputs only and recomputes the rest: the attention
+// core (scores, softmax, values) keeps q, k and v instead of a score
+// matrix per head — the largest activation at long sequences — SwiGLU
+// keeps gate and up instead of also silu(gate), RoPE keeps nothing and the
+// RMS norm its input and one scale per row. Their forwards are the
+// plain formulas; outside autograd (inference, or inputs that need no
+// gradient) they run those directly.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+namespace vitrine::models {
+
+// q [b, KV, g·s, d] (the g query heads sharing a KV head, stacked along the
+// rows), k and v [b, KV, keys, d], mask [b, 1, s, keys] (true = not
+// attended) or undefined -> softmax(q·kᵀ / √d, masked) · v [b, KV, g·s, d].
+at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                          const at::Tensor& mask, int64_t groups);
+
+// silu(gate) * up, elementwise.
+at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up);
+
+// RoPE in the rotate-half layout: x·cos + rotate_half(x)·sin, x [b, heads,
+// s, d], cos and sin [b, 1, s, d] (no gradient). Keeps nothing of x: the
+// backward is g·cos − rotate_half(g·sin).
+at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+// RMS norm with a frozen weight: weight · x / √(mean(x²) + eps) over the
+// last dimension. Keeps x and the per-row 1/rms, not the normalised x.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+}  // namespace vitrine::models
