@@ -10,23 +10,34 @@
 //               [--targets q_proj,v_proj] [--base-dtype auto|bf16|f32]
 //               [--checkpointing auto|always|never] [--bf16-compute] [--json FILE]
 //
+//   train_bench --ceiling [--threads 2] [--json FILE]
+//
+// measures instead the machine's arithmetic ceilings on --threads threads:
+// register-only loops of float32 FMA and of vdpbf16ps (where the CPU has
+// AVX512_BF16), in GFLOP/s (two per multiply-add), which the training
+// figures are set against.
+//
 // Prints one line of figures, and appends it as JSON to --json: tokens/s,
 // ms per step (mean and best), loss of the first and last step, the
 // process's peak resident memory (getrusage), which includes loading, and
 // the memory estimate `vitrine train` prints and plans with
 // (training/memory_estimate.h) beside it; --checkpointing auto decides as
 // `vitrine train` does, on the memory free at the start.
+#include <immintrin.h>
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "models/kernels/packed_linear_bf16.h"
 #include "models/llama.h"
 #include "models/runtime.h"
 #include "training/lora_trainer.h"
@@ -37,6 +48,86 @@ namespace {
 
 using namespace vitrine;
 using Clock = std::chrono::steady_clock;
+
+// Independent accumulators per loop: enough to cover the FMA latency on
+// two ports.
+constexpr int kChains = 12;
+
+// `iterations` rounds of kChains float32 FMAs of 16 lanes; returns a sum so
+// the loop is not optimised away.
+__attribute__((target("avx512f"))) float fma_rounds_avx512(int64_t iterations) {
+  __m512 acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm512_set1_ps(static_cast<float>(j));
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+  for (int64_t i = 0; i < iterations; ++i) {
+    for (int j = 0; j < kChains; ++j) acc[j] = _mm512_fmadd_ps(acc[j], a, b);
+  }
+  float sum = 0;
+  for (int j = 0; j < kChains; ++j) sum += _mm512_reduce_add_ps(acc[j]);
+  return sum;
+}
+
+__attribute__((target("avx2,fma"))) float fma_rounds_avx2(int64_t iterations) {
+  __m256 acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm256_set1_ps(static_cast<float>(j));
+  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+  for (int64_t i = 0; i < iterations; ++i) {
+    for (int j = 0; j < kChains; ++j) acc[j] = _mm256_fmadd_ps(acc[j], a, b);
+  }
+  alignas(32) float lanes[8];
+  float sum = 0;
+  for (int j = 0; j < kChains; ++j) {
+    _mm256_store_ps(lanes, acc[j]);
+    for (const float v : lanes) sum += v;
+  }
+  return sum;
+}
+
+// kChains vdpbf16ps of 16 lanes (32 multiply-adds each) per round.
+__attribute__((target("avx512f,avx512bf16"))) float dot_rounds_avx512bf16(int64_t iterations) {
+  __m512 acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm512_set1_ps(static_cast<float>(j));
+  const __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80),
+                 b = (__m512bh)_mm512_set1_epi32(0x33003300);
+  for (int64_t i = 0; i < iterations; ++i) {
+    for (int j = 0; j < kChains; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
+  }
+  float sum = 0;
+  for (int j = 0; j < kChains; ++j) sum += _mm512_reduce_add_ps(acc[j]);
+  return sum;
+}
+
+// GFLOP/s of `rounds` (flops per round given) on `threads` threads at once,
+// the best of 5 runs of about 0.3 s.
+double ceiling(float (*rounds)(int64_t), double flops_per_round, int threads) {
+  constexpr int64_t kIterations = 20'000'000;
+  double best = 0;
+  for (int run = 0; run < 5; ++run) {
+    std::atomic<float> sink{0};
+    const Clock::time_point start = Clock::now();
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+      workers.emplace_back([&] { sink.store(sink.load() + rounds(kIterations)); });
+    }
+    for (auto& w : workers) w.join();
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    best = std::max(best, flops_per_round * kIterations * threads / seconds / 1e9);
+  }
+  return best;
+}
+
+nlohmann::json ceilings(int threads) {
+  nlohmann::json r = {{"program", "ceiling"}, {"threads", threads}};
+  if (models::cpu_has_avx512()) {
+    r["f32_gflops"] = ceiling(fma_rounds_avx512, kChains * 16 * 2, threads);
+  } else if (models::cpu_has_avx2()) {
+    r["f32_gflops"] = ceiling(fma_rounds_avx2, kChains * 8 * 2, threads);
+  }
+  if (models::cpu_has_avx512_bf16()) {
+    r["bf16_gflops"] = ceiling(dot_rounds_avx512bf16, kChains * 32 * 2, threads);
+  }
+  return r;
+}
 
 struct Args {
   std::string model, json, base_dtype = "auto", checkpointing = "auto";
@@ -120,7 +211,9 @@ nlohmann::json run(const Args& a) {
 int main(int argc, char** argv) {
   CLI::App app{"train_bench: LoRA training tokens/s of vitrine on random token ids"};
   Args a;
-  app.add_option("--model", a.model, "Hugging Face model directory")->required();
+  bool ceiling_only = false;
+  app.add_flag("--ceiling", ceiling_only, "measure the machine's f32 and bf16 arithmetic ceilings");
+  app.add_option("--model", a.model, "Hugging Face model directory");
   app.add_option("--seq", a.seq, "tokens per sequence")->check(CLI::PositiveNumber);
   app.add_option("--batch", a.batch, "sequences per step")->check(CLI::PositiveNumber);
   app.add_option("--steps", a.steps, "timed steps")->check(CLI::PositiveNumber);
@@ -139,6 +232,14 @@ int main(int argc, char** argv) {
   app.add_option("--json", a.json, "append the figures as one JSON line to this file");
   CLI11_PARSE(app, argc, argv);
   try {
+    if (ceiling_only) {
+      const nlohmann::json r = ceilings(a.threads);
+      std::printf("ceiling on %d threads: f32 FMA %.0f GFLOP/s, bf16 vdpbf16ps %.0f GFLOP/s\n",
+                  a.threads, r.value("f32_gflops", 0.0), r.value("bf16_gflops", 0.0));
+      if (!a.json.empty()) std::ofstream(a.json, std::ios::app) << r.dump() << "\n";
+      return 0;
+    }
+    if (a.model.empty()) throw std::invalid_argument("--model is required (or --ceiling)");
     const nlohmann::json r = run(a);
     std::printf(
         "train seq %lld batch %lld, base %s%s%s: %.1f tokens/s, %.1f ms/step (best %.1f), "

@@ -14,6 +14,21 @@ checkpoint (hidden 2048, 22 layers, 32 heads, 4 KV heads, intermediate 5632,
 vocabulary 32000) written in bf16 as the Hub ships it. Models are made once
 in --work (random weights; a few GB for the 1.1B shape).
 
+vitrine runs as `vitrine train` does with base_dtype bf16 and bf16_compute
+(VITRINE_FLAGS): the 1.1B checkpoint is bf16 already; the presets' float32
+weights are rounded to bf16 on loading, so vitrine trains the same
+architecture on weights that differ by that rounding. The peer computes in
+float32 (it has no bf16 path). The machine's ceilings (register-only
+float32 FMA and vdpbf16ps loops, `train_bench --ceiling`) are measured at
+the start and the end of the run, and each figure's useful GFLOP/s (four
+per weight and token: the frozen products forward and backward-data) is
+set against the ceiling of the arithmetic it runs.
+
+--qwen7b DIR adds the Qwen2.5-7B shape (bench/make_shaped_checkpoint.py
+--shape qwen2.5-7b writes it, 15 GB in bf16 shards): vitrine alone (the
+peer's float32 copy, 30 GB, does not fit in this machine), seq 512 batch 1,
+seconds per step and peak memory.
+
 Targets (the real-models issue): 1.1B shape at seq 512 batch 1: at least 2x
 the peer's tokens/s with at most 0.6x its peak memory; 110m at seq 512 batch
 1 and seq 256 batch 4: at least 1.5x the peer.
@@ -49,6 +64,24 @@ SHAPES = [
 ]
 TARGETS = {("110m", 512, 1): (1.5, None), ("110m", 256, 4): (1.5, None),
            ("1.1b", 512, 1): (2.0, 0.6)}
+VITRINE_FLAGS = ["--base-dtype", "bf16", "--bf16-compute"]
+
+
+def product_params(model):
+    """Weights in the frozen products per token: every projection and the head."""
+    with open(os.path.join(model, "config.json")) as f:
+        c = json.load(f)
+    h, inter = c["hidden_size"], c["intermediate_size"]
+    d = c.get("head_dim") or h // c["num_attention_heads"]
+    q, kv = c["num_attention_heads"] * d, c.get("num_key_value_heads", c["num_attention_heads"]) * d
+    layer = h * q + 2 * h * kv + q * h + 3 * h * inter
+    return c["num_hidden_layers"] * layer + c["vocab_size"] * h
+
+
+def ceilings(args, scratch):
+    cmd = [os.path.join(args.build, "bench", "train_bench"), "--ceiling",
+           "--threads", str(args.threads)]
+    return run_one(cmd, os.path.join(scratch, "ceiling.json"))
 
 
 def to_bf16(model_dir):
@@ -100,7 +133,7 @@ def measure(args, model, seq, batch, steps, scratch):
     peer_cmd = [sys.executable, PEER, "--mode", "train", "--lora-r", "8", "--lora-alpha", "16",
                 "--lora-targets", "q_proj,v_proj"] + common
     ours_cmd = [os.path.join(args.build, "bench", "train_bench"), "--lora-r", "8",
-                "--lora-alpha", "16", "--targets", "q_proj,v_proj"] + common
+                "--lora-alpha", "16", "--targets", "q_proj,v_proj"] + VITRINE_FLAGS + common
     runs = {"peer": [], "vitrine": []}
     for i in range(args.runs):
         order = [("peer", peer_cmd), ("vitrine", ours_cmd)]
@@ -117,16 +150,21 @@ def median_range(values, fmt="{:.1f}"):
             f"({fmt.format(min(values))}–{fmt.format(max(values))})")
 
 
-def row(shape, seq, batch, runs):
+def row(shape, seq, batch, runs, params, ceiling):
     peer_tps = [r["tokens_per_s"] for r in runs["peer"]]
     ours_tps = [r["tokens_per_s"] for r in runs["vitrine"]]
     peer_mb = [r["peak_rss_mb"] for r in runs["peer"]]
     ours_mb = [r["peak_rss_mb"] for r in runs["vitrine"]]
     speed = statistics.median(ours_tps) / statistics.median(peer_tps)
     memory = statistics.median(ours_mb) / statistics.median(peer_mb)
+    estimate = statistics.median(r["estimate_mb"] for r in runs["vitrine"])
+    peer_gflops = 4 * params * statistics.median(peer_tps) / 1e9
+    ours_gflops = 4 * params * statistics.median(ours_tps) / 1e9
     line = (f"| {shape} | {seq} x {batch} | {median_range(peer_tps)} | {median_range(ours_tps)} | "
             f"{speed:.2f}x | {median_range(peer_mb, '{:,.0f}')} | "
-            f"{median_range(ours_mb, '{:,.0f}')} | {memory:.2f}x |")
+            f"{median_range(ours_mb, '{:,.0f}')} ({estimate:,.0f}) | {memory:.2f}x | "
+            f"{peer_gflops:.0f} ({100 * peer_gflops / ceiling['f32_gflops']:.0f} % of f32) | "
+            f"{ours_gflops:.0f} ({100 * ours_gflops / ceiling['bf16_gflops']:.0f} % of bf16) |")
     verdict = None
     target = TARGETS.get((shape, seq, batch))
     if target:
@@ -147,36 +185,69 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="20m,110m,1.1b")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--qwen7b", help="a Qwen2.5-7B-shaped checkpoint (make_shaped_checkpoint.py)")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     wanted = set(args.only.split(","))
     rows, verdicts = [], []
+    before = ceilings(args, args.work)
+    print(f"ceilings: f32 {before['f32_gflops']:.0f}, bf16 {before['bf16_gflops']:.0f} GFLOP/s",
+          flush=True)
+    results = []
     for name, preset, overrides, bf16, settings in SHAPES:
         if name not in wanted:
             continue
         model = make_model(args.work, name, preset, overrides, bf16)
         for seq, batch, steps in settings:
-            runs = measure(args, model, seq, batch, steps, args.work)
-            line, verdict = row(name, seq, batch, runs)
-            rows.append(line)
-            if verdict:
-                verdicts.append(verdict)
+            results.append((name, seq, batch, product_params(model),
+                            measure(args, model, seq, batch, steps, args.work)))
+    after = ceilings(args, args.work)
+    ceiling = {k: statistics.median([before[k], after[k]]) for k in ("f32_gflops", "bf16_gflops")}
+    for name, seq, batch, params, runs in results:
+        line, verdict = row(name, seq, batch, runs, params, ceiling)
+        rows.append(line)
+        if verdict:
+            verdicts.append(verdict)
+    big = []
+    if args.qwen7b:
+        cmd = [os.path.join(args.build, "bench", "train_bench"), "--model", args.qwen7b,
+               "--seq", "512", "--batch", "1", "--steps", "2", "--warmup", "1",
+               "--threads", str(args.threads), "--lora-r", "8", "--lora-alpha", "16",
+               "--targets", "q_proj,v_proj"] + VITRINE_FLAGS
+        r = run_one(cmd, os.path.join(args.work, "qwen7b.json"))
+        print(f"  qwen2.5-7b seq 512: {r['ms_per_step'] / 1000:.1f} s/step, "
+              f"peak {r['peak_rss_mb']:.0f} MB", flush=True)
+        big = ["", "Qwen2.5-7B shape (hidden 3584, 28 layers, 28 heads, 4 KV heads, intermediate "
+               "18944, vocabulary 152064, q/k/v biases; bf16 in shards), vitrine alone, seq 512 "
+               f"batch 1, {r['steps']} timed steps after one untimed: "
+               f"{r['ms_per_step'] / 1000:.1f} s per step (best {r['best_ms_per_step'] / 1000:.1f}), "
+               f"{r['tokens_per_s']:.1f} tokens/s, peak resident memory {r['peak_rss_mb']:,.0f} MB "
+               f"(estimate {r['estimate_mb']:,.0f} MB; activation checkpointing "
+               f"{'on' if r['checkpointing'] else 'off'}), within this machine's 24 GB."]
     lines = [
         BEGIN,
         "## Training: vitrine against plain PyTorch",
         "",
-        f"Command: `/usr/bin/python3 bench/train_bench.py --runs {args.runs} --only {args.only}`.",
+        f"Command: `/usr/bin/python3 bench/train_bench.py --runs {args.runs} --only {args.only}"
+        f"{' --qwen7b DIR' if args.qwen7b else ''}`.",
         "",
         f"LoRA r 8, alpha 16 on q_proj and v_proj; random token ids; one AdamW step per batch; "
         f"{args.threads} threads each; the peer (../shared/bench/torch_lora_baseline.py) and "
         f"vitrine's bench/train_bench alternate, {args.runs} runs each in fresh processes "
         f"(one untimed step, then the timed ones). Medians (ranges). The 1.1b shape is "
-        f"TinyLlama-1.1B's, its checkpoint in bf16; both load it into float32.",
+        f"TinyLlama-1.1B's, its checkpoint in bf16; the peer loads it into float32, vitrine "
+        f"keeps it in bf16 (`{' '.join(VITRINE_FLAGS)}`; the presets' float32 weights are "
+        f"rounded to bf16). Peak memory includes loading; in brackets the estimate "
+        f"`vitrine train` plans with. GFLOP/s counts the frozen products (4 per weight and "
+        f"token), against the machine's ceilings measured in the same run: float32 FMA "
+        f"{ceiling['f32_gflops']:.0f} GFLOP/s, vdpbf16ps {ceiling['bf16_gflops']:.0f} GFLOP/s "
+        f"({args.threads} threads; register-only loops, start {before['f32_gflops']:.0f} / "
+        f"{before['bf16_gflops']:.0f}, end {after['f32_gflops']:.0f} / {after['bf16_gflops']:.0f}).",
         "",
         "| shape | seq x batch | peer tokens/s | vitrine tokens/s | speed | peer peak MB | "
-        "vitrine peak MB | memory |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ] + rows + [""] + verdicts + [END]
+        "vitrine peak MB (estimate) | memory | peer GFLOP/s | vitrine GFLOP/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ] + rows + [""] + verdicts + big + [END]
     section = "\n".join(lines)
     print(section)
     if not args.no_write:

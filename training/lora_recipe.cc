@@ -282,6 +282,7 @@ void AdapterRecipe::train_step(int64_t step, Progress& progress) {
                             .learning_rate = r.learning_rate,
                             .grad_norm = r.grad_norm,
                             .tokens = r.tokens,
+                            .real_tokens = r.real_tokens,
                             .tokens_per_second = outcome_.tokens_per_second,
                             .seconds = seconds,
                             .eta_seconds = seconds / static_cast<double>(step - steps_before_) *

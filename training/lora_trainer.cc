@@ -55,12 +55,17 @@ StepResult LoraTrainer::step(const std::vector<Batch>& micro_batches) {
     result.targets +=
         (b.labels.narrow(1, 1, b.labels.size(1) - 1) != kIgnoreLabel).sum().item<int64_t>();
     result.tokens += b.ids.numel();
+    // Padding is a segment of its own, -1 (make_batch).
+    result.real_tokens +=
+        b.segments.defined() ? (b.segments >= 0).sum().item<int64_t>() : b.ids.numel();
   }
   if (data_parallel_ != nullptr) {  // the step's counts over all ranks
-    const auto totals = data_parallel_->all_reduce(
-        {static_cast<double>(result.targets), static_cast<double>(result.tokens)});
+    const auto totals = data_parallel_->all_reduce({static_cast<double>(result.targets),
+                                                    static_cast<double>(result.tokens),
+                                                    static_cast<double>(result.real_tokens)});
     result.targets = static_cast<int64_t>(totals[0]);
     result.tokens = static_cast<int64_t>(totals[1]);
+    result.real_tokens = static_cast<int64_t>(totals[2]);
   }
   if (result.targets == 0) throw std::invalid_argument("training step with no target tokens");
   optimizer_->zero_grad();

@@ -57,6 +57,7 @@ struct StepResult {
   double learning_rate = 0;  // the rate this step used
   int64_t targets = 0;       // tokens that counted in the loss
   int64_t tokens = 0;        // tokens processed
+  int64_t real_tokens = 0;   // of those, not padding (a batch pads its rows to the longest)
 };
 
 struct EvalResult {

@@ -33,6 +33,7 @@ struct LineOf {
             {"learning_rate", e.learning_rate},
             {"grad_norm", e.grad_norm},
             {"tokens", e.tokens},
+            {"real_tokens", e.real_tokens},
             {"tokens_per_second", e.tokens_per_second},
             {"seconds", e.seconds},
             {"eta_seconds", e.eta_seconds}};

@@ -52,6 +52,7 @@ struct StepEvent {
   double learning_rate = 0;      // the rate the step used
   double grad_norm = 0;          // global L2 norm before clipping
   int64_t tokens = 0;            // tokens the step processed, all ranks
+  int64_t real_tokens = 0;       // of those, not padding
   double tokens_per_second = 0;  // since this process started (or resumed) the adapter
   double seconds = 0;            // wall time since then
   double eta_seconds = 0;        // the remaining steps at this process's pace so far

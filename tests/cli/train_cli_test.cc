@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <future>
 #include <nlohmann/json.hpp>
@@ -38,6 +39,21 @@ TEST(TrainCli, ShippedConfigHoldsExactlyTheDefaults) {
   EXPECT_EQ(nlohmann::ordered_json::parse(r.output),
             training::train_config_to_json(training::default_train_config()))
       << "configs/train.yaml and the defaults in the code disagree";
+}
+
+// The 1B recipe of docs/fine-tuning.md is a valid config: bf16 base and
+// compute, 512-token rows, 16 rows a step.
+TEST(TrainCli, TheTinyLlamaRecipeIsAValidConfig) {
+  const testing::CliRun r = run_vitrine(fmt::format(
+      "train --config {}/configs/train-tinyllama.yaml --print-config", VITRINE_SOURCE_DIR));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto config = nlohmann::json::parse(r.output);
+  EXPECT_EQ(config["bf16_compute"], true);
+  for (const char* name : {"describe", "qa"}) {
+    const auto& a = config["adapters"][name];
+    EXPECT_EQ(a["max_seq_len"], 512) << name;
+    EXPECT_EQ(a["batch_size"].get<int>() * a["gradient_accumulation"].get<int>(), 16) << name;
+  }
 }
 
 TEST(TrainCli, BadConfigsAreRefusedNamingTheKey) {
@@ -143,7 +159,11 @@ TEST_F(TrainRun, BothAdaptersArePublishedCheckpointedAndLogged) {
   for (std::string line; std::getline(lines, line);) {
     const auto j = nlohmann::json::parse(line);
     if (j["event"] == "eval") losses[j["adapter"]].push_back(j["validation_loss"]);
-    if (j["event"] == "step") ++step_lines;
+    if (j["event"] == "step") {
+      ++step_lines;
+      EXPECT_GT(j["real_tokens"].get<int64_t>(), 0);
+      EXPECT_LE(j["real_tokens"].get<int64_t>(), j["tokens"].get<int64_t>());
+    }
   }
   EXPECT_EQ(step_lines, 12);
   // The same scalars for TensorBoard (the format is checked in TensorBoard.*).
@@ -250,6 +270,8 @@ TEST_F(TrainRun, ABf16BaseTrainsWithinOnePercentOfFloat32) {
     ASSERT_EQ(f32.size(), 3u) << name;
     ASSERT_EQ(bf16.size(), f32.size()) << name;
     for (size_t i = 0; i < f32.size(); ++i) {
+      std::printf("[ bf16 vs f32 ] %s validation %zu: %.5f vs %.5f (%+.3f %%)\n", name, i, bf16[i],
+                  f32[i], 100 * (bf16[i] - f32[i]) / f32[i]);
       EXPECT_LT(std::abs(bf16[i] - f32[i]) / f32[i], 0.01)
           << name << " validation " << i << ": bf16 " << bf16[i] << ", f32 " << f32[i];
     }
