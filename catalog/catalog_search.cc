@@ -11,6 +11,7 @@
 
 #include "catalog/catalog.h"
 #include "catalog/catalog_internal.h"
+#include "catalog/title_alignment.h"
 
 namespace vitrine::catalog {
 
@@ -351,6 +352,104 @@ std::vector<CatalogMatch> Catalog::find_exact_title(std::string_view text, int l
     if (out.size() == static_cast<size_t>(limit)) break;
   }
   return out;
+}
+
+namespace {
+
+// Where a title's main title ends: its first ':', " (", " - ", " [" or
+// " -- "; the whole title when it has none.
+size_t main_title_end(std::string_view title) {
+  size_t end = title.size();
+  for (const std::string_view cut : {":", " (", " - ", " [", " -- "}) {
+    const size_t at = title.find(cut);
+    if (at != std::string_view::npos && at > 0) end = std::min(end, at);
+  }
+  return end;
+}
+
+// The position of the '?' or '!' that follows `from` in `s` after spaces
+// only; s.size() when the next character is anything else.
+size_t next_mark(std::string_view s, size_t from) {
+  while (from < s.size() && s[from] == ' ') ++from;
+  return from < s.size() && (s[from] == '?' || s[from] == '!') ? from : s.size();
+}
+
+}  // namespace
+
+std::optional<TitleInText> Catalog::find_title_in_text(std::string_view text,
+                                                       int candidates) const {
+  const std::vector<CatalogMatch> matches = find_by_title(text, candidates);
+  if (matches.empty()) return std::nullopt;
+  Impl& c = *impl_;
+  std::lock_guard lock(c.mutex);
+  struct Spanned {
+    AlignWord word;
+    size_t begin, end;  // bytes of the text or title
+  };
+  const auto words_of = [&](std::string_view s, size_t max_words) {
+    std::vector<Spanned> out;
+    c.words->for_each_span(s, [&](std::string_view word, size_t begin, size_t end) {
+      out.push_back({AlignWord{std::string(word), is_stop_word(word)}, begin, end});
+      return out.size() < max_words;
+    });
+    return out;
+  };
+  const std::vector<Spanned> typed = words_of(text, kMaxWordingWords);
+  std::vector<AlignWord> text_words;
+  for (const Spanned& w : typed) text_words.push_back(w.word);
+  std::optional<TitleInText> best;
+  double best_score = 0;
+  for (const CatalogMatch& match : matches) {
+    const std::vector<Spanned> spanned = words_of(match.title, 4 * kMaxWordingWords);
+    std::vector<AlignWord> title_words;
+    for (const Spanned& w : spanned) title_words.push_back(w.word);
+    const TitleAlignment a = align_title(text_words, title_words);
+    const bool all_stop = std::all_of(title_words.begin(), title_words.end(),
+                                      [](const AlignWord& w) { return w.stop; });
+    const int matched = all_stop ? a.matched : a.matched_content;
+    if (matched == 0 || a.score <= best_score) continue;
+    best_score = a.score;
+    // Identifying words of the whole title, of its main title, and before the run.
+    const size_t main_end = main_title_end(match.title);
+    int whole = 0, main = 0, before = 0;
+    for (size_t k = 0; k < spanned.size(); ++k) {
+      const bool counts = all_stop || !spanned[k].word.stop;
+      whole += counts;
+      main += counts && spanned[k].begin < main_end;
+      before += counts && static_cast<int>(k) < a.title_begin;
+    }
+    const bool within_main =
+        a.title_end <= static_cast<int>(spanned.size()) &&
+        (a.title_end == 0 || spanned[static_cast<size_t>(a.title_end - 1)].begin < main_end);
+    TitleInText t;
+    t.uid = match.uid;
+    t.title = match.title;
+    t.search_score = match.score;
+    t.text_words = static_cast<int>(typed.size());
+    t.words_before = a.text_begin;
+    t.words_after = static_cast<int>(typed.size()) - a.text_end;
+    t.byte_begin = typed[static_cast<size_t>(a.text_begin)].begin;
+    t.byte_end = typed[static_cast<size_t>(a.text_end - 1)].end;
+    // The title's own '?' or '!' after its last matched word ("Where Have
+    // All the Boys Gone?") is the title's, when the text has it there too.
+    if (a.title_end > 0) {
+      const size_t after_title =
+          next_mark(match.title, spanned[static_cast<size_t>(a.title_end - 1)].end);
+      const size_t after_text = next_mark(text, t.byte_end);
+      if (after_title < match.title.size() && after_text < text.size() &&
+          match.title[after_title] == text[after_text]) {
+        t.byte_end = after_text + 1;
+      }
+    }
+    t.title_words = within_main && main > 0 ? main : whole;
+    t.matched_words = matched;
+    t.coverage =
+        t.title_words > 0 ? std::min(1.0, static_cast<double>(matched) / t.title_words) : 0;
+    t.from_start = before == 0;
+    t.typos = a.typos;
+    best = std::move(t);
+  }
+  return best;
 }
 
 std::optional<StoredProduct> Catalog::get(std::string_view uid) const {
