@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "agents/classifier_agent.h"
 #include "cli/commands.h"
 #include "common/yaml_json.h"
 #include "training/evaluation.h"
@@ -58,7 +59,8 @@ int run_train(const TrainArgs& args) {
                                         .cancel = &g_stop,
                                         .resume = args.resume,
                                         .data_parallel = training::data_parallel_from_environment(),
-                                        .on_event = {}});
+                                        .on_event = {},
+                                        .title_evidence = catalogue_title_evidence});
     if (!outcomes.main_rank) {
       for (const auto& o : outcomes.adapters) {
         std::printf("%s: %ld steps as a replica, adapter equal to rank 0's within %g\n",
@@ -121,6 +123,10 @@ Command add_train_command(CLI::App& app) {
   cmd->add_flag("--print-config", args->print_config,
                 "print the resolved configuration as JSON and exit");
   return Command{cmd, [args] { return run_train(*args); }};
+}
+
+training::TitleEvidenceFinder catalogue_title_evidence(const std::filesystem::path& dataset) {
+  return agents::title_evidence_finder(dataset / "catalog.sqlite");
 }
 
 }  // namespace vitrine::cli
