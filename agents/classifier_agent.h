@@ -22,7 +22,8 @@
 //
 // Not goals: finding the product a question is about (QaAgent does), more
 // than two routes, learning online from feedback. decide() may be called
-// from several threads at once; the catalogue serialises its own calls.
+// from several threads at once; the catalogue gives each call a connection
+// of its own.
 #pragma once
 
 #include <filesystem>

@@ -20,8 +20,7 @@
 // Not goals: typo tolerance in the search (the alignment tolerates typos
 // only in titles it was given), stemming, semantic search, searching
 // descriptions (index_content only builds their index), updating a catalogue
-// in place, parallel queries on one Catalog (its calls are serialized; open
-// one Catalog per worker thread to query in parallel).
+// in place.
 #pragma once
 
 #include <cstdint>
@@ -121,14 +120,21 @@ class CatalogWriter {
   std::unique_ptr<Impl> impl_;
 };
 
-// A read-only catalogue. Calls take an internal lock, so one Catalog may be
-// shared between threads, but its calls run one at a time.
+// A read-only catalogue, shared between threads: each call runs on one of
+// up to `max_connections` SQLite connections of its own (opened when every
+// open one is busy), so that as many calls run at once; more wait for a
+// connection. One connection makes calls run one at a time, and a call
+// whose thread is preempted holds up every other (the daemon's router, qa
+// and describe agents all search the same catalogue on gRPC's threads).
 class Catalog {
  public:
+  // Connections at most by default: more than a server's cores gain nothing.
+  static constexpr int kDefaultConnections = 8;
+
   // Throws std::runtime_error when the file is missing, is not an SQLite
   // database, is not a vitrine catalogue (or one of another format version)
-  // or was never finished.
-  explicit Catalog(const std::filesystem::path& path);
+  // or was never finished; std::invalid_argument for max_connections < 1.
+  explicit Catalog(const std::filesystem::path& path, int max_connections = kDefaultConnections);
   ~Catalog();
   Catalog(const Catalog&) = delete;
   Catalog& operator=(const Catalog&) = delete;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <mutex>
 #include <stdexcept>
 #include <unordered_set>
@@ -19,14 +20,20 @@ using namespace internal;  // NOLINT: this file's own internals
 
 // ---------------------------------------------------------------- reader
 
-struct Catalog::Impl {
+// One SQLite connection to the catalogue with its statements and tokenizer:
+// one call at a time. Catalog keeps a pool of them.
+struct Connection {
   std::filesystem::path path;
   sql::Database db;  // declared before the statements: closes after they are finalized
   std::unique_ptr<Words> words;
   sql::Statement select_key, select_match, select_title, select_df, select_product, select_meta;
   int64_t n_products = 0;
   bool index_content = false;  // the FTS5 table also has a `content` column
-  std::mutex mutex;            // guards the statements and the tokenizer
+
+  // Opens and checks the catalogue; throws std::runtime_error saying what
+  // is wrong with the file.
+  static std::unique_ptr<Connection> open(const std::filesystem::path& path);
+  std::string meta(std::string_view key);
 
   struct Term {
     std::string text;
@@ -48,7 +55,7 @@ struct Catalog::Impl {
 };
 
 // Reads the wording into `query`; false when no word of it is in the index.
-bool Catalog::Impl::read_wording(std::string_view wording, Query& query) {
+bool Connection::read_wording(std::string_view wording, Query& query) {
   std::vector<std::string> all;
   words->for_each(wording, [&](std::string_view word) {
     all.emplace_back(word);
@@ -87,7 +94,7 @@ bool Catalog::Impl::read_wording(std::string_view wording, Query& query) {
 
 // Steps a bound statement whose first column is a product id, adding new
 // ids to the candidates; returns the number of rows.
-int Catalog::Impl::collect(sql::Statement& stmt, Query& query) {
+int Connection::collect(sql::Statement& stmt, Query& query) {
   const sql::ResetGuard guard(stmt);
   int n = 0;
   while (stmt.step("searching")) {
@@ -100,7 +107,7 @@ int Catalog::Impl::collect(sql::Statement& stmt, Query& query) {
 }
 
 // Scores every candidate on its title (see CatalogMatch) and returns the best.
-std::vector<CatalogMatch> Catalog::Impl::rank(const Query& query, int limit) {
+std::vector<CatalogMatch> Connection::rank(const Query& query, int limit) {
   double total_weight = 0;
   for (const Term& term : query.terms) total_weight += term.weight;
   struct Scored {
@@ -170,8 +177,9 @@ std::vector<CatalogMatch> Catalog::Impl::rank(const Query& query, int limit) {
   return out;
 }
 
-Catalog::Catalog(const std::filesystem::path& path) : impl_(std::make_unique<Impl>()) {
-  Impl& c = *impl_;
+std::unique_ptr<Connection> Connection::open(const std::filesystem::path& path) {
+  auto connection = std::make_unique<Connection>();
+  Connection& c = *connection;
   c.path = path;
   std::error_code error;
   if (!std::filesystem::is_regular_file(path, error)) {
@@ -207,8 +215,8 @@ Catalog::Catalog(const std::filesystem::path& path) : impl_(std::make_unique<Imp
   try {
     c.select_meta =
         sql::Statement(c.db, "SELECT value FROM meta WHERE key = ?1", sql::Prepare::kPersistent);
-    c.n_products = std::stoll(meta("catalog.products"));
-    c.index_content = meta("catalog.index_content") == "1";
+    c.n_products = std::stoll(c.meta("catalog.products"));
+    c.index_content = c.meta("catalog.index_content") == "1";
   } catch (const std::exception& error) {
     throw std::runtime_error(fmt::format(
         "catalogue {}: incomplete, its writer never finished ({}); delete it and run `vitrine "
@@ -226,15 +234,97 @@ Catalog::Catalog(const std::filesystem::path& path) : impl_(std::make_unique<Imp
   c.select_key = prepare("SELECT id FROM title_keys WHERE key = ?1 ORDER BY id LIMIT ?2");
   c.select_match =
       prepare("SELECT rowid FROM products_fts WHERE products_fts MATCH ?1 ORDER BY rowid LIMIT ?2");
+  return connection;
+}
+
+std::string Connection::meta(std::string_view key) {
+  const sql::ResetGuard guard(select_meta);
+  select_meta.bind_text_borrowed(1, key);
+  if (!select_meta.step([&] { return fmt::format("reading meta key '{}'", key); })) {
+    throw std::out_of_range(fmt::format("catalogue {}: no meta key '{}'", path.string(), key));
+  }
+  return std::string(select_meta.text(0));
+}
+
+// The pool: connections are opened when every open one is busy, up to
+// max_connections; a call then waits for one to be returned.
+struct Catalog::Impl {
+  std::filesystem::path path;
+  int max_connections = 1;
+  int64_t n_products = 0;
+  std::mutex mutex;  // guards idle and opened
+  std::condition_variable returned;
+  std::vector<std::unique_ptr<Connection>> idle;
+  int opened = 0;
+
+  // A connection for one call, returned to the pool when the lease ends.
+  class Lease {
+   public:
+    Lease(Impl& pool, std::unique_ptr<Connection> connection)
+        : pool_(pool), connection_(std::move(connection)) {}
+    ~Lease() {
+      {
+        std::lock_guard lock(pool_.mutex);
+        pool_.idle.push_back(std::move(connection_));
+      }
+      pool_.returned.notify_one();
+    }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Connection& operator*() const { return *connection_; }
+
+   private:
+    Impl& pool_;
+    std::unique_ptr<Connection> connection_;
+  };
+
+  Lease lease() {
+    std::unique_lock lock(mutex);
+    returned.wait(lock, [&] { return !idle.empty() || opened < max_connections; });
+    if (!idle.empty()) {
+      std::unique_ptr<Connection> connection = std::move(idle.back());
+      idle.pop_back();
+      return Lease(*this, std::move(connection));
+    }
+    ++opened;  // opened outside the lock: other calls go on meanwhile
+    lock.unlock();
+    try {
+      return Lease(*this, Connection::open(path));
+    } catch (...) {
+      {
+        std::lock_guard relock(mutex);
+        --opened;
+      }
+      returned.notify_one();
+      throw;
+    }
+  }
+};
+
+Catalog::Catalog(const std::filesystem::path& path, int max_connections)
+    : impl_(std::make_unique<Impl>()) {
+  if (max_connections < 1) {
+    throw std::invalid_argument(
+        fmt::format("catalogue {}: max_connections must be at least 1, got {}", path.string(),
+                    max_connections));
+  }
+  Impl& pool = *impl_;
+  pool.path = path;
+  pool.max_connections = max_connections;
+  // The first connection now, so that a file that is no catalogue fails here.
+  std::unique_ptr<Connection> first = Connection::open(path);
+  pool.n_products = first->n_products;
+  pool.idle.push_back(std::move(first));
+  pool.opened = 1;
 }
 
 Catalog::~Catalog() = default;
 
 std::vector<CatalogMatch> Catalog::find_by_title(std::string_view wording, int limit) const {
   if (limit <= 0 || wording.empty()) return {};
-  Impl& c = *impl_;
-  std::lock_guard lock(c.mutex);
-  Impl::Query query;
+  const Impl::Lease lease = impl_->lease();
+  Connection& c = *lease;
+  Connection::Query query;
   if (!c.read_wording(wording, query)) return {};
   const auto& known = query.known;
   // 1. Titles made of exactly a run of the wording's identifying words
@@ -291,7 +381,7 @@ std::vector<CatalogMatch> Catalog::find_by_title(std::string_view wording, int l
   // that all of them are taken.
   std::string any;
   int64_t rows = 0;
-  for (const Impl::Term* term : known) {
+  for (const Connection::Term* term : known) {
     if ((rows += term->df) > kCandidates) break;
     any += (any.empty() ? "" : " OR ") + fts5_string(term->text);
   }
@@ -324,8 +414,8 @@ std::string exact_title_form(std::string_view text) {
 std::vector<CatalogMatch> Catalog::find_exact_title(std::string_view text, int limit) const {
   const std::string wanted = exact_title_form(text);
   if (limit <= 0 || wanted.empty()) return {};
-  Impl& c = *impl_;
-  std::lock_guard lock(c.mutex);
+  const Impl::Lease lease = impl_->lease();
+  Connection& c = *lease;
   // The writer keyed every title by all its words; equal forms have equal
   // words, so the title, if any, is among the products with this key.
   TitleKey key;
@@ -336,7 +426,7 @@ std::vector<CatalogMatch> Catalog::find_exact_title(std::string_view text, int l
     return true;
   });
   if (!any_word) return {};
-  Impl::Query query;
+  Connection::Query query;
   c.select_key.bind_int64(1, key.value());
   c.select_key.bind_int64(2, kCandidates);
   c.collect(c.select_key, query);
@@ -380,8 +470,8 @@ std::optional<TitleInText> Catalog::find_title_in_text(std::string_view text,
                                                        int candidates) const {
   const std::vector<CatalogMatch> matches = find_by_title(text, candidates);
   if (matches.empty()) return std::nullopt;
-  Impl& c = *impl_;
-  std::lock_guard lock(c.mutex);
+  const Impl::Lease lease = impl_->lease();
+  Connection& c = *lease;
   struct Spanned {
     AlignWord word;
     size_t begin, end;  // bytes of the text or title
@@ -453,8 +543,8 @@ std::optional<TitleInText> Catalog::find_title_in_text(std::string_view text,
 }
 
 std::optional<StoredProduct> Catalog::get(std::string_view uid) const {
-  Impl& c = *impl_;
-  std::lock_guard lock(c.mutex);
+  const Impl::Lease lease = impl_->lease();
+  Connection& c = *lease;
   sql::Statement& stmt = c.select_product;
   const sql::ResetGuard guard(stmt);
   stmt.bind_text_borrowed(1, uid);
@@ -469,15 +559,8 @@ int64_t Catalog::size() const {
 }
 
 std::string Catalog::meta(std::string_view key) const {
-  Impl& c = *impl_;
-  std::lock_guard lock(c.mutex);
-  sql::Statement& stmt = c.select_meta;
-  const sql::ResetGuard guard(stmt);
-  stmt.bind_text_borrowed(1, key);
-  if (!stmt.step([&] { return fmt::format("reading meta key '{}'", key); })) {
-    throw std::out_of_range(fmt::format("catalogue {}: no meta key '{}'", c.path.string(), key));
-  }
-  return std::string(stmt.text(0));
+  const Impl::Lease lease = impl_->lease();
+  return (*lease).meta(key);
 }
 
 }  // namespace vitrine::catalog
