@@ -81,11 +81,12 @@ int run_train(const TrainArgs& args) {
     if (outcomes.classifier_trained) {
       const auto& c = outcomes.classifier;
       std::printf(
-          "classifier: test accuracy %.4f (%ld texts), hard cases %.4f (%ld), %.0f µs per "
-          "decision -> %s\n",
+          "classifier: test accuracy %.4f (%ld texts), hard cases %.4f (%ld), texts generated "
+          "from test titles %.4f (%ld), %s catalogue evidence, %.0f µs per decision -> %s\n",
           c.test_accuracy, static_cast<long>(c.test_examples), c.test_hard_accuracy,
-          static_cast<long>(c.test_hard), c.microseconds_per_decision,
-          outcomes.classifier_dir.string().c_str());
+          static_cast<long>(c.test_hard), c.generated_test_accuracy,
+          static_cast<long>(c.generated_test_examples), c.title_evidence ? "with" : "without",
+          c.microseconds_per_decision, outcomes.classifier_dir.string().c_str());
     }
     if (!args.no_eval) {
       training::EvalOptions eval;
