@@ -19,6 +19,9 @@ struct ClassifierAgentOptions {
   Task default_task = Task::kQa;  // route when unsure: qa, since a question answered as a
                                   // description is still on topic, the reverse is not
   bool exact_titles = true;       // rule 1; false trusts the classifier alone
+  bool near_titles = true;        // rule 2: a text that is a catalogue title as typed (lowercase,
+                                  // a typo, small words dropped, cut short) is described; false
+                                  // leaves those to the classifier
 };
 
 // DescribeAgent (agents/describe_agent.h).

@@ -10,6 +10,8 @@ std::string_view evidence_name(Evidence evidence) {
       return "classifier";
     case Evidence::kCatalogueTitle:
       return "catalogue title";
+    case Evidence::kNearTitle:
+      return "near catalogue title";
     case Evidence::kDefault:
       return "default";
   }

@@ -29,9 +29,10 @@ using prompts::task_name;
 enum class Evidence {
   kClassifier,      // the classifier was confident enough
   kCatalogueTitle,  // the text is exactly a catalogue title: describe it
+  kNearTitle,       // the text is a catalogue title as typed (nothing around it): describe it
   kDefault,         // the classifier was unsure: the configured default route
 };
-// "classifier", "catalogue title", "default".
+// "classifier", "catalogue title", "near catalogue title", "default".
 std::string_view evidence_name(Evidence evidence);
 
 // Where the product an answer is about was named.
@@ -60,6 +61,7 @@ struct Route {
   std::vector<std::string> labels;    // the classifier's labels, in its order
   std::vector<double> scores;         // the classifier's probability of each label
   std::optional<Source> title_match;  // the catalogue record, when evidence is kCatalogueTitle
+                                      // or kNearTitle
 };
 
 // What the describe and qa agents return: the request to generate from and

@@ -5,19 +5,31 @@
 // Rules, in order:
 //   1. a text that is exactly a catalogue title (Catalog::find_exact_title:
 //      up to case, white space and trailing question marks) is a title, even
-//      when it reads like a question ("Who Moved My Cheese?");
-//   2. otherwise the classifier (models/text_classifier.h, trained on the
-//      router task) decides when its confidence reaches min_confidence;
-//   3. below that, the configured default route.
-// A decision is one catalogue key lookup and one classifier forward pass:
-// tens of microseconds (SampleAgentsTest.DecisionsAreFast prints it).
+//      when it reads like a question ("Why Am I Afraid to Tell You Who I Am?");
+//   2. a text that is nothing but a catalogue title as users type titles
+//      ("why am i afriad to tell you who i am", "city of djinns", "the
+//      mauritius comand") is a title too: Catalog::find_title_in_text finds
+//      the title with no word of the text before or after it;
+//   3. otherwise the classifier (models/text_classifier.h) decides when its
+//      confidence reaches min_confidence. A classifier trained with
+//      catalogue evidence is told where the title sits in the text
+//      (title_evidence below): "does <title> have maps?" is a question
+//      whatever the title says, and so is "<title>, is it any good?";
+//   4. below that, the configured default route.
+// A decision is two catalogue lookups and one classifier forward pass:
+// tens of microseconds on the sample's catalogue (the routing evaluation
+// test prints the p99, `vitrine bench` the daemon's).
 //
 // Not goals: finding the product a question is about (QaAgent does), more
 // than two routes, learning online from feedback. decide() may be called
-// from several threads at once; the catalogue serialises its own calls.
+// from several threads at once; the catalogue gives each call a connection
+// of its own.
 #pragma once
 
+#include <filesystem>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "agents/agent_options.h"
@@ -27,6 +39,24 @@
 #include "prompts/prompts.h"
 
 namespace vitrine::agents {
+
+// The title find_title_in_text locates in `text` when the text names it
+// well enough to count: at least half of the (main) title's identifying
+// words, and two of them unless it has only one. "battery life of the
+// zq-9000" sharing "life" with a title is not evidence. nullopt otherwise.
+std::optional<catalog::TitleInText> typed_title(const Catalog& catalog, std::string_view text);
+
+// typed_title as the classifier reads it. Routing and training (`vitrine
+// train` hands it to training::train_classifier) both use this one
+// function, so the classifier learns from the evidence it will be given.
+models::TitleEvidence title_evidence(const Catalog& catalog, std::string_view text);
+
+// title_evidence over the catalogue file `catalog_file`, opened once and
+// kept open by the function: what `vitrine train` hands the classifier's
+// training (training::TitleEvidenceFinder). Throws std::runtime_error naming
+// the file when it is no catalogue.
+std::function<models::TitleEvidence(std::string_view)> title_evidence_finder(
+    const std::filesystem::path& catalog_file);
 
 class ClassifierAgent {
  public:

@@ -5,7 +5,8 @@ Starts the daemon on a trained run (adapters and classifier) and its dataset,
 sends --requests AskStream requests at each concurrency level (titles and
 questions of the test split, alternating), and writes the figures to the
 "Serving" section of docs/benchmarks.md: generated tokens/s, requests/s,
-latency and time-to-first-token percentiles, errors, and the daemon's resident
+latency and time-to-first-token percentiles, the routing decision's
+percentiles (as the daemon timed them), errors, and the daemon's resident
 memory before and after. The scaling target: tokens/s at the highest level at
 least 4x those at concurrency 1.
 
@@ -144,20 +145,25 @@ def main():
         " tokens each) from that many concurrent clients on the same machine (the clients share"
         " its 2 cores). Time to first token is measured by the client.",
         "",
-        "| concurrency | requests | errors | tokens/s | requests/s | p50 ms | p99 ms | TTFT p50 ms | TTFT p99 ms |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| concurrency | requests | errors | tokens/s | requests/s | p50 ms | p99 ms | TTFT p50 ms | TTFT p99 ms | route p50 µs | route p99 µs |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for l in levels:
         lines.append(
             f"| {l['concurrency']} | {l['requests']} | {l['errors']} | {l['tokens_per_second']:.0f} |"
             f" {(l['requests'] - l['errors']) / l['seconds']:.1f} | {l['latency_ms_p50']:.1f} |"
-            f" {l['latency_ms_p99']:.1f} | {l['first_token_ms_p50']:.1f} | {l['first_token_ms_p99']:.1f} |")
+            f" {l['latency_ms_p99']:.1f} | {l['first_token_ms_p50']:.1f} | {l['first_token_ms_p99']:.1f} |"
+            f" {l['route_us_p50']:.0f} | {l['route_us_p99']:.0f} |")
+    route_p99 = max(l["route_us_p99"] for l in levels)
     lines += [
         "",
         f"* Tokens/s at concurrency {last['concurrency']}: {ratio:.1f}x those at"
         f" {first['concurrency']} (target: at least 4x) — "
         + ("met." if ratio >= 4 else "NOT met."),
         f"* Errors: {errors} in {args.requests * len(levels)} requests.",
+        f"* Routing decision (the classifier agent: catalogue lookups and classifier, timed by the"
+        f" daemon and reported in each answer's `timings.route_ms`): p99 {route_p99:.0f} µs at"
+        f" worst over the levels (target: under 1 ms) — " + ("met." if route_p99 < 1000 else "NOT met."),
         f"* Daemon resident memory: {figures['rss_mib_before']:.1f} MiB before the load,"
         f" {figures['rss_mib_after']:.1f} MiB after.",
         "",

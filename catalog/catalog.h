@@ -14,10 +14,13 @@
 // millisecond. User text never reaches FTS5 syntax: it is cut into words by
 // the index's own tokenizer and every word is quoted.
 //
-// Not goals: typo tolerance, stemming, semantic search, searching
+// find_title_in_text() then says where in a text a title sits, for the
+// router to tell a title from a question around one.
+//
+// Not goals: typo tolerance in the search (the alignment tolerates typos
+// only in titles it was given), stemming, semantic search, searching
 // descriptions (index_content only builds their index), updating a catalogue
-// in place, parallel queries on one Catalog (its calls are serialized; open
-// one Catalog per worker thread to query in parallel).
+// in place.
 #pragma once
 
 #include <cstdint>
@@ -68,6 +71,27 @@ struct CatalogMatch {
   double score = 0;
 };
 
+// Where a catalogue title sits in a user's text (Catalog::find_title_in_text):
+// the words of the text that are the title as typed, and the words around it.
+struct TitleInText {
+  std::string uid;
+  std::string title;
+  double search_score = 0;                // the title's CatalogMatch::score for the whole text
+  int text_words = 0;                     // words of the text (as the index cuts them)
+  int words_before = 0, words_after = 0;  // text words before and after the title
+  size_t byte_begin = 0, byte_end = 0;    // the title in the text: its first word's first byte
+                                          // to its last word's end (and the title's own '?' or
+                                          // '!' after it, when the text has it there too)
+  int title_words = 0;      // identifying words (all words when every one is a stop word) of
+                            // the main title (before ':', ' (', ' - ', ' [') when the text
+                            // stays within it, else of the whole title
+  int matched_words = 0;    // of them, in the text (typos included)
+  double coverage = 0;      // matched_words / title_words: "City of Djinns" covers all of
+                            // "City of Djinns: A Year in Delhi"
+  bool from_start = false;  // no identifying word of the title comes before the matched ones
+  int typos = 0;            // matched words that are typos of the title's
+};
+
 // Writes a NEW catalogue at `path` (which must not exist). Single-threaded.
 // A throwing call leaves the writer unusable: destroy it and delete the file.
 class CatalogWriter {
@@ -96,14 +120,21 @@ class CatalogWriter {
   std::unique_ptr<Impl> impl_;
 };
 
-// A read-only catalogue. Calls take an internal lock, so one Catalog may be
-// shared between threads, but its calls run one at a time.
+// A read-only catalogue, shared between threads: each call runs on one of
+// up to `max_connections` SQLite connections of its own (opened when every
+// open one is busy), so that as many calls run at once; more wait for a
+// connection. One connection makes calls run one at a time, and a call
+// whose thread is preempted holds up every other (the daemon's router, qa
+// and describe agents all search the same catalogue on gRPC's threads).
 class Catalog {
  public:
+  // Connections at most by default: more than a server's cores gain nothing.
+  static constexpr int kDefaultConnections = 8;
+
   // Throws std::runtime_error when the file is missing, is not an SQLite
   // database, is not a vitrine catalogue (or one of another format version)
-  // or was never finished.
-  explicit Catalog(const std::filesystem::path& path);
+  // or was never finished; std::invalid_argument for max_connections < 1.
+  explicit Catalog(const std::filesystem::path& path, int max_connections = kDefaultConnections);
   ~Catalog();
   Catalog(const Catalog&) = delete;
   Catalog& operator=(const Catalog&) = delete;
@@ -124,6 +155,14 @@ class Catalog {
   // "Dune". Looked up by the title's key (one index probe), so it costs a
   // few microseconds. Never throws on user text.
   std::vector<CatalogMatch> find_exact_title(std::string_view text, int limit = 5) const;
+
+  // The title among the best `candidates` of find_by_title(text) that best
+  // aligns, word by word, with a run of the text's words (title_alignment.h:
+  // small words dropped, typos, "mogs" for "Mog's"), and where that run is;
+  // nullopt when no candidate shares an identifying word with the text in
+  // order. "does mogs kittens have flaps" -> "Mog's Kittens", 1 word before,
+  // 3 after. Never throws on user text.
+  std::optional<TitleInText> find_title_in_text(std::string_view text, int candidates = 8) const;
 
   std::optional<StoredProduct> get(std::string_view uid) const;
   int64_t size() const;

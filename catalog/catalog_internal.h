@@ -118,9 +118,15 @@ class Words {
   // view is valid only during the call.
   template <class F>
   void for_each(std::string_view text, F&& f) {
+    for_each_span(text, [&](std::string_view word, size_t, size_t) { return f(word); });
+  }
+  // The same, with the bytes of `text` the word came from: f(word, begin, end).
+  template <class F>
+  void for_each_span(std::string_view text, F&& f) {
     using Fn = std::remove_reference_t<F>;
-    auto trampoline = [](void* raw, int, const char* token, int n, int, int) -> int {
-      return (*static_cast<Fn*>(raw))(std::string_view(token, static_cast<size_t>(n)))
+    auto trampoline = [](void* raw, int, const char* token, int n, int begin, int end) -> int {
+      return (*static_cast<Fn*>(raw))(std::string_view(token, static_cast<size_t>(n)),
+                                      static_cast<size_t>(begin), static_cast<size_t>(end))
                  ? SQLITE_OK
                  : SQLITE_DONE;
     };

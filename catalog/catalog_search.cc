@@ -5,12 +5,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <mutex>
 #include <stdexcept>
 #include <unordered_set>
 
 #include "catalog/catalog.h"
 #include "catalog/catalog_internal.h"
+#include "catalog/title_alignment.h"
 
 namespace vitrine::catalog {
 
@@ -18,14 +20,20 @@ using namespace internal;  // NOLINT: this file's own internals
 
 // ---------------------------------------------------------------- reader
 
-struct Catalog::Impl {
+// One SQLite connection to the catalogue with its statements and tokenizer:
+// one call at a time. Catalog keeps a pool of them.
+struct Connection {
   std::filesystem::path path;
   sql::Database db;  // declared before the statements: closes after they are finalized
   std::unique_ptr<Words> words;
   sql::Statement select_key, select_match, select_title, select_df, select_product, select_meta;
   int64_t n_products = 0;
   bool index_content = false;  // the FTS5 table also has a `content` column
-  std::mutex mutex;            // guards the statements and the tokenizer
+
+  // Opens and checks the catalogue; throws std::runtime_error saying what
+  // is wrong with the file.
+  static std::unique_ptr<Connection> open(const std::filesystem::path& path);
+  std::string meta(std::string_view key);
 
   struct Term {
     std::string text;
@@ -47,7 +55,7 @@ struct Catalog::Impl {
 };
 
 // Reads the wording into `query`; false when no word of it is in the index.
-bool Catalog::Impl::read_wording(std::string_view wording, Query& query) {
+bool Connection::read_wording(std::string_view wording, Query& query) {
   std::vector<std::string> all;
   words->for_each(wording, [&](std::string_view word) {
     all.emplace_back(word);
@@ -86,7 +94,7 @@ bool Catalog::Impl::read_wording(std::string_view wording, Query& query) {
 
 // Steps a bound statement whose first column is a product id, adding new
 // ids to the candidates; returns the number of rows.
-int Catalog::Impl::collect(sql::Statement& stmt, Query& query) {
+int Connection::collect(sql::Statement& stmt, Query& query) {
   const sql::ResetGuard guard(stmt);
   int n = 0;
   while (stmt.step("searching")) {
@@ -99,7 +107,7 @@ int Catalog::Impl::collect(sql::Statement& stmt, Query& query) {
 }
 
 // Scores every candidate on its title (see CatalogMatch) and returns the best.
-std::vector<CatalogMatch> Catalog::Impl::rank(const Query& query, int limit) {
+std::vector<CatalogMatch> Connection::rank(const Query& query, int limit) {
   double total_weight = 0;
   for (const Term& term : query.terms) total_weight += term.weight;
   struct Scored {
@@ -169,8 +177,9 @@ std::vector<CatalogMatch> Catalog::Impl::rank(const Query& query, int limit) {
   return out;
 }
 
-Catalog::Catalog(const std::filesystem::path& path) : impl_(std::make_unique<Impl>()) {
-  Impl& c = *impl_;
+std::unique_ptr<Connection> Connection::open(const std::filesystem::path& path) {
+  auto connection = std::make_unique<Connection>();
+  Connection& c = *connection;
   c.path = path;
   std::error_code error;
   if (!std::filesystem::is_regular_file(path, error)) {
@@ -206,8 +215,8 @@ Catalog::Catalog(const std::filesystem::path& path) : impl_(std::make_unique<Imp
   try {
     c.select_meta =
         sql::Statement(c.db, "SELECT value FROM meta WHERE key = ?1", sql::Prepare::kPersistent);
-    c.n_products = std::stoll(meta("catalog.products"));
-    c.index_content = meta("catalog.index_content") == "1";
+    c.n_products = std::stoll(c.meta("catalog.products"));
+    c.index_content = c.meta("catalog.index_content") == "1";
   } catch (const std::exception& error) {
     throw std::runtime_error(fmt::format(
         "catalogue {}: incomplete, its writer never finished ({}); delete it and run `vitrine "
@@ -225,15 +234,97 @@ Catalog::Catalog(const std::filesystem::path& path) : impl_(std::make_unique<Imp
   c.select_key = prepare("SELECT id FROM title_keys WHERE key = ?1 ORDER BY id LIMIT ?2");
   c.select_match =
       prepare("SELECT rowid FROM products_fts WHERE products_fts MATCH ?1 ORDER BY rowid LIMIT ?2");
+  return connection;
+}
+
+std::string Connection::meta(std::string_view key) {
+  const sql::ResetGuard guard(select_meta);
+  select_meta.bind_text_borrowed(1, key);
+  if (!select_meta.step([&] { return fmt::format("reading meta key '{}'", key); })) {
+    throw std::out_of_range(fmt::format("catalogue {}: no meta key '{}'", path.string(), key));
+  }
+  return std::string(select_meta.text(0));
+}
+
+// The pool: connections are opened when every open one is busy, up to
+// max_connections; a call then waits for one to be returned.
+struct Catalog::Impl {
+  std::filesystem::path path;
+  int max_connections = 1;
+  int64_t n_products = 0;
+  std::mutex mutex;  // guards idle and opened
+  std::condition_variable returned;
+  std::vector<std::unique_ptr<Connection>> idle;
+  int opened = 0;
+
+  // A connection for one call, returned to the pool when the lease ends.
+  class Lease {
+   public:
+    Lease(Impl& pool, std::unique_ptr<Connection> connection)
+        : pool_(pool), connection_(std::move(connection)) {}
+    ~Lease() {
+      {
+        std::lock_guard lock(pool_.mutex);
+        pool_.idle.push_back(std::move(connection_));
+      }
+      pool_.returned.notify_one();
+    }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Connection& operator*() const { return *connection_; }
+
+   private:
+    Impl& pool_;
+    std::unique_ptr<Connection> connection_;
+  };
+
+  Lease lease() {
+    std::unique_lock lock(mutex);
+    returned.wait(lock, [&] { return !idle.empty() || opened < max_connections; });
+    if (!idle.empty()) {
+      std::unique_ptr<Connection> connection = std::move(idle.back());
+      idle.pop_back();
+      return Lease(*this, std::move(connection));
+    }
+    ++opened;  // opened outside the lock: other calls go on meanwhile
+    lock.unlock();
+    try {
+      return Lease(*this, Connection::open(path));
+    } catch (...) {
+      {
+        std::lock_guard relock(mutex);
+        --opened;
+      }
+      returned.notify_one();
+      throw;
+    }
+  }
+};
+
+Catalog::Catalog(const std::filesystem::path& path, int max_connections)
+    : impl_(std::make_unique<Impl>()) {
+  if (max_connections < 1) {
+    throw std::invalid_argument(
+        fmt::format("catalogue {}: max_connections must be at least 1, got {}", path.string(),
+                    max_connections));
+  }
+  Impl& pool = *impl_;
+  pool.path = path;
+  pool.max_connections = max_connections;
+  // The first connection now, so that a file that is no catalogue fails here.
+  std::unique_ptr<Connection> first = Connection::open(path);
+  pool.n_products = first->n_products;
+  pool.idle.push_back(std::move(first));
+  pool.opened = 1;
 }
 
 Catalog::~Catalog() = default;
 
 std::vector<CatalogMatch> Catalog::find_by_title(std::string_view wording, int limit) const {
   if (limit <= 0 || wording.empty()) return {};
-  Impl& c = *impl_;
-  std::lock_guard lock(c.mutex);
-  Impl::Query query;
+  const Impl::Lease lease = impl_->lease();
+  Connection& c = *lease;
+  Connection::Query query;
   if (!c.read_wording(wording, query)) return {};
   const auto& known = query.known;
   // 1. Titles made of exactly a run of the wording's identifying words
@@ -290,7 +381,7 @@ std::vector<CatalogMatch> Catalog::find_by_title(std::string_view wording, int l
   // that all of them are taken.
   std::string any;
   int64_t rows = 0;
-  for (const Impl::Term* term : known) {
+  for (const Connection::Term* term : known) {
     if ((rows += term->df) > kCandidates) break;
     any += (any.empty() ? "" : " OR ") + fts5_string(term->text);
   }
@@ -323,8 +414,8 @@ std::string exact_title_form(std::string_view text) {
 std::vector<CatalogMatch> Catalog::find_exact_title(std::string_view text, int limit) const {
   const std::string wanted = exact_title_form(text);
   if (limit <= 0 || wanted.empty()) return {};
-  Impl& c = *impl_;
-  std::lock_guard lock(c.mutex);
+  const Impl::Lease lease = impl_->lease();
+  Connection& c = *lease;
   // The writer keyed every title by all its words; equal forms have equal
   // words, so the title, if any, is among the products with this key.
   TitleKey key;
@@ -335,7 +426,7 @@ std::vector<CatalogMatch> Catalog::find_exact_title(std::string_view text, int l
     return true;
   });
   if (!any_word) return {};
-  Impl::Query query;
+  Connection::Query query;
   c.select_key.bind_int64(1, key.value());
   c.select_key.bind_int64(2, kCandidates);
   c.collect(c.select_key, query);
@@ -353,9 +444,107 @@ std::vector<CatalogMatch> Catalog::find_exact_title(std::string_view text, int l
   return out;
 }
 
+namespace {
+
+// Where a title's main title ends: its first ':', " (", " - ", " [" or
+// " -- "; the whole title when it has none.
+size_t main_title_end(std::string_view title) {
+  size_t end = title.size();
+  for (const std::string_view cut : {":", " (", " - ", " [", " -- "}) {
+    const size_t at = title.find(cut);
+    if (at != std::string_view::npos && at > 0) end = std::min(end, at);
+  }
+  return end;
+}
+
+// The position of the '?' or '!' that follows `from` in `s` after spaces
+// only; s.size() when the next character is anything else.
+size_t next_mark(std::string_view s, size_t from) {
+  while (from < s.size() && s[from] == ' ') ++from;
+  return from < s.size() && (s[from] == '?' || s[from] == '!') ? from : s.size();
+}
+
+}  // namespace
+
+std::optional<TitleInText> Catalog::find_title_in_text(std::string_view text,
+                                                       int candidates) const {
+  const std::vector<CatalogMatch> matches = find_by_title(text, candidates);
+  if (matches.empty()) return std::nullopt;
+  const Impl::Lease lease = impl_->lease();
+  Connection& c = *lease;
+  struct Spanned {
+    AlignWord word;
+    size_t begin, end;  // bytes of the text or title
+  };
+  const auto words_of = [&](std::string_view s, size_t max_words) {
+    std::vector<Spanned> out;
+    c.words->for_each_span(s, [&](std::string_view word, size_t begin, size_t end) {
+      out.push_back({AlignWord{std::string(word), is_stop_word(word)}, begin, end});
+      return out.size() < max_words;
+    });
+    return out;
+  };
+  const std::vector<Spanned> typed = words_of(text, kMaxWordingWords);
+  std::vector<AlignWord> text_words;
+  for (const Spanned& w : typed) text_words.push_back(w.word);
+  std::optional<TitleInText> best;
+  double best_score = 0;
+  for (const CatalogMatch& match : matches) {
+    const std::vector<Spanned> spanned = words_of(match.title, 4 * kMaxWordingWords);
+    std::vector<AlignWord> title_words;
+    for (const Spanned& w : spanned) title_words.push_back(w.word);
+    const TitleAlignment a = align_title(text_words, title_words);
+    const bool all_stop = std::all_of(title_words.begin(), title_words.end(),
+                                      [](const AlignWord& w) { return w.stop; });
+    const int matched = all_stop ? a.matched : a.matched_content;
+    if (matched == 0 || a.score <= best_score) continue;
+    best_score = a.score;
+    // Identifying words of the whole title, of its main title, and before the run.
+    const size_t main_end = main_title_end(match.title);
+    int whole = 0, main = 0, before = 0;
+    for (size_t k = 0; k < spanned.size(); ++k) {
+      const bool counts = all_stop || !spanned[k].word.stop;
+      whole += counts;
+      main += counts && spanned[k].begin < main_end;
+      before += counts && static_cast<int>(k) < a.title_begin;
+    }
+    const bool within_main =
+        a.title_end <= static_cast<int>(spanned.size()) &&
+        (a.title_end == 0 || spanned[static_cast<size_t>(a.title_end - 1)].begin < main_end);
+    TitleInText t;
+    t.uid = match.uid;
+    t.title = match.title;
+    t.search_score = match.score;
+    t.text_words = static_cast<int>(typed.size());
+    t.words_before = a.text_begin;
+    t.words_after = static_cast<int>(typed.size()) - a.text_end;
+    t.byte_begin = typed[static_cast<size_t>(a.text_begin)].begin;
+    t.byte_end = typed[static_cast<size_t>(a.text_end - 1)].end;
+    // The title's own '?' or '!' after its last matched word ("Where Have
+    // All the Boys Gone?") is the title's, when the text has it there too.
+    if (a.title_end > 0) {
+      const size_t after_title =
+          next_mark(match.title, spanned[static_cast<size_t>(a.title_end - 1)].end);
+      const size_t after_text = next_mark(text, t.byte_end);
+      if (after_title < match.title.size() && after_text < text.size() &&
+          match.title[after_title] == text[after_text]) {
+        t.byte_end = after_text + 1;
+      }
+    }
+    t.title_words = within_main && main > 0 ? main : whole;
+    t.matched_words = matched;
+    t.coverage =
+        t.title_words > 0 ? std::min(1.0, static_cast<double>(matched) / t.title_words) : 0;
+    t.from_start = before == 0;
+    t.typos = a.typos;
+    best = std::move(t);
+  }
+  return best;
+}
+
 std::optional<StoredProduct> Catalog::get(std::string_view uid) const {
-  Impl& c = *impl_;
-  std::lock_guard lock(c.mutex);
+  const Impl::Lease lease = impl_->lease();
+  Connection& c = *lease;
   sql::Statement& stmt = c.select_product;
   const sql::ResetGuard guard(stmt);
   stmt.bind_text_borrowed(1, uid);
@@ -370,15 +559,8 @@ int64_t Catalog::size() const {
 }
 
 std::string Catalog::meta(std::string_view key) const {
-  Impl& c = *impl_;
-  std::lock_guard lock(c.mutex);
-  sql::Statement& stmt = c.select_meta;
-  const sql::ResetGuard guard(stmt);
-  stmt.bind_text_borrowed(1, key);
-  if (!stmt.step([&] { return fmt::format("reading meta key '{}'", key); })) {
-    throw std::out_of_range(fmt::format("catalogue {}: no meta key '{}'", c.path.string(), key));
-  }
-  return std::string(stmt.text(0));
+  const Impl::Lease lease = impl_->lease();
+  return (*lease).meta(key);
 }
 
 }  // namespace vitrine::catalog

@@ -9,7 +9,8 @@
 // bench is a load generator: titles and questions from the dataset's test
 // split, alternating, sent by C concurrent streams of AskStream requests;
 // it prints per concurrency the throughput, latency and time-to-first-token
-// percentiles, errors by status code and, given --metrics, the daemon's
+// percentiles, the daemon's routing decision percentiles (the route_ms each
+// answer reports), errors by status code and, given --metrics, the daemon's
 // resident memory before and after.
 #include <fmt/format.h>
 #include <google/protobuf/util/json_util.h>
@@ -129,12 +130,12 @@ void print_answer(const v1::AskResponse& r, bool with_text) {
     std::printf("experiment: %s, arm %s\n", r.experiment().c_str(), r.arm().c_str());
   }
   std::printf(
-      "tokens: %ld prompt, %ld generated (%s); queue %.1f ms, first token %.1f ms, "
-      "total %.1f ms; id %s\n",
+      "tokens: %ld prompt, %ld generated (%s); route %.3f ms, queue %.1f ms, first token "
+      "%.1f ms, total %.1f ms; id %s\n",
       static_cast<long>(r.usage().prompt_tokens()),
       static_cast<long>(r.usage().completion_tokens()), r.finish_reason().c_str(),
-      r.timings().queue_ms(), r.timings().first_token_ms(), r.timings().total_ms(),
-      r.response_id().c_str());
+      r.timings().route_ms(), r.timings().queue_ms(), r.timings().first_token_ms(),
+      r.timings().total_ms(), r.response_id().c_str());
 }
 
 struct AskArgs {
@@ -291,9 +292,10 @@ double percentile(std::vector<double> v, double p) {
 // One request's outcome as the client saw it.
 struct Sent {
   bool ok = false;
-  std::string error;   // a status or HTTP code when not ok
-  double first = -1;   // ms to the first piece of text
-  int64_t tokens = 0;  // generated, as the answer reports
+  std::string error;     // a status or HTTP code when not ok
+  double first = -1;     // ms to the first piece of text
+  int64_t tokens = 0;    // generated, as the answer reports
+  double route_ms = -1;  // the daemon's routing decision, as the answer reports
 };
 
 // Through vitrine-gateway: a streaming chat completion (SSE) with usage.
@@ -320,6 +322,9 @@ Sent send_http(httplib::Client& http, const std::string& token, const std::strin
       const nlohmann::json chunk = nlohmann::json::parse(event.substr(6));
       if (chunk.contains("usage") && chunk["usage"].is_object()) {
         out.tokens = chunk["usage"]["completion_tokens"];
+      }
+      if (chunk.contains("vitrine") && chunk["vitrine"].contains("timings")) {
+        out.route_ms = chunk["vitrine"]["timings"].value("route_ms", -1.0);
       }
       if (chunk.contains("error")) out.error = chunk["error"].value("code", "error");
       if (out.first < 0 && chunk.contains("choices") && !chunk["choices"].empty() &&
@@ -357,6 +362,7 @@ Sent send_grpc(v1::ChatService::Stub& stub, const Connection& c, const std::stri
   while (reader->Read(&event)) {
     if (event.has_answer()) {
       out.tokens = event.answer().usage().completion_tokens();
+      out.route_ms = event.answer().timings().route_ms();
     } else if (out.first < 0) {
       out.first = std::chrono::duration<double, std::milli>(Clock::now() - sent).count();
     }
@@ -374,6 +380,7 @@ struct BenchLevel {
   double seconds = 0;
   int64_t tokens = 0;
   std::vector<double> latency_ms, first_token_ms;
+  std::vector<double> route_us;  // the daemon's routing decisions, in microseconds
 };
 
 BenchLevel bench_level(const BenchArgs& a, const std::vector<std::string>& texts, int concurrency) {
@@ -409,6 +416,7 @@ BenchLevel bench_level(const BenchArgs& a, const std::vector<std::string>& texts
         level.tokens += r.tokens;
         level.latency_ms.push_back(ms);
         if (r.first >= 0) level.first_token_ms.push_back(r.first);
+        if (r.route_ms >= 0) level.route_us.push_back(1000 * r.route_ms);
       }
     });
   }
@@ -427,8 +435,9 @@ int bench(const BenchArgs& a) {
   }
   const std::vector<std::string> texts = bench_texts(a.dataset);
   const double rss_before = daemon_rss_mib(a.metrics);
-  std::printf("%11s %8s %7s %9s %10s %9s %9s %9s %10s %10s\n", "concurrency", "requests", "errors",
-              "seconds", "tokens/s", "req/s", "p50 ms", "p99 ms", "ttft p50", "ttft p99");
+  std::printf("%11s %8s %7s %9s %10s %9s %9s %9s %10s %10s %11s %11s\n", "concurrency", "requests",
+              "errors", "seconds", "tokens/s", "req/s", "p50 ms", "p99 ms", "ttft p50", "ttft p99",
+              "route p50", "route p99");
   nlohmann::json report = nlohmann::json::array();
   int total_errors = 0;
   for (const int c : levels) {
@@ -437,10 +446,12 @@ int bench(const BenchArgs& a) {
     for (const auto& [_, n] : l.errors) errors += n;
     total_errors += errors;
     const double tps = static_cast<double>(l.tokens) / l.seconds;
-    std::printf("%11d %8d %7d %9.2f %10.1f %9.2f %9.1f %9.1f %10.1f %10.1f\n", c, l.requests,
-                errors, l.seconds, tps, static_cast<double>(l.requests - errors) / l.seconds,
-                percentile(l.latency_ms, 50), percentile(l.latency_ms, 99),
-                percentile(l.first_token_ms, 50), percentile(l.first_token_ms, 99));
+    std::printf("%11d %8d %7d %9.2f %10.1f %9.2f %9.1f %9.1f %10.1f %10.1f %8.0f us %8.0f us\n", c,
+                l.requests, errors, l.seconds, tps,
+                static_cast<double>(l.requests - errors) / l.seconds, percentile(l.latency_ms, 50),
+                percentile(l.latency_ms, 99), percentile(l.first_token_ms, 50),
+                percentile(l.first_token_ms, 99), percentile(l.route_us, 50),
+                percentile(l.route_us, 99));
     for (const auto& [code, n] : l.errors) std::printf("  errors: %d with %s\n", n, code.c_str());
     std::fflush(stdout);
     report.push_back({{"concurrency", c},
@@ -452,7 +463,10 @@ int bench(const BenchArgs& a) {
                       {"latency_ms_p50", percentile(l.latency_ms, 50)},
                       {"latency_ms_p99", percentile(l.latency_ms, 99)},
                       {"first_token_ms_p50", percentile(l.first_token_ms, 50)},
-                      {"first_token_ms_p99", percentile(l.first_token_ms, 99)}});
+                      {"first_token_ms_p99", percentile(l.first_token_ms, 99)},
+                      {"route_decisions", l.route_us.size()},
+                      {"route_us_p50", percentile(l.route_us, 50)},
+                      {"route_us_p99", percentile(l.route_us, 99)}});
   }
   const double rss_after = daemon_rss_mib(a.metrics);
   if (rss_before >= 0)

@@ -2,7 +2,10 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <functional>
+
+#include "training/classifier_training.h"
 
 namespace vitrine::cli {
 
@@ -23,5 +26,10 @@ Command add_ab_report_command(CLI::App& app);
 Command add_ask_command(CLI::App& app);
 Command add_compare_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
+
+// The router classifier's catalogue lookup over <dataset>/catalog.sqlite,
+// for training runs (`vitrine train`, the trainer service's jobs): it
+// learns with the evidence the daemon's classifier agent routes with.
+training::TitleEvidenceFinder catalogue_title_evidence(const std::filesystem::path& dataset);
 
 }  // namespace vitrine::cli

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "agents/classifier_agent.h"
 #include "cli/commands.h"
 #include "common/yaml_json.h"
 #include "training/evaluation.h"
@@ -64,7 +65,8 @@ int run_train(const TrainArgs& args) {
                                         .cancel = &g_stop,
                                         .resume = args.resume,
                                         .data_parallel = training::data_parallel_from_environment(),
-                                        .on_event = {}});
+                                        .on_event = {},
+                                        .title_evidence = catalogue_title_evidence});
     if (!outcomes.main_rank) {
       for (const auto& o : outcomes.adapters) {
         std::printf("%s: %ld steps as a replica, adapter equal to rank 0's within %g\n",
@@ -85,11 +87,12 @@ int run_train(const TrainArgs& args) {
     if (outcomes.classifier_trained) {
       const auto& c = outcomes.classifier;
       std::printf(
-          "classifier: test accuracy %.4f (%ld texts), hard cases %.4f (%ld), %.0f µs per "
-          "decision -> %s\n",
+          "classifier: test accuracy %.4f (%ld texts), hard cases %.4f (%ld), texts generated "
+          "from test titles %.4f (%ld), %s catalogue evidence, %.0f µs per decision -> %s\n",
           c.test_accuracy, static_cast<long>(c.test_examples), c.test_hard_accuracy,
-          static_cast<long>(c.test_hard), c.microseconds_per_decision,
-          outcomes.classifier_dir.string().c_str());
+          static_cast<long>(c.test_hard), c.generated_test_accuracy,
+          static_cast<long>(c.generated_test_examples), c.title_evidence ? "with" : "without",
+          c.microseconds_per_decision, outcomes.classifier_dir.string().c_str());
     }
     if (!args.no_eval) {
       training::EvalOptions eval;
@@ -134,6 +137,10 @@ Command add_train_command(CLI::App& app) {
   cmd->add_flag("--print-config", args->print_config,
                 "print the resolved configuration as JSON and exit");
   return Command{cmd, [args] { return run_train(*args); }};
+}
+
+training::TitleEvidenceFinder catalogue_title_evidence(const std::filesystem::path& dataset) {
+  return agents::title_evidence_finder(dataset / "catalog.sqlite");
 }
 
 }  // namespace vitrine::cli

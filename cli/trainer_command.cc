@@ -66,7 +66,7 @@ int serve(const TrainerArgs& args) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 
-  trainer::TrainerService service(options);
+  trainer::TrainerService service(options, catalogue_title_evidence);
   grpc::ServerBuilder builder;
   rpc::add_health_and_reflection(builder);
   int port = 0;
@@ -76,8 +76,8 @@ int serve(const TrainerArgs& args) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     const std::string why = listen_problem(options.listen);
-    throw std::runtime_error(fmt::format("cannot listen on '{}'{}{}", options.listen,
-                                         why.empty() ? "" : ": ", why));
+    throw std::runtime_error(
+        fmt::format("cannot listen on '{}'{}{}", options.listen, why.empty() ? "" : ": ", why));
   }
   std::fprintf(stderr, "vitrine trainer: listening on %s (port %d); jobs in %s, adapters in %s\n",
                options.listen.c_str(), port, options.state_dir.c_str(),

@@ -43,7 +43,8 @@ Json vitrine_of(const v1::AskResponse& r) {
           {"timings",
            {{"queue_ms", r.timings().queue_ms()},
             {"first_token_ms", r.timings().first_token_ms()},
-            {"total_ms", r.timings().total_ms()}}}};
+            {"total_ms", r.timings().total_ms()},
+            {"route_ms", r.timings().route_ms()}}}};
 }
 
 Json usage_of(const v1::AskResponse& r) {

@@ -8,52 +8,14 @@
 #include <fstream>
 
 #include "common/atomic_output.h"
-#include "common/stable_hash.h"
 #include "models/safetensors.h"
 
 namespace vitrine::models {
 namespace fs = std::filesystem;
 
-std::vector<int64_t> text_features(std::string_view text, const TextClassifierConfig& c) {
-  std::string lowered;
-  lowered.reserve(text.size());
-  for (const char ch : text) {
-    lowered.push_back(ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch - 'A' + 'a') : ch);
-  }
-  // Words: runs of letters, digits and non-ASCII bytes.
-  std::vector<std::string> words;
-  std::string word;
-  for (const char ch : lowered) {
-    const auto u = static_cast<unsigned char>(ch);
-    if (std::isalnum(u) || u >= 0x80) {
-      word.push_back(ch);
-    } else if (!word.empty()) {
-      words.push_back(std::move(word));
-      word.clear();
-    }
-  }
-  if (!word.empty()) words.push_back(std::move(word));
-  std::vector<int64_t> out;
-  const auto slot = [&](std::string_view kind, std::string_view value) {
-    const uint64_t h = stable_hash64(value, stable_hash64(kind));
-    out.push_back(static_cast<int64_t>(h % static_cast<uint64_t>(c.buckets)));
-  };
-  for (size_t i = 0; i < words.size(); ++i) {
-    slot("w", words[i]);
-    if (c.word_bigrams && i + 1 < words.size()) slot("b", words[i] + ' ' + words[i + 1]);
-    const std::string marked = "<" + words[i] + ">";
-    for (int n = c.char_min; n <= c.char_max; ++n) {
-      for (size_t k = 0; k + static_cast<size_t>(n) <= marked.size(); ++k) {
-        slot("c", std::string_view(marked).substr(k, static_cast<size_t>(n)));
-      }
-    }
-  }
-  // How the text ends is the strongest single sign of a question.
-  size_t end = lowered.find_last_not_of(" \t\r\n");
-  slot("end", end == std::string::npos ? "" : std::string(1, lowered[end]));
-  if (words.empty()) slot("empty", "");
-  return out;
-}
+constexpr const char* kFormat1 = "vitrine-text-classifier-1";  // feature set 1
+constexpr const char* kFormat2 = "vitrine-text-classifier-2";  // set 2, with feature_set and
+                                                               // title_evidence keys
 
 namespace {
 
@@ -79,16 +41,22 @@ Classification classification_of(const TextClassifierConfig& config,
 
 TextClassifierImpl::TextClassifierImpl(TextClassifierConfig config) : config_(std::move(config)) {
   if (config_.labels.size() < 2) throw std::invalid_argument("a classifier needs two labels");
-  embedding = register_module(
-      "embedding",
-      torch::nn::EmbeddingBag(
-          torch::nn::EmbeddingBagOptions(config_.buckets, config_.dim).mode(torch::kMean)));
+  // Set 2 weighs its slots (TextFeatures::weights, summing to 1): a
+  // weighted sum. Set 1: a plain mean.
+  torch::nn::EmbeddingBagOptions options(config_.buckets, config_.dim);
+  if (config_.feature_set >= 2) {
+    options.mode(torch::kSum);
+  } else {
+    options.mode(torch::kMean);
+  }
+  embedding = register_module("embedding", torch::nn::EmbeddingBag(options));
   output = register_module(
       "output", torch::nn::Linear(config_.dim, static_cast<int64_t>(config_.labels.size())));
 }
 
-at::Tensor TextClassifierImpl::forward(const at::Tensor& features, const at::Tensor& offsets) {
-  return output(embedding(features, offsets));  // [texts, labels]
+at::Tensor TextClassifierImpl::forward(const at::Tensor& features, const at::Tensor& offsets,
+                                       const at::Tensor& weights) {
+  return output(embedding(features, offsets, weights));  // [texts, labels]
 }
 
 // The forward pass for one text in plain loops over the weights, without a
@@ -96,29 +64,36 @@ at::Tensor TextClassifierImpl::forward(const at::Tensor& features, const at::Ten
 // parallel tensor op of every new thread makes libtorch rebuild its
 // thread pools (at::set_num_threads), which cost more than the
 // classification itself under load.
-Classification classify(TextClassifierImpl& model, std::string_view text) {
-  const std::vector<int64_t> features = text_features(text, model.config());
+Classification classify(TextClassifierImpl& model, std::string_view text,
+                        const TitleEvidence& evidence) {
+  const TextFeatures features = text_features(text, model.config(), evidence);
+  const std::vector<int64_t>& slots = features.slots;
   const at::Tensor& table = model.embedding->weight;  // [buckets, dim]
   const at::Tensor& weight = model.output->weight;    // [labels, dim]
   const at::Tensor& bias = model.output->bias;        // [labels]
   if (!table.device().is_cpu() || !table.is_contiguous() || !weight.is_contiguous() ||
       table.scalar_type() != at::kFloat) {
     at::NoGradGuard no_grad;  // elsewhere (another device or layout): the module itself
-    const at::Tensor logits =
-        model.forward(at::tensor(features), at::zeros({1}, at::kLong))[0].to(at::kCPU);
+    const at::Tensor weights =
+        features.weights.empty() ? at::Tensor() : at::tensor(features.weights).to(table.device());
+    const at::Tensor logits = model
+                                  .forward(at::tensor(slots).to(table.device()),
+                                           at::zeros({1}, at::kLong).to(table.device()), weights)[0]
+                                  .to(at::kCPU);
     return classification_of(
         model.config(),
         std::vector<float>(logits.data_ptr<float>(), logits.data_ptr<float>() + logits.numel()));
   }
   const int64_t dim = table.size(1), labels = weight.size(0);
-  std::vector<float> mean(static_cast<size_t>(dim), 0.0f);
+  std::vector<float> mean(static_cast<size_t>(dim), 0.0f);  // the bag: weighted or plain mean
   const float* rows = table.data_ptr<float>();
-  for (const int64_t f : features) {
-    const float* row = rows + f * dim;
-    for (int64_t d = 0; d < dim; ++d) mean[static_cast<size_t>(d)] += row[d];
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const float* row = rows + slots[i] * dim;
+    const float share = features.weights.empty() ? 1.0f : features.weights[i];
+    for (int64_t d = 0; d < dim; ++d) mean[static_cast<size_t>(d)] += share * row[d];
   }
-  if (!features.empty()) {
-    for (float& v : mean) v /= static_cast<float>(features.size());
+  if (features.weights.empty() && !slots.empty()) {
+    for (float& v : mean) v /= static_cast<float>(slots.size());
   }
   std::vector<float> logits(static_cast<size_t>(labels));
   const float* w = weight.data_ptr<float>();
@@ -140,13 +115,20 @@ void save_text_classifier(TextClassifierImpl& model, const fs::path& dir,
     tensors.emplace_back(item.key(), item.value().detach().to(at::kCPU).contiguous());
   }
   save_safetensors(staging.path() / "model.safetensors", tensors);
-  nlohmann::ordered_json j = {{"format", "vitrine-text-classifier-1"},
+  // Set 1 keeps format 1, which older builds read; set 2 computes other
+  // features from the same text, so a build that knows only format 1 must
+  // refuse it rather than misread it.
+  nlohmann::ordered_json j = {{"format", c.feature_set >= 2 ? kFormat2 : kFormat1},
                               {"labels", c.labels},
                               {"buckets", c.buckets},
                               {"dim", c.dim},
                               {"char_min", c.char_min},
                               {"char_max", c.char_max},
                               {"word_bigrams", c.word_bigrams}};
+  if (c.feature_set >= 2) {
+    j["feature_set"] = c.feature_set;
+    j["title_evidence"] = c.title_evidence;
+  }
   if (!extra.is_null()) j["training"] = extra;
   write_file_atomic(staging.path() / "classifier.json", j.dump(2) + "\n");
   staging.commit();
@@ -159,8 +141,11 @@ TextClassifier load_text_classifier(const fs::path& dir) {
   TextClassifierConfig c;
   try {
     const auto j = nlohmann::json::parse(in);
-    if (j.value("format", "") != "vitrine-text-classifier-1") {
-      throw std::runtime_error("not a vitrine text classifier (format)");
+    const std::string format = j.value("format", "");
+    if (format != kFormat1 && format != kFormat2) {
+      throw std::runtime_error(
+          fmt::format("not a vitrine text classifier (format '{}', this build reads '{}' and '{}')",
+                      format, kFormat1, kFormat2));
     }
     c.labels = j.at("labels").get<std::vector<std::string>>();
     c.buckets = j.at("buckets");
@@ -168,6 +153,14 @@ TextClassifier load_text_classifier(const fs::path& dir) {
     c.char_min = j.at("char_min");
     c.char_max = j.at("char_max");
     c.word_bigrams = j.at("word_bigrams");
+    if (format == kFormat2) {
+      c.feature_set = j.at("feature_set");
+      c.title_evidence = j.at("title_evidence");
+      if (c.feature_set != 2) {
+        throw std::runtime_error(
+            fmt::format("feature_set {}: this build computes sets 1 and 2", c.feature_set));
+      }
+    }
   } catch (const std::exception& e) {
     throw std::runtime_error(fmt::format("'{}': {}", config_path.string(), e.what()));
   }

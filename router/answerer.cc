@@ -157,9 +157,9 @@ void fill_result(const models::EngineResult& result, Answer& answer) {
   answer.finish_reason = result.generation.finish_reason;
   answer.usage = {.prompt_tokens = result.timings.prompt_tokens,
                   .completion_tokens = result.timings.generated_tokens};
-  answer.timings = {.queue_ms = result.timings.queue_ms,
-                    .first_token_ms = result.timings.first_token_ms,
-                    .total_ms = result.timings.total_ms};
+  answer.timings.queue_ms = result.timings.queue_ms;  // route_ms was set when planning
+  answer.timings.first_token_ms = result.timings.first_token_ms;
+  answer.timings.total_ms = result.timings.total_ms;
 }
 
 }  // namespace
@@ -227,11 +227,16 @@ models::GenerationOptions Answerer::generation_options(const GenerationSettings&
   return o;
 }
 
-// Which agent answers: the classifier's choice (auto, base) or the forced one.
-prompts::Task Answerer::choose_route(const Request& request, RouteTaken& taken) const {
+// Which agent answers: the classifier's choice (auto, base), timed, or the
+// forced one.
+prompts::Task Answerer::choose_route(const Request& request, Answer& answer) const {
+  RouteTaken& taken = answer.route;
   prompts::Task task = prompts::Task::kQa;
   if (request.route == RouteAsked::kAuto || request.route == RouteAsked::kBase) {
+    const Clock::time_point start = Clock::now();
     const agents::Route decided = parts_.classifier->decide(request.text);
+    answer.timings.route_ms =
+        std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     task = decided.task;
     taken.classifier_confidence = decided.confidence;
     taken.evidence = std::string(agents::evidence_name(decided.evidence));
@@ -347,7 +352,7 @@ Plan Answerer::plan(const Request& request) const {
   plan.request.options = generation_options(request.generation);
   plan.request.cancelled = std::make_shared<std::atomic<bool>>(false);
   plan.request.deadline = request.deadline;
-  const prompts::Task task = choose_route(request, plan.answer.route);
+  const prompts::Task task = choose_route(request, plan.answer);
   plan.answer.response_id = new_response_id();
   choose_model(request, task, plan);
   add_prompt(request, task, plan);

@@ -127,6 +127,8 @@ struct Timings {
   double queue_ms = 0;        // submitted -> prefill started
   double first_token_ms = 0;  // submitted -> first token
   double total_ms = 0;        // submitted -> finished
+  double route_ms = 0;        // the classifier agent's decision (catalogue lookups and the
+                              // classifier), before submitting; 0 when the route was forced
 };
 
 struct Answer {
@@ -225,7 +227,7 @@ class Answerer {
 
  private:
   models::GenerationOptions generation_options(const GenerationSettings& settings) const;
-  prompts::Task choose_route(const Request& request, RouteTaken& taken) const;
+  prompts::Task choose_route(const Request& request, Answer& answer) const;
   void choose_model(const Request& request, prompts::Task task, Plan& plan) const;
   void add_prompt(const Request& request, prompts::Task task, Plan& plan) const;
   // The prompt's token ids for `turn`, leaving out as few of its oldest

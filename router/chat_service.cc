@@ -69,6 +69,7 @@ v1::AskResponse to_proto(const Answer& a) {
   out.mutable_timings()->set_queue_ms(a.timings.queue_ms);
   out.mutable_timings()->set_first_token_ms(a.timings.first_token_ms);
   out.mutable_timings()->set_total_ms(a.timings.total_ms);
+  out.mutable_timings()->set_route_ms(a.timings.route_ms);
   out.set_experiment(a.experiment);
   out.set_arm(a.arm);
   out.set_finish_reason(a.finish_reason);
@@ -178,7 +179,11 @@ class ChatService::Instruments {
                                 "Time between two tokens of one answer",
                                 {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}, {})),
         total(m.histogram("vitrine_request_seconds", "Time from arrival to the whole answer",
-                          {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}, {"route"})) {}
+                          {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}, {"route"})),
+        route_decision(m.histogram(
+            "vitrine_route_decision_seconds",
+            "Time the classifier agent took to route a request (catalogue lookups and classifier)",
+            {0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01}, {})) {}
 
   // The figures of an answer the engine ran (none for one it never ran).
   void observe(const Answer& a) {
@@ -196,6 +201,7 @@ class ChatService::Instruments {
   Histogram& first_token;
   Histogram& inter_token;
   Histogram& total;
+  Histogram& route_decision;
 };
 
 // What the daemon loaded, once ready.
@@ -329,6 +335,10 @@ void ChatService::record(const Call& call, const grpc::Status& status) const {
       .labels({call.method, first ? first->model : "", first ? first->arm : "", code})
       .inc();
   if (!status.ok()) instruments_->errors.labels({code}).inc();
+  // One routing decision a call, Compare's included.
+  if (first != nullptr && first->route.evidence != "forced" && !first->route.evidence.empty()) {
+    instruments_->route_decision.observe(first->timings.route_ms / 1000.0);
+  }
   for (const Answer& a : call.answers) {
     instruments_->observe(a);
     if (call.serving != nullptr && call.serving->log != nullptr) {
@@ -387,8 +397,8 @@ grpc::Status ChatService::AskStream(grpc::ServerContext* context, const v1::AskR
                        [writer](const v1::AskStreamEvent& e) { return writer->Write(e); });
 }
 
-grpc::Status ChatService::stream_answer(grpc::ServerContext* context,
-                                        const v1::AskRequest* request, const EventWriter& write) {
+grpc::Status ChatService::stream_answer(grpc::ServerContext* context, const v1::AskRequest* request,
+                                        const EventWriter& write) {
   return serve(context, "AskStream", [&](Call& call) {
     call.request = request_of(*request, call.deadline);
     Plan plan = call.answerer().plan(call.request);

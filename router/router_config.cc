@@ -57,6 +57,7 @@ void bind_routing(ConfigBinder& b, RouterConfig& c) {
   b.field("min_confidence", r.classifier.min_confidence)
       .field("default_route", default_route)
       .field("exact_titles", r.classifier.exact_titles)
+      .field("near_titles", r.classifier.near_titles)
       .field("grounding", grounding)
       .field("describe_min_score", r.describe.sources.min_score)
       .field("qa_min_score", r.qa.sources.min_score)

@@ -41,7 +41,7 @@ struct AnswererOptions {
 };
 
 // The agents' options, exactly as the agents take them. YAML: the routing
-// section (min_confidence, default_route, exact_titles -> classifier;
+// section (min_confidence, default_route, exact_titles, near_titles -> classifier;
 // describe_min_score -> describe; grounding, qa_min_score,
 // max_description_chars -> qa). Their defaults are the agents'.
 struct RoutingOptions {

@@ -64,7 +64,13 @@ void bind_classifier(ConfigBinder& b, TrainConfig& c) {
       .field("dim", c.classifier.dim)
       .field("epochs", c.classifier.epochs)
       .field("batch_size", c.classifier.batch_size)
-      .field("learning_rate", c.classifier.learning_rate);
+      .field("learning_rate", c.classifier.learning_rate)
+      .field("feature_set", c.classifier.feature_set)
+      .field("generated_questions", c.classifier.generated.questions_per_title)
+      .field("generated_titles", c.classifier.generated.titles_per_title)
+      .field("generated_portuguese_share", c.classifier.generated.portuguese_share)
+      .field("without_evidence_share", c.classifier.generated.without_evidence_share)
+      .field("max_generated_titles", c.classifier.generated.max_titles);
 }
 
 // Throws std::invalid_argument "config '<section>.<key>': <value> is not in
@@ -144,6 +150,13 @@ void check_run(const TrainConfig& c) {
     throw std::invalid_argument(
         fmt::format("config 'classifier.learning_rate': {} is not in (0, 10]", k.learning_rate));
   }
+  in_range("classifier", "feature_set", k.feature_set, 1, 2);
+  in_range("classifier", "generated_questions", k.generated.questions_per_title, 0, 100);
+  in_range("classifier", "generated_titles", k.generated.titles_per_title, 0, 100);
+  in_range("classifier", "generated_portuguese_share", k.generated.portuguese_share, 0.0, 1.0);
+  in_range("classifier", "without_evidence_share", k.generated.without_evidence_share, 0.0, 1.0);
+  in_range("classifier", "max_generated_titles", k.generated.max_titles, int64_t{0},
+           int64_t{1} << 40);
 }
 
 }  // namespace

@@ -57,10 +57,13 @@ void prepare_run_directory(const TrainConfig& config, const TrainRunOptions& opt
 }
 
 // The router's classifier (rank 0), trained after the adapters.
-void train_router_classifier(const TrainConfig& config, RunLog& log, TrainOutcome& outcome) {
+void train_router_classifier(const TrainConfig& config, const TrainRunOptions& options, RunLog& log,
+                             TrainOutcome& outcome) {
   outcome.classifier_dir = fs::path(config.output) / "classifier";
-  outcome.classifier =
-      train_classifier(config.dataset, outcome.classifier_dir, config.classifier, config.seed);
+  const TitleEvidenceFinder evidence =
+      options.title_evidence ? options.title_evidence(config.dataset) : TitleEvidenceFinder{};
+  outcome.classifier = train_classifier(config.dataset, outcome.classifier_dir, config.classifier,
+                                        config.seed, evidence);
   outcome.classifier_trained = true;
   log.record(ClassifierEvent{.report = outcome.classifier});
 }
@@ -148,7 +151,9 @@ TrainOutcome run_training(const TrainConfig& given, const TrainRunOptions& optio
     outcome.adapters.push_back(AdapterRecipe(run, name, adapter, slot++).run());
     if (outcome.adapters.back().cancelled) return outcome;
   }
-  if (config.classifier_enabled && group.is_main()) train_router_classifier(config, log, outcome);
+  if (config.classifier_enabled && group.is_main()) {
+    train_router_classifier(config, options, log, outcome);
+  }
   return outcome;
 }
 

@@ -49,6 +49,10 @@ struct TrainRunOptions {
   // metrics.jsonl: start, resume, step, eval, done and classifier. Runs on
   // the training thread; keep it short. Empty: no callback.
   std::function<void(const TrainingEvent&)> on_event;
+  // The router classifier's catalogue lookup for a dataset (the program
+  // passes agents::title_evidence over <dataset>/catalog.sqlite: training/
+  // reads no SQLite). Empty: the classifier learns from the text alone.
+  std::function<TitleEvidenceFinder(const std::filesystem::path& dataset)> title_evidence;
 };
 
 struct AdapterOutcome {

@@ -1,6 +1,8 @@
 // ClassifierAgent on a hand-made catalogue with hand-set classifiers: exact
-// catalogue titles win, a confident classifier decides, an unsure one gives
-// the default route. (sample_agents_test.cc runs a trained classifier.)
+// catalogue titles and titles as users type them win, a confident
+// classifier decides (told where the title sits when it was trained so), an
+// unsure one gives the default route. (sample_agents_test.cc and
+// routing_eval_test.cc run a trained classifier.)
 #include "agents/classifier_agent.h"
 
 #include <ATen/ATen.h>
@@ -73,13 +75,72 @@ TEST_F(ClassifierAgentTest, UnsureClassifierGivesTheConfiguredDefault) {
   EXPECT_EQ(trusting.decide("kettle").evidence, Evidence::kClassifier);
 }
 
-TEST_F(ClassifierAgentTest, ExactTitlesCanBeTurnedOff) {
+TEST_F(ClassifierAgentTest, ExactAndNearTitlesCanBeTurnedOff) {
   ClassifierAgentOptions options;
   options.exact_titles = false;
+  const ClassifierAgent near_only(constant_classifier(0, 4), catalog_, options);
+  EXPECT_EQ(near_only.decide("Who Moved My Cheese?").evidence, Evidence::kNearTitle);
+  options.near_titles = false;
   const ClassifierAgent agent(constant_classifier(0, 4), catalog_, options);
   const Route route = agent.decide("Who Moved My Cheese?");
   EXPECT_EQ(route.task, Task::kQa);
   EXPECT_EQ(route.evidence, Evidence::kClassifier);
+}
+
+TEST_F(ClassifierAgentTest, ATitleAsUsersTypeItIsDescribed) {
+  const ClassifierAgent agent(constant_classifier(0, 4), catalog_);  // always "qa", 98%
+  for (const auto& [text, uid] : std::vector<std::pair<std::string, std::string>>{
+           {"who moved my chese", "0399144463"},                  // a typo
+           {"harry potter and the prisoner", "0439136350"},       // cut short
+           {"Harry Potter Prisoner of Azkaban", "0439136350"},    // small words dropped
+           {"stainless steel electric kettle", "B00KETTLE1"}}) {  // the size left out
+    const Route route = agent.decide(text);
+    EXPECT_EQ(route.task, Task::kDescribe) << text;
+    EXPECT_EQ(route.evidence, Evidence::kNearTitle) << text;
+    ASSERT_TRUE(route.title_match.has_value()) << text;
+    EXPECT_EQ(route.title_match->uid, uid) << text;
+  }
+  // Words around the title, or too little of it: the classifier decides.
+  for (const char* text : {"who moved my chese, is it a good gift", "does the kettle boil fast",
+                           "tell me about harry potter and the prisoner of azkaban", "kettle"}) {
+    const Route route = agent.decide(text);
+    EXPECT_EQ(route.evidence, Evidence::kClassifier) << text;
+    EXPECT_EQ(route.task, Task::kQa) << text;
+  }
+}
+
+TEST_F(ClassifierAgentTest, EvidenceNeedsEnoughOfATitle) {
+  const std::string question = "does harry potter and the prisoner of azkaban have pictures?";
+  const models::TitleEvidence e = title_evidence(*catalog_, question);
+  ASSERT_TRUE(e.found);
+  EXPECT_EQ(question.substr(e.begin, e.end - e.begin), "harry potter and the prisoner of azkaban");
+  EXPECT_DOUBLE_EQ(e.coverage, 1.0);
+  // One word shared with a longer title is not the title.
+  for (const char* text : {"what is the battery life of the zq-9000 hyperdrive?",
+                           "is the blue kettle dishwasher safe?", "how does it work", ""}) {
+    EXPECT_FALSE(title_evidence(*catalog_, text).found) << text;
+  }
+  const auto finder = title_evidence_finder(dir_ / "catalog.sqlite");
+  EXPECT_EQ(finder(question).begin, e.begin);
+  EXPECT_THROW(title_evidence_finder(dir_ / "no-such.sqlite"), std::runtime_error);
+}
+
+TEST_F(ClassifierAgentTest, AnEvidenceClassifierIsGivenWhereTheTitleSits) {
+  models::TextClassifierConfig config;
+  config.labels = {"describe", "qa"};
+  config.buckets = 4096;
+  config.dim = 8;
+  config.feature_set = 2;
+  for (const bool evidence : {true, false}) {
+    config.title_evidence = evidence;
+    at::manual_seed(3);
+    models::TextClassifier model(config);
+    const ClassifierAgent agent(model, catalog_);
+    const std::string text = "is harry potter and the prisoner of azkaban scary?";
+    const models::TitleEvidence expected =
+        evidence ? title_evidence(*catalog_, text) : models::TitleEvidence{};
+    EXPECT_EQ(agent.decide(text).scores, models::classify(*model, text, expected).scores);
+  }
 }
 
 TEST_F(ClassifierAgentTest, RefusesAClassifierOfOtherLabels) {
@@ -99,6 +160,7 @@ TEST_F(ClassifierAgentTest, HostileTextNeverThrows) {
   }
   EXPECT_EQ(evidence_name(Evidence::kClassifier), "classifier");
   EXPECT_EQ(evidence_name(Evidence::kCatalogueTitle), "catalogue title");
+  EXPECT_EQ(evidence_name(Evidence::kNearTitle), "near catalogue title");
   EXPECT_EQ(evidence_name(Evidence::kDefault), "default");
 }
 

@@ -1,6 +1,7 @@
 // The three agents on the real sample: `vitrine prepare`'s dataset of
-// ../shared/data/amazon_titles_sample.jsonl and a router classifier trained
-// on it. Skips when the sample is absent.
+// ../shared/data/amazon_titles_sample.jsonl and the router classifier
+// trained on it as `vitrine train` trains it (sample_run.h). Skips when the
+// sample is absent.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -8,12 +9,10 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "../support/temp_dir.h"
 #include "agents/classifier_agent.h"
 #include "agents/describe_agent.h"
 #include "agents/qa_agent.h"
-#include "dataset/prepare.h"
-#include "training/classifier_training.h"
+#include "sample_run.h"
 
 namespace vitrine::agents {
 namespace {
@@ -29,34 +28,15 @@ std::vector<nlohmann::json> read_lines(const fs::path& file) {
 
 class SampleAgentsTest : public ::testing::Test {
  protected:
-  // One dataset and one classifier for the whole suite.
-  static void SetUpTestSuite() {
-    const fs::path sample = vitrine::testing::shared_path("data/amazon_titles_sample.jsonl");
-    if (!fs::exists(sample)) return;
-    dir_ = new vitrine::testing::TempDir();
-    dataset::PrepareHooks hooks;
-    hooks.progress = false;
-    dataset::run_prepare(sample, dir_->path() / "dataset", dataset::PrepareConfig{}, hooks);
-    // Fewer slots and epochs than the defaults: seconds, not minutes, on a
-    // loaded CI machine, and still right on the sample's router test split.
-    training::ClassifierTrainConfig config;
-    config.buckets = 1 << 15;
-    config.epochs = 4;
-    training::train_classifier(dir_->path() / "dataset", dir_->path() / "classifier", config,
-                               /*seed=*/1);
-  }
-  static void TearDownTestSuite() {
-    delete dir_;
-    dir_ = nullptr;
-  }
   void SetUp() override {
-    if (!dir_) {
-      GTEST_SKIP() << "no sample at " << vitrine::testing::shared_path("data").string()
-                   << "/amazon_titles_sample.jsonl (set -DVITRINE_SHARED_DIR)";
-    }
+    run_ = testing::sample_run();
+    if (!run_) GTEST_SKIP() << testing::no_sample_message();
     catalog_ = std::make_shared<const Catalog>(dataset() / "catalog.sqlite");
   }
-  static fs::path dataset() { return dir_->path() / "dataset"; }
+  fs::path dataset() const { return run_->dataset; }
+  models::TextClassifier classifier() const {
+    return models::load_text_classifier(run_->classifier);
+  }
   std::vector<nlohmann::json> all_lines(const std::string& task) const {
     std::vector<nlohmann::json> out;
     for (const char* split : {"train", "validation", "test"}) {
@@ -66,13 +46,12 @@ class SampleAgentsTest : public ::testing::Test {
     return out;
   }
 
-  static vitrine::testing::TempDir* dir_;
+  const testing::SampleRun* run_ = nullptr;
   std::shared_ptr<const Catalog> catalog_;
 };
-vitrine::testing::TempDir* SampleAgentsTest::dir_ = nullptr;
 
 TEST_F(SampleAgentsTest, EveryTitleIsDescribedByCatalogueEvidence) {
-  const ClassifierAgent agent(models::load_text_classifier(dir_->path() / "classifier"), catalog_);
+  const ClassifierAgent agent(classifier(), catalog_);
   int titles = 0, question_titles = 0;
   for (const auto& j : all_lines("router")) {
     if (j["label"] != "describe") continue;
@@ -87,15 +66,15 @@ TEST_F(SampleAgentsTest, EveryTitleIsDescribedByCatalogueEvidence) {
 }
 
 TEST_F(SampleAgentsTest, QuestionsGoToQaAndTheAgentBeatsTheClassifierAlone) {
-  auto classifier = models::load_text_classifier(dir_->path() / "classifier");
-  const ClassifierAgent agent(classifier, catalog_);
+  auto model = classifier();
+  const ClassifierAgent agent(model, catalog_);
   int n = 0, agent_right = 0, classifier_right = 0;
   for (const auto& j : read_lines(dataset() / "tasks/router/test.jsonl")) {
     const std::string text = j["text"];
     const std::string label = j["label"];
     ++n;
     agent_right += task_name(agent.decide(text).task) == label;
-    classifier_right += models::classify(*classifier, text).label == label;
+    classifier_right += models::classify(*model, text).label == label;
   }
   ASSERT_GT(n, 20);
   std::cout << "router test: agent " << agent_right << "/" << n << ", classifier alone "
@@ -156,7 +135,7 @@ TEST_F(SampleAgentsTest, DescribeNamesTheTitlesRecord) {
 // Loose: a decision is tens of microseconds; the bound only catches a
 // pathology (a search per word, a model reload) on a loaded CI machine.
 TEST_F(SampleAgentsTest, DecisionsAreFast) {
-  const ClassifierAgent agent(models::load_text_classifier(dir_->path() / "classifier"), catalog_);
+  const ClassifierAgent agent(classifier(), catalog_);
   const auto lines = read_lines(dataset() / "tasks/router/test.jsonl");
   for (const auto& j : lines) agent.decide(j["text"].get<std::string>());  // warm-up
   const auto start = std::chrono::steady_clock::now();

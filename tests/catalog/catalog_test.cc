@@ -14,6 +14,7 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace vitrine::catalog {
@@ -317,6 +318,46 @@ TEST(Catalog, FindsExactTitlesUpToCaseSpacesAndTrailingQuestionMarks) {
     EXPECT_TRUE(catalog.find_exact_title(text).empty()) << text;
   }
   EXPECT_TRUE(catalog.find_exact_title("How Things Work", 0).empty());
+}
+
+// Calls from many threads at once, each on a connection of its own (or
+// waiting for one), answer exactly as calls made one at a time.
+TEST(Catalog, ThreadsGetTheAnswersOfOneThread) {
+  TempDir dir;
+  write_catalog(dir / "catalog.sqlite", hand_made());
+  const std::vector<std::string> wordings = {"who moved my cheese",
+                                             "harry potter azkaban",
+                                             "how things work?",
+                                             "what is the what",
+                                             "tell me about the prisoner of azkaban",
+                                             "nothing like any title"};
+  for (const int connections : {1, 3, Catalog::kDefaultConnections}) {
+    const Catalog catalog(dir / "catalog.sqlite", connections);
+    std::vector<std::string> expected;
+    const auto answer = [&](const std::string& w) {
+      std::string out;
+      for (const auto& m : catalog.find_by_title(w)) out += m.uid + " ";
+      const auto t = catalog.find_title_in_text(w);
+      out += t ? t->uid + std::to_string(t->words_before) : "-";
+      out += catalog.find_exact_title(w).empty() ? "" : " exact";
+      out += catalog.get("0439136350")->title;
+      return out;
+    };
+    for (const std::string& w : wordings) expected.push_back(answer(w));
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 60; ++i) {
+          const size_t k = static_cast<size_t>(t + i) % wordings.size();
+          wrong += answer(wordings[k]) != expected[k];
+        }
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    EXPECT_EQ(wrong.load(), 0) << connections << " connections";
+  }
+  EXPECT_THROW(Catalog(dir / "catalog.sqlite", 0), std::invalid_argument);
 }
 
 TEST(Catalog, MeaninglessOrHostileWordingNeverThrows) {

@@ -143,10 +143,14 @@ TEST_F(TrainRun, BothAdaptersArePublishedCheckpointedAndLogged) {
       EXPECT_TRUE(fs::exists(ckpt / "state.json")) << ckpt;
     }
   }
-  // The router's classifier, trained on the router task and measured on
-  // its held-out split (hard cases included).
+  // The router's classifier, trained on the router task and the texts
+  // generated from its titles, with the dataset catalogue's evidence as the
+  // daemon routes with it, and measured on its held-out split (hard cases
+  // included).
   models::TextClassifier classifier = models::load_text_classifier(out / "classifier");
   const auto info = nlohmann::json::parse(read_file(out / "classifier" / "classifier.json"));
+  EXPECT_EQ(info["title_evidence"], true);
+  EXPECT_GT(info["training"]["generated_examples"].get<int>(), 0);
   EXPECT_GE(info["training"]["test_accuracy"].get<double>(), 0.9);
   EXPECT_GT(info["training"]["test_hard"].get<int>(), 0);
   EXPECT_EQ(models::classify(*classifier, "What is The Prophet about?").label, "qa");

@@ -148,6 +148,9 @@ TEST_F(AnswererTest, TheClassifierRoutesAutoAndForcedRoutesAreObeyed) {
   EXPECT_EQ(question.answer.model, "qa");
   ASSERT_NE(question.lease, nullptr);
   EXPECT_EQ(question.request.adapter_slot, question.lease->slot);
+  // The decision is timed: well under a millisecond, never zero.
+  EXPECT_GT(question.answer.timings.route_ms, 0);
+  EXPECT_LT(question.answer.timings.route_ms, 50);
 
   // A catalogue title is described whatever the classifier says, and named.
   const Plan title = answerer.plan(request(kTitle));
@@ -172,6 +175,7 @@ TEST_F(AnswererTest, TheClassifierRoutesAutoAndForcedRoutesAreObeyed) {
   EXPECT_EQ(forced.answer.route.agent, "describe");
   EXPECT_EQ(forced.answer.route.evidence, "forced");
   EXPECT_EQ(forced.answer.route.classifier_confidence, 0);
+  EXPECT_EQ(forced.answer.timings.route_ms, 0);
   EXPECT_EQ(forced.answer.route.adapter, "describe");
   EXPECT_EQ(answerer.plan(request(kTitle, RouteAsked::kQa)).answer.route.agent, "qa");
 
@@ -232,8 +236,9 @@ TEST_F(AnswererTest, MoreTokensThanTheLimitMeansUpToTheLimit) {
   const int limit = answerer.parts().engine->options().max_new_tokens;
   // What chat clients send by habit, and far past it: up to the limit.
   for (const int asked : {limit + 1, 4096, 1 << 30, INT32_MAX}) {
-    EXPECT_EQ(answerer.plan(request("Dune", RouteAsked::kAuto, asked)).request.options.max_new_tokens,
-              limit)
+    EXPECT_EQ(
+        answerer.plan(request("Dune", RouteAsked::kAuto, asked)).request.options.max_new_tokens,
+        limit)
         << asked;
   }
   EXPECT_EQ(answerer.plan(request("Dune", RouteAsked::kAuto, limit)).request.options.max_new_tokens,

@@ -281,6 +281,11 @@ TEST_F(Vitrined, StreamingEqualsUnaryAndCompareAnswersWithBoth) {
   EXPECT_EQ(compared.base().sources_size(), compared.tuned().sources_size());
   EXPECT_GT(compared.base().timings().total_ms(), 0);
   EXPECT_GT(compared.tuned().timings().total_ms(), 0);
+  // The routing decision is timed and reported with the answer; a forced
+  // route takes none.
+  EXPECT_EQ(unary.timings().route_ms(), 0);
+  EXPECT_GT(base.timings().route_ms(), 0);
+  EXPECT_LT(base.timings().route_ms(), 100);
 
   // Compare needs a tuned side.
   grpc::ClientContext base_context;
@@ -310,7 +315,8 @@ TEST_F(Vitrined, StreamingEqualsUnaryAndCompareAnswersWithBoth) {
        {"vitrine_requests_total{method=\"Compare\",route=\"qa\",arm=\"\",code=\"OK\"} 1",
         "vitrine_requests_total{method=\"Feedback\",route=\"\",arm=\"\",code=\"NOT_FOUND\"} 1",
         "vitrine_requests_total{method=\"Feedback\",route=\"\",arm=\"\",code=\"OK\"} 1",
-        "vitrine_errors_total{code=\"NOT_FOUND\"} 1"}) {
+        "vitrine_errors_total{code=\"NOT_FOUND\"} 1",
+        "# TYPE vitrine_route_decision_seconds histogram"}) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
   }
 }

@@ -146,8 +146,11 @@ nlohmann::ordered_json trainer_service_config_to_json(const TrainerServiceOption
   return b.take();
 }
 
-TrainerService::TrainerService(TrainerServiceOptions options)
+TrainerService::TrainerService(
+    TrainerServiceOptions options,
+    std::function<training::TitleEvidenceFinder(const std::filesystem::path&)> title_evidence)
     : options_(std::move(options)),
+      title_evidence_(std::move(title_evidence)),
       store_((fs::create_directories(options_.state_dir),
               fs::path(options_.state_dir) / "jobs.sqlite")) {
   fs::create_directories(options_.adapters_dir);
@@ -252,6 +255,7 @@ bool TrainerService::train(v1::Job& job, training::TrainOutcome& outcome) {
   options.progress = false;
   options.cancel = &cancel_run_;
   options.resume = true;  // a fresh run directory starts from step 0
+  options.title_evidence = title_evidence_;
   options.on_event = [&](const training::TrainingEvent& e) {
     v1::JobEvent event = job_event_of(e, job);
     if (std::holds_alternative<training::StepEvent>(e)) store_.put(job);

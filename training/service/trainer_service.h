@@ -20,12 +20,14 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 
+#include "training/classifier_training.h"
 #include "training/service/job_store.h"
 #include "vitrine/v1/trainer.grpc.pb.h"
 
@@ -55,7 +57,11 @@ class TrainerService final : public v1::TrainerService::Service {
  public:
   // Opens the store and starts the worker, which first resumes a job left
   // running by a previous process.
-  explicit TrainerService(TrainerServiceOptions options);
+  // `title_evidence`: the router classifier's catalogue lookup for a job's
+  // dataset (TrainRunOptions::title_evidence); empty: text alone.
+  explicit TrainerService(TrainerServiceOptions options,
+                          std::function<training::TitleEvidenceFinder(const std::filesystem::path&)>
+                              title_evidence = {});
   ~TrainerService() override;
 
   // Stops the worker: a running job stops after its current step and stays
@@ -88,6 +94,7 @@ class TrainerService final : public v1::TrainerService::Service {
   v1::Job must_get(const std::string& id);
 
   TrainerServiceOptions options_;
+  std::function<training::TitleEvidenceFinder(const std::filesystem::path&)> title_evidence_;
   JobStore store_;
   std::mutex mutex_;
   std::condition_variable changed_;  // a job was queued or an event was appended
