@@ -26,6 +26,8 @@ struct LogitsArgs {
   std::string model;
   std::string adapter;
   std::string ids;
+  std::string base_dtype = "auto";
+  std::string bf16_path = "fast";
   std::string device = "cpu";
   int threads = 0;
 };
@@ -53,7 +55,9 @@ int run_logits(const LogitsArgs& args) {
     models::init_runtime(models::RuntimeOptions{.threads = args.threads, .device = args.device});
     const std::vector<int64_t> ids = parse_ids(args.ids);
     models::LlamaForCausalLM model =
-        models::load_llama(args.model, args.device, models::WeightLayout::kPacked);
+        models::load_llama(args.model, args.device, models::WeightLayout::kPacked,
+                           models::parse_base_dtype(args.base_dtype));
+    if (args.bf16_path == "exact") model->set_bf16_path(models::Bf16Path::kExact);
     for (const int64_t id : ids) {
       if (id < 0 || id >= model->config().vocab_size) {
         throw std::invalid_argument(fmt::format("--ids: {} is outside the vocabulary [0, {})", id,
@@ -170,6 +174,13 @@ Command add_logits_command(CLI::App& app) {
   cmd->add_option("--adapter,-a", args->adapter, "PEFT LoRA adapter directory")
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--ids", args->ids, "comma-separated token ids, e.g. 1,403,407")->required();
+  cmd->add_option("--base-dtype", args->base_dtype, "the base's weights: auto, bf16 or f32")
+      ->check(CLI::IsMember({"auto", "bf16", "f32"}))
+      ->capture_default_str();
+  cmd->add_option("--bf16-path", args->bf16_path,
+                  "a bf16 base's products: fast (activations rounded to bf16, as served) or exact")
+      ->check(CLI::IsMember({"fast", "exact"}))
+      ->capture_default_str();
   cmd->add_option("--threads", args->threads, "torch threads (0 = cores)");
   cmd->add_option("--device", args->device, "where the model runs: cpu, cuda or cuda:N")
       ->capture_default_str();

@@ -2,8 +2,11 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "tests/support/run_vitrine.h"
 #include "tests/support/temp_dir.h"
@@ -39,6 +42,36 @@ TEST(LogitsCli, PrintsTheReferenceLogitsWithAndWithoutAdapter) {
     }
     EXPECT_LT(worst, 1e-4) << (with_adapter ? "with adapter" : "base");
   }
+}
+
+// A bf16 base (the fixture's float32 weights rounded) on the exact path and
+// the served fast path: close to the float32 logits, the fast path no
+// closer than the exact one; a dtype it does not know is a usage error.
+TEST(LogitsCli, ABf16BaseOnBothPaths) {
+  const fs::path dir = testing::shared_path("fixtures/hf-llama/mha-untied");
+  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
+  const std::string base = "logits --model " + dir.string() + " --ids 1,5,9,12,40";
+  auto logits = [&](const std::string& flags) {
+    const testing::CliRun r = run_vitrine(base + flags);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return nlohmann::json::parse(r.output)["logits"].get<std::vector<double>>();
+  };
+  const std::vector<double> f32 = logits(" --base-dtype f32");
+  const std::vector<double> exact = logits(" --base-dtype bf16 --bf16-path exact");
+  const std::vector<double> fast = logits(" --base-dtype bf16");
+  ASSERT_EQ(exact.size(), f32.size());
+  ASSERT_EQ(fast.size(), f32.size());
+  double range = 0, exact_error = 0, fast_error = 0;
+  for (size_t i = 0; i < f32.size(); ++i) {
+    range = std::max(range, std::abs(f32[i]));
+    exact_error = std::max(exact_error, std::abs(exact[i] - f32[i]));
+    fast_error = std::max(fast_error, std::abs(fast[i] - f32[i]));
+  }
+  EXPECT_GT(exact_error, 0.0) << "the weights were rounded to bf16";
+  EXPECT_LT(exact_error, 0.05 * range);
+  EXPECT_LT(fast_error, 0.05 * range);
+  EXPECT_NE(exact, fast);
+  EXPECT_EQ(run_vitrine(base + " --base-dtype fp8").exit_code, 2);
 }
 
 TEST(LogitsCli, BadIdsAreClearErrors) {
