@@ -587,11 +587,14 @@ const char* base_dtype_name(BaseDtype dtype) {
   return "?";
 }
 
-BaseDtype resolve_base_dtype(BaseDtype dtype, const fs::path& dir, const std::string& device) {
+namespace {
+
+// resolve_base_dtype on weights already open.
+BaseDtype resolve_for(BaseDtype dtype, const CheckpointWeights& weights,
+                      const c10::Device& target) {
   if (dtype != BaseDtype::kAuto) return dtype;
-  if (!resolve_device(device).is_cpu()) return BaseDtype::kF32;
+  if (!target.is_cpu()) return BaseDtype::kF32;
   // The projections' stored dtype decides (norms are often kept in float32).
-  const CheckpointWeights weights = CheckpointWeights::open(dir);
   const std::string probe = "model.layers.0.self_attn.q_proj.weight";
   if (!weights.contains(probe)) return BaseDtype::kF32;
   const SafetensorsDtype stored = weights.info(probe).dtype;
@@ -599,16 +602,23 @@ BaseDtype resolve_base_dtype(BaseDtype dtype, const fs::path& dir, const std::st
                                                                                : BaseDtype::kF32;
 }
 
+}  // namespace
+
+BaseDtype resolve_base_dtype(BaseDtype dtype, const fs::path& dir, const std::string& device) {
+  if (dtype != BaseDtype::kAuto) return dtype;
+  return resolve_for(dtype, CheckpointWeights::open(dir), resolve_device(device));
+}
+
 LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device, WeightLayout layout,
                             BaseDtype dtype) {
   const c10::Device target = resolve_device(device);
-  dtype = resolve_base_dtype(dtype, dir, device);
+  const LlamaConfig config = load_llama_config(dir / "config.json");
+  const CheckpointWeights weights = CheckpointWeights::open(dir);
+  dtype = resolve_for(dtype, weights, target);
   if (dtype == BaseDtype::kBf16 && !target.is_cpu()) {
     throw std::invalid_argument(fmt::format(
         "base_dtype bf16 runs on the CPU only (device '{}'): use base_dtype f32 there", device));
   }
-  const LlamaConfig config = load_llama_config(dir / "config.json");
-  const CheckpointWeights weights = CheckpointWeights::open(dir);
   LlamaForCausalLM model(config);
   at::NoGradGuard no_grad;
   const bool bf16 = dtype == BaseDtype::kBf16;

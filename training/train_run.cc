@@ -72,11 +72,11 @@ void train_router_classifier(const TrainConfig& config, const TrainRunOptions& o
 // by rank 0 when `print`; refuses one that does not fit, naming what to
 // change (plan_training_memory). Other devices keep checkpointing off
 // unless asked: their memory is not this machine's.
-MemoryEstimate plan_adapter_memory(const TrainConfig& config, const fs::path& base,
+MemoryEstimate plan_adapter_memory(const TrainConfig& config,
+                                   const models::LlamaConfig& model_config,
                                    models::BaseDtype base_dtype, const std::string& name,
                                    const AdapterTrainConfig& adapter, const DataParallel& group,
                                    bool print) {
-  const models::LlamaConfig model_config = models::load_llama_config(base / "config.json");
   const TrainingShape shape{.batch_size = adapter.batch_size,
                             .seq_len = adapter.max_seq_len,
                             .rank = adapter.rank,
@@ -117,9 +117,10 @@ TrainOutcome run_training(const TrainConfig& given, const TrainRunOptions& optio
         config.base_dtype));
   }
   // Before anything is written or loaded: a run that cannot fit is refused at once.
+  const models::LlamaConfig model_config = models::load_llama_config(base / "config.json");
   std::map<std::string, MemoryEstimate> memory;
   for (const auto& [name, adapter] : config.adapters) {
-    memory.emplace(name, plan_adapter_memory(config, base, base_dtype, name, adapter, group,
+    memory.emplace(name, plan_adapter_memory(config, model_config, base_dtype, name, adapter, group,
                                              options.progress));
   }
   prepare_run_directory(config, options, group);
