@@ -193,7 +193,6 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& co
     k = append_to_cache(cache->k[layer], k, cache->length, cache->reserved);  // [b, KV, total, d]
     v = append_to_cache(cache->v[layer], v, cache->length, cache->reserved);
   }
-  const int64_t total = k.size(2);
   // Grouped-query attention without copying keys and values per head: the
   // `groups` query heads that share a KV head are stacked along the rows.
   const int64_t groups = n_heads_ / n_kv_heads_;
@@ -202,13 +201,8 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& co
   const bool small = groups * s <= 16 && decode_attention_applies(qg, k);
   at::Tensor attended;  // [b, KV, g*s, d]
   if (small) {
-    at::Tensor scores = attention_scores(qg, k);
-    scores.div_(std::sqrt(static_cast<double>(head_dim_)));  // [b, KV, g*s, total]
-    if (mask.defined()) {
-      scores.view({b, n_kv_heads_, groups, s, total})
-          .masked_fill_(mask.view({b, 1, 1, s, total}), -std::numeric_limits<float>::infinity());
-    }
-    attended = attention_values(at::softmax(scores, -1), v);
+    attended =
+        attention_values(attention_softmax(attention_scores(qg, k), mask, groups, head_dim_), v);
   } else {
     // Training keeps q, k and v here, not a score matrix per head.
     attended = attention_core(qg, k, v, mask, groups);

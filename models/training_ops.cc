@@ -16,15 +16,7 @@ using torch::autograd::variable_list;
 // softmax(q·kᵀ / √d) with the mask: [b, KV, g·s, keys].
 at::Tensor attention_probs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& mask,
                            int64_t groups) {
-  const int64_t b = q.size(0), kv = q.size(1), rows = q.size(2), keys = k.size(2);
-  at::Tensor scores = at::matmul(q, k.transpose(2, 3));
-  scores.div_(std::sqrt(static_cast<double>(q.size(3))));
-  if (mask.defined()) {
-    scores.view({b, kv, groups, rows / groups, keys})
-        .masked_fill_(mask.view({b, 1, 1, rows / groups, keys}),
-                      -std::numeric_limits<float>::infinity());
-  }
-  return at::softmax(scores, -1);
+  return attention_softmax(at::matmul(q, k.transpose(2, 3)), mask, groups, q.size(3));
 }
 
 struct AttentionCore : torch::autograd::Function<AttentionCore> {
@@ -127,6 +119,19 @@ bool needs_graph(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c =
 }
 
 }  // namespace
+
+at::Tensor attention_softmax(at::Tensor scores, const at::Tensor& mask, int64_t groups,
+                             int64_t head_dim) {
+  const int64_t b = scores.size(0), kv = scores.size(1), rows = scores.size(2),
+                keys = scores.size(3);
+  scores.div_(std::sqrt(static_cast<double>(head_dim)));
+  if (mask.defined()) {
+    scores.view({b, kv, groups, rows / groups, keys})
+        .masked_fill_(mask.view({b, 1, 1, rows / groups, keys}),
+                      -std::numeric_limits<float>::infinity());
+  }
+  return at::softmax(scores, -1);
+}
 
 at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const at::Tensor& mask, int64_t groups) {

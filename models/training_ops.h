@@ -18,6 +18,11 @@ namespace vitrine::models {
 at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const at::Tensor& mask, int64_t groups);
 
+// softmax(scores / √head_dim) with the mask applied, scaling and masking
+// `scores` [b, KV, g·s, keys] in place (q·kᵀ however it was computed).
+at::Tensor attention_softmax(at::Tensor scores, const at::Tensor& mask, int64_t groups,
+                             int64_t head_dim);
+
 // silu(gate) * up, elementwise.
 at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up);
 
