@@ -983,6 +983,17 @@ TEST(VitrinedConfig, ShippedConfigHoldsExactlyTheDefaults) {
       run(fmt::format("--print-config --config {}", (dir / "bad.yaml").string()));
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.output.find("router.routing.default_route"), std::string::npos) << bad.output;
+  // The unknown-product keys are checked the same way, each named.
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, std::string>>{{"unknown_product", "refuse"},
+                                                        {"unknown_closest", "-1"},
+                                                        {"unknown_closest_min_score", "1.5"}}) {
+    testing::write_file(dir / "bad.yaml", fmt::format("routing:\n  {}: {}\n", key, value));
+    const testing::CliRun refused =
+        run(fmt::format("--print-config --config {}", (dir / "bad.yaml").string()));
+    EXPECT_EQ(refused.exit_code, 1) << key;
+    EXPECT_NE(refused.output.find("router.routing." + key), std::string::npos) << refused.output;
+  }
 }
 
 }  // namespace
