@@ -26,4 +26,15 @@ Grounding parse_grounding(std::string_view name) {
       fmt::format("grounding '{}': expected none, title or title_and_description", name));
 }
 
+std::string_view unknown_product_name(UnknownProduct answer) {
+  return answer == UnknownProduct::kGenerate ? "generate" : "say";
+}
+
+UnknownProduct parse_unknown_product(std::string_view name) {
+  for (const UnknownProduct a : {UnknownProduct::kSay, UnknownProduct::kGenerate}) {
+    if (name == unknown_product_name(a)) return a;
+  }
+  throw std::invalid_argument(fmt::format("unknown_product '{}': expected say or generate", name));
+}
+
 }  // namespace vitrine::agents
