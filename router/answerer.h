@@ -6,7 +6,10 @@
 //              runs: the route (the classifier agent, or as forced), the
 //              experiment arm, the adapter version (held by a lease until
 //              the answer ends), the agent's prompt as tokens, and the
-//              catalogue records the answer is about.
+//              catalogue records the answer is about. The qa agent's
+//              adapter is options().qa_adapter, asked in the prompt format
+//              it was trained with (closed-book or grounded,
+//              LoadedAdapter::prompt_format).
 //   run()      submits a plan to the engine, which batches it with every
 //              other running request, and waits for it on the calling
 //              thread: streamed text goes to a callback on that thread, and
@@ -230,6 +233,9 @@ class Answerer {
   prompts::Task choose_route(const Request& request, Answer& answer) const;
   void choose_model(const Request& request, prompts::Task task, Plan& plan) const;
   void add_prompt(const Request& request, prompts::Task task, Plan& plan) const;
+  // The adapter that answers for `agent` (qa: options().qa_adapter).
+  const std::string& adapter_name(const std::string& agent) const;
+  prompts::QaFormat qa_format(const LoadedAdapter* lease) const;
   // The prompt's token ids for `turn`, leaving out as few of its oldest
   // history messages as fit max_prompt_tokens; returns how many were left out.
   size_t encode_within_limit(models::ChatTurn turn, std::vector<int32_t>& ids) const;

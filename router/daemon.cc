@@ -89,8 +89,9 @@ void load_model(const RouterConfig& c, AnswererParts& parts,
   parts.registry = std::make_shared<AdapterRegistry>(*parts.engine, c.adapters_dir, c.adapters);
   const AdapterRegistry::ReloadResult loaded = parts.registry->reload();
   for (const LoadedAdapter& a : loaded.loaded) {
-    log(fmt::format("adapter {} v{} from {} in slot {}", a.name, a.version, a.path.string(),
-                    a.slot));
+    log(fmt::format("adapter {} v{} from {} in slot {} ({} prompts, grounding {})", a.name,
+                    a.version, a.path.string(), a.slot, prompts::task_name(a.prompt_format.task),
+                    prompts::grounding_name(a.prompt_format.qa.grounding)));
   }
   for (const std::string& e : loaded.errors) log("adapter not loaded: " + e);
   for (const std::string& name : c.adapters) {
