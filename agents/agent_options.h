@@ -51,4 +51,23 @@ struct QaAgentOptions {
                                             // many bytes; 0 = the adapter's own cut (as trained)
 };
 
+// What the daemon answers to a question about no known product.
+enum class UnknownProduct {
+  kSay,       // the fixed sentence and the closest titles; no model runs
+  kGenerate,  // the qa adapter answers anyway, as before: it writes from nothing
+};
+// "say", "generate"; parse_unknown_product throws std::invalid_argument
+// naming the value.
+std::string_view unknown_product_name(UnknownProduct answer);
+UnknownProduct parse_unknown_product(std::string_view name);
+
+// UnknownProductAgent (agents/unknown_product_agent.h).
+struct UnknownProductOptions {
+  UnknownProduct answer = UnknownProduct::kSay;  // say: honest and instant; generate: an invented
+                                                 // answer, for studying what the model does
+  int max_closest = 3;                           // closest titles named at most; 0 names none
+  double closest_min_score = 0.25;  // title-match score (0 to 1) a title needs to be named as
+                                    // closest: lower offers more titles, fewer of them related
+};
+
 }  // namespace vitrine::agents

@@ -109,14 +109,20 @@ std::string to_json(const google::protobuf::Message& m) {
   return out;
 }
 
+// Who wrote the answer: an adapter, the base model, or no model (a question
+// about no known product, answered with the daemon's fixed sentence: no prompt).
+std::string answered_by(const v1::AskResponse& r) {
+  if (!r.route().adapter().empty()) {
+    return fmt::format("adapter {} v{}", r.route().adapter(), r.route().adapter_version());
+  }
+  if (!r.product_found() && r.usage().prompt_tokens() == 0) return "no model (unknown product)";
+  return "base model";
+}
+
 void print_answer(const v1::AskResponse& r, bool with_text) {
   if (with_text) std::printf("%s\n", r.text().c_str());
   const v1::RouteTaken& route = r.route();
-  std::printf(
-      "\nroute: %s, %s", route.agent().c_str(),
-      route.adapter().empty()
-          ? "base model"
-          : fmt::format("adapter {} v{}", route.adapter(), route.adapter_version()).c_str());
+  std::printf("\nroute: %s, %s", route.agent().c_str(), answered_by(r).c_str());
   std::printf(" (%s, classifier confidence %.2f)\n", route.evidence().c_str(),
               route.classifier_confidence());
   if (r.sources().empty()) {
@@ -125,6 +131,9 @@ void print_answer(const v1::AskResponse& r, bool with_text) {
   }
   for (const v1::Source& s : r.sources()) {
     std::printf("source: %s  %s  (match %.2f)\n", s.uid().c_str(), s.title().c_str(), s.score());
+  }
+  for (const v1::Source& s : r.closest()) {
+    std::printf("closest: %s  %s  (match %.2f)\n", s.uid().c_str(), s.title().c_str(), s.score());
   }
   if (!r.experiment().empty()) {
     std::printf("experiment: %s, arm %s\n", r.experiment().c_str(), r.arm().c_str());
@@ -219,10 +228,10 @@ int compare(const AskArgs& a) {
     std::printf("%s\n", to_json(response).c_str());
     return 0;
   }
-  std::printf("== base model (%.0f ms)\n", response.base().timings().total_ms());
+  std::printf("== %s (%.0f ms)\n", answered_by(response.base()).c_str(),
+              response.base().timings().total_ms());
   std::printf("%s\n", response.base().text().c_str());
-  std::printf("\n== tuned: adapter %s v%ld (%.0f ms)\n", response.tuned().route().adapter().c_str(),
-              static_cast<long>(response.tuned().route().adapter_version()),
+  std::printf("\n== tuned: %s (%.0f ms)\n", answered_by(response.tuned()).c_str(),
               response.tuned().timings().total_ms());
   print_answer(response.tuned(), true);
   return 0;

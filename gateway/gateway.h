@@ -19,9 +19,10 @@
 //   GET  /                      the web page (gateway/web/index.html, built in)
 //
 // Each answer carries an extra top-level "vitrine" object — route, sources
-// (with the message that named their product), the conversation's turns
-// used and dropped, response id, experiment arm, timings — that standard
-// clients ignore.
+// (with the message that named their product), product_found and the
+// closest titles when it is false, the conversation's turns used and
+// dropped, response id, experiment arm, timings — that standard clients
+// ignore.
 // Errors use OpenAI's error object and HTTP codes. Requests go to the
 // daemon over gRPC with the configured TLS and token; a client that goes
 // away cancels its request there, and the timeout becomes the gRPC deadline.

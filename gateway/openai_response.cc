@@ -26,6 +26,11 @@ Json vitrine_of(const v1::AskResponse& r) {
     if (s.evidence() == "earlier turn") source["message_index"] = s.history_index();
     sources.push_back(std::move(source));
   }
+  // Titles offered when no product matched (the answer is about none of them).
+  Json closest = Json::array();
+  for (const v1::Source& s : r.closest()) {
+    closest.push_back({{"uid", s.uid()}, {"title", s.title()}, {"score", s.score()}});
+  }
   return {{"response_id", r.response_id()},
           {"route",
            {{"agent", r.route().agent()},
@@ -35,6 +40,7 @@ Json vitrine_of(const v1::AskResponse& r) {
             {"evidence", r.route().evidence()}}},
           {"sources", sources},
           {"product_found", r.product_found()},
+          {"closest", closest},
           {"history",
            {{"turns_used", r.history_turns_used()}, {"turns_dropped", r.history_turns_dropped()}}},
           {"experiment", r.experiment()},

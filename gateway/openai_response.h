@@ -1,8 +1,9 @@
 // The daemon's answers as OpenAI objects: chat.completion, the
 // chat.completion.chunk events of a stream, model objects; each answer
 // with the extra top-level "vitrine" object (route, sources and where their
-// product was named, the conversation's turns used and dropped, response
-// id, experiment arm, timings) that standard clients ignore.
+// product was named, product_found and the closest titles when it is false,
+// the conversation's turns used and dropped, response id, experiment arm,
+// timings) that standard clients ignore.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -92,6 +92,19 @@ Conversation conversation_of(const std::vector<Turn>& history) {
   return out;
 }
 
+// The messages the qa agent searches for the conversation's product: the
+// daemon's own unknown-product answers blanked in place (the titles they
+// offer are not what the conversation is about; indices stay the same).
+std::vector<models::ChatMessage> product_search(const std::vector<models::ChatMessage>& messages) {
+  std::vector<models::ChatMessage> out = messages;
+  for (models::ChatMessage& m : out) {
+    if (m.role == models::ChatRole::kAssistant && agents::said_unknown_product(m.text)) {
+      m.text.clear();
+    }
+  }
+  return out;
+}
+
 // The task's system prompt, then the client's (see answerer.h for why).
 std::string system_prompt(const std::string& task_system, const std::string& client_system) {
   if (client_system.empty()) return task_system;
@@ -160,6 +173,17 @@ void fill_result(const models::EngineResult& result, Answer& answer) {
   answer.timings.queue_ms = result.timings.queue_ms;  // route_ms was set when planning
   answer.timings.first_token_ms = result.timings.first_token_ms;
   answer.timings.total_ms = result.timings.total_ms;
+}
+
+// A plan's fixed text as its whole answer, handed to on_text in one piece:
+// finish_reason "stop", or "cancelled" when the caller has gone.
+Answer answer_fixed(Plan plan, const RunHooks& hooks) {
+  Answer& answer = plan.answer;
+  answer.text = std::move(plan.fixed_text);
+  const bool gone =
+      (hooks.cancelled && hooks.cancelled()) || (hooks.on_text && !hooks.on_text(answer.text));
+  answer.finish_reason = gone ? "cancelled" : "stop";
+  return std::move(answer);
 }
 
 }  // namespace
@@ -305,7 +329,8 @@ void Answerer::add_prompt(const Request& request, prompts::Task task, Plan& plan
   agents::AgentPrompt prompt =
       task == prompts::Task::kDescribe
           ? parts_.describe->prompt(request.text)
-          : parts_.qa->prompt(request.text, conversation.messages, qa_format(plan.lease.get()));
+          : parts_.qa->prompt(request.text, product_search(conversation.messages),
+                              qa_format(plan.lease.get()));
   for (agents::Source& source : prompt.sources) {
     if (source.history_index >= 0) {
       source.history_index = conversation.request_index.at(source.history_index);
@@ -313,6 +338,9 @@ void Answerer::add_prompt(const Request& request, prompts::Task task, Plan& plan
   }
   plan.answer.sources = prompt.sources;
   plan.answer.product_found = prompt.product_known;
+  if (task == prompts::Task::kQa && !prompt.product_known && say_unknown_product(request, plan)) {
+    return;
+  }
   models::ChatTurn turn = prompt.turn;
   turn.system = system_prompt(turn.system, conversation.system);
   turn.history = conversation.messages;
@@ -321,6 +349,21 @@ void Answerer::add_prompt(const Request& request, prompts::Task task, Plan& plan
   plan.answer.history_turns_dropped = static_cast<int>(dropped);
   plan.answer.history_turns_used = static_cast<int>(conversation.messages.size() - dropped);
   plan.request.prompt.assign(ids.begin(), ids.end());
+}
+
+bool Answerer::say_unknown_product(const Request& request, Plan& plan) const {
+  if (parts_.unknown == nullptr) return false;
+  const agents::UnknownProductAgent& unknown = *parts_.unknown;
+  Answer& answer = plan.answer;
+  if (unknown.options().answer == agents::UnknownProduct::kGenerate) {
+    answer.closest = unknown.closest(request.text);
+    return false;
+  }
+  agents::UnknownProductAnswer said = unknown.answer(request.text);
+  answer.closest = std::move(said.closest);
+  answer.model = std::string(kNoModel);
+  plan.fixed_text = std::move(said.text);
+  return true;
 }
 
 size_t Answerer::encode_within_limit(models::ChatTurn turn, std::vector<int32_t>& ids) const {
@@ -368,8 +411,9 @@ Plan Answerer::plan(const Request& request) const {
   plan.request.deadline = request.deadline;
   const prompts::Task task = choose_route(request, plan.answer);
   plan.answer.response_id = new_response_id();
-  choose_model(request, task, plan);
   add_prompt(request, task, plan);
+  // An unknown product said needs no model: no adapter, no experiment arm.
+  if (plan.fixed_text.empty()) choose_model(request, task, plan);
   return plan;
 }
 
@@ -423,6 +467,7 @@ void Answerer::execute(const std::vector<Plan*>& plans, const RunHooks& hooks) c
 }
 
 Answer Answerer::run(Plan plan, const RunHooks& hooks) const {
+  if (!plan.fixed_text.empty()) return answer_fixed(std::move(plan), hooks);
   execute({&plan}, hooks);
   return std::move(plan.answer);
 }
@@ -435,7 +480,8 @@ ComparePlan Answerer::plan_compare(const Request& request) const {
   }
   ComparePlan both;
   both.tuned = plan(request);
-  if (both.tuned.lease == nullptr) {
+  const bool said = !both.tuned.fixed_text.empty();
+  if (both.tuned.lease == nullptr && !said) {
     throw FailedPreconditionError(fmt::format(
         "no '{}' adapter is loaded to compare with the base model", both.tuned.answer.route.agent));
   }
@@ -446,7 +492,7 @@ ComparePlan Answerer::plan_compare(const Request& request) const {
   both.base.request.cancelled = std::make_shared<std::atomic<bool>>(false);
   Answer& base = both.base.answer;
   base.response_id = new_response_id();
-  base.model = "base";
+  if (!said) base.model = "base";
   base.route.adapter.clear();
   base.route.adapter_version = 0;
   for (Answer* a : {&base, &both.tuned.answer}) {
@@ -457,8 +503,13 @@ ComparePlan Answerer::plan_compare(const Request& request) const {
 }
 
 Comparison Answerer::run_compare(ComparePlan plan, const RunHooks& hooks) const {
+  const RunHooks quiet{.on_text = {}, .cancelled = hooks.cancelled};
+  if (!plan.tuned.fixed_text.empty()) {  // an unknown product said: the same answer twice
+    return {.base = answer_fixed(std::move(plan.base), quiet),
+            .tuned = answer_fixed(std::move(plan.tuned), quiet)};
+  }
   // Both at once, so they share the engine's batches.
-  execute({&plan.tuned, &plan.base}, {.on_text = {}, .cancelled = hooks.cancelled});
+  execute({&plan.tuned, &plan.base}, quiet);
   return {.base = std::move(plan.base.answer), .tuned = std::move(plan.tuned.answer)};
 }
 

@@ -44,6 +44,23 @@
 // rather than the client's alone, so Compare and experiments stay an A/B of
 // the weights, not of two prompts.
 //
+// Unknown products. A question the qa route finds no product for (no
+// catalogue title matches it well enough and no earlier turn names one) is
+// not given to a model when routing.unknown_product is say (the default):
+// plan() sets Plan::fixed_text to the unknown-product agent's sentence
+// (agents/unknown_product_agent.h: in the question's language, naming up to
+// unknown_closest titles nearest to its wording), and run() answers with it
+// in one piece, finish_reason "stop", no tokens, no adapter, no experiment
+// arm, model kNoModel. Compare gives both sides that answer. The closest
+// titles are in Answer::closest, never in the sources: the answer is about
+// none of them. With generate the route's model answers as for any
+// question, and closest is filled all the same. An earlier answer of that
+// kind is left out of the search for the conversation's product: a
+// follow-up to it is about the unknown product, not an offered title.
+// Titles (route describe)
+// are described as they stand, known or not: writing from a title is the
+// describe adapter's task.
+//
 // Not goals: authentication, admission and draining, metrics of requests
 // and the response log (the edge's); remembering conversations (the client
 // sends them); summarising the turns that do not fit; priorities.
@@ -60,6 +77,7 @@
 #include "agents/classifier_agent.h"
 #include "agents/describe_agent.h"
 #include "agents/qa_agent.h"
+#include "agents/unknown_product_agent.h"
 #include "models/engine.h"
 #include "models/tokenizer/chat_format.h"
 #include "router/adapter_registry.h"
@@ -134,16 +152,22 @@ struct Timings {
                               // classifier), before submitting; 0 when the route was forced
 };
 
+// Answer::model when no model answers (an unknown product, said).
+inline constexpr std::string_view kNoModel = "none";
+
 struct Answer {
   std::string response_id;  // unique; the key of the response log and of Feedback
-  std::string model;        // the model that answers: describe, qa or base
+  std::string model;        // the model that answers: describe, qa, base, or kNoModel
   RouteTaken route;
   std::vector<agents::Source> sources;  // best first; empty when no product is known; a
                                         // source's history_index is Request::history's
   bool product_found = false;
-  int history_turns_used = 0;     // earlier user and assistant turns in the prompt
-  int history_turns_dropped = 0;  // the oldest ones left out to fit max_prompt_tokens
-  std::string experiment;         // the experiment and arm that chose the model ("" if none)
+  std::vector<agents::Source> closest;  // qa without a product: the titles nearest to the
+                                        // text's wording, best first (not sources: the answer
+                                        // is about none of them); empty otherwise
+  int history_turns_used = 0;           // earlier user and assistant turns in the prompt
+  int history_turns_dropped = 0;        // the oldest ones left out to fit max_prompt_tokens
+  std::string experiment;               // the experiment and arm that chose the model ("" if none)
   std::string arm;
   // Filled by run(); finish_reason stays empty until the engine has ended it.
   std::string text;
@@ -157,6 +181,8 @@ struct Plan {
   Answer answer;                               // all but the text, finish reason, usage and timings
   models::EngineRequest request;               // prompt ids, adapter slot, options, deadline
   std::shared_ptr<const LoadedAdapter> lease;  // the adapter version, held until the end
+  std::string fixed_text;  // set: the whole answer, no model runs (an unknown product, said);
+                           // the request then has no prompt
 };
 
 // Compare's two plans: the same prompt, sources and settings.
@@ -190,6 +216,9 @@ struct AnswererParts {
   std::shared_ptr<const agents::ClassifierAgent> classifier;
   std::shared_ptr<const agents::DescribeAgent> describe;
   std::shared_ptr<const agents::QaAgent> qa;
+  // May be null: no closest titles, and a question about no known product is
+  // answered by the model (as routing.unknown_product: generate).
+  std::shared_ptr<const agents::UnknownProductAgent> unknown;
   std::shared_ptr<const Experiments> experiments;  // may be null: no experiments
 };
 
@@ -214,7 +243,8 @@ class Answerer {
 
   // The tuned plan as plan() makes it, and its base twin. Throws
   // std::invalid_argument for route base, FailedPreconditionError when no
-  // adapter would answer the tuned side.
+  // adapter would answer the tuned side (an unknown product said needs none:
+  // both sides are that answer).
   ComparePlan plan_compare(const Request& request) const;
   // Runs both at once and waits for both.
   Comparison run_compare(ComparePlan plan, const RunHooks& hooks = {}) const;
@@ -236,6 +266,9 @@ class Answerer {
   // The adapter that answers for `agent` (qa: options().qa_adapter).
   const std::string& adapter_name(const std::string& agent) const;
   prompts::QaFormat qa_format(const LoadedAdapter* lease) const;
+  // A question about no known product: its closest titles, and with
+  // unknown_product say the fixed answer; true when no model is to run.
+  bool say_unknown_product(const Request& request, Plan& plan) const;
   // The prompt's token ids for `turn`, leaving out as few of its oldest
   // history messages as fit max_prompt_tokens; returns how many were left out.
   size_t encode_within_limit(models::ChatTurn turn, std::vector<int32_t>& ids) const;

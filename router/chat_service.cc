@@ -64,6 +64,7 @@ v1::AskResponse to_proto(const Answer& a) {
   route.set_evidence(a.route.evidence);
   for (const agents::Source& s : a.sources) *out.add_sources() = to_proto(s);
   out.set_product_found(a.product_found);
+  for (const agents::Source& s : a.closest) *out.add_closest() = to_proto(s);
   out.mutable_usage()->set_prompt_tokens(a.usage.prompt_tokens);
   out.mutable_usage()->set_completion_tokens(a.usage.completion_tokens);
   out.mutable_timings()->set_queue_ms(a.timings.queue_ms);

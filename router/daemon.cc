@@ -119,6 +119,7 @@ ServingParts load_parts(const RouterConfig& c, const nlohmann::json& experiments
       models::load_text_classifier(c.classifier), catalog, c.routing.classifier);
   a.describe = std::make_shared<const agents::DescribeAgent>(catalog, c.routing.describe);
   a.qa = std::make_shared<const agents::QaAgent>(catalog, c.routing.qa);
+  a.unknown = std::make_shared<const agents::UnknownProductAgent>(catalog, c.routing.unknown);
   if (!experiments.is_null()) {
     a.experiments = std::make_shared<const Experiments>(parse_experiments_config(experiments));
   }

@@ -44,7 +44,8 @@ struct ResponseRecord {
   int64_t unix_ms = 0;           // when the request arrived
   std::string user_id;           // "" for an anonymous request
   std::string input;             // the user's text
-  std::string route;             // "describe", "qa" or "base"
+  std::string route;             // "describe", "qa", "base", or "none" (no model: an unknown
+                                 // product, said)
   std::string agent;             // the agent that answered
   std::string adapter;           // adapter name; "" for the base model
   int64_t adapter_version = -1;  // -1: the base model

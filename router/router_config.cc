@@ -50,6 +50,17 @@ void bind_engine(ConfigBinder& b, RouterConfig& c) {
       .field("max_history_bytes", a.max_history_bytes);
 }
 
+// The routing section's keys for a question about no known product.
+void bind_unknown_product(ConfigBinder& b, agents::UnknownProductOptions& u) {
+  std::string answer(agents::unknown_product_name(u.answer));
+  b.field("unknown_product", answer)
+      .field("unknown_closest", u.max_closest)
+      .field("unknown_closest_min_score", u.closest_min_score);
+  require(answer == "say" || answer == "generate", "routing.unknown_product",
+          "expected say or generate");
+  u.answer = agents::parse_unknown_product(answer);
+}
+
 // The routing section: the agents' options. default_route and grounding
 // are words in the YAML and enums in the options; grounding "adapter" is
 // each adapter's own (no override).
@@ -77,6 +88,7 @@ void bind_routing(ConfigBinder& b, RouterConfig& c) {
           fmt::format("config key 'router.routing.grounding': {}; or adapter", e.what()));
     }
   }
+  bind_unknown_product(b, r.unknown);
 }
 
 void bind_tls(ConfigBinder& b, RouterConfig& c) {
@@ -142,6 +154,10 @@ void validate(const RouterConfig& c) {
           "expected between 0 and 1");
   require(r.qa.max_description_chars == 0 || r.qa.max_description_chars >= 16,
           "routing.max_description_chars", "expected 0 (the adapter's own) or >= 16");
+  require(r.unknown.max_closest >= 0 && r.unknown.max_closest <= 10, "routing.unknown_closest",
+          "expected between 0 and 10");
+  require(r.unknown.closest_min_score >= 0 && r.unknown.closest_min_score <= 1,
+          "routing.unknown_closest_min_score", "expected between 0 and 1");
   require(c.tls.cert.empty() == c.tls.key.empty(), "tls",
           "cert and key go together: set both or neither");
   require(c.tls.client_ca.empty() || !c.tls.cert.empty(), "tls.client_ca",

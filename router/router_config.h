@@ -47,13 +47,15 @@ struct AnswererOptions {
 // The agents' options, exactly as the agents take them. YAML: the routing
 // section (min_confidence, default_route, exact_titles, near_titles -> classifier;
 // describe_min_score -> describe; grounding, qa_min_score,
-// max_description_chars -> qa). Their defaults are the agents': grounding
-// "adapter" and max_description_chars 0 ask each adapter in the prompt
-// format it was trained with (its prompt_format.json).
+// max_description_chars -> qa; unknown_product, unknown_closest,
+// unknown_closest_min_score -> unknown). Their defaults are the agents':
+// grounding "adapter" and max_description_chars 0 ask each adapter in the
+// prompt format it was trained with (its prompt_format.json).
 struct RoutingOptions {
   agents::ClassifierAgentOptions classifier;  // which agent answers a text
   agents::DescribeAgentOptions describe;      // describe prompt's sources
   agents::QaAgentOptions qa;                  // qa prompt's grounding and sources
+  agents::UnknownProductOptions unknown;      // a question about no known product
 };
 
 struct TlsConfig {

@@ -3,8 +3,16 @@
 logits computed by the real Hugging Face transformers (and peft).
 
 The models/ tests (tests/models/architectures_test.cc) load each folder and
-compare their logits with the ones stored here; they run this script into
-the build tree on demand, so nothing generated is committed. Each folder:
+compare their logits with the ones stored here. The set is committed in
+tests/data/transformers/arch, so the comparisons run everywhere, also where
+transformers cannot; with the reference stack, a test runs this script again
+into the build tree and checks that the committed set is byte for byte what
+it writes (the output is deterministic: fixed seeds, sorted JSON). After
+changing this script or the harness, rewrite the committed set with
+
+    scripts/make_arch_fixtures.py --out tests/data/transformers/arch --force
+
+Each folder:
 
   config.json, model.safetensors or model-0000i-of-0000n.safetensors +
       model.safetensors.index.json   exactly as save_pretrained writes them
@@ -228,6 +236,7 @@ def add_adapter(tf, torch, folder, seqs, tensors):
     with open(adapter_config) as f:
         saved = json.load(f)
     saved["base_model_name_or_path"] = os.path.basename(folder)
+    saved["target_modules"] = sorted(saved["target_modules"])  # PEFT saves a set's order
     with open(adapter_config, "w") as f:
         json.dump(saved, f, indent=2, sort_keys=True)
     for key, value in logits_of(model, torch, seqs).items():

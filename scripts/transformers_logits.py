@@ -59,18 +59,16 @@ def load(tf, folder, dtype):
     return model.eval()
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.adapter and len(args.adapter) != len(args.model):
-        raise SystemExit("transformers_logits: %d --adapter for %d --model" %
-                         (len(args.adapter), len(args.model)))
-    make_arch_fixtures.point_at_trees(args.ref or os.environ.get("VITRINE_REFERENCE_SRC", ""))
-    harness = os.path.join(os.path.abspath(args.shared), "reference", "hf_reference.py")
+def reference_stack(shared, ref):
+    """(hf_reference, torch, transformers) ready to run, or None after saying
+    on stderr what is missing."""
+    make_arch_fixtures.point_at_trees(ref or os.environ.get("VITRINE_REFERENCE_SRC", ""))
+    harness = os.path.join(os.path.abspath(shared), "reference", "hf_reference.py")
     missing = make_arch_fixtures.missing_pieces(harness)
     if missing:
-        print("transformers_logits: the transformers reference is not available; missing: " +
-              "; ".join(missing), file=sys.stderr)
-        return make_arch_fixtures.MISSING
+        print("the transformers reference is not available; missing: " + "; ".join(missing),
+              file=sys.stderr)
+        return None
     sys.path.insert(0, os.path.dirname(harness))
     import hf_reference
     import torch
@@ -78,16 +76,22 @@ def main(argv=None):
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     tf = hf_reference._hf()
     tf.utils.logging.disable_progress_bar()
-    ids = torch.tensor([int(x) for x in args.ids.split(",")], dtype=torch.int64)
+    return hf_reference, torch, tf
+
+
+def compute(tf, torch, models, adapters, ids):
+    """(tensors, metadata) as OUT holds them, for the models (and adapters,
+    '' for none) at the ids."""
+    ids = torch.tensor(ids, dtype=torch.int64)
     tensors = {"ids": ids}
     meta = {"made_by": "scripts/transformers_logits.py", "transformers": tf.__version__,
             "torch": torch.__version__}
-    for i, folder in enumerate(args.model):
+    for i, folder in enumerate(models):
         auto = load(tf, folder, "auto")
         meta["auto_dtype.%d" % i] = str(next(auto.parameters()).dtype).replace("torch.", "")
         del auto
         model = load(tf, folder, torch.float32)
-        adapter = args.adapter[i] if args.adapter else ""
+        adapter = adapters[i] if adapters else ""
         if adapter:
             import peft
 
@@ -98,6 +102,20 @@ def main(argv=None):
         print("  %s%s: loaded (torch_dtype auto -> %s), logits %s" %
               (folder, " + " + adapter if adapter else "", meta["auto_dtype.%d" % i],
                tuple(logits.shape)))
+    return tensors, meta
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.adapter and len(args.adapter) != len(args.model):
+        raise SystemExit("transformers_logits: %d --adapter for %d --model" %
+                         (len(args.adapter), len(args.model)))
+    stack = reference_stack(args.shared, args.ref)
+    if stack is None:
+        return make_arch_fixtures.MISSING
+    hf_reference, torch, tf = stack
+    tensors, meta = compute(tf, torch, args.model, args.adapter,
+                            [int(x) for x in args.ids.split(",")])
     hf_reference.st_save_file(tensors, args.out, meta)
     return 0
 

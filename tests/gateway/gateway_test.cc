@@ -81,6 +81,91 @@ TEST_F(Gateway, ModelsAndCompletionsHaveOpenAIsShapeWithRouteAndSources) {
                                        0, both["tuned"]["text"].get<std::string>().size()));
 }
 
+TEST_F(Gateway, AQuestionAboutNoProductIsAnsweredHonestlyWholeStreamedAndInPortuguese) {
+  httplib::Client c = client();
+  const std::string question = "What is the battery life of the zq-9000 hyperdrive?";
+  const auto r =
+      c.Post("/v1/chat/completions", chat("vitrine", question, 24).dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const Json j = Json::parse(r->body);
+  const std::string content = j["choices"][0]["message"]["content"];
+  EXPECT_EQ(content.rfind("I don't know that product: ", 0), 0u) << content;
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 0);
+  const Json& v = j["vitrine"];
+  EXPECT_FALSE(v["product_found"]);
+  EXPECT_TRUE(v["sources"].empty());
+  EXPECT_EQ(v["route"]["agent"], "qa");
+  EXPECT_EQ(v["route"]["adapter"], "");
+  ASSERT_FALSE(v["closest"].empty()) << v.dump();
+  EXPECT_LE(v["closest"].size(), 3u);
+  for (const Json& title : v["closest"]) {
+    EXPECT_NE(content.find("\"" + title["title"].get<std::string>() + "\""), std::string::npos)
+        << title.dump();
+    EXPECT_LT(title["score"].get<double>(), 0.6);
+  }
+
+  // Streamed: the same text in one chunk (after the one opening the
+  // assistant's turn, empty), and the same titles.
+  const auto s = c.Post("/v1/chat/completions", chat("vitrine", question, 24, true).dump(),
+                        "application/json");
+  ASSERT_TRUE(s);
+  ASSERT_EQ(s->status, 200) << s->body;
+  std::vector<std::string> pieces;
+  Json last;
+  for (const std::string& data : events(s->body)) {
+    if (data == "[DONE]") continue;
+    const Json chunk = Json::parse(data);
+    const Json& delta = chunk["choices"][0]["delta"];
+    if (delta.contains("content") && delta["content"] != "") pieces.push_back(delta["content"]);
+    if (chunk.contains("vitrine")) last = chunk;
+  }
+  EXPECT_EQ(pieces, std::vector<std::string>{content});
+  ASSERT_FALSE(last.is_null()) << s->body;
+  EXPECT_EQ(last["choices"][0]["finish_reason"], "stop");
+  EXPECT_FALSE(last["vitrine"]["product_found"]);
+  EXPECT_EQ(last["vitrine"]["closest"], v["closest"]);
+
+  // In Portuguese, after earlier messages that name no product: said in Portuguese.
+  const Json portuguese = {
+      {"model", "vitrine"},
+      {"messages",
+       {{{"role", "user"}, {"content", "Olá"}},
+        {{"role", "assistant"}, {"content", "Olá! Pergunte-me sobre um produto."}},
+        {{"role", "user"}, {"content", "Qual é a duração da bateria do zq-9000 hyperdrive?"}}}},
+      {"max_tokens", 24}};
+  const auto pt = c.Post("/v1/chat/completions", portuguese.dump(), "application/json");
+  ASSERT_TRUE(pt);
+  ASSERT_EQ(pt->status, 200) << pt->body;
+  const Json p = Json::parse(pt->body);
+  EXPECT_EQ(p["choices"][0]["message"]["content"].get<std::string>().rfind(
+                "Não conheço esse produto: ", 0),
+            0u)
+      << pt->body;
+  EXPECT_FALSE(p["vitrine"]["product_found"]);
+
+  // A follow-up in the OpenAI messages, after a product the catalogue has:
+  // about that product, answered by the model.
+  const std::string title = first_title();
+  const Json follow_up = {{"model", "vitrine-qa"},
+                          {"messages",
+                           {{{"role", "user"}, {"content", title}},
+                            {{"role", "assistant"}, {"content", "A fine product."}},
+                            {{"role", "user"}, {"content", "and who wrote it?"}}}},
+                          {"max_tokens", 4}};
+  const auto f = c.Post("/v1/chat/completions", follow_up.dump(), "application/json");
+  ASSERT_TRUE(f);
+  ASSERT_EQ(f->status, 200) << f->body;
+  const Json fv = Json::parse(f->body)["vitrine"];
+  EXPECT_TRUE(fv["product_found"]);
+  ASSERT_FALSE(fv["sources"].empty()) << fv.dump();
+  EXPECT_EQ(fv["sources"][0]["title"], title);
+  EXPECT_EQ(fv["sources"][0]["message_index"], 0);
+  EXPECT_TRUE(fv["closest"].empty());
+  EXPECT_GT(Json::parse(f->body)["usage"]["completion_tokens"].get<int>(), 0);
+}
+
 TEST_F(Gateway, AFollowUpIsAboutTheProductOfAnEarlierMessageAndItsSourcesSaySo) {
   httplib::Client c = client();
   const std::string title = first_title();
@@ -230,8 +315,9 @@ TEST_F(Gateway, BadRequestsGetOpenAIErrorsWithTheirHttpCodes) {
 }
 
 TEST_F(Gateway, AClientThatLeavesMidStreamCancelsItsRequestAtTheDaemon) {
-  // A long sampled answer, read until its first piece, then the socket closes.
-  Json request = chat("vitrine-qa", "Tell me about Dune", 400, true);
+  // A long sampled answer, read until its first piece, then the socket
+  // closes. About a catalogue product: one about none is answered at once.
+  Json request = chat("vitrine-qa", "Tell me about " + first_title(), 400, true);
   request["temperature"] = 1.0;
   const std::string body = request.dump();
   const std::string http = fmt::format(

@@ -1,11 +1,12 @@
 // The architectures the seeds' models use, against Hugging Face transformers:
 // Qwen2 (q/k/v biases, tied head, rope_theta 1e6, with a PEFT adapter),
 // Mistral (sliding window, F16), Llama-3 RoPE scaling (F32 in shards) and a
-// BF16 Llama in 4 shards. scripts/make_arch_fixtures.py makes the tiny random
-// checkpoints and transformers' logits into the build tree on first use (a
-// no-op once up to date); without the reference stack (../shared/reference;
-// cmake -DVITRINE_REFERENCE_SRC=DIR or the *_SRC variables) these tests
-// skip, saying what is missing.
+// BF16 Llama in 4 shards. The tiny random checkpoints and transformers'
+// logits are committed in tests/data/transformers/arch (made by
+// scripts/make_arch_fixtures.py), so these run everywhere; where the
+// reference stack is (../shared/reference; cmake -DVITRINE_REFERENCE_SRC=DIR
+// or the *_SRC variables), Architectures.TheCommittedSetIsWhatTransformersWrites
+// runs the script again and checks the committed set byte for byte.
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -30,33 +31,17 @@ using testing::max_abs_diff;
 
 constexpr double kTolerance = 1e-4;
 
-struct ArchFixtures {
-  fs::path dir;
-  testing::ReferenceRun run;  // skip: why they cannot be made here; failure: the script failed
-};
-
-ArchFixtures make_arch_fixtures() {
-  ArchFixtures f{fs::path(VITRINE_BINARY_DIR) / "tests" / "arch-fixtures", {}};
-  fs::create_directories(f.dir.parent_path());
-  f.run = testing::run_reference_script(
-      "make_arch_fixtures.py", fmt::format("--out '{}'", f.dir.string()), f.dir.string() + ".log");
-  return f;
+// The committed set.
+const fs::path& arch_dir() {
+  static const fs::path dir = fs::path(VITRINE_TEST_DATA_DIR) / "transformers" / "arch";
+  return dir;
 }
 
-// Made once per test process; the script serializes concurrent processes.
-const ArchFixtures& arch_fixtures() {
-  static const ArchFixtures made = make_arch_fixtures();
-  return made;
-}
-
-#define REQUIRE_ARCH_FIXTURES()                                                      \
-  do {                                                                               \
-    if (!arch_fixtures().run.skip.empty()) GTEST_SKIP() << arch_fixtures().run.skip; \
-    ASSERT_TRUE(arch_fixtures().run.failure.empty()) << arch_fixtures().run.failure; \
-  } while (false)
+#define REQUIRE_ARCH_FIXTURES() \
+  ASSERT_TRUE(fs::is_directory(arch_dir())) << arch_dir() << " is missing from the checkout"
 
 fs::path fixture(const std::string& name) {
-  return arch_fixtures().dir / name;
+  return arch_dir() / name;
 }
 
 // expected.safetensors: ids.<seq> [n] and logits.<seq> [n, vocab] (adapter_logits.<seq>).
@@ -124,6 +109,35 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values("qwen2", "mistral", "llama3-rope", "llama-bf16"),
                        ::testing::Values(WeightLayout::kCheckpoint, WeightLayout::kPacked)),
     [](const auto& info) { return testing::layout_param_name(info.param); });
+
+std::vector<fs::path> files_under(const fs::path& root) {
+  std::vector<fs::path> out;
+  for (const auto& entry : fs::recursive_directory_iterator(root)) {
+    if (entry.is_regular_file()) out.push_back(fs::relative(entry.path(), root));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The committed set is transformers' own output: made again here by the
+// real transformers and peft, it is the same bytes, file for file.
+TEST(Architectures, TheCommittedSetIsWhatTransformersWrites) {
+  REQUIRE_ARCH_FIXTURES();
+  const fs::path fresh = fs::path(VITRINE_BINARY_DIR) / "tests" / "arch-fixtures";
+  fs::create_directories(fresh.parent_path());
+  const testing::ReferenceRun run = testing::run_reference_script(
+      "make_arch_fixtures.py", fmt::format("--out '{}' --force", fresh.string()),
+      fresh.string() + ".log");
+  if (!run.skip.empty()) GTEST_SKIP() << run.skip;
+  ASSERT_TRUE(run.failure.empty()) << run.failure;
+  const std::vector<fs::path> files = files_under(arch_dir());
+  ASSERT_EQ(files, files_under(fresh));
+  for (const fs::path& file : files) {
+    EXPECT_EQ(testing::read_file(arch_dir() / file), testing::read_file(fresh / file))
+        << file << " differs from what scripts/make_arch_fixtures.py writes now: rewrite the set"
+        << " (scripts/make_arch_fixtures.py --out tests/data/transformers/arch --force)";
+  }
+}
 
 // What each fixture is meant to exercise, so a regenerated set cannot
 // quietly stop covering it.

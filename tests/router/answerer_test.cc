@@ -1,6 +1,7 @@
 // The answerer without gRPC: route choice (classifier, forced, base),
-// experiment arms, adapter leases, Compare and conversations (limits, the
-// system prompt, the oldest turns left out, follow-ups), on plain structs,
+// experiment arms, adapter leases, Compare, conversations (limits, the
+// system prompt, the oldest turns left out, follow-ups) and questions about
+// no known product (said, or generated for), on plain structs,
 // with the real stories260K-hf model from ../shared, a hand-made catalogue,
 // a classifier with hand-set weights and random LoRA adapters published in
 // the test.
@@ -10,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 #include <set>
 
 #include "common/errors.h"
@@ -118,6 +120,8 @@ class AnswererTest : public ::testing::Test {
         constant_classifier(describe_bias, qa_bias), catalog_);
     parts.describe = std::make_shared<const agents::DescribeAgent>(catalog_);
     parts.qa = std::make_shared<const agents::QaAgent>(catalog_);
+    if (unknown_)
+      parts.unknown = std::make_shared<const agents::UnknownProductAgent>(catalog_, *unknown_);
     parts.experiments = std::move(experiments);
     return Answerer(std::move(parts), options);
   }
@@ -133,6 +137,8 @@ class AnswererTest : public ::testing::Test {
   vitrine::testing::TempDir dir_;
   fs::path model_dir_;
   std::shared_ptr<const catalog::Catalog> catalog_;
+  // make()'s unknown-product agent; none: no closest titles, the model answers.
+  std::optional<agents::UnknownProductOptions> unknown_;
 };
 
 TEST_F(AnswererTest, TheClassifierRoutesAutoAndForcedRoutesAreObeyed) {
@@ -588,6 +594,160 @@ TEST_F(AnswererTest, AFollowUpIsAnsweredAboutTheEarlierProductAndSaysSo) {
   // A title is described as it stands: the describe agent resolves nothing.
   r.route = RouteAsked::kDescribe;
   EXPECT_TRUE(answerer.plan(r).answer.sources.empty());
+}
+
+// ---- unknown products ----
+
+// A kettle the hand-made catalogue does not have: its own kettle is the
+// closest title, below the bar that makes it the product.
+constexpr const char* kUnknownKettle = "Does the Zorblax 9000 travel kettle have a warranty?";
+constexpr const char* kUnknownKettlePt = "A chaleira Zorblax 9000 tem garantia?";
+constexpr const char* kKnownKettle = "How many watts is the stainless steel electric kettle?";
+
+using agents::AnswerLanguage;
+using agents::unknown_product_text;
+
+TEST_F(AnswererTest, AQuestionAboutNoProductIsSaidInItsLanguageWithoutAModel) {
+  publish("describe", 1, 1);
+  publish("qa", 1, 2);
+  unknown_ = agents::UnknownProductOptions{};  // say, as shipped
+  const Answerer answerer = make(0, 4, experiments(Json::array({arm("tuned", 0)}), "qa"));
+  const Plan plan = answerer.plan(request(kUnknownKettle));
+  EXPECT_EQ(plan.answer.route.agent, "qa");
+  EXPECT_FALSE(plan.answer.product_found);
+  EXPECT_TRUE(plan.answer.sources.empty());
+  ASSERT_FALSE(plan.answer.closest.empty());
+  EXPECT_EQ(plan.answer.closest[0].uid, "B00KETTLE1");
+  EXPECT_EQ(plan.fixed_text, unknown_product_text(AnswerLanguage::kEnglish, plan.answer.closest));
+  EXPECT_NE(plan.fixed_text.find("\"Stainless Steel Electric Kettle 1.7 Liter\""),
+            std::string::npos);
+  // No model: no adapter, no prompt, no experiment arm.
+  EXPECT_EQ(plan.lease, nullptr);
+  EXPECT_EQ(plan.answer.model, kNoModel);
+  EXPECT_EQ(plan.answer.route.adapter, "");
+  EXPECT_EQ(plan.request.adapter_slot, -1);
+  EXPECT_TRUE(plan.request.prompt.empty());
+  EXPECT_EQ(plan.answer.experiment, "");
+  EXPECT_EQ(plan.answer.arm, "");
+
+  // Streamed, it comes in one piece, and it ends by itself with no tokens.
+  std::vector<std::string> pieces;
+  RunHooks streaming;
+  streaming.on_text = [&](std::string_view text) {
+    pieces.emplace_back(text);
+    return true;
+  };
+  const Answer answer = answerer.ask(request(kUnknownKettle), streaming);
+  EXPECT_EQ(pieces, std::vector<std::string>{plan.fixed_text});
+  EXPECT_EQ(answer.text, plan.fixed_text);
+  EXPECT_EQ(answer.finish_reason, "stop");
+  EXPECT_EQ(answer.usage.prompt_tokens, 0);
+  EXPECT_EQ(answer.usage.completion_tokens, 0);
+  EXPECT_FALSE(answer.product_found);
+
+  // Asked in Portuguese, said in Portuguese.
+  const Answer pt = answerer.ask(request(kUnknownKettlePt));
+  EXPECT_FALSE(pt.product_found);
+  EXPECT_EQ(pt.text, unknown_product_text(AnswerLanguage::kPortuguese, pt.closest));
+  EXPECT_EQ(pt.text.rfind("Não conheço esse produto:", 0), 0u) << pt.text;
+  EXPECT_EQ(pt.finish_reason, "stop");
+  // Nothing close: no titles offered.
+  const Answer far = answerer.ask(request("What is the battery life of the zq-9000 hyperdrive?"));
+  EXPECT_TRUE(far.closest.empty());
+  EXPECT_EQ(far.text, unknown_product_text(AnswerLanguage::kEnglish, {}));
+  // Route base and a forced qa route say it too: no model writes from nothing.
+  EXPECT_EQ(answerer.plan(request(kUnknownKettle, RouteAsked::kBase)).fixed_text, plan.fixed_text);
+  EXPECT_EQ(answerer.plan(request(kUnknownKettle, RouteAsked::kQa)).fixed_text, plan.fixed_text);
+  // A caller already gone: cancelled.
+  RunHooks gone;
+  gone.on_text = [](std::string_view) { return false; };
+  EXPECT_EQ(answerer.ask(request(kUnknownKettle), gone).finish_reason, "cancelled");
+
+  // A question that names a product is the model's, as before.
+  const Answer known = answerer.ask(request(kKnownKettle));
+  EXPECT_TRUE(known.product_found);
+  EXPECT_EQ(known.model, "qa");
+  EXPECT_EQ(known.arm, "tuned");
+  EXPECT_TRUE(known.closest.empty());
+  EXPECT_GT(known.usage.prompt_tokens, 0);
+  // And a title is described as it stands, known or not.
+  const Plan title = answerer.plan(request("Zorblax 9000 Travel Kettle", RouteAsked::kDescribe));
+  EXPECT_TRUE(title.fixed_text.empty());
+  EXPECT_EQ(title.answer.model, "describe");
+  EXPECT_FALSE(title.answer.product_found);
+  EXPECT_TRUE(title.answer.closest.empty());
+}
+
+TEST_F(AnswererTest, GenerateLetsTheModelAnswerAndStillOffersTheClosestTitles) {
+  publish("qa", 1, 2);
+  const Answer unconfigured = make(0, 4).ask(request(kUnknownKettle));  // no agent: as before
+  unknown_ = agents::UnknownProductOptions{.answer = agents::UnknownProduct::kGenerate};
+  const Answer generated = make(0, 4).ask(request(kUnknownKettle));
+  EXPECT_FALSE(generated.product_found);
+  EXPECT_TRUE(generated.sources.empty());
+  EXPECT_EQ(generated.model, "qa");
+  EXPECT_EQ(generated.route.adapter, "qa");
+  EXPECT_GT(generated.usage.prompt_tokens, 0);
+  EXPECT_GT(generated.usage.completion_tokens, 0);
+  EXPECT_EQ(generated.text, unconfigured.text);  // greedy: the model's answer, unchanged
+  EXPECT_EQ(generated.text.find("I don't know that product"), std::string::npos);
+  ASSERT_FALSE(generated.closest.empty());
+  EXPECT_EQ(generated.closest[0].uid, "B00KETTLE1");
+  EXPECT_TRUE(unconfigured.closest.empty());
+}
+
+TEST_F(AnswererTest, AFollowUpAfterAKnownProductIsAnsweredAndAloneItIsSaidUnknown) {
+  publish("qa", 1, 2);
+  unknown_ = agents::UnknownProductOptions{};
+  const Answerer answerer = make(0, 4);
+  for (const char* follow_up : {"and who wrote it?", "e quem escreveu?"}) {
+    Request r = request(follow_up);
+    r.history = {turn(TurnRole::kUser, kKnownKettle), turn(TurnRole::kAssistant, "1500 watts.")};
+    const Answer answer = answerer.ask(r);
+    EXPECT_TRUE(answer.product_found) << follow_up;
+    ASSERT_EQ(answer.sources.size(), 1u) << follow_up;
+    EXPECT_EQ(answer.sources[0].uid, "B00KETTLE1");
+    EXPECT_EQ(answer.sources[0].evidence, agents::SourceEvidence::kEarlierTurn);
+    EXPECT_EQ(answer.model, "qa");
+    EXPECT_GT(answer.usage.completion_tokens, 0);
+    EXPECT_TRUE(answer.closest.empty());
+    // Earlier turns that name no product either: said unknown.
+    r.history = {turn(TurnRole::kUser, "Hello"), turn(TurnRole::kAssistant, "Hi!")};
+    EXPECT_EQ(answerer.ask(r).model, kNoModel) << follow_up;
+  }
+  // After the answer that the product is unknown, a follow-up is still about
+  // that product, not about a title the answer offered.
+  const std::string said = answerer.ask(request(kUnknownKettle)).text;
+  ASSERT_NE(said.find("Stainless Steel Electric Kettle 1.7 Liter"), std::string::npos);
+  Request after = request("and who wrote it?");
+  after.history = {turn(TurnRole::kUser, kUnknownKettle), turn(TurnRole::kAssistant, said)};
+  EXPECT_FALSE(answerer.ask(after).product_found);
+  // The same words from the user name the kettle: only the daemon's own
+  // answer is left out of the search.
+  after.history[1].role = TurnRole::kUser;
+  EXPECT_TRUE(answerer.ask(after).product_found);
+  // Alone, in its own language.
+  EXPECT_EQ(answerer.ask(request("and who wrote it?")).text,
+            unknown_product_text(AnswerLanguage::kEnglish, {}));
+  EXPECT_EQ(answerer.ask(request("e quem escreveu?")).text,
+            unknown_product_text(AnswerLanguage::kPortuguese, {}));
+}
+
+TEST_F(AnswererTest, CompareGivesBothSidesTheSaidAnswerWithoutNeedingAnAdapter) {
+  unknown_ = agents::UnknownProductOptions{};
+  const Answerer answerer = make(0, 4);  // no adapter published
+  const Comparison both = answerer.compare(request(kUnknownKettle));
+  const std::string said = answerer.ask(request(kUnknownKettle)).text;
+  for (const Answer* a : {&both.base, &both.tuned}) {
+    EXPECT_EQ(a->text, said);
+    EXPECT_EQ(a->finish_reason, "stop");
+    EXPECT_EQ(a->model, kNoModel);
+    EXPECT_FALSE(a->product_found);
+    EXPECT_FALSE(a->closest.empty());
+  }
+  EXPECT_NE(both.base.response_id, both.tuned.response_id);
+  // A known product still needs the adapter to compare with.
+  EXPECT_THROW(answerer.compare(request(kKnownKettle)), FailedPreconditionError);
 }
 
 }  // namespace

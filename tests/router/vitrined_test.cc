@@ -127,9 +127,12 @@ v1::AskRequest ask_request(const std::string& text, int max_new_tokens = 0,
   return request;
 }
 
-// A request that runs long: sampled (eos comes late, if at all) up to `tokens`.
+// A request that runs long: sampled (eos comes late, if at all) up to
+// `tokens`, about a product of ../shared's sample (a question about none is
+// answered at once, without the model).
 v1::AskRequest long_request(int tokens) {
-  v1::AskRequest request = ask_request("Tell me about Dune", tokens, v1::ROUTE_QA);
+  v1::AskRequest request = ask_request(
+      "Tell me about Spirit Led-Moving By Grace In The Holy Spirit's Gifts", tokens, v1::ROUTE_QA);
   request.mutable_generation()->set_temperature(1.0);
   return request;
 }
@@ -243,7 +246,10 @@ TEST_F(Vitrined, RoutesTitlesAndQuestionsAndNamesTheirSources) {
 
 TEST_F(Vitrined, StreamingEqualsUnaryAndCompareAnswersWithBoth) {
   auto daemon = start();
-  const v1::AskRequest request = ask_request("Who Moved My Cheese?", 24, v1::ROUTE_QA);
+  // A question about a product the catalogue has, so a model answers it.
+  const std::string question =
+      read_jsonl(dir_->path() / "ds" / "tasks" / "qa" / "test.jsonl", 1)[0]["question"];
+  const v1::AskRequest request = ask_request(question, 24, v1::ROUTE_QA);
   v1::AskResponse unary;
   ASSERT_TRUE(ask(*daemon, request, unary).ok());
 
@@ -276,7 +282,7 @@ TEST_F(Vitrined, StreamingEqualsUnaryAndCompareAnswersWithBoth) {
   EXPECT_EQ(compared.tuned().route().adapter_version(), 1);
   EXPECT_EQ(compared.tuned().text(), unary.text());  // greedy: the same answer as Ask's
   v1::AskResponse base;
-  ASSERT_TRUE(ask(*daemon, ask_request("Who Moved My Cheese?", 24, v1::ROUTE_BASE), base).ok());
+  ASSERT_TRUE(ask(*daemon, ask_request(question, 24, v1::ROUTE_BASE), base).ok());
   EXPECT_EQ(compared.base().text(), base.text());
   EXPECT_EQ(compared.base().sources_size(), compared.tuned().sources_size());
   EXPECT_GT(compared.base().timings().total_ms(), 0);
@@ -428,8 +434,9 @@ TEST_F(Vitrined, ConversationsAreAnsweredWithinTheirLimits) {
   EXPECT_EQ(direct.sources(0).evidence(), "text");
   EXPECT_EQ(direct.history_turns_used(), 0);
 
-  // Turns past engine.max_prompt_tokens are left out, oldest first.
-  v1::AskRequest long_talk = ask_request("and who wrote it?", 2, v1::ROUTE_QA);
+  // Turns past engine.max_prompt_tokens are left out, oldest first (the
+  // question names its product: one about none would need no prompt).
+  v1::AskRequest long_talk = ask_request("and who wrote " + title + "?", 2, v1::ROUTE_QA);
   std::string chapter;
   while (chapter.size() < 3000) chapter += "the little dog ran to the park and saw a bird. ";
   for (int i = 0; i < 4; ++i) {
@@ -462,6 +469,153 @@ TEST_F(Vitrined, ConversationsAreAnsweredWithinTheirLimits) {
   add_turn(bad_text, v1::Turn::ROLE_ASSISTANT, "caf\xc3(");
   EXPECT_EQ(raw_call(*daemon, "Ask", bad_text),
             "INVALID_ARGUMENT history[1].text: not valid UTF-8");
+}
+
+// The integer columns of every row `sql` selects from the response log at
+// `path`, opened read-only.
+std::vector<std::vector<int64_t>> query_log(const fs::path& path, const char* sql) {
+  std::vector<std::vector<int64_t>> rows;
+  sqlite3* db = nullptr;
+  sqlite3_stmt* statement = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, sql, -1, &statement, nullptr) != SQLITE_OK) {
+    ADD_FAILURE() << path << ": " << sqlite3_errmsg(db);
+    sqlite3_close(db);
+    return rows;
+  }
+  while (sqlite3_step(statement) == SQLITE_ROW) {
+    std::vector<int64_t>& row = rows.emplace_back();
+    for (int i = 0; i < sqlite3_column_count(statement); ++i) {
+      row.push_back(sqlite3_column_int64(statement, i));
+    }
+  }
+  sqlite3_finalize(statement);
+  sqlite3_close(db);
+  return rows;
+}
+
+// AskStream's text pieces and its last answer.
+struct Streamed {
+  std::vector<std::string> pieces;
+  v1::AskResponse answer;
+  grpc::Status status;
+};
+Streamed ask_stream(Daemon& daemon, const v1::AskRequest& request) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 60s);
+  auto reader = daemon.stub().AskStream(&context, request);
+  Streamed out;
+  v1::AskStreamEvent event;
+  while (reader->Read(&event)) {
+    if (event.has_answer()) {
+      out.answer = event.answer();
+    } else {
+      out.pieces.push_back(event.text());
+    }
+  }
+  out.status = reader->Finish();
+  return out;
+}
+
+TEST_F(Vitrined, AQuestionAboutNoProductIsAnsweredHonestlyInItsLanguage) {
+  auto daemon = start();  // routing.unknown_product: say, as shipped
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"What is the battery life of the zq-9000 hyperdrive?", "I don't know that product: "},
+      {"Qual é a duração da bateria do zq-9000 hyperdrive?", "Não conheço esse produto: "}};
+  for (const auto& [question, opening] : cases) {
+    v1::AskResponse r;
+    ASSERT_TRUE(ask(*daemon, ask_request(question, 24), r).ok()) << question;
+    EXPECT_EQ(r.route().agent(), "qa") << question;
+    EXPECT_FALSE(r.product_found());
+    EXPECT_TRUE(r.sources().empty());
+    EXPECT_EQ(r.text().rfind(opening, 0), 0u) << r.text();
+    EXPECT_EQ(r.finish_reason(), "stop");
+    // No model ran: no adapter, no tokens.
+    EXPECT_EQ(r.route().adapter(), "");
+    EXPECT_EQ(r.usage().prompt_tokens(), 0);
+    EXPECT_EQ(r.usage().completion_tokens(), 0);
+    // The closest titles: named in the text, below the bar of a product.
+    EXPECT_LE(r.closest_size(), 3);
+    for (const v1::Source& c : r.closest()) {
+      EXPECT_NE(r.text().find("\"" + c.title() + "\""), std::string::npos) << c.title();
+      EXPECT_GE(c.score(), 0.25);
+      EXPECT_LT(c.score(), 0.6);
+      EXPECT_FALSE(c.uid().empty());
+    }
+    // Streamed: the same text, in one piece.
+    const Streamed streamed = ask_stream(*daemon, ask_request(question, 24));
+    ASSERT_TRUE(streamed.status.ok()) << streamed.status.error_message();
+    EXPECT_EQ(streamed.pieces, std::vector<std::string>{r.text()});
+    EXPECT_EQ(streamed.answer.text(), r.text());
+    EXPECT_EQ(streamed.answer.closest_size(), r.closest_size());
+    EXPECT_FALSE(streamed.answer.product_found());
+    // Compare: the same answer on both sides.
+    grpc::ClientContext context;
+    v1::CompareResponse compared;
+    ASSERT_TRUE(daemon->stub().Compare(&context, ask_request(question, 24), &compared).ok());
+    EXPECT_EQ(compared.base().text(), r.text());
+    EXPECT_EQ(compared.tuned().text(), r.text());
+    EXPECT_EQ(compared.tuned().finish_reason(), "stop");
+  }
+  // The catalogue has titles near the English question's words.
+  v1::AskResponse english;
+  ASSERT_TRUE(ask(*daemon, ask_request(cases[0].first, 24), english).ok());
+  EXPECT_GT(english.closest_size(), 0);
+
+  // Follow-ups in either language are about the product an earlier turn named,
+  // and answered by the model; alone, they are about no known product.
+  const std::string title =
+      read_jsonl(dir_->path() / "ds" / "tasks" / "describe" / "test.jsonl", 1)[0]["prompt"];
+  for (const auto& [follow_up, opening] : std::vector<std::pair<std::string, std::string>>{
+           {"and who wrote it?", cases[0].second}, {"e quem escreveu?", cases[1].second}}) {
+    v1::AskRequest request = ask_request(follow_up, 4, v1::ROUTE_QA);
+    add_turn(request, v1::Turn::ROLE_USER, title);
+    add_turn(request, v1::Turn::ROLE_ASSISTANT, "A fine product.");
+    v1::AskResponse r;
+    ASSERT_TRUE(ask(*daemon, request, r).ok());
+    EXPECT_TRUE(r.product_found()) << follow_up;
+    ASSERT_GE(r.sources_size(), 1);
+    EXPECT_EQ(r.sources(0).title(), title);
+    EXPECT_EQ(r.sources(0).evidence(), "earlier turn");
+    EXPECT_GT(r.usage().completion_tokens(), 0);
+    EXPECT_EQ(r.closest_size(), 0);
+    v1::AskResponse alone;
+    ASSERT_TRUE(ask(*daemon, ask_request(follow_up, 4, v1::ROUTE_QA), alone).ok());
+    EXPECT_FALSE(alone.product_found()) << follow_up;
+    EXPECT_EQ(alone.text().rfind(opening, 0), 0u) << alone.text();
+  }
+
+  // The log keeps them, answered by no model, and ab-report reads it.
+  EXPECT_EQ(daemon->stop(SIGTERM), 0);
+  // In English: Ask, AskStream, Compare's two, Ask again, a follow-up alone.
+  EXPECT_EQ(query_log(work_ / "responses.sqlite",
+                      "SELECT count(*) FROM responses WHERE route = 'none' AND agent = 'qa' AND "
+                      "adapter = '' AND finish_reason = 'stop' AND status_code = 0 AND output "
+                      "LIKE 'I don''t know that product:%'"),
+            (std::vector<std::vector<int64_t>>{{6}}));
+  const auto report =
+      run_vitrine(fmt::format("ab-report --json --log {}", (work_ / "responses.sqlite").string()));
+  ASSERT_EQ(report.exit_code, 0) << report.output;
+  int64_t said = -1;
+  const Json parsed = Json::parse(report.output);
+  for (const Json& row : parsed["rows"]) {
+    if (row["experiment"] == "" && row["arm"] == "none") said = row["requests"].get<int64_t>();
+  }
+  EXPECT_EQ(said, 11) << report.output;  // 6 in English, 5 in Portuguese
+}
+
+TEST_F(Vitrined, WithUnknownProductGenerateTheModelAnswersAndTheClosestTitlesAreStillOffered) {
+  auto daemon = start({{"routing", {{"unknown_product", "generate"}, {"unknown_closest", 2}}}});
+  v1::AskResponse r;
+  ASSERT_TRUE(
+      ask(*daemon, ask_request("What is the battery life of the zq-9000 hyperdrive?", 8), r).ok());
+  EXPECT_FALSE(r.product_found());
+  EXPECT_EQ(r.route().adapter(), "qa");
+  EXPECT_GT(r.usage().prompt_tokens(), 0);
+  EXPECT_GT(r.usage().completion_tokens(), 0);
+  EXPECT_EQ(r.text().find("I don't know that product"), std::string::npos) << r.text();
+  EXPECT_GE(r.closest_size(), 1);
+  EXPECT_LE(r.closest_size(), 2);
 }
 
 TEST_F(Vitrined, AFloodBeyondTheQueueIsRefusedAndCancellingFreesTheRow) {
@@ -515,23 +669,13 @@ TEST_F(Vitrined, AFloodBeyondTheQueueIsRefusedAndCancellingFreesTheRow) {
       << text;
   // The log holds the cancelled answer, cut short of its 400 tokens.
   EXPECT_EQ(daemon->stop(SIGTERM), 0);
-  sqlite3* db = nullptr;
-  ASSERT_EQ(
-      sqlite3_open_v2((work_ / "responses.sqlite").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
-      SQLITE_OK);
-  sqlite3_stmt* row = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db,
-                               "SELECT completion_tokens, status_code FROM responses "
-                               "WHERE finish_reason = 'cancelled'",
-                               -1, &row, nullptr),
-            SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(row), SQLITE_ROW);
-  EXPECT_GE(sqlite3_column_int64(row, 0), 1);
-  EXPECT_LT(sqlite3_column_int64(row, 0), 400);
-  EXPECT_EQ(sqlite3_column_int(row, 1), static_cast<int>(grpc::StatusCode::CANCELLED));
-  EXPECT_EQ(sqlite3_step(row), SQLITE_DONE);
-  sqlite3_finalize(row);
-  sqlite3_close(db);
+  const auto cancelled = query_log(work_ / "responses.sqlite",
+                                   "SELECT completion_tokens, status_code FROM responses WHERE "
+                                   "finish_reason = 'cancelled'");
+  ASSERT_EQ(cancelled.size(), 1u);
+  EXPECT_GE(cancelled[0][0], 1);
+  EXPECT_LT(cancelled[0][0], 400);
+  EXPECT_EQ(cancelled[0][1], static_cast<int64_t>(grpc::StatusCode::CANCELLED));
 }
 
 // Writes a CA, a server certificate for 127.0.0.1 and a client
@@ -839,6 +983,17 @@ TEST(VitrinedConfig, ShippedConfigHoldsExactlyTheDefaults) {
       run(fmt::format("--print-config --config {}", (dir / "bad.yaml").string()));
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.output.find("router.routing.default_route"), std::string::npos) << bad.output;
+  // The unknown-product keys are checked the same way, each named.
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, std::string>>{{"unknown_product", "refuse"},
+                                                        {"unknown_closest", "-1"},
+                                                        {"unknown_closest_min_score", "1.5"}}) {
+    testing::write_file(dir / "bad.yaml", fmt::format("routing:\n  {}: {}\n", key, value));
+    const testing::CliRun refused =
+        run(fmt::format("--print-config --config {}", (dir / "bad.yaml").string()));
+    EXPECT_EQ(refused.exit_code, 1) << key;
+    EXPECT_NE(refused.output.find("router.routing." + key), std::string::npos) << refused.output;
+  }
 }
 
 // grounding: adapter (the default) asks each adapter as it was trained; a
