@@ -95,12 +95,11 @@ void load_model(const RouterConfig& c, AnswererParts& parts,
   }
   for (const std::string& e : loaded.errors) log("adapter not loaded: " + e);
   for (const std::string& name : c.adapters) {
-    if (parts.registry->current(name) == nullptr) {
-      log(
-          fmt::format("no '{}' adapter in {} yet: the base model answers its route until one "
-                      "is published",
-                      name, c.adapters_dir));
-    }
+    if (parts.registry->current(name) != nullptr) continue;
+    const bool answers = name == "describe" || name == c.answerer.qa_adapter;
+    log(fmt::format("no '{}' adapter in {} yet{}", name, c.adapters_dir,
+                    answers ? ": the base model answers its route until one is published"
+                            : " (it answers no route while qa_adapter names another)"));
   }
 }
 
