@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string_view>
 
 #include "agents/agent_results.h"
@@ -31,28 +32,23 @@ struct DescribeAgentOptions {
                         .max_sources = 3};
 };
 
-// What the qa prompt carries of the product a question is about
-// (agents/qa_agent.h).
-enum class Grounding {
-  kNone,                 // the training prompt; sources are still reported
-  kTitle,                // the matched product's title before the question
-  kTitleAndDescription,  // its title and description before the question
-};
-// "none", "title", "title_and_description"; parse_grounding throws
-// std::invalid_argument naming the value.
-std::string_view grounding_name(Grounding grounding);
-Grounding parse_grounding(std::string_view name);
+// What the qa prompt carries of the product a question is about: the
+// prompts library's (prompts/prompts.h), where training takes it from too.
+using prompts::Grounding;
+using prompts::grounding_name;
+using prompts::parse_grounding;
 
 // QaAgent (agents/qa_agent.h).
 struct QaAgentOptions {
-  Grounding grounding = Grounding::kNone;   // none keeps the prompt the adapter was tuned on;
-                                            // grounding adds facts at the cost of a prompt the
-                                            // adapter never saw and more tokens to prefill
+  // Unset (the default): the grounding each adapter was trained with (its
+  // prompt_format.json), so the adapter is asked as it learnt. Set: every
+  // adapter is asked with this one, a prompt it may never have seen.
+  std::optional<Grounding> grounding;
   SourceOptions sources{.min_score = 0.6,   // a question adds words to the title: a lower bar
                                             // than a bare title's, still above partial matches
                         .max_sources = 1};  // the product the question is about
-  size_t max_description_chars = 1200;      // longer descriptions are cut at a word boundary
-                                            // (with "..."): bounds the prompt's length
+  size_t max_description_chars = 0;         // descriptions cut at a word boundary after this
+                                            // many bytes; 0 = the adapter's own cut (as trained)
 };
 
 // What the daemon answers to a question about no known product.

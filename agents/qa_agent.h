@@ -1,17 +1,17 @@
 // The qa agent: finds the product a shopper's question is about
 // (Catalog::find_by_title on the question's wording) and builds the qa
-// adapter's request, grounded in that product as configured:
+// adapter's request with prompts::qa_turn, grounded in that product as the
+// adapter was trained (its prompts::QaFormat, from its prompt_format.json):
 //
-//   kNone                 task_turn(kQa, question): exactly the training prompt
-//   kTitle                grounded_qa_turn(question, title)
-//   kTitleAndDescription  grounded_qa_turn(question, title, description cut to
-//                         max_description_chars)
+//   none         task_turn(kQa, question): the closed-book training prompt
+//   title        the product's title before the question
+//   description  its title and its description, cut to max_description_chars
 //
-// Grounded prompts (prompts/prompts.h) differ from the prompt the qa adapter
-// was tuned on: they name the product and its description before the
-// question, which a base or tuned model can read, but which no training
-// example showed. The sources are the records the question matched at
-// min_score or better; below it the product is unknown, the prompt is the
+// so an adapter sees at serving the prompt it learnt from. The daemon's
+// routing.grounding and max_description_chars override the adapter's own
+// (QaAgentOptions), for trying a grounding on an adapter not trained with
+// it. The sources are the records the question matched at min_score or
+// better; below it the product is unknown, the prompt is the
 // ungrounded one whatever the grounding, and the sources say so (empty,
 // product_known false) rather than naming a near miss.
 //
@@ -46,17 +46,18 @@ class QaAgent {
 
   // The qa request for `question` and the records it is about; `history`
   // (the conversation before it, oldest first) is searched only when the
-  // question names no product. Never throws on user text.
-  AgentPrompt prompt(std::string_view question,
-                     std::span<const models::ChatMessage> history = {}) const;
+  // question names no product. `adapter` is the format the answering
+  // adapter was trained with (closed-book when not given). Never throws on
+  // user text.
+  AgentPrompt prompt(std::string_view question, std::span<const models::ChatMessage> history = {},
+                     const prompts::QaFormat& adapter = {}) const;
+
+  // `adapter` with this agent's overrides applied: the format prompt() asks in.
+  prompts::QaFormat format_for(const prompts::QaFormat& adapter) const;
 
  private:
   std::shared_ptr<const Catalog> catalog_;
   QaAgentOptions options_;
 };
-
-// `text` cut to at most `max_chars` bytes at a word boundary, never inside
-// a UTF-8 sequence, with "..." appended when cut. Deterministic.
-std::string cut_description(std::string_view text, size_t max_chars);
 
 }  // namespace vitrine::agents

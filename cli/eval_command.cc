@@ -20,13 +20,7 @@ int run_eval(EvalArgs args) {
   try {
     args.options.progress = !args.quiet;
     const auto results = training::evaluate_run(args.run, args.options);
-    for (const auto& r : results) {
-      std::printf(
-          "%s %s (%ld products): ROUGE-L %.4f -> %.4f, BLEU %.2f -> %.2f, "
-          "perplexity %.2f -> %.2f\n",
-          r.adapter.c_str(), r.split.c_str(), static_cast<long>(r.examples), r.base.rougeL,
-          r.tuned.rougeL, r.base.bleu, r.tuned.bleu, r.base.perplexity, r.tuned.perplexity);
-    }
+    for (const auto& r : results) std::printf("%s\n", training::summary_line(r).c_str());
     std::printf("report: %s/eval/report.md\n", args.run.c_str());
     return 0;
   } catch (const std::exception& e) {

@@ -98,9 +98,7 @@ int run_train(const TrainArgs& args) {
       training::EvalOptions eval;
       eval.progress = !args.quiet;
       for (const auto& r : training::evaluate_run(config.output, eval)) {
-        std::printf("%s %s: ROUGE-L %.4f -> %.4f, BLEU %.2f -> %.2f, perplexity %.2f -> %.2f\n",
-                    r.adapter.c_str(), r.split.c_str(), r.base.rougeL, r.tuned.rougeL, r.base.bleu,
-                    r.tuned.bleu, r.base.perplexity, r.tuned.perplexity);
+        std::printf("%s\n", training::summary_line(r).c_str());
       }
       std::printf("report: %s/eval/report.md\n", config.output.c_str());
     }

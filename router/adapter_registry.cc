@@ -37,6 +37,7 @@ AdapterRegistry::ReloadResult AdapterRegistry::reload() {
     }
     try {
       const models::PeftAdapter adapter = models::load_peft_adapter(path);
+      const prompts::PromptFormat format = prompts::read_prompt_format(path);
       int slot = 0;
       {
         std::lock_guard lock(mutex_);
@@ -51,6 +52,7 @@ AdapterRegistry::ReloadResult AdapterRegistry::reload() {
       loaded->path = path;
       loaded->slot = slot;
       loaded->loaded_unix_ms = unix_ms();
+      loaded->prompt_format = format;
       result.loaded.push_back(*loaded);
       std::lock_guard lock(mutex_);
       auto& slot_of_name = current_[name];

@@ -9,7 +9,8 @@
 // shared_ptr) until it ends, and collect() detaches a replaced version's
 // slot only once nobody holds it, so in-flight requests finish on the
 // version they started with. A version that fails to load is reported and
-// the current one stays.
+// the current one stays. Each version carries the prompt format it was
+// trained with (prompts/prompt_format.h), read when it is loaded.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "models/engine.h"
+#include "prompts/prompt_format.h"
 
 namespace vitrine::router {
 
@@ -30,6 +32,7 @@ struct LoadedAdapter {
   std::filesystem::path path;
   int slot = 0;
   int64_t loaded_unix_ms = 0;
+  prompts::PromptFormat prompt_format;  // how it was trained to be asked (its prompt_format.json)
 };
 
 class AdapterRegistry {

@@ -289,10 +289,10 @@ void Answerer::choose_model(const Request& request, prompts::Task task, Plan& pl
     }
   }
   if (tuned) {
-    plan.lease = parts_.registry->current(agent);
+    plan.lease = parts_.registry->current(adapter_name(agent));
     if (plan.lease == nullptr && request.route != RouteAsked::kAuto) {
       throw FailedPreconditionError(
-          fmt::format("no '{}' adapter is loaded (route {} was asked for)", agent,
+          fmt::format("no '{}' adapter is loaded (route {} was asked for)", adapter_name(agent),
                       route_asked_name(request.route)));
     }
     if (plan.lease != nullptr && pinned > 0 && plan.lease->version != pinned) {
@@ -309,6 +309,19 @@ void Answerer::choose_model(const Request& request, prompts::Task task, Plan& pl
   answer.model = plan.lease != nullptr ? std::string(prompts::task_name(task)) : "base";
 }
 
+const std::string& Answerer::adapter_name(const std::string& agent) const {
+  return agent == prompts::task_name(prompts::Task::kQa) ? options_.qa_adapter : agent;
+}
+
+// The qa format the answering adapter was trained with; without one (the
+// base model answers), the current qa adapter's, so base and tuned are
+// asked alike.
+prompts::QaFormat Answerer::qa_format(const LoadedAdapter* lease) const {
+  if (lease != nullptr) return lease->prompt_format.qa;
+  const auto current = parts_.registry->current(options_.qa_adapter);
+  return current != nullptr ? current->prompt_format.qa : prompts::QaFormat{};
+}
+
 // The agent's prompt, after the conversation's earlier turns, as token ids,
 // and the records the answer is about.
 void Answerer::add_prompt(const Request& request, prompts::Task task, Plan& plan) const {
@@ -316,7 +329,8 @@ void Answerer::add_prompt(const Request& request, prompts::Task task, Plan& plan
   agents::AgentPrompt prompt =
       task == prompts::Task::kDescribe
           ? parts_.describe->prompt(request.text)
-          : parts_.qa->prompt(request.text, product_search(conversation.messages));
+          : parts_.qa->prompt(request.text, product_search(conversation.messages),
+                              qa_format(plan.lease.get()));
   for (agents::Source& source : prompt.sources) {
     if (source.history_index >= 0) {
       source.history_index = conversation.request_index.at(source.history_index);

@@ -6,7 +6,10 @@
 //              runs: the route (the classifier agent, or as forced), the
 //              experiment arm, the adapter version (held by a lease until
 //              the answer ends), the agent's prompt as tokens, and the
-//              catalogue records the answer is about.
+//              catalogue records the answer is about. The qa agent's
+//              adapter is options().qa_adapter, asked in the prompt format
+//              it was trained with (closed-book or grounded,
+//              LoadedAdapter::prompt_format).
 //   run()      submits a plan to the engine, which batches it with every
 //              other running request, and waits for it on the calling
 //              thread: streamed text goes to a callback on that thread, and
@@ -260,6 +263,9 @@ class Answerer {
   prompts::Task choose_route(const Request& request, Answer& answer) const;
   void choose_model(const Request& request, prompts::Task task, Plan& plan) const;
   void add_prompt(const Request& request, prompts::Task task, Plan& plan) const;
+  // The adapter that answers for `agent` (qa: options().qa_adapter).
+  const std::string& adapter_name(const std::string& agent) const;
+  prompts::QaFormat qa_format(const LoadedAdapter* lease) const;
   // A question about no known product: its closest titles, and with
   // unknown_product say the fixed answer; true when no model is to run.
   bool say_unknown_product(const Request& request, Plan& plan) const;

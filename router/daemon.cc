@@ -89,17 +89,17 @@ void load_model(const RouterConfig& c, AnswererParts& parts,
   parts.registry = std::make_shared<AdapterRegistry>(*parts.engine, c.adapters_dir, c.adapters);
   const AdapterRegistry::ReloadResult loaded = parts.registry->reload();
   for (const LoadedAdapter& a : loaded.loaded) {
-    log(fmt::format("adapter {} v{} from {} in slot {}", a.name, a.version, a.path.string(),
-                    a.slot));
+    log(fmt::format("adapter {} v{} from {} in slot {} ({} prompts, grounding {})", a.name,
+                    a.version, a.path.string(), a.slot, prompts::task_name(a.prompt_format.task),
+                    prompts::grounding_name(a.prompt_format.qa.grounding)));
   }
   for (const std::string& e : loaded.errors) log("adapter not loaded: " + e);
   for (const std::string& name : c.adapters) {
-    if (parts.registry->current(name) == nullptr) {
-      log(
-          fmt::format("no '{}' adapter in {} yet: the base model answers its route until one "
-                      "is published",
-                      name, c.adapters_dir));
-    }
+    if (parts.registry->current(name) != nullptr) continue;
+    const bool answers = name == "describe" || name == c.answerer.qa_adapter;
+    log(fmt::format("no '{}' adapter in {} yet{}", name, c.adapters_dir,
+                    answers ? ": the base model answers its route until one is published"
+                            : " (it answers no route while qa_adapter names another)"));
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "common/config_binder.h"
@@ -20,6 +21,7 @@ void bind_top(ConfigBinder& b, RouterConfig& c) {
       .field("model", c.model)
       .field("adapters_dir", c.adapters_dir)
       .field("adapters", c.adapters)
+      .field("qa_adapter", c.answerer.qa_adapter)
       .field("classifier", c.classifier)
       .field("catalog", c.catalog)
       .field("experiments", c.experiments)
@@ -60,11 +62,12 @@ void bind_unknown_product(ConfigBinder& b, agents::UnknownProductOptions& u) {
 }
 
 // The routing section: the agents' options. default_route and grounding
-// are words in the YAML and enums in the options.
+// are words in the YAML and enums in the options; grounding "adapter" is
+// each adapter's own (no override).
 void bind_routing(ConfigBinder& b, RouterConfig& c) {
   RoutingOptions& r = c.routing;
   std::string default_route(prompts::task_name(r.classifier.default_task));
-  std::string grounding(agents::grounding_name(r.qa.grounding));
+  std::string grounding(r.qa.grounding ? agents::grounding_name(*r.qa.grounding) : "adapter");
   b.field("min_confidence", r.classifier.min_confidence)
       .field("default_route", default_route)
       .field("exact_titles", r.classifier.exact_titles)
@@ -75,10 +78,16 @@ void bind_routing(ConfigBinder& b, RouterConfig& c) {
       .field("max_description_chars", r.qa.max_description_chars);
   require(default_route == "describe" || default_route == "qa", "routing.default_route",
           "expected describe or qa");
-  require(grounding == "none" || grounding == "title" || grounding == "title_and_description",
-          "routing.grounding", "expected none, title or title_and_description");
   r.classifier.default_task = prompts::parse_task(default_route);
-  r.qa.grounding = agents::parse_grounding(grounding);
+  r.qa.grounding.reset();
+  if (grounding != "adapter") {
+    try {
+      r.qa.grounding = agents::parse_grounding(grounding);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(
+          fmt::format("config key 'router.routing.grounding': {}; or adapter", e.what()));
+    }
+  }
   bind_unknown_product(b, r.unknown);
 }
 
@@ -116,6 +125,9 @@ void validate(const RouterConfig& c) {
   require(!c.listen.empty(), "listen", "expected host:port");
   require(!c.model.empty(), "model", "expected a model directory");
   require(!c.adapters.empty(), "adapters", "expected at least one adapter name");
+  require(
+      std::find(c.adapters.begin(), c.adapters.end(), c.answerer.qa_adapter) != c.adapters.end(),
+      "qa_adapter", "expected one of the names in adapters");
   require(c.threads >= 0, "threads", "expected >= 0");
   require(c.base_dtype == "auto" || c.base_dtype == "bf16" || c.base_dtype == "f32", "base_dtype",
           "expected auto, bf16 or f32");
@@ -140,7 +152,8 @@ void validate(const RouterConfig& c) {
           "routing.describe_min_score", "expected between 0 and 1");
   require(r.qa.sources.min_score >= 0 && r.qa.sources.min_score <= 1, "routing.qa_min_score",
           "expected between 0 and 1");
-  require(r.qa.max_description_chars >= 16, "routing.max_description_chars", "expected >= 16");
+  require(r.qa.max_description_chars == 0 || r.qa.max_description_chars >= 16,
+          "routing.max_description_chars", "expected 0 (the adapter's own) or >= 16");
   require(r.unknown.max_closest >= 0 && r.unknown.max_closest <= 10, "routing.unknown_closest",
           "expected between 0 and 10");
   require(r.unknown.closest_min_score >= 0 && r.unknown.closest_min_score <= 1,

@@ -25,7 +25,8 @@
 namespace vitrine::router {
 
 // What a request gets when it does not say, and how big it may be; the
-// answerer (router/answerer.h) applies these. YAML: the engine section.
+// answerer (router/answerer.h) applies these. YAML: the engine section
+// (qa_adapter: the top level).
 struct AnswererOptions {
   int max_input_chars = 2000;       // bytes of a request's text at most (INVALID_ARGUMENT above):
                                     // bounds the catalogue search and the prompt
@@ -38,13 +39,18 @@ struct AnswererOptions {
   int max_history_bytes = 32768;    // bytes of those turns' text in all (INVALID_ARGUMENT
                                     // above); what passes max_prompt_tokens is left out anyway,
                                     // oldest first, so more only costs tokenizing
+  std::string qa_adapter = "qa";    // YAML top level: the adapter the qa agent answers with,
+                                    // one of RouterConfig::adapters (qa_grounded: the grounded
+                                    // one, asked with the description it was trained on)
 };
 
 // The agents' options, exactly as the agents take them. YAML: the routing
 // section (min_confidence, default_route, exact_titles, near_titles -> classifier;
 // describe_min_score -> describe; grounding, qa_min_score,
 // max_description_chars -> qa; unknown_product, unknown_closest,
-// unknown_closest_min_score -> unknown). Their defaults are the agents'.
+// unknown_closest_min_score -> unknown). Their defaults are the agents':
+// grounding "adapter" and max_description_chars 0 ask each adapter in the
+// prompt format it was trained with (its prompt_format.json).
 struct RoutingOptions {
   agents::ClassifierAgentOptions classifier;  // which agent answers a text
   agents::DescribeAgentOptions describe;      // describe prompt's sources
@@ -64,12 +70,13 @@ struct AuthConfig {
 };
 
 struct RouterConfig {
-  std::string listen = "127.0.0.1:50061";                  // gRPC address
-  std::string model = "../shared/models/stories260K-hf";   // Hugging Face Llama directory
-  std::string adapters_dir = "out/run/adapters";           // <name>/v<N>/ or a run's adapters/
-  std::vector<std::string> adapters = {"describe", "qa"};  // one adapter name per agent
-  std::string classifier = "out/run/classifier";           // the router classifier's directory
-  std::string catalog = "out/dataset/catalog.sqlite";      // sources and grounding
+  std::string listen = "127.0.0.1:50061";                 // gRPC address
+  std::string model = "../shared/models/stories260K-hf";  // Hugging Face Llama directory
+  std::string adapters_dir = "out/run/adapters";          // <name>/v<N>/ or a run's adapters/
+  std::vector<std::string> adapters = {"describe", "qa",  // loaded: describe answers titles,
+                                       "qa_grounded"};    // answerer.qa_adapter questions
+  std::string classifier = "out/run/classifier";          // the router classifier's directory
+  std::string catalog = "out/dataset/catalog.sqlite";     // sources and grounding
   std::string experiments;  // YAML file of A/B experiments; empty = none
   std::string response_log = "out/router/responses.sqlite";  // empty = no log, no Feedback
   std::string device = "cpu";                                // cpu, cuda or cuda:N

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end: set up, build, prepare the dataset and print its
-# report, fine-tune the describe and qa adapters on it, and compare the base
+# report, fine-tune the describe and qa adapters on it (and the grounded qa
+# adapter of the closed-book vs grounded comparison), and compare the base
 # model with them on held-out products; then serve them with vitrined and
 # ask it a few titles and questions over gRPC.
 # Usage: scripts/run.sh [trn.json or trn.json.gz] [output dir]
@@ -25,8 +26,9 @@ export OMP_WAIT_POLICY=PASSIVE
 
 "$BUILD_DIR/cli/vitrine" prepare --input "$INPUT" --out "$OUT/dataset" --config configs/prepare.yaml --print-report
 
-# Both adapters from the dataset just made (configs/train.yaml; the base model
-# is ../shared/models/stories260K-hf), then the base-vs-tuned evaluation.
+# The adapters from the dataset just made (configs/train.yaml: describe, qa
+# and qa_grounded; the base model is ../shared/models/stories260K-hf), then
+# the base-vs-tuned evaluation with closed-book and grounded qa side by side.
 "$BUILD_DIR/cli/vitrine" train --config configs/train.yaml --dataset "$OUT/dataset" --output "$OUT/run"
 cat "$OUT/run/eval/report.md"
 

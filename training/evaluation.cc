@@ -29,7 +29,7 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 struct Item {
-  std::string input, reference;
+  std::string uid, input, reference;
 };
 
 std::vector<Item> read_items(const fs::path& file, prompts::Task task, int64_t limit) {
@@ -44,7 +44,8 @@ std::vector<Item> read_items(const fs::path& file, prompts::Task task, int64_t l
       throw std::runtime_error(fmt::format("'{}' line {}: not a {} task line", file.string(), n,
                                            prompts::task_name(task)));
     }
-    items.push_back({j[input_key].get<std::string>(), j[output_key].get<std::string>()});
+    items.push_back(
+        {j.value("uid", ""), j[input_key].get<std::string>(), j[output_key].get<std::string>()});
   }
   return items;
 }
@@ -78,13 +79,76 @@ Json scores_json(const ModelScores& s) {
           {"bleu", s.bleu},
           {"perplexity", std::isfinite(s.perplexity) ? Json(s.perplexity) : Json(nullptr)},
           {"mean_words", s.mean_words},
-          {"stopped_share", s.stopped_share}};
+          {"stopped_share", s.stopped_share},
+          {"faithfulness", s.faithfulness}};
 }
 
 std::string cell(const std::string& text) {
   std::string out = text.size() > 280 ? text.substr(0, 277) + "..." : text;
   for (char& c : out) {
     if (c == '\n' || c == '|') c = ' ';
+  }
+  return out;
+}
+
+// The qa adapters' results on `split` (closed-book and grounded ones, on the
+// same questions), when the run has more than one qa adapter.
+std::vector<const SplitResult*> qa_results(const std::vector<SplitResult>& results,
+                                           const std::string& split) {
+  std::vector<const SplitResult*> out;
+  for (const SplitResult& r : results) {
+    if (r.task == "qa" && r.split == split) out.push_back(&r);
+  }
+  if (out.size() < 2) out.clear();
+  return out;
+}
+
+// The closed-book vs grounded table: each qa adapter and the base model
+// asked in that adapter's format, on the same questions.
+std::string render_qa_comparison(const std::vector<SplitResult>& results) {
+  std::string md;
+  for (const char* split : {"test", "train"}) {
+    const std::vector<const SplitResult*> qa = qa_results(results, split);
+    if (qa.empty()) continue;
+    md += fmt::format(
+        "## qa: closed-book vs grounded, {} split ({} questions, the same for every row)\n\n"
+        "Faithfulness: the share of an answer's content words (lowercase words less English and "
+        "Portuguese stopwords) found in the product's description; the references score {:.2f}."
+        "\n\n",
+        split, qa.front()->examples, qa.front()->reference_faithfulness);
+    md +=
+        "| model | grounding | ROUGE-L F1 | BLEU-4 | faithfulness | ended by themselves | mean "
+        "words |\n| --- | --- | --- | --- | --- | --- | --- |\n";
+    for (const SplitResult* r : qa) {
+      for (const auto& [who, s] :
+           {std::pair<std::string, const ModelScores*>{r->adapter, &r->tuned},
+            {"base, same prompt", &r->base}}) {
+        md += fmt::format("| {} | {} | {:.4f} | {:.2f} | {:.2f} | {:.0f} % | {:.1f} |\n", who,
+                          r->grounding, s->rougeL, s->bleu, s->faithfulness, 100 * s->stopped_share,
+                          s->mean_words);
+      }
+    }
+    md += "\n";
+  }
+  return md;
+}
+
+Json qa_comparison_json(const std::vector<SplitResult>& results) {
+  Json out = Json::array();
+  for (const char* split : {"test", "train"}) {
+    const std::vector<const SplitResult*> qa = qa_results(results, split);
+    if (qa.empty()) continue;
+    Json rows = Json::array();
+    for (const SplitResult* r : qa) {
+      rows.push_back({{"adapter", r->adapter},
+                      {"grounding", r->grounding},
+                      {"tuned", scores_json(r->tuned)},
+                      {"base", scores_json(r->base)}});
+    }
+    out.push_back({{"split", split},
+                   {"examples", qa.front()->examples},
+                   {"reference_faithfulness", qa.front()->reference_faithfulness},
+                   {"adapters", rows}});
   }
   return out;
 }
@@ -98,8 +162,10 @@ std::string render_markdown(const std::vector<SplitResult>& results, const Train
       "(mean over examples), BLEU-4 as "
       "sacreBLEU's corpus_bleu (13a), perplexity of the dataset's reference answers.\n\n",
       config.base_model, config.dataset, options.max_new_tokens, options.repetition_penalty);
+  md += render_qa_comparison(results);
   for (const auto& r : results) {
     md += fmt::format("## {} adapter, {} split ({} products)\n\n", r.adapter, r.split, r.examples);
+    if (r.task == "qa") md += fmt::format("qa prompts with grounding `{}`.\n\n", r.grounding);
     md += "| measure | base | tuned |\n| --- | --- | --- |\n";
     md += fmt::format("| ROUGE-1 F1 | {:.4f} | {:.4f} |\n", r.base.rouge1, r.tuned.rouge1);
     md += fmt::format("| ROUGE-2 F1 | {:.4f} | {:.4f} |\n", r.base.rouge2, r.tuned.rouge2);
@@ -109,8 +175,14 @@ std::string render_markdown(const std::vector<SplitResult>& results, const Train
                       r.tuned.perplexity);
     md += fmt::format("| mean answer words (reference {:.1f}) | {:.1f} | {:.1f} |\n",
                       r.reference_mean_words, r.base.mean_words, r.tuned.mean_words);
-    md += fmt::format("| answers that ended by themselves | {:.0f} % | {:.0f} % |\n\n",
+    md += fmt::format("| answers that ended by themselves | {:.0f} % | {:.0f} % |\n",
                       100 * r.base.stopped_share, 100 * r.tuned.stopped_share);
+    if (r.task == "qa") {
+      md +=
+          fmt::format("| faithfulness to the description (reference {:.2f}) | {:.2f} | {:.2f} |\n",
+                      r.reference_faithfulness, r.base.faithfulness, r.tuned.faithfulness);
+    }
+    md += "\n";
     if (!r.samples.empty()) {
       md += "| asked | reference | base | tuned |\n| --- | --- | --- | --- |\n";
       for (const auto& s : r.samples) {
@@ -227,8 +299,9 @@ struct Answers {
 
 // The base model's and adapter `slot`'s answers to the items, each prompt
 // asked of both in the same batch.
-Answers answer_items(EvalModel& m, prompts::Task task, int slot, const std::vector<Item>& items,
-                     const EvalOptions& options, const std::string& label) {
+Answers answer_items(EvalModel& m, const TaskPrompter& prompter, int slot,
+                     const std::vector<Item>& items, const EvalOptions& options,
+                     const std::string& label) {
   Answers out;
   Progress progress({.label = label,
                      .total_bytes = static_cast<uint64_t>(items.size()),
@@ -239,7 +312,7 @@ Answers answer_items(EvalModel& m, prompts::Task task, int slot, const std::vect
     const size_t end = std::min(items.size(), i + static_cast<size_t>(options.batch_size));
     for (size_t k = i; k < end; ++k) {
       const std::string prompt =
-          models::render_chat_prompt(m.family, prompts::task_turn(task, items[k].input));
+          models::render_chat_prompt(m.family, prompter.turn(items[k].uid, items[k].input));
       const auto ids32 = m.tokenizer->encode(prompt, /*add_bos=*/true);
       const std::vector<int64_t> ids(ids32.begin(), ids32.end());
       requests.push_back({ids, -1});    // base
@@ -258,6 +331,23 @@ Answers answer_items(EvalModel& m, prompts::Task task, int slot, const std::vect
   }
   progress.finish();
   return out;
+}
+
+// The mean faithfulness of `texts` (one per item) to their products'
+// descriptions, over the texts that have content words.
+double mean_faithfulness(const std::vector<Item>& items, const std::vector<std::string>& texts,
+                         const ProductTexts& products) {
+  double sum = 0;
+  int64_t counted = 0;
+  for (size_t k = 0; k < items.size(); ++k) {
+    const auto product = products.find(items[k].uid);
+    if (product == products.end()) continue;
+    if (const std::optional<double> f = faithfulness(texts[k], product->second.description)) {
+      sum += *f;
+      ++counted;
+    }
+  }
+  return counted > 0 ? sum / static_cast<double>(counted) : 0;
 }
 
 // ROUGE and lengths (means over the items), corpus BLEU, and the first
@@ -297,32 +387,54 @@ void score_answers(const std::vector<Item>& items, const Answers& answers,
   r.tuned.bleu = corpus_bleu(answers.tuned, references).score;
 }
 
+// qa answers' faithfulness to the products' descriptions, and the
+// references' own.
+void score_faithfulness(const std::vector<Item>& items, const Answers& answers,
+                        const ProductTexts& products, SplitResult& r) {
+  std::vector<std::string> references;
+  for (const Item& item : items) references.push_back(item.reference);
+  r.reference_faithfulness = mean_faithfulness(items, references, products);
+  r.base.faithfulness = mean_faithfulness(items, answers.base, products);
+  r.tuned.faithfulness = mean_faithfulness(items, answers.tuned, products);
+}
+
 // One adapter on one split (test or train): nothing when the split is
-// empty or not asked for.
+// empty or not asked for. The adapter's prompt format asks both models.
 std::optional<SplitResult> evaluate_split(EvalModel& m, const TrainConfig& config,
                                           const std::string& name, int slot,
                                           const std::string& split, int64_t limit,
                                           const EvalOptions& options) {
   if (limit <= 0) return std::nullopt;
   const AdapterTrainConfig& ac = config.adapters.at(name);
-  const prompts::Task task = prompts::parse_task(ac.task);
+  const prompts::PromptFormat format = prompt_format_of(ac);
+  const prompts::Task task = format.task;
   const fs::path file = fs::path(config.dataset) / "tasks" / std::string(prompts::task_name(task)) /
                         (split + ".jsonl");
+  // qa: the split's products, for grounded prompts and faithfulness.
+  std::shared_ptr<const ProductTexts> products;
+  if (task == prompts::Task::kQa) {
+    products = std::make_shared<const ProductTexts>(
+        read_product_texts(product_texts_file(config.dataset, split)));
+  }
+  const TaskPrompter prompter =
+      task == prompts::Task::kQa ? TaskPrompter(format, products) : TaskPrompter(task);
   const std::vector<Item> items = read_items(file, task, limit);
   if (items.empty()) return std::nullopt;
   SplitResult r;
   r.adapter = name;
   r.task = std::string(prompts::task_name(task));
   r.split = split;
+  r.grounding = std::string(prompts::grounding_name(format.qa.grounding));
   r.examples = static_cast<int64_t>(items.size());
   const Answers answers =
-      answer_items(m, task, slot, items, options, fmt::format("eval {} {}", name, split));
+      answer_items(m, prompter, slot, items, options, fmt::format("eval {} {}", name, split));
   score_answers(items, answers, options, r);
+  if (products) score_faithfulness(items, answers, *products, r);
   // Perplexity of whole references where the model's context allows,
   // not only of the part training saw.
   const int64_t context = std::max<int64_t>(
       ac.max_seq_len, std::min<int64_t>(m.model->config().max_position_embeddings, 1024));
-  const ExampleSet examples = load_examples(file, task, *m.tokenizer, m.family, context, limit);
+  const ExampleSet examples = load_examples(file, prompter, *m.tokenizer, m.family, context, limit);
   r.base.perplexity = perplexity(m.model, examples.examples, -1, context, ac.batch_size);
   r.tuned.perplexity = perplexity(m.model, examples.examples, slot, context, ac.batch_size);
   return r;
@@ -341,8 +453,10 @@ void write_report(const fs::path& run_dir, const std::vector<SplitResult>& resul
     report.push_back({{"adapter", r.adapter},
                       {"task", r.task},
                       {"split", r.split},
+                      {"grounding", r.grounding},
                       {"examples", r.examples},
                       {"reference_mean_words", r.reference_mean_words},
+                      {"reference_faithfulness", r.reference_faithfulness},
                       {"base", scores_json(r.base)},
                       {"tuned", scores_json(r.tuned)},
                       {"samples", samples}});
@@ -351,7 +465,8 @@ void write_report(const fs::path& run_dir, const std::vector<SplitResult>& resul
   write_file_atomic(run_dir / "eval" / "report.json",
                     Json{{"max_new_tokens", options.max_new_tokens},
                          {"repetition_penalty", options.repetition_penalty},
-                         {"results", report}}
+                         {"results", report},
+                         {"qa_comparison", qa_comparison_json(results)}}
                             .dump(2) +
                         "\n");
   std::string md = render_markdown(results, config, options);
@@ -364,6 +479,20 @@ void write_report(const fs::path& run_dir, const std::vector<SplitResult>& resul
 }
 
 }  // namespace
+
+std::string summary_line(const SplitResult& r) {
+  std::string line = fmt::format(
+      "{} {} ({} products): ROUGE-L {:.4f} -> {:.4f}, BLEU {:.2f} -> {:.2f}, perplexity {:.2f} -> "
+      "{:.2f}, ended by themselves {:.0f} % -> {:.0f} %",
+      r.adapter, r.split, r.examples, r.base.rougeL, r.tuned.rougeL, r.base.bleu, r.tuned.bleu,
+      r.base.perplexity, r.tuned.perplexity, 100 * r.base.stopped_share,
+      100 * r.tuned.stopped_share);
+  if (r.task == "qa") {
+    line += fmt::format(", grounding {}, faithfulness {:.2f} -> {:.2f}", r.grounding,
+                        r.base.faithfulness, r.tuned.faithfulness);
+  }
+  return line;
+}
 
 std::vector<SplitResult> evaluate_run(const fs::path& run_dir, const EvalOptions& options) {
   std::ifstream config_in(run_dir / "config.json");

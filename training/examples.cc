@@ -76,12 +76,64 @@ FittedCompletion fit_completion(const Completion& c, size_t prompt_ids, int64_t 
 
 }  // namespace
 
-ExampleSet load_examples(const fs::path& file, prompts::Task task,
+ProductTexts read_product_texts(const fs::path& describe_file) {
+  std::ifstream in(describe_file);
+  if (!in) throw std::runtime_error(fmt::format("cannot read '{}'", describe_file.string()));
+  const auto [title_key, description_key] = prompts::task_fields(prompts::Task::kDescribe);
+  ProductTexts products;
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object() || !j.value("uid", nlohmann::json()).is_string() ||
+        !j.value(title_key, nlohmann::json()).is_string() ||
+        !j.value(description_key, nlohmann::json()).is_string()) {
+      throw std::runtime_error(
+          fmt::format("'{}' line {}: not a describe task line", describe_file.string(), n));
+    }
+    products[j["uid"].get<std::string>()] = {j[title_key].get<std::string>(),
+                                             j[description_key].get<std::string>()};
+  }
+  return products;
+}
+
+fs::path product_texts_file(const fs::path& dataset, std::string_view split) {
+  return dataset / "tasks" / std::string(prompts::task_name(prompts::Task::kDescribe)) /
+         fmt::format("{}.jsonl", split);
+}
+
+TaskPrompter::TaskPrompter(prompts::Task task) : format_{.task = task, .qa = {}} {}
+
+TaskPrompter::TaskPrompter(const prompts::PromptFormat& format,
+                           std::shared_ptr<const ProductTexts> products)
+    : format_(format), products_(std::move(products)) {
+  if (format_.task == prompts::Task::kQa && format_.qa.grounding != prompts::Grounding::kNone &&
+      products_ == nullptr) {
+    throw std::invalid_argument("grounded qa prompts need the products' texts");
+  }
+}
+
+models::ChatTurn TaskPrompter::turn(std::string_view uid, std::string_view input) const {
+  if (format_.task != prompts::Task::kQa || format_.qa.grounding == prompts::Grounding::kNone) {
+    return prompts::task_turn(format_.task, input);
+  }
+  const auto it = products_->find(std::string(uid));
+  if (it == products_->end()) {
+    throw std::runtime_error(fmt::format(
+        "product '{}' is not in the split's describe task file: grounded qa needs its title and "
+        "description (a dataset from an older prepare?)",
+        uid));
+  }
+  return prompts::qa_turn(
+      input, format_.qa,
+      prompts::Product{.title = it->second.title, .description = it->second.description});
+}
+
+ExampleSet load_examples(const fs::path& file, const TaskPrompter& prompter,
                          const models::Tokenizer& tokenizer, models::ChatFamily family,
                          int64_t max_seq_len, int64_t limit) {
   std::ifstream in(file);
   if (!in) throw std::runtime_error(fmt::format("cannot read '{}'", file.string()));
-  const auto [input_key, output_key] = prompts::task_fields(task);
+  const auto [input_key, output_key] = prompts::task_fields(prompter.task());
   const std::vector<int32_t> eos = tokenizer.eos_ids();
   ExampleSet set;
   std::string line;
@@ -101,9 +153,14 @@ ExampleSet load_examples(const fs::path& file, prompts::Task task,
     }
     Example ex;
     ex.uid = j.value("uid", "");
+    models::ChatTurn turn;
+    try {
+      turn = prompter.turn(ex.uid, j[input_key].get<std::string>());
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(fmt::format("'{}' line {}: {}", file.string(), set.read, e.what()));
+    }
     const Completion c{.tokenizer = tokenizer,
-                       .prompt = models::render_chat_prompt(
-                           family, prompts::task_turn(task, j[input_key].get<std::string>())),
+                       .prompt = models::render_chat_prompt(family, turn),
                        .text = j[output_key].get<std::string>(),
                        .eos = eos.empty() ? -1 : eos.front()};
     ex.ids = tokenizer.encode(c.prompt, /*add_bos=*/true);

@@ -132,19 +132,32 @@ std::optional<AdapterOutcome> AdapterRecipe::published_before() {
 // The task's examples, packed into rows; the validation batches; and how
 // many rows and micro-batches a step takes over all ranks.
 void AdapterRecipe::setup_data() {
-  const prompts::Task task = prompts::parse_task(config_.task);
-  const fs::path tasks =
-      fs::path(run_.config.dataset) / "tasks" / std::string(prompts::task_name(task));
-  const ExampleSet train = load_examples(tasks / "train.jsonl", task, run_.tokenizer, run_.family,
-                                         config_.max_seq_len, config_.train_examples);
+  const prompts::PromptFormat format = prompt_format_of(config_);
+  const fs::path dataset(run_.config.dataset);
+  const fs::path tasks = dataset / "tasks" / std::string(prompts::task_name(format.task));
+  // The prompts of a split: grounded ones with that split's products.
+  auto prompter = [&](std::string_view split) {
+    if (format.task != prompts::Task::kQa || format.qa.grounding == prompts::Grounding::kNone)
+      return TaskPrompter(format.task);
+    return TaskPrompter(format, std::make_shared<const ProductTexts>(
+                                    read_product_texts(product_texts_file(dataset, split))));
+  };
+  const TaskPrompter train_prompter = prompter("train");
+  const ExampleSet train = load_examples(tasks / "train.jsonl", train_prompter, run_.tokenizer,
+                                         run_.family, config_.max_seq_len, config_.train_examples);
   const ExampleSet validation =
-      load_examples(tasks / "validation.jsonl", task, run_.tokenizer, run_.family,
+      load_examples(tasks / "validation.jsonl", prompter("validation"), run_.tokenizer, run_.family,
                     config_.max_seq_len, config_.validation_examples);
   if (train.examples.empty()) {
     throw std::runtime_error(fmt::format("adapter '{}': no training examples in '{}'", name_,
                                          (tasks / "train.jsonl").string()));
   }
-  dataset_fingerprint_ = files_fingerprint({tasks / "train.jsonl", tasks / "validation.jsonl"});
+  std::vector<fs::path> data_files = {tasks / "train.jsonl", tasks / "validation.jsonl"};
+  if (train_prompter.format().qa.grounding != prompts::Grounding::kNone) {
+    data_files.push_back(product_texts_file(dataset, "train"));
+    data_files.push_back(product_texts_file(dataset, "validation"));
+  }
+  dataset_fingerprint_ = files_fingerprint(data_files);
   rows_ = pack_examples(train.examples, config_.max_seq_len, config_.packing);
   validation_batches_ = batches_of(
       pack_examples(validation.examples, config_.max_seq_len, config_.packing), config_.batch_size);
@@ -375,6 +388,8 @@ AdapterOutcome AdapterRecipe::publish() {
   models::save_peft_adapter(staging.path(), best_);
   const AdapterRecord published = record();
   write_file_atomic(staging.path() / "training.json", to_json(published).dump(2) + "\n");
+  write_file_atomic(staging.path() / prompts::kPromptFormatFile,
+                    prompts::prompt_format_to_json(prompt_format_of(config_)).dump(2) + "\n");
   staging.commit();
   run_.log.record(DoneEvent{.record = published});
   return outcome_;

@@ -10,7 +10,8 @@
 //   train             the step loop: shard, step, evaluate / stop early,
 //                     checkpoint, cancel; then the final evaluation
 //   finish            the best adapter, and the ranks' agreement on it
-//   publish           adapters/<name>: PEFT files + training.json, one rename
+//   publish           adapters/<name>: PEFT files, training.json and the prompt format
+//                     (prompt_format.json: what serving must ask it in), one rename
 //
 // Data-parallel: every rank runs every stage; the collectives (agree,
 // all_reduce, broadcast) come in the same order on all ranks, and only

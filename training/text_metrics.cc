@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <stdexcept>
+#include <unordered_set>
 
 namespace vitrine::training {
 namespace {
@@ -81,7 +82,67 @@ bool is_13a_symbol(char c) {
          (c >= '(' && c <= '+') || (c >= ':' && c <= '@') || c == '/';
 }
 
+// Words as content_words reads them: runs of ASCII letters, digits or
+// non-ASCII bytes, ASCII-lowercased.
+std::vector<std::string> words_of(std::string_view text) {
+  std::vector<std::string> out;
+  std::string word;
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((c >= 'a' && c <= 'z') || is_digit(c) || u >= 0x80) {
+      word.push_back(c);
+    } else if (c >= 'A' && c <= 'Z') {
+      word.push_back(static_cast<char>(c - 'A' + 'a'));
+    } else if (!word.empty()) {
+      out.push_back(std::move(word));
+      word.clear();
+    }
+  }
+  if (!word.empty()) out.push_back(std::move(word));
+  return out;
+}
+
+// English and Portuguese function words, and the answer lead-ins' words.
+const std::unordered_set<std::string_view>& stopwords() {
+  static const std::unordered_set<std::string_view> kWords = {
+      // English
+      "a", "an", "the", "and", "or", "but", "if", "of", "to", "in", "on", "at", "by", "for", "with",
+      "from", "as", "into", "about", "than", "then", "so", "not", "no", "is", "are", "was", "were",
+      "be", "been", "being", "am", "do", "does", "did", "has", "have", "had", "will", "would",
+      "can", "could", "should", "may", "might", "must", "shall", "it", "its", "this", "that",
+      "these", "those", "he", "she", "they", "we", "you", "i", "me", "him", "her", "his", "hers",
+      "them", "their", "our", "your", "my", "who", "whom", "whose", "which", "what", "when",
+      "where", "why", "how", "all", "any", "each", "more", "most", "other", "some", "such", "there",
+      "here", "also", "just", "only", "very", "s", "t",
+      // Portuguese
+      "o", "os", "as", "um", "uma", "uns", "umas", "de", "do", "da", "dos", "das", "em", "no", "na",
+      "nos", "nas", "por", "pelo", "pela", "pelos", "pelas", "para", "com", "sem", "sobre", "e",
+      "ou", "mas", "se", "que", "não", "é", "são", "foi", "ser", "está", "estão", "ter", "tem",
+      "têm", "ao", "aos", "à", "às", "ele", "ela", "eles", "elas", "seu", "sua", "seus", "suas",
+      "este", "esta", "esse", "essa", "isso", "isto", "qual", "quais", "como", "quando", "onde",
+      "mais", "muito", "também", "já", "me", "você", "lhe",
+      // the dataset's answer lead-ins (dataset/tasks.h): no fact in them
+      "according", "description", "says", "segundo", "descrição", "acordo"};
+  return kWords;
+}
+
 }  // namespace
+
+std::vector<std::string> content_words(std::string_view text) {
+  std::vector<std::string> out = words_of(text);
+  std::erase_if(out, [](const std::string& w) { return stopwords().contains(w); });
+  return out;
+}
+
+std::optional<double> faithfulness(std::string_view answer, std::string_view description) {
+  const std::vector<std::string> content = content_words(answer);
+  if (content.empty()) return std::nullopt;
+  const std::vector<std::string> source = words_of(description);
+  const std::unordered_set<std::string_view> known(source.begin(), source.end());
+  const auto found = std::count_if(content.begin(), content.end(),
+                                   [&](const std::string& w) { return known.contains(w); });
+  return static_cast<double>(found) / static_cast<double>(content.size());
+}
 
 std::vector<std::string> rouge_tokens(std::string_view text) {
   std::string lowered;

@@ -8,8 +8,12 @@
 // * BLEU-4 as sacreBLEU's corpus_bleu with its defaults: the 13a tokeniser
 //   (mteval-v13a), n-gram counts summed over the corpus, exponential
 //   smoothing of zero counts, the brevity penalty on total lengths.
+// * Faithfulness: the share of an answer's content words found in the
+//   product's description (a grounded answer should say what the
+//   description says, not invent).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,5 +41,18 @@ struct BleuScore {
 // Corpus BLEU of hypotheses against one reference each.
 BleuScore corpus_bleu(const std::vector<std::string>& hypotheses,
                       const std::vector<std::string>& references);
+
+// The content words of `text`, in order, repeats kept: its words (runs of
+// ASCII letters, digits or non-ASCII bytes, so "descrição" is one word),
+// ASCII-lowercased, less a small list of English and Portuguese stopwords
+// (articles, pronouns, prepositions, conjunctions, auxiliaries) and the
+// words of the dataset's answer lead-ins ("The description says:",
+// "Segundo a descrição:"), which add no fact.
+std::vector<std::string> content_words(std::string_view text);
+
+// The share of `answer`'s content words (repeats counted) that are among
+// the words of `description`, in [0, 1]; nothing when the answer has no
+// content word.
+std::optional<double> faithfulness(std::string_view answer, std::string_view description);
 
 }  // namespace vitrine::training

@@ -18,6 +18,8 @@ constexpr int64_t kMaxSteps = 100'000'000;  // no run here takes more optimizer 
 
 void bind_adapter(ConfigBinder& b, AdapterTrainConfig& a) {
   b.field("task", a.task)
+      .field("grounding", a.grounding)
+      .field("max_description_chars", a.max_description_chars)
       .field("rank", a.rank)
       .field("alpha", a.alpha)
       .field("dropout", a.dropout)
@@ -111,6 +113,16 @@ void check(const std::string& name, const AdapterTrainConfig& a) {
   check_adapter_name(name);
   if (a.task != "describe" && a.task != "qa")
     fail(fmt::format("task '{}': expected describe or qa", a.task));
+  prompts::Grounding grounding = prompts::Grounding::kNone;
+  try {
+    grounding = prompts::parse_grounding(a.grounding);
+  } catch (const std::invalid_argument& e) {
+    fail(e.what());
+  }
+  if (grounding != prompts::Grounding::kNone && a.task != "qa")
+    fail(fmt::format("grounding '{}' is for qa adapters; a {} adapter takes none", a.grounding,
+                     a.task));
+  in_range(s, "max_description_chars", a.max_description_chars, int64_t{16}, int64_t{1} << 20);
   in_range(s, "rank", a.rank, int64_t{1}, int64_t{1024});
   in_range(s, "alpha", a.alpha, 1e-6, 1e6);
   if (a.dropout < 0 || a.dropout >= 1) fail("dropout must be in [0, 1)");
@@ -169,8 +181,16 @@ TrainConfig default_train_config() {
   describe.optimizer.warmup_steps = 20;
   AdapterTrainConfig qa = describe;
   qa.task = "qa";
+  // The same questions with the product's title and description before
+  // them: longer prompts, so longer rows, and two epochs to keep the run short.
+  AdapterTrainConfig qa_grounded = qa;
+  qa_grounded.grounding = "description";
+  qa_grounded.max_description_chars = 200;
+  qa_grounded.max_seq_len = 384;
+  qa_grounded.epochs = 2;
   c.adapters["describe"] = describe;
   c.adapters["qa"] = qa;
+  c.adapters["qa_grounded"] = qa_grounded;
   return c;
 }
 
@@ -249,6 +269,12 @@ Json train_config_to_json(const TrainConfig& config) {
   bind_classifier(classifier, c);
   out["classifier"] = classifier.take();
   return out;
+}
+
+prompts::PromptFormat prompt_format_of(const AdapterTrainConfig& config) {
+  return {.task = prompts::parse_task(config.task),
+          .qa = {.grounding = prompts::parse_grounding(config.grounding),
+                 .max_description_chars = static_cast<size_t>(config.max_description_chars)}};
 }
 
 Json adapter_train_config_to_json(const AdapterTrainConfig& config) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "prompts/prompt_format.h"
 #include "training/classifier_training.h"
 #include "training/lora_trainer.h"
 
@@ -18,6 +19,11 @@ namespace vitrine::training {
 
 struct AdapterTrainConfig {
   std::string task;  // describe or qa: which tasks/<task>/ files it learns
+  // qa prompts: none (closed-book), title or description before the question
+  // (prompts::Grounding); recorded in the adapter's prompt_format.json
+  std::string grounding = "none";
+  int64_t max_description_chars = 1200;  // grounding description: cut at a word after this
+                                         // many bytes (the prompt must leave room for the answer)
   // LoRA shape
   int64_t rank = 8;
   double alpha = 16;
@@ -52,12 +58,13 @@ struct TrainConfig {
   std::string activation_checkpointing = "auto";  // auto, always or never (memory_estimate.h)
   bool bf16_compute = false;   // a bf16 base's products on bf16 activations and gradients too
   double memory_limit_gb = 0;  // refuse runs estimated above; 0 = what is free
-  std::map<std::string, AdapterTrainConfig> adapters;  // by adapter name (describe, qa)
+  std::map<std::string, AdapterTrainConfig> adapters;  // by adapter name (describe, qa, ...)
   bool classifier_enabled = true;                      // train the router's classifier too
   ClassifierTrainConfig classifier;
 };
 
-// The built-in configuration (two adapters, describe and qa).
+// The built-in configuration: describe, qa (closed-book) and qa_grounded
+// (grounding description), as configs/train.yaml.
 TrainConfig default_train_config();
 
 // Applies a config JSON (from YAML) over `config`; unknown keys and wrong
@@ -68,6 +75,9 @@ nlohmann::ordered_json train_config_to_json(const TrainConfig& config);
 // Throws std::invalid_argument unless `name` is [a-z0-9][a-z0-9_-]* and at
 // most 64 characters: an adapter's name becomes a directory name.
 void check_adapter_name(const std::string& name);
+// The prompt format an adapter of `config` learns (its task and qa
+// grounding), as its prompt_format.json records it.
+prompts::PromptFormat prompt_format_of(const AdapterTrainConfig& config);
 // One adapter's section of train_config_to_json (adapters.<name>).
 nlohmann::ordered_json adapter_train_config_to_json(const AdapterTrainConfig& config);
 

@@ -1,5 +1,5 @@
 // QaAgent: the product a question is about, grounding none / title /
-// title and description, unknown products.
+// description (the adapter's own or the daemon's override), unknown products.
 #include "agents/qa_agent.h"
 
 #include <gtest/gtest.h>
@@ -39,8 +39,8 @@ TEST_F(QaAgentTest, TitleGroundingNamesTheProduct) {
   EXPECT_EQ(p.sources[0].uid, "B00KETTLE1");
 }
 
-TEST_F(QaAgentTest, TitleAndDescriptionGroundingAddsTheDescription) {
-  const AgentPrompt p = agent(Grounding::kTitleAndDescription).prompt(kQuestion);
+TEST_F(QaAgentTest, DescriptionGroundingAddsTheDescription) {
+  const AgentPrompt p = agent(Grounding::kDescription).prompt(kQuestion);
   EXPECT_TRUE(p.grounded);
   EXPECT_EQ(p.turn.user,
             std::string("Product: Stainless Steel Electric Kettle 1.7 Liter\n"
@@ -48,10 +48,10 @@ TEST_F(QaAgentTest, TitleAndDescriptionGroundingAddsTheDescription) {
                         "watts.\n\n") +
                 kQuestion);
   // Same question, same prompt.
-  EXPECT_EQ(agent(Grounding::kTitleAndDescription).prompt(kQuestion).turn.user, p.turn.user);
+  EXPECT_EQ(agent(Grounding::kDescription).prompt(kQuestion).turn.user, p.turn.user);
   // A product without a description is grounded by its title alone.
   const AgentPrompt empty =
-      agent(Grounding::kTitleAndDescription).prompt("what is plain title with empty content?");
+      agent(Grounding::kDescription).prompt("what is plain title with empty content?");
   ASSERT_TRUE(empty.product_known);
   EXPECT_EQ(empty.turn.user,
             "Product: Plain Title With Empty Content\n\nwhat is plain title with empty content?");
@@ -59,20 +59,45 @@ TEST_F(QaAgentTest, TitleAndDescriptionGroundingAddsTheDescription) {
 
 TEST_F(QaAgentTest, LongDescriptionsAreCutAtAWord) {
   QaAgentOptions options;
-  options.grounding = Grounding::kTitleAndDescription;
+  options.grounding = Grounding::kDescription;
   options.max_description_chars = 30;
   const AgentPrompt p = QaAgent(catalog_, options).prompt(kQuestion);
   EXPECT_NE(p.turn.user.find("Description: Boils water in three minutes....\n"), std::string::npos)
       << p.turn.user;
-  EXPECT_EQ(cut_description("short", 30), "short");
-  EXPECT_EQ(cut_description("abc def ghi", 9), "abc def...");
-  EXPECT_EQ(cut_description("abcdefghij", 4), "abcd...");
-  // Never inside a UTF-8 sequence: "ação" is a, ç (2 bytes), ã (2 bytes), o.
-  EXPECT_EQ(cut_description("a\xC3\xA7\xC3\xA3o", 2), "a...");
+}
+
+// Without an override, each adapter is asked in the format it was trained
+// with: the same question gives the closed-book prompt for a closed-book
+// adapter and the grounded one, with its own cut, for a grounded adapter.
+TEST_F(QaAgentTest, TheAdaptersOwnFormatDecidesTheGrounding) {
+  const QaAgent qa(catalog_);
+  testing::expect_training_prompt(qa.prompt(kQuestion), Task::kQa, kQuestion);
+  const prompts::QaFormat grounded{.grounding = Grounding::kDescription,
+                                   .max_description_chars = 30};
+  const AgentPrompt p = qa.prompt(kQuestion, {}, grounded);
+  EXPECT_TRUE(p.grounded);
+  EXPECT_EQ(p.turn.user,
+            prompts::qa_turn(kQuestion, grounded,
+                             prompts::Product{.title = "Stainless Steel Electric Kettle 1.7 Liter",
+                                              .description = "Boils water in three minutes. "
+                                                             "Automatic shut-off. 1500 watts."})
+                .user);
+  EXPECT_NE(p.turn.user.find("Description: Boils water in three minutes....\n"), std::string::npos)
+      << p.turn.user;
+  // The daemon's overrides win over the adapter's format.
+  QaAgentOptions options;
+  options.grounding = Grounding::kNone;
+  testing::expect_training_prompt(QaAgent(catalog_, options).prompt(kQuestion, {}, grounded),
+                                  Task::kQa, kQuestion);
+  options.grounding.reset();
+  options.max_description_chars = 1000;
+  EXPECT_NE(
+      QaAgent(catalog_, options).prompt(kQuestion, {}, grounded).turn.user.find("1500 watts.\n"),
+      std::string::npos);
 }
 
 TEST_F(QaAgentTest, UnknownProductIsSaidAndNeverGrounded) {
-  for (const Grounding g : {Grounding::kNone, Grounding::kTitle, Grounding::kTitleAndDescription}) {
+  for (const Grounding g : {Grounding::kNone, Grounding::kTitle, Grounding::kDescription}) {
     const AgentPrompt p = agent(g).prompt("Does the Zorblax 9000 toaster have a warranty?");
     EXPECT_FALSE(p.product_known) << grounding_name(g);
     EXPECT_TRUE(p.sources.empty()) << grounding_name(g);
@@ -149,10 +174,7 @@ TEST_F(QaAgentTest, MinScoreDecidesWhatIsKnown) {
   EXPECT_EQ(p.sources[0].title.substr(0, 12), "Harry Potter");
 }
 
-TEST_F(QaAgentTest, GroundingNamesRoundTrip) {
-  for (const Grounding g : {Grounding::kNone, Grounding::kTitle, Grounding::kTitleAndDescription})
-    EXPECT_EQ(parse_grounding(grounding_name(g)), g);
-  EXPECT_THROW(parse_grounding("full"), std::invalid_argument);
+TEST_F(QaAgentTest, NoCatalogueIsRefused) {
   EXPECT_THROW(QaAgent(nullptr), std::invalid_argument);
 }
 

@@ -13,6 +13,7 @@
 #include "agents/describe_agent.h"
 #include "agents/qa_agent.h"
 #include "sample_run.h"
+#include "training/examples.h"
 
 namespace vitrine::agents {
 namespace {
@@ -103,6 +104,37 @@ TEST_F(SampleAgentsTest, QaFindsTheProductOfGeneratedQuestions) {
   ASSERT_GT(n, 100);
   std::cout << "qa: " << right << "/" << n << " right, " << unknown << " unknown\n";
   EXPECT_GE(right, n * 90 / 100);
+}
+
+// Training and serving build one prompt: for each test question, the
+// prompt the grounded qa adapter of configs/train.yaml was trained on
+// (training's TaskPrompter, products from the describe task file) is the
+// prompt the daemon's qa agent builds for that adapter (its recorded
+// format, the product found in catalog.sqlite), whenever the agent finds
+// the question's product.
+TEST_F(SampleAgentsTest, AGroundedAdapterIsAskedAsItWasTrained) {
+  const training::TrainConfig config = training::default_train_config();
+  const prompts::PromptFormat format =
+      training::prompt_format_of(config.adapters.at("qa_grounded"));
+  ASSERT_EQ(format.qa.grounding, Grounding::kDescription);
+  const training::TaskPrompter trained(
+      format, std::make_shared<const training::ProductTexts>(
+                  training::read_product_texts(training::product_texts_file(dataset(), "test"))));
+  const QaAgent agent(catalog_);
+  int n = 0, same = 0;
+  for (const auto& j : read_lines(dataset() / "tasks/qa/test.jsonl")) {
+    const std::string question = j["question"], uid = j["uid"];
+    const AgentPrompt served = agent.prompt(question, {}, format.qa);
+    ++n;
+    if (!served.product_known || served.sources[0].uid != uid) continue;
+    const models::ChatTurn turn = trained.turn(uid, question);
+    EXPECT_EQ(served.turn.system, turn.system);
+    EXPECT_EQ(served.turn.user, turn.user);
+    EXPECT_NE(turn.user.find("\nDescription: "), std::string::npos) << turn.user;
+    ++same;
+  }
+  ASSERT_GT(n, 20);
+  EXPECT_GE(same, n * 3 / 4);
 }
 
 TEST_F(SampleAgentsTest, QuestionsAboutNoProductAreUnknown) {

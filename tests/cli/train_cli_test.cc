@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <future>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "models/llama.h"
@@ -335,6 +336,94 @@ TEST_F(TrainRun, EvalComparesBaseAndTunedOnTheSameProducts) {
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
   EXPECT_NE(svg.find("<polyline"), std::string::npos);
   EXPECT_NE(svg.find("describe: training (line)"), std::string::npos);
+}
+
+// grounding: description end to end: the adapter records the format it
+// was trained with (prompt_format.json, training.json), and eval asks each
+// qa adapter in its own format, on the same questions, with the stop share
+// and faithfulness beside ROUGE-L and BLEU, closed-book and grounded side
+// by side.
+TEST_F(TrainRun, AGroundedQaAdapterRecordsItsFormatAndEvalSetsItBesideClosedBook) {
+  const fs::path out = dir_->path() / "grounded";
+  std::string adapters;
+  for (const char* grounding : {"none", "description"}) {
+    adapters += fmt::format(
+        "  qa_{}:\n    task: qa\n    grounding: {}\n    max_description_chars: 80\n"
+        "    max_steps: 3\n    warmup_steps: 0\n    learning_rate: 0.01\n    eval_every: 0\n"
+        "    checkpoint_every: 0\n    train_examples: 32\n    validation_examples: 8\n"
+        "    max_seq_len: 256\n    batch_size: 4\n",
+        grounding, grounding);
+  }
+  write_file(dir_->path() / "grounded.yaml",
+             fmt::format("base_model: {}\ndataset: {}\nthreads: 1\nadapters:\n{}"
+                         "classifier:\n  enabled: false\n",
+                         model_.string(), (dir_->path() / "ds").string(), adapters));
+  testing::CliRun r =
+      run_vitrine(fmt::format("train -q --no-eval --config {} --output {}",
+                              (dir_->path() / "grounded.yaml").string(), out.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto format =
+      nlohmann::json::parse(read_file(out / "adapters" / "qa_description" / "prompt_format.json"));
+  EXPECT_EQ(format["task"], "qa");
+  EXPECT_EQ(format["grounding"], "description");
+  EXPECT_EQ(format["max_description_chars"], 80);
+  EXPECT_EQ(nlohmann::json::parse(
+                read_file(out / "adapters" / "qa_none" / "prompt_format.json"))["grounding"],
+            "none");
+  const auto record =
+      nlohmann::json::parse(read_file(out / "adapters" / "qa_description" / "training.json"));
+  EXPECT_EQ(record["config"]["grounding"], "description");
+
+  r = run_vitrine(fmt::format(
+      "eval -q --run {} --test 5 --train 0 --max-new-tokens 8 --batch-size 4", out.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("qa_description test (5 products): ROUGE-L"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("grounding description, faithfulness"), std::string::npos) << r.output;
+  const auto report = nlohmann::json::parse(read_file(out / "eval" / "report.json"));
+  ASSERT_EQ(report["qa_comparison"].size(), 1u);  // the test split; --train 0
+  const auto& comparison = report["qa_comparison"][0];
+  EXPECT_EQ(comparison["split"], "test");
+  EXPECT_EQ(comparison["examples"], 5);
+  // The references are drawn from the descriptions: nearly all their words are there.
+  EXPECT_GT(comparison["reference_faithfulness"].get<double>(), 0.9);
+  ASSERT_EQ(comparison["adapters"].size(), 2u);
+  std::set<std::string> groundings;
+  for (const auto& a : comparison["adapters"]) {
+    groundings.insert(a["grounding"].get<std::string>());
+    for (const char* side : {"tuned", "base"}) {
+      for (const char* key : {"rougeL", "faithfulness", "stopped_share"}) {
+        EXPECT_GE(a[side][key].get<double>(), 0.0) << key;
+        EXPECT_LE(a[side][key].get<double>(), 1.0) << key;
+      }
+      EXPECT_GE(a[side]["bleu"].get<double>(), 0.0);
+    }
+  }
+  EXPECT_EQ(groundings, (std::set<std::string>{"none", "description"}));
+  const std::string md = read_file(out / "eval" / "report.md");
+  EXPECT_NE(md.find("## qa: closed-book vs grounded, test split (5 questions"), std::string::npos)
+      << md;
+  EXPECT_NE(
+      md.find("| model | grounding | ROUGE-L F1 | BLEU-4 | faithfulness | ended by themselves"),
+      std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| qa_description | description |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| faithfulness to the description (reference"), std::string::npos) << md;
+}
+
+TEST(TrainCli, GroundingIsCheckedNamingTheAdapter) {
+  testing::TempDir dir;
+  write_file(dir / "old.yaml", "adapters:\n  qa:\n    grounding: title_and_description\n");
+  testing::CliRun r = run_vitrine("train --print-config --config " + (dir / "old.yaml").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("'adapters.qa': grounding 'title_and_description' is now called "
+                          "'description'"),
+            std::string::npos)
+      << r.output;
+  write_file(dir / "describe.yaml", "adapters:\n  describe:\n    grounding: title\n");
+  r = run_vitrine("train --print-config --config " + (dir / "describe.yaml").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("grounding 'title' is for qa adapters"), std::string::npos) << r.output;
 }
 
 std::vector<double> step_losses(const fs::path& metrics) {

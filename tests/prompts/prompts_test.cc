@@ -1,10 +1,15 @@
-// Prompt formats: task names, task-file fields, the training turn and the
-// grounded qa turn.
+// Prompt formats: task names, task-file fields, the training turn, the
+// grounded qa turn, description cuts and the adapter's prompt_format.json.
 #include "prompts/prompts.h"
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
+
+#include "prompts/prompt_format.h"
+#include "tests/support/temp_dir.h"
 
 namespace vitrine::prompts {
 namespace {
@@ -48,6 +53,75 @@ TEST(Prompts, GroundedQaTurnNamesTheProductBeforeTheQuestion) {
   EXPECT_EQ(both.user,
             "Product: How Things Work\nDescription: An introduction to physics.\n\n"
             "Is it for children?");
+}
+
+TEST(Prompts, GroundingNamesRoundTripAndTheOldNameSaysItsNewOne) {
+  for (const Grounding g : {Grounding::kNone, Grounding::kTitle, Grounding::kDescription})
+    EXPECT_EQ(parse_grounding(grounding_name(g)), g);
+  EXPECT_EQ(grounding_name(Grounding::kDescription), "description");
+  EXPECT_THROW(parse_grounding("full"), std::invalid_argument);
+  try {
+    parse_grounding("title_and_description");
+    FAIL() << "no throw";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("now called 'description'"), std::string::npos);
+  }
+}
+
+// qa_turn is what training and serving both call: the grounding decides
+// what of the product goes before the question.
+TEST(Prompts, QaTurnFollowsTheGrounding) {
+  const Product product{.title = "How Things Work",
+                        .description = "An introduction to physics for curious readers."};
+  const std::string question = "Is it for children?";
+  EXPECT_EQ(qa_turn(question, {}, product).user, task_turn(Task::kQa, question).user);
+  EXPECT_EQ(qa_turn(question, {.grounding = Grounding::kTitle}, product).user,
+            grounded_qa_turn(question, "How Things Work").user);
+  EXPECT_EQ(qa_turn(question, {.grounding = Grounding::kDescription}, product).user,
+            "Product: How Things Work\nDescription: An introduction to physics for curious "
+            "readers.\n\nIs it for children?");
+  // The description is cut as configured, at a word.
+  EXPECT_EQ(qa_turn(question, {.grounding = Grounding::kDescription, .max_description_chars = 20},
+                    product)
+                .user,
+            "Product: How Things Work\nDescription: An introduction to...\n\nIs it for children?");
+  // No product known: the closed-book prompt whatever the grounding.
+  EXPECT_EQ(qa_turn(question, {.grounding = Grounding::kDescription}, std::nullopt).user, question);
+  EXPECT_EQ(qa_turn(question, {.grounding = Grounding::kDescription}, product).system,
+            task_turn(Task::kQa, question).system);
+}
+
+TEST(Prompts, LongDescriptionsAreCutAtAWord) {
+  EXPECT_EQ(cut_description("short", 30), "short");
+  EXPECT_EQ(cut_description("abc def ghi", 9), "abc def...");
+  EXPECT_EQ(cut_description("abcdefghij", 4), "abcd...");
+  // Never inside a UTF-8 sequence: "ação" is a, ç (2 bytes), ã (2 bytes), o.
+  EXPECT_EQ(cut_description("a\xC3\xA7\xC3\xA3o", 2), "a...");
+}
+
+TEST(PromptFormat, RoundTripsAndAMissingFileIsClosedBook) {
+  const PromptFormat grounded{
+      .task = Task::kQa,
+      .qa = {.grounding = Grounding::kDescription, .max_description_chars = 600}};
+  const nlohmann::ordered_json json = prompt_format_to_json(grounded);
+  EXPECT_EQ(json.dump(), R"({"task":"qa","grounding":"description","max_description_chars":600})");
+  const PromptFormat back = prompt_format_from_json(json);
+  EXPECT_EQ(back.task, Task::kQa);
+  EXPECT_EQ(back.qa.grounding, Grounding::kDescription);
+  EXPECT_EQ(back.qa.max_description_chars, 600u);
+  EXPECT_THROW(prompt_format_from_json(nlohmann::json::parse(R"({"task":"qa"})")),
+               std::invalid_argument);
+  EXPECT_THROW(prompt_format_from_json(nlohmann::json::parse(
+                   R"({"task":"qa","grounding":"all","max_description_chars":600})")),
+               std::invalid_argument);
+
+  const testing::TempDir temp;
+  const std::filesystem::path& dir = temp.path();
+  EXPECT_EQ(read_prompt_format(dir).qa.grounding, Grounding::kNone);
+  std::ofstream(dir / kPromptFormatFile) << json.dump();
+  EXPECT_EQ(read_prompt_format(dir).qa.max_description_chars, 600u);
+  std::ofstream(dir / kPromptFormatFile) << "{";
+  EXPECT_THROW(read_prompt_format(dir), std::runtime_error);
 }
 
 }  // namespace

@@ -112,8 +112,9 @@ class AnswererTest : public ::testing::Test {
     parts.tokenizer = models::load_tokenizer(model_dir_);
     parts.family = models::detect_chat_family(model_dir_);
     parts.engine = std::make_shared<models::Engine>(model, parts.tokenizer, engine);
-    parts.registry = std::make_shared<AdapterRegistry>(*parts.engine, dir_ / "adapters",
-                                                       std::vector<std::string>{"describe", "qa"});
+    parts.registry = std::make_shared<AdapterRegistry>(
+        *parts.engine, dir_ / "adapters",
+        std::vector<std::string>{"describe", "qa", "qa_grounded"});
     EXPECT_TRUE(parts.registry->reload().errors.empty());
     parts.classifier = std::make_shared<const agents::ClassifierAgent>(
         constant_classifier(describe_bias, qa_bias), catalog_);
@@ -474,6 +475,44 @@ TEST_F(AnswererTest, EarlierTurnsComeBeforeTheTaskTurnAndTheClientSystemAfterThe
   const Answer answer = answerer.ask(r);
   EXPECT_FALSE(answer.finish_reason.empty());
   EXPECT_EQ(answer.usage.prompt_tokens, static_cast<int64_t>(plan.request.prompt.size()));
+}
+
+// Each qa adapter is asked in the prompt format it was trained with (its
+// prompt_format.json): the closed-book qa with the question alone, the
+// grounded one, when qa_adapter names it, with the product's title and
+// description cut as in its training, exactly as training built its prompts.
+TEST_F(AnswererTest, EachQaAdapterIsAskedInThePromptFormatItWasTrainedWith) {
+  publish("qa", 1, 2);
+  publish("qa_grounded", 1, 3);
+  const prompts::PromptFormat grounded{
+      .task = prompts::Task::kQa,
+      .qa = {.grounding = prompts::Grounding::kDescription, .max_description_chars = 30}};
+  vitrine::testing::write_file(dir_ / "adapters/qa_grounded/v1" / prompts::kPromptFormatFile,
+                               prompts::prompt_format_to_json(grounded).dump());
+  const std::string question = "How many watts is the stainless steel electric kettle?";
+
+  const Plan closed = make(0, 4).plan(request(question, RouteAsked::kQa));
+  EXPECT_EQ(closed.answer.route.adapter, "qa");
+  EXPECT_EQ(closed.request.prompt, prompt_ids(prompts::task_turn(prompts::Task::kQa, question)));
+
+  AnswererOptions options;
+  options.qa_adapter = "qa_grounded";
+  const Answerer answerer = make(0, 4, nullptr, options);
+  const Plan plan = answerer.plan(request(question, RouteAsked::kQa));
+  EXPECT_EQ(plan.answer.route.adapter, "qa_grounded");
+  ASSERT_TRUE(plan.answer.product_found);
+  const models::ChatTurn expected = prompts::qa_turn(
+      question, grounded.qa,
+      prompts::Product{
+          .title = "Stainless Steel Electric Kettle 1.7 Liter",
+          .description = "Boils water in three minutes. Automatic shut-off. 1500 watts."});
+  EXPECT_NE(expected.user.find("Description: Boils water in three minutes...."), std::string::npos);
+  EXPECT_EQ(plan.request.prompt, prompt_ids(expected));
+  // The base model is asked alike (an A/B of the weights), and the grounded
+  // adapter answers.
+  EXPECT_EQ(answerer.plan(request(question, RouteAsked::kBase)).request.prompt,
+            plan.request.prompt);
+  EXPECT_FALSE(answerer.ask(request(question, RouteAsked::kQa)).finish_reason.empty());
 }
 
 TEST_F(AnswererTest, TheOldestTurnsAreLeftOutToFitThePrompt) {

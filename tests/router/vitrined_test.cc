@@ -996,5 +996,39 @@ TEST(VitrinedConfig, ShippedConfigHoldsExactlyTheDefaults) {
   }
 }
 
+// grounding: adapter (the default) asks each adapter as it was trained; a
+// word overrides it for all; the old name says its new one. qa_adapter must
+// be one of the adapters loaded.
+TEST(VitrinedConfig, GroundingAndTheQaAdapterAreChecked) {
+  router::RouterConfig config;
+  router::apply_router_config(nlohmann::json::parse(R"({"routing": {"grounding": "adapter"}})"),
+                              config);
+  EXPECT_FALSE(config.routing.qa.grounding.has_value());
+  EXPECT_EQ(config.answerer.qa_adapter, "qa");
+  router::apply_router_config(
+      nlohmann::json::parse(R"({"qa_adapter": "qa_grounded", "routing": {"grounding": "title"}})"),
+      config);
+  EXPECT_EQ(config.routing.qa.grounding, prompts::Grounding::kTitle);
+  EXPECT_EQ(config.answerer.qa_adapter, "qa_grounded");
+  EXPECT_EQ(router::router_config_to_json(config)["routing"]["grounding"], "title");
+  auto refusal = [](const char* json) {
+    router::RouterConfig c;
+    try {
+      router::apply_router_config(nlohmann::json::parse(json), c);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  EXPECT_NE(refusal(R"({"routing": {"grounding": "title_and_description"}})")
+                .find("is now called 'description'"),
+            std::string::npos);
+  EXPECT_NE(refusal(R"({"routing": {"grounding": "everything"}})").find("router.routing.grounding"),
+            std::string::npos);
+  EXPECT_NE(refusal(R"({"adapters": ["describe", "qa"], "qa_adapter": "qa_grounded"})")
+                .find("router.qa_adapter"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace vitrine

@@ -64,7 +64,8 @@ TEST_F(Examples, LongCompletionsAreCutAndCounted) {
 }
 
 TEST_F(Examples, CutCompletionsEndAtASentenceAndKeepTheirEos) {
-  const std::string text = "A red kite. It flies high on windy days! Does it come with string? Yes.";
+  const std::string text =
+      "A red kite. It flies high on windy days! Does it come with string? Yes.";
   testing::write_file(dir_.path() / "long.jsonl",
                       R"({"uid":"k1","prompt":"Red Kite","completion":")" + text + "\"}\n");
   auto load = [&](int64_t cap) {
@@ -83,8 +84,8 @@ TEST_F(Examples, CutCompletionsEndAtASentenceAndKeepTheirEos) {
     const Example& ex = cut.examples[0];
     EXPECT_EQ(cut.truncated, 1) << cap;
     EXPECT_LE(static_cast<int64_t>(ex.ids.size()), cap);
-    const std::string kept = tokenizer_->decode(
-        std::vector<int32_t>(ex.ids.begin() + ex.prompt_len, ex.ids.end() - 1));
+    const std::string kept =
+        tokenizer_->decode(std::vector<int32_t>(ex.ids.begin() + ex.prompt_len, ex.ids.end() - 1));
     if (cut.cut_mid_sentence == 0) {
       // Whole sentences, then the EOS: the adapter learns to end.
       ++at_sentence;
@@ -104,14 +105,76 @@ TEST_F(Examples, CutCompletionsEndAtASentenceAndKeepTheirEos) {
   for (int64_t cap = prompt_len + 1; cap < whole; ++cap) {
     const ExampleSet cut = load(cap);
     const Example& ex = cut.examples[0];
-    const std::string kept = tokenizer_->decode(
-        std::vector<int32_t>(ex.ids.begin() + ex.prompt_len, ex.ids.end() - 1));
+    const std::string kept =
+        tokenizer_->decode(std::vector<int32_t>(ex.ids.begin() + ex.prompt_len, ex.ids.end() - 1));
     if (kept == two) {
       EXPECT_EQ(ex.ids.back(), eos);
       return;
     }
   }
   ADD_FAILURE() << "no room gave exactly the first two sentences";
+}
+
+// A grounded qa adapter learns from the prompt the daemon's qa agent will
+// build: the product's title and description (from the split's describe
+// file, cut as configured) before the question; closed-book from the
+// question alone. The answer is the same completion either way.
+TEST_F(Examples, GroundedQaPromptsCarryTheProductAsServingWill) {
+  testing::write_file(
+      dir_.path() / "qa.jsonl",
+      R"({"uid":"b2","question":"Is Blue Ball soft?","answer":"A ball for the park, soft."})"
+      "\n");
+  const auto products =
+      std::make_shared<const ProductTexts>(read_product_texts(dir_.path() / "describe.jsonl"));
+  ASSERT_EQ(products->size(), 3u);
+  EXPECT_EQ(products->at("b2").title, "Blue Ball");
+  const prompts::PromptFormat format{
+      .task = prompts::Task::kQa,
+      .qa = {.grounding = prompts::Grounding::kDescription, .max_description_chars = 20}};
+  const ExampleSet grounded =
+      load_examples(dir_.path() / "qa.jsonl", TaskPrompter(format, products), *tokenizer_,
+                    models::ChatFamily::kPlain, 512);
+  const ExampleSet closed = load_examples(dir_.path() / "qa.jsonl", prompts::Task::kQa, *tokenizer_,
+                                          models::ChatFamily::kPlain, 512);
+  ASSERT_EQ(grounded.examples.size(), 1u);
+  ASSERT_EQ(closed.examples.size(), 1u);
+  auto prompt_of = [&](const Example& ex) {
+    return tokenizer_->decode(std::vector<int32_t>(ex.ids.begin(), ex.ids.begin() + ex.prompt_len));
+  };
+  auto completion_of = [&](const Example& ex) {
+    return tokenizer_->decode(std::vector<int32_t>(ex.ids.begin() + ex.prompt_len, ex.ids.end()));
+  };
+  // Exactly the serving prompt: qa_turn of the same product, rendered alike.
+  const std::string served = models::render_chat_prompt(
+      models::ChatFamily::kPlain,
+      prompts::qa_turn("Is Blue Ball soft?", format.qa,
+                       prompts::Product{.title = "Blue Ball",
+                                        .description = "A ball for the park, soft and light."}));
+  EXPECT_EQ(grounded.examples[0].ids, [&] {
+    std::vector<int32_t> ids = tokenizer_->encode(served, /*add_bos=*/true);
+    const Example& ex = grounded.examples[0];
+    ids.insert(ids.end(), ex.ids.begin() + ex.prompt_len, ex.ids.end());
+    return ids;
+  }());
+  EXPECT_NE(prompt_of(grounded.examples[0])
+                .find("Product: Blue Ball\nDescription: A ball for the park,...\n\nIs Blue Ball "
+                      "soft?"),
+            std::string::npos)
+      << prompt_of(grounded.examples[0]);
+  EXPECT_EQ(prompt_of(closed.examples[0]).find("Product:"), std::string::npos);
+  EXPECT_EQ(completion_of(grounded.examples[0]), completion_of(closed.examples[0]));
+  EXPECT_EQ(grounded.examples[0].ids.back(), tokenizer_->eos_ids().front());
+
+  // A product missing from the describe file names the line and the cause.
+  testing::write_file(dir_.path() / "orphan.jsonl",
+                      R"({"uid":"zz","question":"What is it?","answer":"Something."})"
+                      "\n");
+  testing::expect_error(
+      [&] {
+        load_examples(dir_.path() / "orphan.jsonl", TaskPrompter(format, products), *tokenizer_,
+                      models::ChatFamily::kPlain, 512);
+      },
+      {"orphan.jsonl' line 1", "product 'zz'"});
 }
 
 TEST_F(Examples, BadLinesNameTheFileAndLine) {

@@ -54,5 +54,34 @@ TEST(Bleu, CorpusScoreWithSmoothingAndBrevity) {
   EXPECT_THROW(corpus_bleu({"a"}, {}), std::invalid_argument);
 }
 
+// Faithfulness on hand-made strings: the share of an answer's content
+// words (stopwords and the answer lead-ins left out) found among the
+// description's words.
+TEST(Faithfulness, ContentWordsLeaveOutStopwordsInBothLanguages) {
+  EXPECT_EQ(content_words("The kettle boils WATER in 3 minutes."),
+            (std::vector<std::string>{"kettle", "boils", "water", "3", "minutes"}));
+  EXPECT_EQ(content_words("Segundo a descrição: é uma chaleira de aço."),
+            (std::vector<std::string>{"chaleira", "aço"}));
+  EXPECT_EQ(content_words("The description says: it is what it is."), std::vector<std::string>{});
+}
+
+TEST(Faithfulness, ShareOfContentWordsFoundInTheDescription) {
+  const std::string description = "Boils water in three minutes. Automatic shut-off. 1500 watts.";
+  // Every content word is in the description (case and punctuation aside).
+  EXPECT_DOUBLE_EQ(*faithfulness("The description says: it boils water, 1500 WATTS.", description),
+                   1.0);
+  // kettle, boils, water, seconds: boils and water are found.
+  EXPECT_DOUBLE_EQ(*faithfulness("A kettle that boils water in seconds.", description), 0.5);
+  // Repeats count: "purple purple purple boils" -> 1 of 4.
+  EXPECT_DOUBLE_EQ(*faithfulness("purple purple purple boils", description), 0.25);
+  EXPECT_DOUBLE_EQ(*faithfulness("Once upon a time, a dragon.", description), 0.0);
+  // An answer with no content word has no figure; nor does an empty one.
+  EXPECT_FALSE(faithfulness("It is what it is.", description).has_value());
+  EXPECT_FALSE(faithfulness("", description).has_value());
+  // Portuguese: accented words are whole words.
+  EXPECT_DOUBLE_EQ(*faithfulness("Segundo a descrição: chaleira de aço.", "Chaleira de aço inox."),
+                   1.0);
+}
+
 }  // namespace
 }  // namespace vitrine::training
