@@ -13,8 +13,8 @@
 // machine's own single-matrix-product ceiling measured in the same run.
 // Not a test: figures depend on the machine.
 //
-// Usage: decode_bench --model DIR [--batches 1,8] [--layout packed|checkpoint] [--json FILE]
-//        [--threads 2]
+// Usage: decode_bench --model DIR [--batches 1,8] [--layout packed|checkpoint]
+//        [--weights f32|bf16|int8|auto] [--json FILE] [--threads 2]
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
@@ -93,6 +93,37 @@ double prefill_flops(const vitrine::models::LlamaConfig& c, int64_t tokens, int6
          2 * h * static_cast<double>(c.vocab_size);
 }
 
+// Bytes of weights a decode step streams from memory: every projection and
+// the head once, in the format they are held in (int8 with a float32 scale
+// per output row). The KV cache and the LoRA factors come on top (small at
+// these lengths and ranks).
+double weight_bytes_per_step(const vitrine::models::LlamaConfig& c, const std::string& weights) {
+  const double h = static_cast<double>(c.hidden_size), d = static_cast<double>(c.head_dim);
+  const double q = static_cast<double>(c.num_attention_heads) * d;
+  const double kv = static_cast<double>(c.num_key_value_heads) * d;
+  const double mlp = static_cast<double>(c.intermediate_size);
+  const double layers = static_cast<double>(c.num_hidden_layers);
+  const double vocab = static_cast<double>(c.vocab_size);
+  const double params = layers * (2 * h * q + 2 * h * kv + 3 * h * mlp) + vocab * h;
+  const double outputs = layers * (q + 2 * kv + h + 2 * mlp + h) + vocab;  // rows with a scale
+  if (weights == "int8") return params + 4 * outputs;
+  return params * (weights == "bf16" ? 2 : 4);
+}
+
+// GB/s of reading a 1 GiB float32 buffer (at::sum over it, best of 3):
+// the memory bandwidth a decode step can hope for.
+double read_bandwidth_gbs() {
+  const at::Tensor big = at::ones({int64_t{1} << 28});
+  double best = 0;
+  for (int i = 0; i < 3; ++i) {
+    const auto start = Clock::now();
+    const double s = big.sum().item<double>();
+    best = std::max(best, 4.0 * static_cast<double>(big.numel()) / seconds_since(start) / 1e9);
+    if (s < 0) std::puts("");  // keep the sum
+  }
+  return best;
+}
+
 // GFLOP/s of one square float32 matrix product: the ceiling the prefill is compared to.
 double gemm_gflops(int64_t n) {
   const at::Tensor a = at::randn({n, n}), b = at::randn({n, n});
@@ -112,7 +143,7 @@ int main(int argc, char** argv) {
   vitrine::models::reexec_with_passive_wait_policy(argv);
   CLI::App app{"models/ prefill and decode speed, as the PyTorch peer measures it"};
   std::string model_dir, json_path, batches = "1,8", targets = "q_proj,v_proj", mix = "mixed",
-                                    layout = "packed";
+                                    layout = "packed", weights = "f32";
   int threads = 2, prompt_len = 32, new_tokens = 64, prefill_len = 512, lora_r = 8;
   double lora_alpha = 16;
   uint64_t seed = 0;
@@ -134,6 +165,10 @@ int main(int argc, char** argv) {
                  "has them")
       ->check(CLI::IsMember({"packed", "checkpoint"}))
       ->capture_default_str();
+  app.add_option("--weights", weights,
+                 "the base's format: f32, bf16, int8 (packed layout) or auto (the checkpoint's)")
+      ->check(CLI::IsMember({"f32", "bf16", "int8", "auto"}))
+      ->capture_default_str();
   app.add_option("--threads", threads)->capture_default_str();
   app.add_option("--seed", seed)->capture_default_str();
   app.add_option("--json", json_path, "append each result as a JSON line to this file");
@@ -143,10 +178,11 @@ int main(int argc, char** argv) {
     vitrine::models::init_runtime({.threads = threads});
     at::manual_seed(seed);
     const auto load_start = Clock::now();
-    LlamaForCausalLM model = vitrine::models::load_llama(
-        model_dir, "cpu",
-        layout == "packed" ? vitrine::models::WeightLayout::kPacked
-                           : vitrine::models::WeightLayout::kCheckpoint);
+    LlamaForCausalLM model =
+        vitrine::models::load_llama(model_dir, "cpu",
+                                    layout == "packed" ? vitrine::models::WeightLayout::kPacked
+                                                       : vitrine::models::WeightLayout::kCheckpoint,
+                                    vitrine::models::parse_base_dtype(weights));
     const double load_s = seconds_since(load_start);
     const std::vector<std::string> target_list = split(targets);
     attach_random_adapters(model, target_list, lora_r, lora_alpha);
@@ -194,6 +230,7 @@ int main(int argc, char** argv) {
           {"batch", b},
           {"adapters", b == 1 && mix == "mixed" ? "one" : mix},
           {"layout", layout},
+          {"weights", weights},
           {"prompt_len", prompt_len},
           {"new_tokens", out[0].ids.size()},
           {"prefill_s", prefill_s},
@@ -201,6 +238,8 @@ int main(int argc, char** argv) {
           {"decode_tokens_per_s", static_cast<double>(b * steps) / decode_s},
           {"ms_per_decode_step", 1000 * decode_s / static_cast<double>(steps)},
       };
+      r["weight_bytes_per_step"] = weight_bytes_per_step(config, weights);
+      r["weight_gbs"] = r["weight_bytes_per_step"].get<double>() / (decode_s / steps) / 1e9;
       results.push_back(r);
       std::printf(
           "generate batch %ld: decode %.1f tokens/s (%.2f ms/step), prefill %d tokens in %.3f s\n",
@@ -226,6 +265,7 @@ int main(int argc, char** argv) {
           {"impl", "vitrine"},
           {"model", name},
           {"mode", "prefill"},
+          {"weights", weights},
           {"prefill_len", prefill_len},
           {"prefill_s", best},
           {"prefill_tokens_per_s", static_cast<double>(prefill_len) / best},
@@ -240,10 +280,15 @@ int main(int argc, char** argv) {
           prefill_len, best, r["prefill_tokens_per_s"].get<double>(), r["gflops"].get<double>(),
           100 * r["fraction_of_150"].get<double>(), ceiling);
     }
+    const double peak_rss = peak_rss_mib();  // before the bandwidth's 1 GiB buffer
+    const double bandwidth = read_bandwidth_gbs();
+    std::printf("weights %s: %.1f MB per decode step; reading 1 GiB here: %.1f GB/s\n",
+                weights.c_str(), weight_bytes_per_step(config, weights) / 1e6, bandwidth);
     for (auto& r : results) {
+      r["read_bandwidth_gbs"] = bandwidth;
       r["threads"] = threads;
       r["load_s"] = load_s;
-      r["peak_rss_mb"] = peak_rss_mib();
+      r["peak_rss_mb"] = peak_rss;
       if (!json_path.empty()) {
         std::ofstream out(json_path, std::ios::app);
         out << r.dump() << "\n";

@@ -2,8 +2,9 @@
 // kernel models/ has: BLAS (at::linear) and small_linear on the checkpoint's
 // [out, in] float32 weights, packed_linear on float32 panels, and
 // packed_linear_bf16 on bfloat16 pairs (the exact path, the vdpbf16ps path
-// where the CPU has it); then backward-data dX = dY·W, BLAS (at::matmul)
-// against packed_linear_bf16_backward_data.
+// where the CPU has it), packed_linear_int8 on int8 panels (each build:
+// widening, and the bf16-dot one where the CPU has it); then backward-data dX = dY·W, BLAS
+// (at::matmul) against packed_linear_bf16_backward_data.
 //
 // Builds random weights of --layers layers of a model shaped by --hidden and
 // --intermediate (q, k, v, o, gate, up, down; 110m's shape by default), so
@@ -35,6 +36,7 @@
 
 #include "models/kernels/packed_linear.h"
 #include "models/kernels/packed_linear_bf16.h"
+#include "models/kernels/packed_linear_int8.h"
 #include "models/kernels/small_linear.h"
 #include "models/runtime.h"
 
@@ -42,6 +44,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using vitrine::models::Bf16Path;
+using vitrine::models::Int8Path;
 using vitrine::models::PackedWeight;
 using vitrine::models::PackedWeightBf16;
 
@@ -49,6 +52,7 @@ struct Projection {
   at::Tensor plain;  // [out, in] float32
   PackedWeight packed;
   PackedWeightBf16 bf16;
+  vitrine::models::PackedWeightInt8 int8;
 };
 
 // The matrices of one shape (all of them: "all").
@@ -86,7 +90,8 @@ std::vector<Projection> build_stack(int64_t hidden, int64_t intermediate, int64_
         {intermediate, hidden}, {intermediate, hidden}, {hidden, intermediate}};
     for (const auto& [out, in] : shapes) {
       const at::Tensor w = at::randn({out, in}) * 0.02;
-      stack.push_back({w, vitrine::models::pack_weight(w), vitrine::models::pack_weight_bf16(w)});
+      stack.push_back({w, vitrine::models::pack_weight(w), vitrine::models::pack_weight_bf16(w),
+                       vitrine::models::quantize_weight_int8(w)});
     }
   }
   return stack;
@@ -132,6 +137,14 @@ std::vector<Kernel> kernels_for(int64_t rows, bool fallbacks) {
     kernels.push_back({"packed_linear_bf16 fast (vdpbf16ps)", false,
                        [](const Projection& p, const at::Tensor& x) {
                          m::packed_linear_bf16(x, p.bf16, {}, Bf16Path::kDotAvx512Bf16);
+                       }});
+  }
+  for (const Int8Path path :
+       {Int8Path::kWidenAvx512, Int8Path::kDotAvx512Bf16, Int8Path::kWidenAvx2}) {
+    if (!m::int8_path_available(path) || (path == Int8Path::kWidenAvx2 && !fallbacks)) continue;
+    kernels.push_back({"packed_linear_int8 " + std::string(m::int8_path_name(path)), false,
+                       [path](const Projection& p, const at::Tensor& x) {
+                         m::packed_linear_int8(x, p.int8, {}, path);
                        }});
   }
   if (fallbacks && m::bf16_path_available(Bf16Path::kWidenAvx2)) {
@@ -260,6 +273,25 @@ void print_errors(const std::vector<int64_t>& row_counts, const std::vector<Shap
                : "-",
           relative_error(m::packed_linear_bf16_backward_data(dy, p.bf16), at::matmul(dy, w))
               .c_str());
+    }
+  }
+  // int8: against the float32 weights themselves (the quantization's error)
+  // and against the dequantized ones (the kernels' own).
+  std::printf(
+      "\nint8 (max / max |y|, mean / mean |y|): against at::linear on the float32 weights, and on "
+      "the dequantized ones\n\n| rows | shape | int8 vs f32 weights | widen vs dequantized | "
+      "auto vs dequantized |\n|---|---|---|---|---|\n");
+  for (const int64_t rows : row_counts) {
+    for (size_t g = 0; g + 1 < groups.size(); ++g) {
+      const Projection& p = *groups[g].members.front();
+      const at::Tensor x = at::randn({rows, p.plain.size(1)});
+      const at::Tensor y = at::linear(x, m::dequantize_weight_int8(p.int8));
+      const at::Tensor got = m::packed_linear_int8(x, p.int8);
+      const Int8Path widen = m::cpu_has_avx512() ? Int8Path::kWidenAvx512 : Int8Path::kWidenAvx2;
+      std::printf("| %ld | %s | %s | %s | %s |\n", static_cast<long>(rows), groups[g].name.c_str(),
+                  relative_error(got, at::linear(x, p.plain)).c_str(),
+                  relative_error(m::packed_linear_int8(x, p.int8, {}, widen), y).c_str(),
+                  relative_error(got, y).c_str());
     }
   }
 }

@@ -1,9 +1,10 @@
 // `vitrine logits` and `vitrine generate`: tools for checking a checkpoint by
 // hand and from scripts.
 //
-//   vitrine logits --model DIR [--adapter DIR] --ids 1,2,3
+//   vitrine logits --model DIR [--adapter DIR] --ids 1,2,3 [--weights f32|bf16|int8]
 //     prints {"ids": [...], "logits": [...]} for the last position.
-//   vitrine generate --model DIR [--adapter DIR] --prompt TEXT [--chat] [sampling options]
+//   vitrine generate --model DIR [--adapter DIR] --prompt TEXT [--chat] [--weights ...]
+//                    [sampling options]
 //     prints the prompt and streams the continuation.
 #include <fmt/format.h>
 
@@ -26,7 +27,7 @@ struct LogitsArgs {
   std::string model;
   std::string adapter;
   std::string ids;
-  std::string base_dtype = "auto";
+  std::string weights = "auto";
   std::string bf16_path = "fast";
   std::string device = "cpu";
   int threads = 0;
@@ -56,7 +57,7 @@ int run_logits(const LogitsArgs& args) {
     const std::vector<int64_t> ids = parse_ids(args.ids);
     models::LlamaForCausalLM model =
         models::load_llama(args.model, args.device, models::WeightLayout::kPacked,
-                           models::parse_base_dtype(args.base_dtype));
+                           models::parse_base_dtype(args.weights));
     if (args.bf16_path == "exact") model->set_bf16_path(models::Bf16Path::kExact);
     for (const int64_t id : ids) {
       if (id < 0 || id >= model->config().vocab_size) {
@@ -90,6 +91,7 @@ struct GenerateArgs {
   std::string adapter;
   std::string prompt;
   bool chat = false;
+  std::string weights = "auto";
   std::string device = "cpu";
   int threads = 0;
   models::GenerationOptions options;
@@ -99,7 +101,8 @@ int run_generate(GenerateArgs args) {
   try {
     models::init_runtime(models::RuntimeOptions{.threads = args.threads, .device = args.device});
     models::LlamaForCausalLM model =
-        models::load_llama(args.model, args.device, models::WeightLayout::kPacked);
+        models::load_llama(args.model, args.device, models::WeightLayout::kPacked,
+                           models::parse_base_dtype(args.weights));
     const auto tokenizer = models::load_tokenizer(args.model);
     int slot = -1;
     if (!args.adapter.empty()) {
@@ -131,6 +134,15 @@ int run_generate(GenerateArgs args) {
   }
 }
 
+// --weights (also spelled --base-dtype, as train's): the base's format.
+void add_weights_option(CLI::App* cmd, std::string& weights) {
+  cmd->add_option("--weights,--base-dtype", weights,
+                  "the base's weights: f32 (exact), bf16, int8 (a scale per output row, made at "
+                  "load) or auto (bf16 for a bf16/f16 checkpoint, else f32)")
+      ->check(CLI::IsMember({"auto", "f32", "bf16", "int8"}))
+      ->capture_default_str();
+}
+
 }  // namespace
 
 Command add_generate_command(CLI::App& app) {
@@ -157,6 +169,7 @@ Command add_generate_command(CLI::App& app) {
   cmd->add_option("--seed", args->options.seed, "sampling seed")->capture_default_str();
   cmd->add_option("--stop", args->options.stop_strings,
                   "stop when the text ends with this (repeatable)");
+  add_weights_option(cmd, args->weights);
   cmd->add_option("--threads", args->threads, "torch threads (0 = cores)");
   cmd->add_option("--device", args->device, "where the model runs: cpu, cuda or cuda:N")
       ->capture_default_str();
@@ -174,9 +187,7 @@ Command add_logits_command(CLI::App& app) {
   cmd->add_option("--adapter,-a", args->adapter, "PEFT LoRA adapter directory")
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--ids", args->ids, "comma-separated token ids, e.g. 1,403,407")->required();
-  cmd->add_option("--base-dtype", args->base_dtype, "the base's weights: auto, bf16 or f32")
-      ->check(CLI::IsMember({"auto", "bf16", "f32"}))
-      ->capture_default_str();
+  add_weights_option(cmd, args->weights);
   cmd->add_option("--bf16-path", args->bf16_path,
                   "a bf16 base's products: fast (activations rounded to bf16, as served) or exact")
       ->check(CLI::IsMember({"fast", "exact"}))

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "models/kernels/packed_linear_bf16.h"
+#include "models/kernels/packed_linear_int8.h"
 #include "models/llama_config.h"
 #include "models/lora.h"
 
@@ -138,10 +139,10 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // panels hold it, and with tied embeddings the embedding table too).
   at::Tensor lm_head_weight() const;
 
-  // Whether the projections and the head run on packed panels
-  // (WeightLayout::kPacked): inference only, no autograd, no merging or
-  // saving.
-  bool packed() const { return packed_head_.defined(); }
+  // Whether the projections and the head run on packed panels for
+  // inference (WeightLayout::kPacked in float32, or an int8 base): no
+  // autograd, no merging or saving.
+  bool packed() const { return packed_head_.defined() || int8_head_.defined(); }
   // Installs the head's panels; load_llama's, when it packs.
   void use_packed_head(PackedWeight head) { packed_head_ = std::move(head); }
   // Whether the frozen base is held in bfloat16 (BaseDtype::kBf16): the
@@ -152,6 +153,11 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
     bf16_head_ = std::move(head);
     bf16_path_ = path;
   }
+  // Whether the frozen base is held as int8 (BaseDtype::kInt8): the
+  // projections and the head as int8 panels with a scale per output, the
+  // embedding table in bf16 (or read from the head's panels when tied).
+  bool base_int8() const { return int8_head_.defined(); }
+  void use_int8_head(PackedWeightInt8 head) { int8_head_ = std::move(head); }
   // Which kernels a bf16 base's products run on (the projections' and the
   // head's, forward and backward): kExact keeps float32 activations and
   // gradients; kFast rounds them to bf16 for vdpbf16ps (bf16_compute in
@@ -191,6 +197,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   at::Tensor inv_freq_;  // [head_dim / 2] float32
   PackedWeight packed_head_;
   PackedWeightBf16 bf16_head_;
+  PackedWeightInt8 int8_head_;
   Bf16Path bf16_path_ = Bf16Path::kExact;
   bool checkpoint_layers_ = false;
 };
@@ -203,7 +210,8 @@ TORCH_MODULE(LlamaForCausalLM);
 // made. On other devices kPacked loads as kCheckpoint.
 enum class WeightLayout { kCheckpoint, kPacked };
 
-// The dtype the frozen base is held in. kF32: every weight float32 (the
+// The format the frozen base is held in (`weights:` in configs/router.yaml,
+// `base_dtype:` in configs/train.yaml). kF32: every weight float32 (the
 // exact path of the fixtures and the PEFT replay). kBf16 (CPU only): the
 // projections and the head packed as bf16 pairs, the embedding table bf16;
 // norms, biases, LoRA factors, activations and gradients stay float32, and
@@ -212,12 +220,18 @@ enum class WeightLayout { kCheckpoint, kPacked };
 // or float16 checkpoint is rounded to bf16. kAuto: kBf16 when the
 // checkpoint stores its projections in BF16 or F16 and the device is the
 // CPU, else kF32 — never a float32 copy of a bf16 model unless asked.
-enum class BaseDtype { kAuto, kBf16, kF32 };
+// kInt8 (CPU, WeightLayout::kPacked only: serving): the projections and
+// the head quantized at load to int8 panels with a scale per output row
+// (packed_linear_int8), the embedding table bf16; LoRA, norms and biases
+// stay float32.
+enum class BaseDtype { kAuto, kBf16, kF32, kInt8 };
 
-// "auto", "bf16", "f32" <-> BaseDtype; parsing throws std::invalid_argument
-// naming the value and the choices.
+// "auto", "bf16", "f32", "int8" <-> BaseDtype; parsing throws
+// std::invalid_argument naming the value and the choices.
 BaseDtype parse_base_dtype(const std::string& name);
 const char* base_dtype_name(BaseDtype dtype);
+// The format `model`'s base is held in (kF32, kBf16 or kInt8).
+BaseDtype weights_of(const LlamaForCausalLM& model);
 // What kAuto means for the checkpoint in `dir` on `device` (kBf16 or kF32);
 // other values are returned as given.
 BaseDtype resolve_base_dtype(BaseDtype dtype, const std::filesystem::path& dir,
@@ -231,7 +245,8 @@ BaseDtype resolve_base_dtype(BaseDtype dtype, const std::filesystem::path& dir,
 // std::runtime_error naming the file and tensor for a missing or
 // unexpected tensor, a shape mismatch, a damaged shard set (see
 // CheckpointWeights) or a non-finite weight; std::invalid_argument for bf16
-// on a device other than the CPU.
+// or int8 on a device other than the CPU, and for int8 in the checkpoint
+// layout (int8 is for serving).
 LlamaForCausalLM load_llama(const std::filesystem::path& dir, const std::string& device = "cpu",
                             WeightLayout layout = WeightLayout::kCheckpoint,
                             BaseDtype dtype = BaseDtype::kF32);

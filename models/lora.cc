@@ -22,13 +22,14 @@ LoraLinearImpl::LoraLinearImpl(int64_t in_features, int64_t out_features, bool h
 
 at::Tensor LoraLinearImpl::base_forward(const at::Tensor& x) const {
   if (packed_bf16()) return frozen_bf16_linear(x, packed_bf16_, bias, bf16_path_);
-  if (!packed()) return fast_linear(x, weight, bias);
+  if (!packed() && !packed_int8()) return fast_linear(x, weight, bias);
   if (c10::GradMode::is_enabled() && x.requires_grad()) {
     throw std::logic_error(
         "LoRA: gradients through a base weight packed for inference; train on a model loaded "
-        "with WeightLayout::kCheckpoint");
+        "with WeightLayout::kCheckpoint (and base_dtype f32 or bf16)");
   }
-  return packed_linear(x, packed_, bias);
+  return packed_int8() ? packed_linear_int8(x, packed_int8_, bias)
+                       : packed_linear(x, packed_, bias);
 }
 
 void LoraLinearImpl::use_packed_bf16(PackedWeightBf16 pairs, Bf16Path path) {
@@ -43,8 +44,20 @@ void LoraLinearImpl::use_packed_bf16(PackedWeightBf16 pairs, Bf16Path path) {
   weight.set_data(at::empty({0}, weight.options()));
 }
 
+void LoraLinearImpl::use_packed_int8(PackedWeightInt8 panels) {
+  if (panels.out_features != out_features_ || panels.in_features != in_features_) {
+    throw std::invalid_argument(
+        fmt::format("LoRA: int8 panels of a [{}, {}] weight for a [{}, {}] one",
+                    panels.out_features, panels.in_features, out_features_, in_features_));
+  }
+  packed_int8_ = std::move(panels);
+  at::NoGradGuard no_grad;
+  weight.set_data(at::empty({0}, weight.options()));
+}
+
 at::Tensor LoraLinearImpl::base_weight() const {
   if (packed_bf16()) return unpack_weight_bf16(packed_bf16_).to(at::kFloat);
+  if (packed_int8()) return dequantize_weight_int8(packed_int8_);
   if (packed()) return unpack_weight(packed_);
   return weight;
 }

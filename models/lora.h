@@ -5,7 +5,9 @@
 // rows with none (the S-LoRA / Punica idea), so the daemon runs describe, qa
 // and base requests in one forward. Parameter names follow Hugging Face
 // ("weight", "bias") so a module's state_dict is the checkpoint's.
-// Not goals: quantized bases, DoRA, bias training.
+// The frozen base may be float32 ([out, in] or packed panels), packed bf16
+// or packed int8 (serving); the adapters are float32 whatever the base.
+// Not goals: quantized adapters, DoRA, bias training.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -17,6 +19,7 @@
 
 #include "models/kernels/packed_linear.h"
 #include "models/kernels/packed_linear_bf16.h"
+#include "models/kernels/packed_linear_int8.h"
 
 namespace vitrine::models {
 
@@ -65,8 +68,14 @@ class LoraLinearImpl : public torch::nn::Module {
   const PackedWeightBf16& bf16_weight() const { return packed_bf16_; }
   Bf16Path bf16_path() const { return bf16_path_; }
   void set_bf16_path(Bf16Path path) { bf16_path_ = path; }
+  // The frozen base as int8 panels with a scale per output
+  // (quantize_weight_int8), for serving: the products run on
+  // packed_linear_int8; autograd through them is refused. `weight` is
+  // emptied as by use_packed.
+  void use_packed_int8(PackedWeightInt8 panels);
+  bool packed_int8() const { return packed_int8_.defined(); }
   // The base weight [out, in] as float32, whatever its layout: a copy when
-  // packed (merging, saving, checks).
+  // packed (merging, saving, checks; an int8 base's dequantized values).
   at::Tensor base_weight() const;
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }
@@ -84,6 +93,7 @@ class LoraLinearImpl : public torch::nn::Module {
   int64_t in_features_, out_features_;
   PackedWeight packed_;
   PackedWeightBf16 packed_bf16_;
+  PackedWeightInt8 packed_int8_;
   Bf16Path bf16_path_ = Bf16Path::kExact;
   std::map<int, LoraWeights> adapters_;
   // Every adapter side by side, for batches that mix them: A of all slots

@@ -27,7 +27,7 @@ void bind_top(ConfigBinder& b, RouterConfig& c) {
       .field("experiments", c.experiments)
       .field("response_log", c.response_log)
       .field("device", c.device)
-      .field("base_dtype", c.base_dtype)
+      .field("weights", c.weights)
       .field("threads", c.threads)
       .field("reload_seconds", c.reload_seconds)
       .field("drain_seconds", c.drain_seconds)
@@ -129,8 +129,8 @@ void validate(const RouterConfig& c) {
       std::find(c.adapters.begin(), c.adapters.end(), c.answerer.qa_adapter) != c.adapters.end(),
       "qa_adapter", "expected one of the names in adapters");
   require(c.threads >= 0, "threads", "expected >= 0");
-  require(c.base_dtype == "auto" || c.base_dtype == "bf16" || c.base_dtype == "f32", "base_dtype",
-          "expected auto, bf16 or f32");
+  require(c.weights == "auto" || c.weights == "f32" || c.weights == "bf16" || c.weights == "int8",
+          "weights", "expected auto, f32, bf16 or int8");
   require(c.reload_seconds >= 0, "reload_seconds", "expected >= 0");
   require(c.drain_seconds >= 0, "drain_seconds", "expected >= 0");
   const models::EngineOptions& e = c.engine;

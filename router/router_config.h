@@ -80,10 +80,10 @@ struct RouterConfig {
   std::string experiments;  // YAML file of A/B experiments; empty = none
   std::string response_log = "out/router/responses.sqlite";  // empty = no log, no Feedback
   std::string device = "cpu";                                // cpu, cuda or cuda:N
-  std::string base_dtype = "auto";  // auto, bf16 or f32: the base's weights (models::BaseDtype)
-  int threads = 0;                  // torch threads; 0 = all cores
-  int reload_seconds = 10;          // poll adapters_dir for new versions; 0 = only on request
-  double drain_seconds = 20;        // SIGTERM: in-flight requests get this long to finish
+  std::string weights = "auto";  // auto, f32, bf16 or int8: the base's format (models::BaseDtype)
+  int threads = 0;               // torch threads; 0 = all cores
+  int reload_seconds = 10;       // poll adapters_dir for new versions; 0 = only on request
+  double drain_seconds = 20;     // SIGTERM: in-flight requests get this long to finish
   std::string metrics_listen = "127.0.0.1:9464";  // Prometheus /metrics; empty = off
   models::EngineOptions engine;                   // YAML engine: batch, queue and length caps
   AnswererOptions answerer;                       // YAML engine: request defaults, input limit

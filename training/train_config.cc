@@ -148,7 +148,10 @@ void check_run(const TrainConfig& c) {
   in_range("train", "threads", c.threads, 0, 1024);
   in_range("train", "memory_limit_gb", c.memory_limit_gb, 0.0, 1e6);
   try {
-    models::parse_base_dtype(c.base_dtype);
+    if (models::parse_base_dtype(c.base_dtype) == models::BaseDtype::kInt8) {
+      throw std::invalid_argument(
+          "base_dtype 'int8': int8 weights are for serving (LoRA trains on f32 or bf16)");
+    }
     parse_checkpointing(c.activation_checkpointing);
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(fmt::format("config '{}'", e.what()));

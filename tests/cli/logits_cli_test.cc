@@ -45,9 +45,9 @@ TEST(LogitsCli, PrintsTheReferenceLogitsWithAndWithoutAdapter) {
 }
 
 // A bf16 base (the fixture's float32 weights rounded) on the exact path and
-// the served fast path: close to the float32 logits, the fast path no
-// closer than the exact one; a dtype it does not know is a usage error.
-TEST(LogitsCli, ABf16BaseOnBothPaths) {
+// the served fast path, and an int8 base: close to the float32 logits; a
+// format it does not know is a usage error.
+TEST(LogitsCli, Bf16OnBothPathsAndInt8LandNearFloat32) {
   const fs::path dir = testing::shared_path("fixtures/hf-llama/mha-untied");
   if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
   const std::string base = "logits --model " + dir.string() + " --ids 1,5,9,12,40";
@@ -72,6 +72,17 @@ TEST(LogitsCli, ABf16BaseOnBothPaths) {
   EXPECT_LT(fast_error, 0.05 * range);
   EXPECT_NE(exact, fast);
   EXPECT_EQ(run_vitrine(base + " --base-dtype fp8").exit_code, 2);
+  // --weights is the same option; int8 (a scale per output row) lands near
+  // float32 too, further than bf16.
+  const std::vector<double> int8 = logits(" --weights int8");
+  ASSERT_EQ(int8.size(), f32.size());
+  double int8_error = 0;
+  for (size_t i = 0; i < f32.size(); ++i)
+    int8_error = std::max(int8_error, std::abs(int8[i] - f32[i]));
+  EXPECT_GT(int8_error, exact_error);
+  EXPECT_LT(int8_error, 0.05 * range);
+  EXPECT_EQ(logits(" --weights bf16"), fast);
+  EXPECT_EQ(run_vitrine(base + " --weights fp8").exit_code, 2);
 }
 
 TEST(LogitsCli, BadIdsAreClearErrors) {

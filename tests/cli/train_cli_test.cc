@@ -68,6 +68,11 @@ TEST(TrainCli, BadConfigsAreRefusedNamingTheKey) {
   r = run_vitrine("train --print-config --config " + (dir / "task.yaml").string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("'adapters.mine': task 'summarise'"), std::string::npos) << r.output;
+  // int8 is a serving format: LoRA trains on an f32 or bf16 base.
+  write_file(dir / "int8.yaml", "base_dtype: int8\n");
+  r = run_vitrine("train --print-config --config " + (dir / "int8.yaml").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("int8 weights are for serving"), std::string::npos) << r.output;
   r = run_vitrine("train -q --dataset " + dir.path().string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("is not a dataset made by `vitrine prepare`"), std::string::npos)

@@ -16,6 +16,7 @@
 #include "models/peft_adapter.h"
 #include "models/safetensors.h"
 #include "tests/support/expect_error.h"
+#include "tests/support/llama_fixtures.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/tensors.h"
 
@@ -27,15 +28,9 @@ using testing::max_abs_diff;
 using testing::shared_path;
 using testing::TempDir;
 
-const std::vector<std::string> kFixtures = {"mha-untied", "gqa-tied", "llama3-rope"};
-
-fs::path fixture(const std::string& name) {
-  return shared_path("fixtures/hf-llama/" + name);
-}
-
-#define SKIP_WITHOUT_FIXTURES()                \
-  if (!fs::exists(fixture(kFixtures.front()))) \
-  GTEST_SKIP() << fixture(kFixtures.front()) << " not found (VITRINE_SHARED_DIR)"
+using testing::hf_llama_fixture;
+using testing::kHfLlamaFixtures;
+using testing::sample_ids;
 
 at::Tensor round_to_bf16(const at::Tensor& w) {
   return w.to(at::kBFloat16).to(at::kFloat);
@@ -53,11 +48,6 @@ LlamaForCausalLM rounded_float32_model(const fs::path& dir) {
   model->model->embed_tokens->weight.copy_(round_to_bf16(model->model->embed_tokens->weight));
   if (model->lm_head) model->lm_head->weight.copy_(round_to_bf16(model->lm_head->weight));
   return model;
-}
-
-at::Tensor sample_ids(const LlamaForCausalLM& model, int64_t batch, int64_t seq) {
-  at::manual_seed(7);
-  return at::randint(3, model->config().vocab_size, {batch, seq}, at::kLong);
 }
 
 // Random LoRA factors of rank 4 on every projection in slot 0, the same
@@ -110,12 +100,12 @@ double relative_max_diff(const at::Tensor& got, const at::Tensor& want) {
 }
 
 TEST(Bf16Base, LogitsEqualFloat32OnTheRoundedWeights) {
-  SKIP_WITHOUT_FIXTURES();
-  for (const std::string& name : kFixtures) {
+  SKIP_WITHOUT_HF_LLAMA_FIXTURES();
+  for (const std::string& name : kHfLlamaFixtures) {
     LlamaForCausalLM bf16 =
-        load_llama(fixture(name), "cpu", WeightLayout::kCheckpoint, BaseDtype::kBf16);
+        load_llama(hf_llama_fixture(name), "cpu", WeightLayout::kCheckpoint, BaseDtype::kBf16);
     ASSERT_TRUE(bf16->base_bf16()) << name;
-    LlamaForCausalLM reference = rounded_float32_model(fixture(name));
+    LlamaForCausalLM reference = rounded_float32_model(hf_llama_fixture(name));
     at::NoGradGuard no_grad;
     const at::Tensor ids = sample_ids(reference, 2, 21);
     const at::Tensor want = reference->forward(ids);
@@ -123,7 +113,7 @@ TEST(Bf16Base, LogitsEqualFloat32OnTheRoundedWeights) {
     // Packed for serving, the activations are rounded to bf16 as well
     // (Bf16Path::kFast): close, not equal; the error is measured, not hidden.
     LlamaForCausalLM fast =
-        load_llama(fixture(name), "cpu", WeightLayout::kPacked, BaseDtype::kBf16);
+        load_llama(hf_llama_fixture(name), "cpu", WeightLayout::kPacked, BaseDtype::kBf16);
     const at::Tensor got = fast->forward(ids);
     const double range = (want.max() - want.min()).item<double>();
     const double max_error = max_abs_diff(got, want) / range;
@@ -136,10 +126,10 @@ TEST(Bf16Base, LogitsEqualFloat32OnTheRoundedWeights) {
 }
 
 TEST(Bf16Base, HoldsNoFloat32CopyOfTheWeights) {
-  SKIP_WITHOUT_FIXTURES();
+  SKIP_WITHOUT_HF_LLAMA_FIXTURES();
   for (const std::string& name : {"mha-untied", "gqa-tied"}) {
     LlamaForCausalLM model =
-        load_llama(fixture(name), "cpu", WeightLayout::kCheckpoint, BaseDtype::kBf16);
+        load_llama(hf_llama_fixture(name), "cpu", WeightLayout::kCheckpoint, BaseDtype::kBf16);
     for (auto& [path, projection] : model->projections()) {
       EXPECT_TRUE(projection->packed_bf16()) << path;
       EXPECT_EQ(projection->weight.numel(), 0) << path;
@@ -156,9 +146,9 @@ TEST(Bf16Base, HoldsNoFloat32CopyOfTheWeights) {
 }
 
 TEST(Bf16Base, AutoFollowsTheCheckpointsStoredDtype) {
-  SKIP_WITHOUT_FIXTURES();
+  SKIP_WITHOUT_HF_LLAMA_FIXTURES();
   TempDir tmp;
-  const fs::path source = fixture("gqa-tied");
+  const fs::path source = hf_llama_fixture("gqa-tied");
   EXPECT_EQ(resolve_base_dtype(BaseDtype::kAuto, source, "cpu"), BaseDtype::kF32);
   for (const auto& [dtype, stored] : std::vector<std::pair<at::ScalarType, const char*>>{
            {at::kBFloat16, "bf16"}, {at::kHalf, "f16"}}) {
@@ -180,11 +170,11 @@ TEST(Bf16Base, AutoFollowsTheCheckpointsStoredDtype) {
 }
 
 TEST(Bf16Base, LoraGradientsEqualFloat32OnTheRoundedWeights) {
-  SKIP_WITHOUT_FIXTURES();
-  for (const std::string& name : kFixtures) {
+  SKIP_WITHOUT_HF_LLAMA_FIXTURES();
+  for (const std::string& name : kHfLlamaFixtures) {
     LlamaForCausalLM bf16 =
-        load_llama(fixture(name), "cpu", WeightLayout::kCheckpoint, BaseDtype::kBf16);
-    LlamaForCausalLM reference = rounded_float32_model(fixture(name));
+        load_llama(hf_llama_fixture(name), "cpu", WeightLayout::kCheckpoint, BaseDtype::kBf16);
+    LlamaForCausalLM reference = rounded_float32_model(hf_llama_fixture(name));
     const std::vector<at::Tensor> a = attach_lora(bf16, 0.1);
     const std::vector<at::Tensor> b = attach_lora(reference, 0.1);
     const at::Tensor ids = sample_ids(reference, 2, 17);
@@ -201,12 +191,12 @@ TEST(Bf16Base, LoraGradientsEqualFloat32OnTheRoundedWeights) {
 // rounded to bf16 inside the base's products, forward and backward. Not
 // equal to the exact path; the measured distance is printed and bounded.
 TEST(Bf16Base, Bf16ComputeStaysCloseToTheExactPath) {
-  SKIP_WITHOUT_FIXTURES();
-  for (const std::string& name : kFixtures) {
+  SKIP_WITHOUT_HF_LLAMA_FIXTURES();
+  for (const std::string& name : kHfLlamaFixtures) {
     LlamaForCausalLM exact =
-        load_llama(fixture(name), "cpu", WeightLayout::kCheckpoint, BaseDtype::kBf16);
+        load_llama(hf_llama_fixture(name), "cpu", WeightLayout::kCheckpoint, BaseDtype::kBf16);
     LlamaForCausalLM fast =
-        load_llama(fixture(name), "cpu", WeightLayout::kCheckpoint, BaseDtype::kBf16);
+        load_llama(hf_llama_fixture(name), "cpu", WeightLayout::kCheckpoint, BaseDtype::kBf16);
     fast->set_bf16_path(Bf16Path::kFast);
     const std::vector<at::Tensor> a = attach_lora(fast, 0.0);
     const std::vector<at::Tensor> b = attach_lora(exact, 0.0);
@@ -224,12 +214,13 @@ TEST(Bf16Base, Bf16ComputeStaysCloseToTheExactPath) {
 }
 
 TEST(ActivationCheckpointing, GradientsAndLossEqualTheStoredActivationsRun) {
-  SKIP_WITHOUT_FIXTURES();
+  SKIP_WITHOUT_HF_LLAMA_FIXTURES();
   for (const BaseDtype dtype : {BaseDtype::kF32, BaseDtype::kBf16}) {
     for (const std::string& name : {"mha-untied", "gqa-tied"}) {
-      LlamaForCausalLM plain = load_llama(fixture(name), "cpu", WeightLayout::kCheckpoint, dtype);
+      LlamaForCausalLM plain =
+          load_llama(hf_llama_fixture(name), "cpu", WeightLayout::kCheckpoint, dtype);
       LlamaForCausalLM recomputed =
-          load_llama(fixture(name), "cpu", WeightLayout::kCheckpoint, dtype);
+          load_llama(hf_llama_fixture(name), "cpu", WeightLayout::kCheckpoint, dtype);
       recomputed->set_activation_checkpointing(true);
       // Dropout on: the recomputation must draw the forward's masks again.
       const std::vector<at::Tensor> a = attach_lora(plain, 0.2);
@@ -255,9 +246,9 @@ TEST(ActivationCheckpointing, GradientsAndLossEqualTheStoredActivationsRun) {
 }
 
 TEST(Bf16Base, MergingAndSavingUseTheBf16Values) {
-  SKIP_WITHOUT_FIXTURES();
+  SKIP_WITHOUT_HF_LLAMA_FIXTURES();
   TempDir tmp;
-  const fs::path dir = fixture("mha-untied");
+  const fs::path dir = hf_llama_fixture("mha-untied");
   LlamaForCausalLM model = load_llama(dir, "cpu", WeightLayout::kCheckpoint, BaseDtype::kBf16);
   save_llama(model, dir, tmp / "saved");
   LlamaForCausalLM reference = rounded_float32_model(dir);
@@ -279,12 +270,13 @@ TEST(Bf16Base, MergingAndSavingUseTheBf16Values) {
   EXPECT_LT(max_abs_diff(model->forward(ids), tuned) / range, 2e-2);
 }
 
-TEST(Bf16Base, ABaseDtypeIsOneOfThreeAndBf16IsForTheCpu) {
+TEST(Bf16Base, ABaseDtypeIsOneOfFourAndBf16IsForTheCpu) {
   EXPECT_EQ(parse_base_dtype("auto"), BaseDtype::kAuto);
   EXPECT_EQ(parse_base_dtype("bf16"), BaseDtype::kBf16);
   EXPECT_EQ(parse_base_dtype("f32"), BaseDtype::kF32);
+  EXPECT_EQ(parse_base_dtype("int8"), BaseDtype::kInt8);
   testing::expect_throw_naming<std::invalid_argument>(
-      [] { parse_base_dtype("fp16"); }, "base_dtype 'fp16': expected auto, bf16 or f32");
+      [] { parse_base_dtype("fp16"); }, "weights 'fp16': expected auto, f32, bf16 or int8");
 }
 
 }  // namespace

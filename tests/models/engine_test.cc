@@ -1,6 +1,7 @@
 // The serving engine: continuous batching that gives every request exactly
 // what it would get alone, a bounded queue, cancellation and deadlines,
-// and model changes between steps.
+// and model changes between steps — each on every weight format the daemon
+// serves (f32, bf16, int8: the suites are parametrized by BaseDtype).
 #include "models/engine.h"
 
 #include <gtest/gtest.h>
@@ -29,32 +30,52 @@ struct Fixture {
 
 // The mha-untied fixture with its PEFT adapter in slot 0, and three
 // requests (lengths 1, 17 and 120; adapter, base, adapter) with the greedy
-// ids transformers and PEFT give each alone.
-std::optional<Fixture> transformers_fixture(WeightLayout layout = WeightLayout::kCheckpoint) {
+// ids each gets alone: transformers and PEFT's in float32 (checked here),
+// greedy_generate's on the same model in bf16 and int8, whose products
+// round differently.
+std::optional<Fixture> transformers_fixture(WeightLayout layout = WeightLayout::kCheckpoint,
+                                            BaseDtype weights = BaseDtype::kF32) {
   const fs::path dir = testing::shared_path("fixtures/hf-llama/mha-untied");
   const fs::path stories = testing::shared_path("models/stories260K-hf");
   if (!fs::exists(dir) || !fs::exists(stories)) return std::nullopt;
   std::ifstream in(dir / "expected.json");
   const auto expected = nlohmann::json::parse(in);
   Fixture f;
-  f.model = load_llama(dir, "cpu", layout);
+  // int8 is a serving format: packed only.
+  if (weights == BaseDtype::kInt8) layout = WeightLayout::kPacked;
+  f.model = load_llama(dir, "cpu", layout, weights);
   attach_adapter(f.model, load_peft_adapter(dir / "adapter"), 0);
   f.tokenizer = load_tokenizer(stories);  // any tokenizer: ids are compared
   for (const auto& [index, slot] : std::vector<std::pair<int, int>>{{0, 0}, {1, -1}, {2, 0}}) {
     const auto& seq = expected["sequences"][index];
     f.prompts.push_back(seq["ids"].get<std::vector<int64_t>>());
     f.slots.push_back(slot);
-    f.want.push_back((slot < 0 ? seq : expected["adapter"]["sequences"][index])["greedy"]
-                         .get<std::vector<int64_t>>());
+    const auto reference = (slot < 0 ? seq : expected["adapter"]["sequences"][index])["greedy"]
+                               .get<std::vector<int64_t>>();
+    const auto alone =
+        greedy_generate(f.model, f.prompts.back(), static_cast<int>(reference.size()), slot);
+    if (weights == BaseDtype::kF32) {
+      EXPECT_EQ(alone, reference) << "sequence " << index;
+    }
+    f.want.push_back(alone);
   }
   return f;
 }
 
-TEST(Engine, StaggeredRequestsEachGetWhatTheyGetAlone) {
+// Each test below runs on every weight format.
+class EngineOnWeights : public ::testing::TestWithParam<BaseDtype> {};
+
+INSTANTIATE_TEST_SUITE_P(Formats, EngineOnWeights,
+                         ::testing::Values(BaseDtype::kF32, BaseDtype::kBf16, BaseDtype::kInt8),
+                         [](const ::testing::TestParamInfo<BaseDtype>& info) {
+                           return std::string(base_dtype_name(info.param));
+                         });
+
+TEST_P(EngineOnWeights, StaggeredRequestsEachGetWhatTheyGetAlone) {
   // The daemon's layout (packed) at 8 rows, the checkpoint's at 2.
   for (const auto& [max_batch, layout] :
        {std::pair{8, WeightLayout::kPacked}, std::pair{2, WeightLayout::kCheckpoint}}) {
-    std::optional<Fixture> f = transformers_fixture(layout);
+    std::optional<Fixture> f = transformers_fixture(layout, GetParam());
     if (!f) GTEST_SKIP() << "../shared fixtures not found";
     Engine engine(f->model, f->tokenizer, {.max_batch = max_batch});
     // Each request joins while the earlier ones are decoding (after their
@@ -97,8 +118,8 @@ TEST(Engine, StaggeredRequestsEachGetWhatTheyGetAlone) {
   }
 }
 
-TEST(Engine, ABurstPrefillsTogetherAndEachGetsWhatItGetsAlone) {
-  std::optional<Fixture> f = transformers_fixture(WeightLayout::kPacked);
+TEST_P(EngineOnWeights, ABurstPrefillsTogetherAndEachGetsWhatItGetsAlone) {
+  std::optional<Fixture> f = transformers_fixture(WeightLayout::kPacked, GetParam());
   if (!f) GTEST_SKIP() << "../shared fixtures not found";
   Engine engine(f->model, f->tokenizer, {.max_batch = 8});
   // Submitted while the scheduler runs a model change, the three requests
@@ -124,10 +145,10 @@ TEST(Engine, ABurstPrefillsTogetherAndEachGetsWhatItGetsAlone) {
   EXPECT_EQ(stats.steps, 15) << "one prefill for the three, then 15 steps together";
 }
 
-TEST(Engine, SampledTextStreamsAndEqualsGenerateAlone) {
+TEST_P(EngineOnWeights, SampledTextStreamsAndEqualsGenerateAlone) {
   const fs::path dir = testing::shared_path("models/stories260K-hf");
   if (!fs::exists(dir)) GTEST_SKIP() << dir << " not found";
-  LlamaForCausalLM model = load_llama(dir);
+  LlamaForCausalLM model = load_llama(dir, "cpu", WeightLayout::kPacked, GetParam());
   std::shared_ptr<const Tokenizer> tokenizer = load_tokenizer(dir);
   const std::vector<std::string> texts = {"Once upon a time", "The little dog",
                                           "Lily and Ben went to the park. They saw"};
@@ -167,8 +188,8 @@ TEST(Engine, SampledTextStreamsAndEqualsGenerateAlone) {
   }
 }
 
-TEST(Engine, TheQueueIsBoundedAndCancellationAndDeadlinesFreeTheRow) {
-  std::optional<Fixture> f = transformers_fixture();
+TEST_P(EngineOnWeights, TheQueueIsBoundedAndCancellationAndDeadlinesFreeTheRow) {
+  std::optional<Fixture> f = transformers_fixture(WeightLayout::kPacked, GetParam());
   if (!f) GTEST_SKIP() << "../shared fixtures not found";
   Engine engine(f->model, f->tokenizer,
                 {.max_batch = 1, .max_queue = 2, .max_prompt_tokens = 200, .max_new_tokens = 400});
@@ -212,8 +233,8 @@ TEST(Engine, TheQueueIsBoundedAndCancellationAndDeadlinesFreeTheRow) {
   EXPECT_EQ(ran.generation.ids, std::vector<int64_t>(f->want[1].begin(), f->want[1].begin() + 4));
 }
 
-TEST(Engine, ModelChangesRunBetweenStepsAndSlotsInUseAreKnown) {
-  std::optional<Fixture> f = transformers_fixture();
+TEST_P(EngineOnWeights, ModelChangesRunBetweenStepsAndSlotsInUseAreKnown) {
+  std::optional<Fixture> f = transformers_fixture(WeightLayout::kPacked, GetParam());
   if (!f) GTEST_SKIP() << "../shared fixtures not found";
   const PeftAdapter adapter =
       load_peft_adapter(testing::shared_path("fixtures/hf-llama/mha-untied/adapter"));
@@ -246,8 +267,8 @@ TEST(Engine, ModelChangesRunBetweenStepsAndSlotsInUseAreKnown) {
                std::runtime_error);
 }
 
-TEST(Engine, ARequestWhoseLogitsAreNotFiniteFailsAloneAndTheEngineGoesOn) {
-  std::optional<Fixture> f = transformers_fixture();
+TEST_P(EngineOnWeights, ARequestWhoseLogitsAreNotFiniteFailsAloneAndTheEngineGoesOn) {
+  std::optional<Fixture> f = transformers_fixture(WeightLayout::kPacked, GetParam());
   if (!f) GTEST_SKIP() << "../shared fixtures not found";
   // Slot 1: the fixture's adapter with NaN in one B (as a damaged file
   // would hold, attached without the loader's check).
