@@ -19,6 +19,7 @@
 #include "models/peft_adapter.h"
 #include "models/runtime.h"
 #include "models/tokenizer/chat_format.h"
+#include "prompts/prompt_format.h"
 
 namespace vitrine::cli {
 namespace {
@@ -118,7 +119,10 @@ int run_generate(GenerateArgs args) {
     }
     const auto ids32 = tokenizer->encode(text, /*add_bos=*/true);
     const std::vector<int64_t> prompt(ids32.begin(), ids32.end());
-    for (const int32_t id : tokenizer->eos_ids()) args.options.eos_ids.push_back(id);
+    // With an adapter, also its end token (prompt_format.json).
+    args.options.eos_ids = prompts::stop_ids(
+        args.adapter.empty() ? prompts::PromptFormat{} : prompts::read_prompt_format(args.adapter),
+        *tokenizer);
     if (!args.chat) std::fputs(tokenizer->decode(ids32).c_str(), stdout);
     models::generate(model, *tokenizer, prompt, args.options, slot,
                      [](int64_t, std::string_view piece) {

@@ -100,6 +100,7 @@ class Engine {
   std::set<int> slots_in_use() const;
   EngineStats stats() const;
   const EngineOptions& options() const { return options_; }
+  const Tokenizer* tokenizer() const { return tokenizer_.get(); }  // null: none given
 
  private:
   struct Row;

@@ -38,6 +38,9 @@ AdapterRegistry::ReloadResult AdapterRegistry::reload() {
     try {
       const models::PeftAdapter adapter = models::load_peft_adapter(path);
       const prompts::PromptFormat format = prompts::read_prompt_format(path);
+      if (const models::Tokenizer* tokenizer = engine_.tokenizer()) {
+        prompts::stop_ids(format, *tokenizer);  // throws: another base's end token
+      }
       int slot = 0;
       {
         std::lock_guard lock(mutex_);

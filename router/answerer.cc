@@ -246,7 +246,7 @@ models::GenerationOptions Answerer::generation_options(const GenerationSettings&
   o.repetition_penalty =
       s.repetition_penalty > 0 ? s.repetition_penalty : options_.repetition_penalty;
   o.seed = s.seed;
-  for (const int32_t id : parts_.tokenizer->eos_ids()) o.eos_ids.push_back(id);
+  for (const int32_t id : parts_.tokenizer->eos_ids()) o.eos_ids.push_back(id);  // plan(): + end
   o.stop_strings = models::chat_stop_strings(parts_.family);
   return o;
 }
@@ -320,6 +320,16 @@ prompts::QaFormat Answerer::qa_format(const LoadedAdapter* lease) const {
   if (lease != nullptr) return lease->prompt_format.qa;
   const auto current = parts_.registry->current(options_.qa_adapter);
   return current != nullptr ? current->prompt_format.qa : prompts::QaFormat{};
+}
+
+// The tokenizer's EOS and the end token the answering adapter learnt; the
+// base model stops where the agent's adapter would (that token is what the
+// base learnt to end with), so base and tuned answers end alike.
+std::vector<int64_t> Answerer::stop_ids(const Plan& plan) const {
+  std::shared_ptr<const LoadedAdapter> adapter = plan.lease;
+  if (adapter == nullptr) adapter = parts_.registry->current(adapter_name(plan.answer.route.agent));
+  return prompts::stop_ids(adapter != nullptr ? adapter->prompt_format : prompts::PromptFormat{},
+                           *parts_.tokenizer);
 }
 
 // The agent's prompt, after the conversation's earlier turns, as token ids,
@@ -413,7 +423,10 @@ Plan Answerer::plan(const Request& request) const {
   plan.answer.response_id = new_response_id();
   add_prompt(request, task, plan);
   // An unknown product said needs no model: no adapter, no experiment arm.
-  if (plan.fixed_text.empty()) choose_model(request, task, plan);
+  if (plan.fixed_text.empty()) {
+    choose_model(request, task, plan);
+    plan.request.options.eos_ids = stop_ids(plan);
+  }
   return plan;
 }
 

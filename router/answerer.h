@@ -266,6 +266,7 @@ class Answerer {
   // The adapter that answers for `agent` (qa: options().qa_adapter).
   const std::string& adapter_name(const std::string& agent) const;
   prompts::QaFormat qa_format(const LoadedAdapter* lease) const;
+  std::vector<int64_t> stop_ids(const Plan& plan) const;
   // A question about no known product: its closest titles, and with
   // unknown_product say the fixed answer; true when no model is to run.
   bool say_unknown_product(const Request& request, Plan& plan) const;

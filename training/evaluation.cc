@@ -287,7 +287,6 @@ EvalModel load_eval_model(const TrainConfig& config, const EvalOptions& options)
               {}};
   m.generation.max_new_tokens = options.max_new_tokens;
   m.generation.repetition_penalty = options.repetition_penalty;
-  for (const int32_t id : m.tokenizer->eos_ids()) m.generation.eos_ids.push_back(id);
   m.generation.stop_strings = models::chat_stop_strings(m.family);
   return m;
 }
@@ -299,9 +298,12 @@ struct Answers {
 
 // The base model's and adapter `slot`'s answers to the items, each prompt
 // asked of both in the same batch.
+// Both stop at the adapter's end token: it is the one the base learnt.
 Answers answer_items(EvalModel& m, const TaskPrompter& prompter, int slot,
                      const std::vector<Item>& items, const EvalOptions& options,
                      const std::string& label) {
+  models::GenerationOptions generation = m.generation;
+  generation.eos_ids = prompts::stop_ids(prompter.format(), *m.tokenizer);
   Answers out;
   Progress progress({.label = label,
                      .total_bytes = static_cast<uint64_t>(items.size()),
@@ -318,7 +320,7 @@ Answers answer_items(EvalModel& m, const TaskPrompter& prompter, int slot,
       requests.push_back({ids, -1});    // base
       requests.push_back({ids, slot});  // tuned, in the same forward
     }
-    const auto answers = models::generate_batch(m.model, *m.tokenizer, requests, m.generation);
+    const auto answers = models::generate_batch(m.model, *m.tokenizer, requests, generation);
     for (size_t k = i; k < end; ++k) {
       const models::GenerationResult& base = answers[2 * (k - i)];
       const models::GenerationResult& tuned = answers[2 * (k - i) + 1];
@@ -399,14 +401,17 @@ void score_faithfulness(const std::vector<Item>& items, const Answers& answers,
 }
 
 // One adapter on one split (test or train): nothing when the split is
-// empty or not asked for. The adapter's prompt format asks both models.
+// empty or not asked for. The adapter's prompt format (as it recorded it,
+// else as the config says) asks both models.
 std::optional<SplitResult> evaluate_split(EvalModel& m, const TrainConfig& config,
                                           const std::string& name, int slot,
-                                          const std::string& split, int64_t limit,
-                                          const EvalOptions& options) {
+                                          const fs::path& adapter_dir, const std::string& split,
+                                          int64_t limit, const EvalOptions& options) {
   if (limit <= 0) return std::nullopt;
   const AdapterTrainConfig& ac = config.adapters.at(name);
-  const prompts::PromptFormat format = prompt_format_of(ac);
+  const prompts::PromptFormat format = fs::exists(adapter_dir / prompts::kPromptFormatFile)
+                                           ? prompts::read_prompt_format(adapter_dir)
+                                           : prompt_format_of(ac);
   const prompts::Task task = format.task;
   const fs::path file = fs::path(config.dataset) / "tasks" / std::string(prompts::task_name(task)) /
                         (split + ".jsonl");
@@ -416,8 +421,7 @@ std::optional<SplitResult> evaluate_split(EvalModel& m, const TrainConfig& confi
     products = std::make_shared<const ProductTexts>(
         read_product_texts(product_texts_file(config.dataset, split)));
   }
-  const TaskPrompter prompter =
-      task == prompts::Task::kQa ? TaskPrompter(format, products) : TaskPrompter(task);
+  const TaskPrompter prompter(format, products);
   const std::vector<Item> items = read_items(file, task, limit);
   if (items.empty()) return std::nullopt;
   SplitResult r;
@@ -513,7 +517,8 @@ std::vector<SplitResult> evaluate_run(const fs::path& run_dir, const EvalOptions
     for (const auto& [split, limit] :
          {std::pair<std::string, int64_t>{"test", options.test_examples},
           {"train", options.train_examples}}) {
-      std::optional<SplitResult> r = evaluate_split(m, config, name, slot, split, limit, options);
+      std::optional<SplitResult> r =
+          evaluate_split(m, config, name, slot, adapter_dir, split, limit, options);
       if (r) results.push_back(std::move(*r));
     }
     ++slot;

@@ -21,16 +21,16 @@ struct Completion {
   const models::Tokenizer& tokenizer;
   std::string prompt;
   std::string text;
-  int32_t eos = -1;  // -1: the tokenizer has none
+  int32_t end = -1;  // the end token; -1: none
 
-  // The ids of text[0, chars) as they follow the prompt, then the EOS.
+  // The ids of text[0, chars) as they follow the prompt, then the end token.
   // The prompt's `prompt_ids` ids are skipped: tokenisers may merge across
   // the boundary, so the completion is what the whole text adds to them.
   std::vector<int32_t> ids(size_t chars, size_t prompt_ids) const {
     const std::vector<int32_t> whole =
         tokenizer.encode(prompt + text.substr(0, chars), /*add_bos=*/true);
     std::vector<int32_t> out(whole.begin() + std::min(whole.size(), prompt_ids), whole.end());
-    if (eos >= 0) out.push_back(eos);
+    if (end >= 0) out.push_back(end);
     return out;
   }
 };
@@ -54,9 +54,9 @@ struct FittedCompletion {
 };
 
 // The longest start of the completion that fits `room` tokens with its
-// EOS and ends a sentence, so that the adapter learns to end answers
+// end token and ends a sentence, so that the adapter learns to end answers
 // rather than to be cut off. When not even the first sentence fits, the
-// first `room` tokens, without EOS (the answer really goes on).
+// first `room` tokens, without end token (the answer really goes on).
 FittedCompletion fit_completion(const Completion& c, size_t prompt_ids, int64_t room,
                                 const std::vector<int32_t>& whole) {
   const std::vector<size_t> ends = sentence_ends(c.text);
@@ -135,6 +135,8 @@ ExampleSet load_examples(const fs::path& file, const TaskPrompter& prompter,
   if (!in) throw std::runtime_error(fmt::format("cannot read '{}'", file.string()));
   const auto [input_key, output_key] = prompts::task_fields(prompter.task());
   const std::vector<int32_t> eos = tokenizer.eos_ids();
+  const prompts::EndToken& recorded = prompter.format().end;
+  const int32_t end = recorded.recorded() ? recorded.id : (eos.empty() ? -1 : eos.front());
   ExampleSet set;
   std::string line;
   while ((limit == 0 || set.read < limit) && std::getline(in, line)) {
@@ -162,7 +164,7 @@ ExampleSet load_examples(const fs::path& file, const TaskPrompter& prompter,
     const Completion c{.tokenizer = tokenizer,
                        .prompt = models::render_chat_prompt(family, turn),
                        .text = j[output_key].get<std::string>(),
-                       .eos = eos.empty() ? -1 : eos.front()};
+                       .end = end};
     ex.ids = tokenizer.encode(c.prompt, /*add_bos=*/true);
     ex.prompt_len = static_cast<int64_t>(ex.ids.size());
     if (ex.prompt_len + 1 > max_seq_len) {
@@ -171,11 +173,15 @@ ExampleSet load_examples(const fs::path& file, const TaskPrompter& prompter,
     }
     const int64_t room = max_seq_len - ex.prompt_len;
     std::vector<int32_t> completion = c.ids(c.text.size(), ex.ids.size());
+    ex.ended = end >= 0;
     if (static_cast<int64_t>(completion.size()) > room) {
       const FittedCompletion fitted = fit_completion(c, ex.ids.size(), room, completion);
       completion = fitted.ids;
       ++set.truncated;
-      if (!fitted.at_sentence_end) ++set.cut_mid_sentence;
+      if (!fitted.at_sentence_end) {
+        ++set.cut_mid_sentence;
+        ex.ended = false;
+      }
     }
     ex.ids.insert(ex.ids.end(), completion.begin(), completion.end());
     set.examples.push_back(std::move(ex));

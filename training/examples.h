@@ -29,16 +29,17 @@ namespace vitrine::training {
 
 struct Example {
   std::string uid;
-  std::vector<int32_t> ids;  // BOS, prompt, completion, EOS
+  std::vector<int32_t> ids;  // BOS, prompt, completion, end token
   int64_t prompt_len = 0;    // ids before the completion: not targets
+  bool ended = false;        // the completion ends with its end token (not cut, not endless)
 };
 
 struct ExampleSet {
   std::vector<Example> examples;
   int64_t read = 0;                 // lines read
   int64_t truncated = 0;            // completions cut to fit max_seq_len: at the end of
-                                    // the last sentence that fits, keeping their EOS
-  int64_t cut_mid_sentence = 0;     // of those, cut inside their first sentence (no EOS)
+                                    // the last sentence that fits, keeping their end token
+  int64_t cut_mid_sentence = 0;     // of those, cut inside their first sentence (no end token)
   int64_t dropped_long_prompt = 0;  // prompts that left no room for a completion
 };
 
@@ -78,8 +79,9 @@ class TaskPrompter {
 };
 
 // Reads `file` (tasks/<task>/<split>.jsonl), at most `limit` lines (0 = all),
-// each line's prompt made by `prompter`. Throws std::runtime_error naming
-// the file and line for a bad line.
+// each line's prompt made by `prompter`, each completion ended with the end
+// token of its format (the tokenizer's first EOS when none is recorded). Throws std::runtime_error
+// naming the file and line for a bad line.
 ExampleSet load_examples(const std::filesystem::path& file, const TaskPrompter& prompter,
                          const models::Tokenizer& tokenizer, models::ChatFamily family,
                          int64_t max_seq_len, int64_t limit = 0);

@@ -13,6 +13,7 @@
 #include "common/stable_hash.h"
 #include "common/text_file.h"
 #include "prompts/prompts.h"
+#include "training/end_token.h"
 #include "training/trainable_adapter.h"
 
 namespace vitrine::training {
@@ -132,16 +133,31 @@ std::optional<AdapterOutcome> AdapterRecipe::published_before() {
 // The task's examples, packed into rows; the validation batches; and how
 // many rows and micro-batches a step takes over all ranks.
 void AdapterRecipe::setup_data() {
-  const prompts::PromptFormat format = prompt_format_of(config_);
+  format_ = prompt_format_of(config_);
+  const prompts::PromptFormat& format = format_;
   const fs::path dataset(run_.config.dataset);
   const fs::path tasks = dataset / "tasks" / std::string(prompts::task_name(format.task));
   // The prompts of a split: grounded ones with that split's products.
   auto prompter = [&](std::string_view split) {
-    if (format.task != prompts::Task::kQa || format.qa.grounding == prompts::Grounding::kNone)
-      return TaskPrompter(format.task);
-    return TaskPrompter(format, std::make_shared<const ProductTexts>(
-                                    read_product_texts(product_texts_file(dataset, split))));
+    std::shared_ptr<const ProductTexts> products;
+    if (format.task == prompts::Task::kQa && format.qa.grounding != prompts::Grounding::kNone) {
+      products = std::make_shared<const ProductTexts>(
+          read_product_texts(product_texts_file(dataset, split)));
+    }
+    return TaskPrompter(format, std::move(products));
   };
+  // The end token, measured on the first training completions when auto,
+  // in rows long enough to hold most of them whole.
+  const int64_t probe_len = std::min<int64_t>(std::max<int64_t>(config_.max_seq_len, 256),
+                                              run_.model->config().max_position_embeddings);
+  const ExampleSet probe = load_examples(tasks / "train.jsonl", prompter("train"), run_.tokenizer,
+                                         run_.family, probe_len, kEndTokenTexts * 4);
+  format_.end = choose_end_token(run_.model, run_.tokenizer, probe.examples,
+                                 parse_end_token_setting(run_.config.end_token));
+  if (run_.options.progress && run_.group.is_main()) {
+    std::fprintf(stderr, "vitrine train: %s: completions end with %s\n", name_.c_str(),
+                 describe(format_.end).c_str());
+  }
   const TaskPrompter train_prompter = prompter("train");
   const ExampleSet train = load_examples(tasks / "train.jsonl", train_prompter, run_.tokenizer,
                                          run_.family, config_.max_seq_len, config_.train_examples);
@@ -175,6 +191,10 @@ void AdapterRecipe::setup_data() {
       .train_rows = static_cast<int64_t>(rows_.size()),
       .truncated = train.truncated,
       .cut_mid_sentence = train.cut_mid_sentence,
+      .ended = std::count_if(train.examples.begin(), train.examples.end(),
+                             [](const Example& ex) { return ex.ended; }),
+      .end_token = format_.end.piece,
+      .end_token_id = format_.end.id,
       .dropped_long_prompt = train.dropped_long_prompt,
       .validation_examples = static_cast<int64_t>(validation.examples.size()),
       .world_size = run_.group.world_size(),
@@ -389,7 +409,7 @@ AdapterOutcome AdapterRecipe::publish() {
   const AdapterRecord published = record();
   write_file_atomic(staging.path() / "training.json", to_json(published).dump(2) + "\n");
   write_file_atomic(staging.path() / prompts::kPromptFormatFile,
-                    prompts::prompt_format_to_json(prompt_format_of(config_)).dump(2) + "\n");
+                    prompts::prompt_format_to_json(format_).dump(2) + "\n");
   staging.commit();
   run_.log.record(DoneEvent{.record = published});
   return outcome_;

@@ -99,7 +99,8 @@ class AdapterRecipe {
   const int slot_;
 
   // setup_data
-  StartEvent started_;  // what the data came to, and the step counts
+  prompts::PromptFormat format_;  // what the adapter learns: prompts and end token
+  StartEvent started_;            // what the data came to, and the step counts
   std::string dataset_fingerprint_;
   std::vector<PackedRow> rows_;
   std::vector<Batch> validation_batches_;

@@ -7,6 +7,7 @@
 #include "common/config_binder.h"
 #include "common/utf8.h"
 #include "models/llama.h"
+#include "training/end_token.h"
 #include "training/memory_estimate.h"
 
 namespace vitrine::training {
@@ -57,6 +58,7 @@ void bind_run(ConfigBinder& b, TrainConfig& c) {
       .field("base_dtype", c.base_dtype)
       .field("activation_checkpointing", c.activation_checkpointing)
       .field("bf16_compute", c.bf16_compute)
+      .field("end_token", c.end_token)
       .field("memory_limit_gb", c.memory_limit_gb);
 }
 
@@ -153,6 +155,7 @@ void check_run(const TrainConfig& c) {
           "base_dtype 'int8': int8 weights are for serving (LoRA trains on f32 or bf16)");
     }
     parse_checkpointing(c.activation_checkpointing);
+    parse_end_token_setting(c.end_token);
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(fmt::format("config '{}'", e.what()));
   }

@@ -56,8 +56,9 @@ struct TrainConfig {
   std::string device = "cpu";
   std::string base_dtype = "auto";                // auto, bf16 or f32 (models::BaseDtype)
   std::string activation_checkpointing = "auto";  // auto, always or never (memory_estimate.h)
-  bool bf16_compute = false;   // a bf16 base's products on bf16 activations and gradients too
-  double memory_limit_gb = 0;  // refuse runs estimated above; 0 = what is free
+  bool bf16_compute = false;       // a bf16 base's products on bf16 activations and gradients too
+  std::string end_token = "auto";  // auto, eos or bos: what completions end with (end_token.h)
+  double memory_limit_gb = 0;      // refuse runs estimated above; 0 = what is free
   std::map<std::string, AdapterTrainConfig> adapters;  // by adapter name (describe, qa, ...)
   bool classifier_enabled = true;                      // train the router's classifier too
   ClassifierTrainConfig classifier;

@@ -30,6 +30,9 @@ struct StartEvent {
   int64_t train_rows = 0;           // rows they fill (fewer than examples when packing)
   int64_t truncated = 0;            // completions cut to fit max_seq_len (at a sentence end)
   int64_t cut_mid_sentence = 0;     // of those, cut inside their first sentence
+  int64_t ended = 0;                // training examples whose completion ends with the end token
+  std::string end_token;            // the token completions end with (prompts::EndToken)
+  int64_t end_token_id = -1;        // its id; -1: none
   int64_t dropped_long_prompt = 0;  // examples dropped: the prompt alone did not fit
   int64_t validation_examples = 0;  // validation examples for the loss
   int64_t world_size = 1;           // data-parallel ranks

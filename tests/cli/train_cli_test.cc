@@ -142,6 +142,14 @@ TEST_F(TrainRun, BothAdaptersArePublishedCheckpointedAndLogged) {
     EXPECT_EQ(record["fingerprints"]["base_model"].get<std::string>().size(), 32u);
     EXPECT_EQ(record["fingerprints"]["dataset"].get<std::string>().size(), 32u);
     EXPECT_EQ(record["config"]["max_steps"], 6);
+    // Completions ended with the token this base learnt at a text's end
+    // (training/end_token.h): BOS for llama2.c's stories260K, measured.
+    const auto format = nlohmann::json::parse(read_file(adapter / "prompt_format.json"));
+    EXPECT_EQ(format["end_token"]["id"], 1) << format;
+    EXPECT_EQ(format["end_token"]["piece"], "<s>");
+    EXPECT_EQ(format["end_token"]["chosen_by"], "auto");
+    EXPECT_GT(format["end_token"]["mean_logprob"]["<s>"].get<double>(),
+              format["end_token"]["mean_logprob"]["</s>"].get<double>() + 2);
     for (const char* step : {"step-3", "step-6"}) {
       const fs::path ckpt = out / "checkpoints" / name / step;
       EXPECT_TRUE(fs::exists(ckpt / "adapter" / "adapter_model.safetensors")) << ckpt;
@@ -169,6 +177,11 @@ TEST_F(TrainRun, BothAdaptersArePublishedCheckpointedAndLogged) {
   for (std::string line; std::getline(lines, line);) {
     const auto j = nlohmann::json::parse(line);
     if (j["event"] == "eval") losses[j["adapter"]].push_back(j["validation_loss"]);
+    if (j["event"] == "start") {
+      EXPECT_EQ(j["end_token"], "<s>");
+      EXPECT_GE(j["ended"].get<int64_t>(), 0);  // 96-token rows here: most descriptions are cut
+      EXPECT_LE(j["ended"].get<int64_t>(), j["train_examples"].get<int64_t>());
+    }
     if (j["event"] == "step") {
       ++step_lines;
       EXPECT_GT(j["real_tokens"].get<int64_t>(), 0);

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <tuple>
 
 #include "models/checkpoint_weights.h"
@@ -110,12 +111,10 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(WeightLayout::kCheckpoint, WeightLayout::kPacked)),
     [](const auto& info) { return testing::layout_param_name(info.param); });
 
-std::vector<fs::path> files_under(const fs::path& root) {
-  std::vector<fs::path> out;
-  for (const auto& entry : fs::recursive_directory_iterator(root)) {
-    if (entry.is_regular_file()) out.push_back(fs::relative(entry.path(), root));
-  }
-  std::sort(out.begin(), out.end());
+// The relative paths of `tree`'s entries.
+std::vector<std::string> paths_of(const std::map<std::string, std::string>& tree) {
+  std::vector<std::string> out;
+  for (const auto& entry : tree) out.push_back(entry.first);
   return out;
 }
 
@@ -130,10 +129,11 @@ TEST(Architectures, TheCommittedSetIsWhatTransformersWrites) {
       fresh.string() + ".log");
   if (!run.skip.empty()) GTEST_SKIP() << run.skip;
   ASSERT_TRUE(run.failure.empty()) << run.failure;
-  const std::vector<fs::path> files = files_under(arch_dir());
-  ASSERT_EQ(files, files_under(fresh));
-  for (const fs::path& file : files) {
-    EXPECT_EQ(testing::read_file(arch_dir() / file), testing::read_file(fresh / file))
+  const std::map<std::string, std::string> committed = testing::directory_tree(arch_dir());
+  const std::map<std::string, std::string> made = testing::directory_tree(fresh);
+  ASSERT_EQ(paths_of(committed), paths_of(made));
+  for (const auto& [file, bytes] : committed) {
+    EXPECT_EQ(bytes, made.at(file))
         << file << " differs from what scripts/make_arch_fixtures.py writes now: rewrite the set"
         << " (scripts/make_arch_fixtures.py --out tests/data/transformers/arch --force)";
   }

@@ -79,16 +79,6 @@ std::vector<std::string> leftovers(const fs::path& dir) {
   return out;
 }
 
-// Every entry under `dir`, relative path -> bytes ("" for directories).
-std::map<std::string, std::string> tree(const fs::path& dir) {
-  std::map<std::string, std::string> out;
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    out[fs::relative(e.path(), dir).string()] =
-        e.is_regular_file() ? testing::read_file(e.path()) : "";
-  }
-  return out;
-}
-
 // A model directory at `dir` with `base`'s config.json and its weights
 // (float32) each passed through `alter(name, weight)`.
 void altered_copy(const fs::path& base, const fs::path& dir,
@@ -323,17 +313,17 @@ TEST(Export, ReplacesAnEarlierExportButNoOtherDirectory) {
   EXPECT_EQ(read_json(out / "config.json")["torch_dtype"], "bfloat16");
   // A file of the user's in it: refused, and the directory left as it was.
   testing::write_file(out / "notes.txt", "mine");
-  auto before = tree(out);
+  auto before = testing::directory_tree(out);
   expect_error([&] { export_model(options(base, adapter, out, true)); },
                {out.string(), "'notes.txt'", "export did not write"});
-  EXPECT_EQ(tree(out), before);
+  EXPECT_EQ(testing::directory_tree(out), before);
   // A directory export did not write, even one that looks like a model.
   fs::create_directories(tmp / "model");
   fs::copy_file(base / "config.json", tmp / "model" / "config.json");
-  before = tree(tmp / "model");
+  before = testing::directory_tree(tmp / "model");
   expect_error([&] { export_model(options(base, adapter, tmp / "model", true)); },
                {"not a model directory written by vitrine export", kExportMarker, "config.json"});
-  EXPECT_EQ(tree(tmp / "model"), before);
+  EXPECT_EQ(testing::directory_tree(tmp / "model"), before);
   testing::write_file(tmp / "file", "x");
   expect_error([&] { export_model(options(base, adapter, tmp / "file", true)); },
                {"not a directory"});
@@ -349,7 +339,8 @@ TEST(Export, RefusesOutputsThatOverlapItsInputs) {
   fs::create_directories(tmp / "run");
   fs::copy(tmp / "base" / "adapter", tmp / "run" / "adapter", fs::copy_options::recursive);
   const fs::path base = tmp / "base", adapter = tmp / "run" / "adapter";
-  const auto base_before = tree(base), run_before = tree(tmp / "run");
+  const auto base_before = testing::directory_tree(base),
+             run_before = testing::directory_tree(tmp / "run");
   const std::vector<std::tuple<fs::path, fs::path, std::vector<std::string>>> cases = {
       {base, base / "adapter", {"is the base model", base.string()}},
       {base / "exported", base / "adapter", {"is inside the base model", base.string()}},
@@ -362,8 +353,8 @@ TEST(Export, RefusesOutputsThatOverlapItsInputs) {
     SCOPED_TRACE(out.string());
     expect_error([&] { export_model(options(base, with, out, true)); }, parts);
   }
-  EXPECT_EQ(tree(base), base_before);
-  EXPECT_EQ(tree(tmp / "run"), run_before);
+  EXPECT_EQ(testing::directory_tree(base), base_before);
+  EXPECT_EQ(testing::directory_tree(tmp / "run"), run_before);
   EXPECT_TRUE(leftovers(tmp.path()).empty());
 }
 

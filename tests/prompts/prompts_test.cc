@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "prompts/prompt_format.h"
+#include "tests/support/expect_error.h"
 #include "tests/support/temp_dir.h"
 
 namespace vitrine::prompts {
@@ -122,6 +123,51 @@ TEST(PromptFormat, RoundTripsAndAMissingFileIsClosedBook) {
   EXPECT_EQ(read_prompt_format(dir).qa.max_description_chars, 600u);
   std::ofstream(dir / kPromptFormatFile) << "{";
   EXPECT_THROW(read_prompt_format(dir), std::runtime_error);
+}
+
+// The end token an adapter's completions ended with is recorded with what
+// measured it, read back, and stopped at beside the tokenizer's EOS; an old
+// file without one means the EOS alone.
+TEST(PromptFormat, TheEndTokenRoundTripsAndGenerationStopsAtIt) {
+  const PromptFormat format{.task = Task::kQa,
+                            .qa = {},
+                            .end = {.id = 1,
+                                    .piece = "<s>",
+                                    .chosen_by = "auto",
+                                    .texts = 32,
+                                    .mean_logprob = {{"<s>", -3.5}, {"</s>", -24.25}}}};
+  const nlohmann::ordered_json json = prompt_format_to_json(format);
+  EXPECT_EQ(json["end_token"].dump(), R"({"id":1,"piece":"<s>","chosen_by":"auto","texts":32,)"
+                                      R"("mean_logprob":{"</s>":-24.25,"<s>":-3.5}})");
+  const PromptFormat back = prompt_format_from_json(json);
+  EXPECT_EQ(back.end.id, 1);
+  EXPECT_EQ(back.end.piece, "<s>");
+  EXPECT_EQ(back.end.texts, 32);
+  EXPECT_EQ(back.end.mean_logprob, format.end.mean_logprob);
+  EXPECT_EQ(prompt_format_to_json(back), json);
+  EXPECT_FALSE(prompt_format_from_json(prompt_format_to_json(PromptFormat{})).end.recorded());
+  for (const char* bad :
+       {R"({"id":-1,"piece":"<s>","chosen_by":"auto"})", R"({"id":1,"chosen_by":"auto"})",
+        R"({"id":1,"piece":"<s>"})",
+        R"({"id":1,"piece":"<s>","chosen_by":"auto","mean_logprob":{"<s>":"x"}})"}) {
+    nlohmann::json with = prompt_format_to_json(PromptFormat{});
+    with["end_token"] = nlohmann::json::parse(bad);
+    EXPECT_THROW(prompt_format_from_json(with), std::invalid_argument) << bad;
+  }
+
+  const std::filesystem::path model = testing::shared_path("models/stories260K-hf");
+  if (!std::filesystem::exists(model)) GTEST_SKIP() << model << " not found";
+  const auto tokenizer = models::load_tokenizer(model);
+  EXPECT_EQ(stop_ids(PromptFormat{}, *tokenizer), std::vector<int64_t>{2});
+  EXPECT_EQ(stop_ids(format, *tokenizer), (std::vector<int64_t>{2, 1}));
+  PromptFormat other = format;
+  other.end.piece = "<|endoftext|>";
+  testing::expect_throw_naming<std::runtime_error>(
+      [&] { stop_ids(other, *tokenizer); },
+      "ends its answers with token 1 '<|endoftext|>', which this tokenizer spells '<s>'");
+  other.end.id = 70000;
+  testing::expect_throw_naming<std::runtime_error>([&] { stop_ids(other, *tokenizer); },
+                                                   "does not have (512 tokens)");
 }
 
 }  // namespace

@@ -515,6 +515,43 @@ TEST_F(AnswererTest, EachQaAdapterIsAskedInThePromptFormatItWasTrainedWith) {
   EXPECT_FALSE(answerer.ask(request(question, RouteAsked::kQa)).finish_reason.empty());
 }
 
+// An adapter whose completions ended with another token than the EOS (its
+// prompt_format.json's end_token: the base's, training/end_token.h) stops
+// there too, and so does the base model asked in its place; an adapter
+// without one stops at the EOS alone. A version recording a token this
+// tokenizer spells otherwise (trained on another base) is not loaded.
+TEST_F(AnswererTest, AnswersStopAtTheEndTokenTheirAdapterLearnt) {
+  publish("describe", 1, 1);
+  publish("qa", 1, 2);
+  prompts::PromptFormat format{
+      .task = prompts::Task::kQa, .qa = {}, .end = {.id = 1, .piece = "<s>", .chosen_by = "bos"}};
+  vitrine::testing::write_file(dir_ / "adapters/qa/v1" / prompts::kPromptFormatFile,
+                               prompts::prompt_format_to_json(format).dump());
+  const Answerer answerer = make(0, 4);
+  const std::string question = "How many watts is the stainless steel electric kettle?";
+  EXPECT_EQ(answerer.plan(request(question, RouteAsked::kQa)).request.options.eos_ids,
+            (std::vector<int64_t>{2, 1}));
+  EXPECT_EQ(answerer.plan(request(question, RouteAsked::kBase)).request.options.eos_ids,
+            (std::vector<int64_t>{2, 1}));
+  EXPECT_EQ(
+      answerer.plan(request("Stainless Steel Electric Kettle 1.7 Liter", RouteAsked::kDescribe))
+          .request.options.eos_ids,
+      std::vector<int64_t>{2});
+  EXPECT_FALSE(answerer.ask(request(question, RouteAsked::kQa)).finish_reason.empty());
+
+  publish("qa", 2, 3);
+  format.end.piece = "<|end|>";
+  vitrine::testing::write_file(dir_ / "adapters/qa/v2" / prompts::kPromptFormatFile,
+                               prompts::prompt_format_to_json(format).dump());
+  const AdapterRegistry::ReloadResult r = answerer.parts().registry->reload();
+  EXPECT_TRUE(r.loaded.empty());
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].find("token 1 '<|end|>', which this tokenizer spells '<s>'"),
+            std::string::npos)
+      << r.errors[0];
+  EXPECT_EQ(answerer.parts().registry->current("qa")->version, 1);
+}
+
 TEST_F(AnswererTest, TheOldestTurnsAreLeftOutToFitThePrompt) {
   publish("qa", 1, 2);
   const std::vector<Turn> history = {

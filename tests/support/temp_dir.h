@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -43,6 +44,17 @@ inline std::string read_file(const std::filesystem::path& p) {
 inline void write_file(const std::filesystem::path& p, const std::string& bytes) {
   std::ofstream out(p, std::ios::binary);
   out << bytes;
+}
+
+// Every entry under `dir`, relative path -> bytes ("" for directories):
+// a directory's whole state, to compare before and after, or with another.
+inline std::map<std::string, std::string> directory_tree(const std::filesystem::path& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    out[std::filesystem::relative(e.path(), dir).string()] =
+        e.is_regular_file() ? read_file(e.path()) : "";
+  }
+  return out;
 }
 
 inline std::filesystem::path shared_path(const std::string& rel) {

@@ -90,12 +90,14 @@ TEST_F(Examples, CutCompletionsEndAtASentenceAndKeepTheirEos) {
       // Whole sentences, then the EOS: the adapter learns to end.
       ++at_sentence;
       EXPECT_EQ(ex.ids.back(), eos) << cap;
+      EXPECT_TRUE(ex.ended) << cap;
       EXPECT_EQ(text.rfind(kept, 0), 0u) << kept;
       const char last = kept.back();
       EXPECT_TRUE(last == '.' || last == '!' || last == '?') << kept;
     } else {
       // Not even the first sentence fits: cut where the room ends, no EOS.
       EXPECT_NE(ex.ids.back(), eos) << cap;
+      EXPECT_FALSE(ex.ended) << cap;
       EXPECT_EQ(static_cast<int64_t>(ex.ids.size()), cap);
     }
   }
@@ -113,6 +115,30 @@ TEST_F(Examples, CutCompletionsEndAtASentenceAndKeepTheirEos) {
     }
   }
   ADD_FAILURE() << "no room gave exactly the first two sentences";
+}
+
+// A format that records its end token (the base's, prompts::EndToken) ends
+// every whole completion, and every one cut at a sentence, with it instead
+// of the EOS; the rest is the same tokens.
+TEST_F(Examples, ARecordedEndTokenEndsTheCompletionsInsteadOfTheEos) {
+  const int32_t bos = tokenizer_->bos_id();
+  const prompts::PromptFormat format{
+      .task = prompts::Task::kDescribe, .qa = {}, .end = {.id = bos, .piece = "<s>"}};
+  const fs::path file = dir_.path() / "describe.jsonl";
+  const ExampleSet plain =
+      load_examples(file, prompts::Task::kDescribe, *tokenizer_, models::ChatFamily::kPlain, 512);
+  const ExampleSet ended = load_examples(file, TaskPrompter(format, nullptr), *tokenizer_,
+                                         models::ChatFamily::kPlain, 512);
+  ASSERT_EQ(ended.examples.size(), plain.examples.size());
+  for (size_t i = 0; i < ended.examples.size(); ++i) {
+    const Example& a = plain.examples[i];
+    const Example& b = ended.examples[i];
+    EXPECT_TRUE(b.ended);
+    EXPECT_EQ(b.ids.back(), bos);
+    EXPECT_EQ(a.ids.back(), tokenizer_->eos_ids().front());
+    EXPECT_EQ(std::vector<int32_t>(a.ids.begin(), a.ids.end() - 1),
+              std::vector<int32_t>(b.ids.begin(), b.ids.end() - 1));
+  }
 }
 
 // A grounded qa adapter learns from the prompt the daemon's qa agent will
