@@ -297,8 +297,8 @@ struct Answers {
 };
 
 // The base model's and adapter `slot`'s answers to the items, each prompt
-// asked of both in the same batch.
-// Both stop at the adapter's end token: it is the one the base learnt.
+// asked of both in the same batch. Both stop at the adapter's end token
+// too: it is the one the base learnt.
 Answers answer_items(EvalModel& m, const TaskPrompter& prompter, int slot,
                      const std::vector<Item>& items, const EvalOptions& options,
                      const std::string& label) {
