@@ -3,8 +3,8 @@
 // [out, in] float32 weights, packed_linear on float32 panels, and
 // packed_linear_bf16 on bfloat16 pairs (the exact path, the vdpbf16ps path
 // where the CPU has it), packed_linear_int8 on int8 panels (each build:
-// widening, and the bf16-dot one where the CPU has it); then backward-data dX = dY·W, BLAS
-// (at::matmul) against packed_linear_bf16_backward_data.
+// widening, and the VNNI and bf16-dot ones where the CPU has them); then backward-data dX = dY·W,
+// BLAS (at::matmul) against packed_linear_bf16_backward_data.
 //
 // Builds random weights of --layers layers of a model shaped by --hidden and
 // --intermediate (q, k, v, o, gate, up, down; 110m's shape by default), so
@@ -139,8 +139,8 @@ std::vector<Kernel> kernels_for(int64_t rows, bool fallbacks) {
                          m::packed_linear_bf16(x, p.bf16, {}, Bf16Path::kDotAvx512Bf16);
                        }});
   }
-  for (const Int8Path path :
-       {Int8Path::kWidenAvx512, Int8Path::kDotAvx512Bf16, Int8Path::kWidenAvx2}) {
+  for (const Int8Path path : {Int8Path::kWidenAvx512, Int8Path::kVnniAvx512,
+                              Int8Path::kDotAvx512Bf16, Int8Path::kWidenAvx2}) {
     if (!m::int8_path_available(path) || (path == Int8Path::kWidenAvx2 && !fallbacks)) continue;
     kernels.push_back({"packed_linear_int8 " + std::string(m::int8_path_name(path)), false,
                        [path](const Projection& p, const at::Tensor& x) {

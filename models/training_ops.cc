@@ -7,6 +7,8 @@
 #include <cmath>
 #include <limits>
 
+#include "models/kernels/norm_rope.h"
+
 namespace vitrine::models {
 namespace {
 
@@ -140,11 +142,13 @@ at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Te
 }
 
 at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  if (rope_rows_applies(x, cos, sin)) return rope_rows(x, cos, sin);
   if (!(c10::GradMode::is_enabled() && x.requires_grad())) return rope_formula(x, cos, sin);
   return Rope::apply(x, &cos, &sin);
 }
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  if (rms_norm_rows_applies(x, weight)) return rms_norm_rows(x, weight, eps);
   if (!(c10::GradMode::is_enabled() && x.requires_grad())) {
     return weight * (x * inverse_rms(x, eps));
   }

@@ -11,6 +11,7 @@
 
 #include "models/kernels/kernel_threads.h"
 #include "models/kernels/packed_bf16_kernels.h"
+#include "models/kernels/packed_int8_vnni.h"
 #include "models/kernels/packed_linear_bf16.h"
 #include "models/kernels/panel_tiles.h"
 #include "models/kernels/simd_vec8.h"
@@ -191,6 +192,9 @@ Int8Path resolve_build(Int8Path path, int64_t rows) {
     if (rows >= kInt8DotRows && int8_path_available(Int8Path::kDotAvx512Bf16)) {
       return Int8Path::kDotAvx512Bf16;
     }
+    if (rows < kInt8DotRows && int8_path_available(Int8Path::kVnniAvx512)) {
+      return Int8Path::kVnniAvx512;
+    }
     return cpu_has_avx512() ? Int8Path::kWidenAvx512
            : cpu_has_avx2() ? Int8Path::kWidenAvx2
                             : Int8Path::kWidenBaseline;
@@ -202,6 +206,26 @@ Int8Path resolve_build(Int8Path path, int64_t rows) {
                     int8_path_name(path)));
   }
   return path;
+}
+
+// The VNNI build: the rows quantized to int16 pairs on the calling thread
+// (a decode step's few rows take microseconds), then the panels split over
+// the kernel threads in whole tiles.
+void vnni_linear(const Int8Operands& op, int64_t rows, int64_t panels) {
+  namespace k = int8_kernels;
+  const int64_t in2 = (op.in + 1) / 2;
+  thread_local std::vector<uint32_t> pairs;
+  thread_local std::vector<float> x_scales;
+  pairs.resize(static_cast<size_t>(rows * in2));
+  x_scales.resize(static_cast<size_t>(rows));
+  k::quantize_rows_int16(op.x, op.in, 0, rows, pairs.data(), in2, x_scales.data());
+  const k::VnniOperands vnni{pairs.data(), x_scales.data(), op.q, op.scales,
+                             op.y,         op.in,           in2,  op.out};
+  const int64_t groups = (panels + k::kVnniPanels - 1) / k::kVnniPanels;
+  const int64_t work = k::kVnniPanels * kPanel * rows * op.in;
+  kernel_parallel_for(0, groups, simd::grain_for(work), [&](int64_t begin, int64_t end) {
+    k::vnni_panels(vnni, rows, begin * k::kVnniPanels, std::min(end * k::kVnniPanels, panels));
+  });
 }
 
 // [out, in] float32 -> q and scales, panels [begin, end).
@@ -246,6 +270,8 @@ std::string_view int8_path_name(Int8Path path) {
       return "auto";
     case Int8Path::kDotAvx512Bf16:
       return "dot-avx512bf16";
+    case Int8Path::kVnniAvx512:
+      return "vnni-avx512";
     case Int8Path::kWidenAvx512:
       return "widen-avx512";
     case Int8Path::kWidenAvx2:
@@ -260,6 +286,8 @@ bool int8_path_available(Int8Path path) {
   switch (path) {
     case Int8Path::kDotAvx512Bf16:
       return cpu_has_avx512_bf16();
+    case Int8Path::kVnniAvx512:
+      return int8_kernels::cpu_has_avx512_vnni();
     case Int8Path::kWidenAvx512:
       return cpu_has_avx512();
     case Int8Path::kWidenAvx2:
@@ -362,6 +390,8 @@ at::Tensor packed_linear_int8(const at::Tensor& x, const PackedWeightInt8& w,
       dot_panels(op, reinterpret_cast<const uint32_t*>(halves), rows, begin * kAvx512Panels,
                  std::min(end * kAvx512Panels, panels), chunk);
     });
+  } else if (build == Int8Path::kVnniAvx512) {
+    vnni_linear(op, rows, panels);
   } else {
     const int64_t group = build == Int8Path::kWidenAvx512 ? kAvx512Panels : 1;
     const int64_t groups = (panels + group - 1) / group;

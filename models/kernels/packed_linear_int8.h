@@ -11,11 +11,20 @@
 //
 // Packed, q is panels of 16 output features as packed_linear's, [ceil(out /
 // 16), in, 16] int8: one input feature's 16 weights are 16 bytes side by
-// side, zero past out. Two kernels read it:
-//  * widen (decode, few rows): each 16 bytes widened to 16 float32 (sign
-//    extension and conversion, exact), float32 FMA with the float32
-//    activations, the panel's 16 scales applied to the sums. Exact up to
-//    float32 rounding. AVX-512 (3 panels × 8 rows), AVX2, SSE builds.
+// side, zero past out. Three kernels read it:
+//  * VNNI (decode, few rows; AVX512_VNNI): each row of activations
+//    quantized at run time to int16 (scale max|x| / 32767 per row), the
+//    panels' int8 sign-extended to int16 pairs, vpdpwssd into int32 sums
+//    (exact), float32 from there (packed_int8_vnni.h). The activations'
+//    rounding, at most 2^-16 of the row's largest per activation, is its
+//    only error: bench/linear_bench measures 2.7e-5 of the outputs (max /
+//    max |y| and mean / mean |y|) on 110m's shapes, against 8e-3 for the
+//    weights' own quantization.
+//  * widen (decode where the CPU lacks VNNI, or turned off): each 16 bytes
+//    widened to 16 float32 (sign extension and conversion, exact), float32
+//    FMA with the float32 activations, the panel's 16 scales applied to the
+//    sums. Exact up to float32 rounding. AVX-512 (3 panels × 8 rows), AVX2,
+//    SSE builds.
 //  * bf16-dot (prefill, many rows; AVX512_BF16): a few panels at a time
 //    turned into bfloat16 pairs (every int8 is exact in bfloat16) in a
 //    buffer that stays in L2, then packed_linear_bf16's vdpbf16ps tile on
@@ -24,7 +33,9 @@
 //
 // Non-goals: autograd (serving only: training keeps float32 or bf16
 // bases), per-block scales (measured not needed on the models here:
-// docs/models.md), int8 activations.
+// docs/models.md), int8 activations (vpdpbusd): the int16 build already
+// streams a batch-1 step's weights at float32's pace (bench/linear_bench,
+// one thread), so halving its instructions again would buy little there.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -63,9 +74,11 @@ PackedWeightInt8 quantize_weight_int8(const at::Tensor& w, const at::Tensor& pan
 at::Tensor dequantize_weight_int8(const PackedWeightInt8& w);
 
 enum class Int8Path {
-  kAuto,  // widen below kInt8DotRows rows; bf16-dot from there where the CPU has AVX512_BF16
+  kAuto,  // below kInt8DotRows rows VNNI where the CPU has it, else widen; bf16-dot from there
+          // where the CPU has AVX512_BF16
   // One build each, for tests and benchmarks (refused on a CPU without it):
   kDotAvx512Bf16,  // panels turned into bf16 pairs, vdpbf16ps, activations rounded to bf16
+  kVnniAvx512,     // activations quantized per row to int16, vpdpwssd, 3 panels × 4 rows
   kWidenAvx512,    // int8 -> float32, FMA, 3 panels × 8 rows
   kWidenAvx2,      // the same in AVX2: the fallback of CPUs without AVX-512
   kWidenBaseline,  // the same in SSE: any x86-64
@@ -74,8 +87,9 @@ enum class Int8Path {
 // Rows from which kAuto takes the bf16-dot build. bench/linear_bench on
 // 110m's shapes: at one row the widening build is 2.2x the dot one (which
 // turns every panel for a single row), from 16 rows on the dot one is ahead
-// (1.4x at 16, 1.7x at 64); at 8 they are level within the noise, and the
-// widening build keeps decode batches exact.
+// (1.4x at 16, 1.7x at 64); at 8 they are level within the noise. The VNNI
+// build, where there is one, is ahead of the widening one at every row
+// count below (one thread: 1.4x at 1 row, 1.7x at 4 and 15).
 inline constexpr int64_t kInt8DotRows = 16;
 
 std::string_view int8_path_name(Int8Path path);

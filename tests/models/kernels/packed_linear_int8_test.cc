@@ -153,7 +153,48 @@ TEST(PackedLinearInt8, DotBuildEqualsLinearOnRoundedActivations) {
   }
 }
 
-// kAuto: the widest widening build below kInt8DotRows rows, the dot build
+// The VNNI build: each row of x rounded to int16 steps of max|x| / 32767,
+// then exact integer sums. So it equals at::linear on the rounded rows
+// within float32 rounding, and at::linear on x itself within the rounding's
+// bound, Σ_k |w[o][k]| · step / 2 per output.
+TEST(PackedLinearInt8, VnniBuildEqualsLinearOnInt16Activations) {
+  if (!int8_path_available(Int8Path::kVnniAvx512)) GTEST_SKIP() << "no AVX512_VNNI here";
+  c10::InferenceMode inference;
+  at::manual_seed(28);
+  // Widths around a pair, the panel, the pass (512) and odd ones; rows
+  // around the tile's 8 up to a decode batch's 15.
+  for (const int64_t out : {1, 16, 37, 48, 100}) {
+    for (const int64_t in : {1, 2, 13, 64, 511, 771, 1031}) {
+      const PackedWeightInt8 w = quantize_weight_int8(at::randn({out, in}));
+      const at::Tensor plain = dequantize_weight_int8(w), bias = at::randn({out});
+      for (const int64_t rows : {1, 2, 5, 8, 9, 15}) {
+        at::Tensor x = at::randn({rows, in});
+        x[0][in / 2] = 40.0f;  // an outlier: a coarse step for the first row
+        const at::Tensor largest = std::get<0>(x.abs().max(1, /*keepdim=*/true));  // [rows, 1]
+        const at::Tensor inverse = at::where(largest > 0, 32767.0f / largest, 0.0f);
+        const at::Tensor step = largest / 32767.0f;
+        const at::Tensor rounded = at::round(x * inverse).clamp(-32767, 32767) * step;
+        const at::Tensor y = packed_linear_int8(x, w, bias, Int8Path::kVnniAvx512);
+        ASSERT_EQ(y.sizes(), (std::vector<int64_t>{rows, out}));
+        EXPECT_LT(max_abs_diff(y, at::linear(rounded, plain, bias)), tolerance_for(in))
+            << rows << " rows, " << out << " x " << in;
+        const at::Tensor bound = plain.abs().sum(1).view({1, -1}) * step / 2 + tolerance_for(in);
+        EXPECT_TRUE(((y - at::linear(x, plain, bias)).abs() <= bound).all().item<bool>())
+            << rows << " rows, " << out << " x " << in;
+      }
+    }
+  }
+  // Rows of zeros (scale 0) give the bias; the most extreme int16 sums of a
+  // pass (every weight ±127 against ±32767) do not overflow.
+  const PackedWeightInt8 ones = quantize_weight_int8(at::ones({20, 1031}));
+  const at::Tensor x = at::cat({at::zeros({1, 1031}), at::full({1, 1031}, -3.0f)});
+  const at::Tensor y = packed_linear_int8(x, ones, at::full({20}, 0.5f), Int8Path::kVnniAvx512);
+  EXPECT_TRUE(at::equal(y[0], at::full({20}, 0.5f)));
+  EXPECT_LT((y[1] - (-3.0f * 1031 + 0.5f)).abs().max().item<float>(), 1e-2);
+}
+
+// kAuto: below kInt8DotRows rows the VNNI build, else the widest widening
+// one; the dot build
 // from there where the CPU has one; a build the CPU lacks (or that is
 // turned off) is refused by name.
 TEST(PackedLinearInt8, AutoTakesTheBuildForTheRowsAndBuildsTheCpuLacksAreRefused) {
@@ -165,17 +206,20 @@ TEST(PackedLinearInt8, AutoTakesTheBuildForTheRowsAndBuildsTheCpuLacksAreRefused
                                                                      : Int8Path::kWidenBaseline;
   const Int8Path dot =
       int8_path_available(Int8Path::kDotAvx512Bf16) ? Int8Path::kDotAvx512Bf16 : widen;
+  const Int8Path decode =
+      int8_path_available(Int8Path::kVnniAvx512) ? Int8Path::kVnniAvx512 : widen;
   for (const int64_t rows : {int64_t{1}, kInt8DotRows - 1}) {
     const at::Tensor x = at::randn({rows, 29});
-    EXPECT_TRUE(at::equal(packed_linear_int8(x, w), packed_linear_int8(x, w, {}, widen))) << rows;
+    EXPECT_TRUE(at::equal(packed_linear_int8(x, w), packed_linear_int8(x, w, {}, decode))) << rows;
   }
   for (const int64_t rows : {kInt8DotRows, int64_t{100}}) {
     const at::Tensor x = at::randn({rows, 29});
     EXPECT_TRUE(at::equal(packed_linear_int8(x, w), packed_linear_int8(x, w, {}, dot))) << rows;
   }
   const at::Tensor x = at::randn({9, 29});
-  for (const Int8Path path : {Int8Path::kDotAvx512Bf16, Int8Path::kWidenAvx512,
-                              Int8Path::kWidenAvx2, Int8Path::kWidenBaseline}) {
+  for (const Int8Path path :
+       {Int8Path::kDotAvx512Bf16, Int8Path::kVnniAvx512, Int8Path::kWidenAvx512,
+        Int8Path::kWidenAvx2, Int8Path::kWidenBaseline}) {
     if (int8_path_available(path)) continue;
     expect_throw_naming<std::invalid_argument>([&] { packed_linear_int8(x, w, {}, path); },
                                                std::string(int8_path_name(path)));
@@ -196,8 +240,9 @@ TEST(PackedLinearInt8, OneThreadAndTwoGiveTheSameBits) {
   const int threads = at::get_num_threads();
   for (const int64_t rows : {1, 8, 70}) {
     const at::Tensor x = at::randn({rows, 300});
-    for (const Int8Path path : {Int8Path::kAuto, Int8Path::kDotAvx512Bf16, Int8Path::kWidenAvx512,
-                                Int8Path::kWidenAvx2, Int8Path::kWidenBaseline}) {
+    for (const Int8Path path :
+         {Int8Path::kAuto, Int8Path::kDotAvx512Bf16, Int8Path::kVnniAvx512, Int8Path::kWidenAvx512,
+          Int8Path::kWidenAvx2, Int8Path::kWidenBaseline}) {
       if (!int8_path_available(path)) continue;
       at::set_num_threads(2);
       const at::Tensor two = packed_linear_int8(x, w, {}, path);
