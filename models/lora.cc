@@ -1,6 +1,7 @@
 #include "models/lora.h"
 
 #include <ATen/ATen.h>
+#include <ATen/record_function.h>
 #include <c10/core/GradMode.h>
 #include <fmt/format.h>
 
@@ -85,6 +86,7 @@ at::Tensor LoraLinearImpl::forward(const at::Tensor& x, const RowAdapters& rows)
     const auto it = adapters_.find(rows.front());
     if (it == adapters_.end()) return y;
     const LoraWeights& w = it->second;
+    RECORD_USER_SCOPE("vitrine::lora_adapter");
     const at::Tensor xd =
         w.dropout > 0 && is_training() ? at::dropout(x, w.dropout, /*train=*/true) : x;
     return y + fast_linear(fast_linear(xd, w.a), w.b) * w.scaling;
