@@ -25,7 +25,7 @@ import re
 PARTS = [
     (r"vitrine::lm_loss", "head + cross-entropy"),
     (r"vitrine::head", "head + cross-entropy"),
-    (r"LogSoftmaxBackward|NllLossBackward|FusedLmLoss", "head + cross-entropy"),
+    (r"LogSoftmaxBackward|NllLossBackward|CrossEntropySum", "head + cross-entropy"),
     (r"vitrine::packed_linear_bf16_backward_data", "frozen products"),
     (r"vitrine::packed_linear_bf16$", "frozen products"),
     (r"FrozenBf16Product", "frozen products"),
@@ -34,7 +34,7 @@ PARTS = [
     (r"vitrine::rms_norm|RmsNorm", "RMSNorm"),
     (r"vitrine::swiglu|SwiGlu", "SiLU x up"),
     (r"vitrine::lora_adapter", "LoRA A/B"),
-    (r"MmBackward|MulBackward|AddmmBackward|UnsafeViewBackward|TBackward|MatmulBackward", "LoRA A/B"),
+    (r"MmBackward|MulBackward|AddmmBackward|UnsafeViewBackward|TBackward|MatmulBackward|DropoutBackward", "LoRA A/B"),
     (r"vitrine::optimizer", "clip + AdamW"),
     (r"AccumulateGrad", "LoRA A/B"),
 ]

@@ -10,29 +10,28 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Σ over the counted rows of logits [N, V] of logsumexp(row) − row[target],
+// Σ over the counted rows of logits [N, V] of −log_softmax(row)[target],
 // targets [N] (kIgnoreLabel = not counted): the summed cross-entropy, with
-// its own backward. It keeps the logits and one log-sum-exp per row (where
-// log_softmax + nll_loss keep a [N, V] log-softmax), and its backward
-// writes softmax − one-hot in one tensor, in place, where theirs zero-fill
-// an [N, V] gradient for nll_loss and then write another for log_softmax.
+// its own backward, which writes softmax − one-hot into one [N, V] tensor
+// (where nll_loss's backward zero-fills one and log_softmax's writes
+// another beside it). It keeps the log-softmax, as log_softmax does.
 struct CrossEntropySum : torch::autograd::Function<CrossEntropySum> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& logits,
                             const at::Tensor& targets) {
-    const at::Tensor lse = at::logsumexp(logits, -1, /*keepdim=*/true);  // [N, 1]
-    const at::Tensor counted = (targets != kIgnoreLabel).unsqueeze(1);   // [N, 1]
+    const at::Tensor log_probs = at::_log_softmax(logits, 1, /*half_to_float=*/false);
+    const at::Tensor counted = (targets != kIgnoreLabel).unsqueeze(1);  // [N, 1]
     const at::Tensor index = at::where(counted, targets.unsqueeze(1), 0);
-    ctx->save_for_backward({logits, lse, index, counted});
-    return (lse - logits.gather(1, index)).masked_fill_(counted.logical_not(), 0).sum();
+    ctx->save_for_backward({log_probs, index, counted});
+    return log_probs.gather(1, index).masked_fill_(counted.logical_not(), 0).sum().neg_();
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor &logits = saved[0], &lse = saved[1], &index = saved[2], &counted = saved[3];
+    const at::Tensor &log_probs = saved[0], &index = saved[1], &counted = saved[2];
     // (softmax − one-hot) · g on the counted rows, zero on the others.
-    at::Tensor d = (logits - lse).exp_();
-    d.scatter_add_(1, index, at::full({logits.size(0), 1}, -1.0, logits.options()));
-    d.mul_(counted.to(logits.scalar_type()) * grads[0]);
+    at::Tensor d = log_probs.exp();
+    d.scatter_add_(1, index, at::full({d.size(0), 1}, -1.0, d.options()));
+    d.mul_(counted.to(d.scalar_type()) * grads[0]);
     return {d, at::Tensor()};
   }
 };
