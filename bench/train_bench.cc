@@ -9,6 +9,7 @@
 //               [--threads 2] [--lora-r 8] [--lora-alpha 16]
 //               [--targets q_proj,v_proj] [--base-dtype auto|bf16|f32]
 //               [--checkpointing auto|always|never] [--bf16-compute] [--json FILE]
+//               [--trace FILE]
 //
 //   train_bench --ceiling [--threads 2] [--json FILE]
 //
@@ -18,13 +19,19 @@
 // figures are set against.
 //
 // Prints one line of figures, and appends it as JSON to --json: tokens/s,
-// ms per step (mean and best), loss of the first and last step, the
-// process's peak resident memory (getrusage), which includes loading, and
-// the memory estimate `vitrine train` prints and plans with
-// (training/memory_estimate.h) beside it; --checkpointing auto decides as
-// `vitrine train` does, on the memory free at the start.
+// ms per step (mean and best) and the process's CPU time per step (on a
+// loaded machine closer to the work than the wall time), loss of the first
+// and last step, the process's peak resident memory (getrusage), which
+// includes loading (the peak of loading alone beside it), and the memory
+// estimate `vitrine train` prints and plans with
+// (training/memory_estimate.h); --checkpointing auto decides as `vitrine
+// train` does, on the memory free at the start. --trace runs one more step
+// after the timed ones and writes its operators (libtorch's profiler, with
+// vitrine's own kernels and layers as named scopes) as a Chrome trace;
+// bench/step_breakdown.py sums it per part of the step.
 #include <immintrin.h>
 #include <sys/resource.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
@@ -33,6 +40,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -130,13 +138,22 @@ nlohmann::json ceilings(int threads) {
 }
 
 struct Args {
-  std::string model, json, base_dtype = "auto", checkpointing = "auto";
+  std::string model, json, trace, base_dtype = "auto", checkpointing = "auto";
   std::vector<std::string> targets = {"q_proj", "v_proj"};
   int64_t seq = 512, batch = 1, steps = 10, warmup = 2, lora_r = 8;
   int threads = 2;
   bool bf16_compute = false;
   double lora_alpha = 16;
 };
+
+// CPU time of the whole process so far (every thread), in ms: on a loaded
+// machine, closer to the work a step does than its wall time.
+double cpu_ms() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const auto ms = [](const timeval& t) { return 1e3 * t.tv_sec + 1e-3 * t.tv_usec; };
+  return ms(usage.ru_utime) + ms(usage.ru_stime);
+}
 
 double peak_rss_mb() {
   rusage usage{};
@@ -168,22 +185,30 @@ nlohmann::json run(const Args& a) {
       training::parse_checkpointing(a.checkpointing), training::available_memory(), "train_bench");
   models::LlamaForCausalLM model =
       models::load_llama(a.model, "cpu", models::WeightLayout::kCheckpoint, dtype);
+  const double loaded_rss_mb = peak_rss_mb();  // the peak of loading alone
   model->set_activation_checkpointing(estimate.checkpointing);
   if (a.bf16_compute) model->set_bf16_path(models::Bf16Path::kFast);
   training::LoraTrainer trainer = make_trainer(model, a);
   const int64_t vocab = model->config().vocab_size;
   at::manual_seed(0);
   std::vector<double> ms;
+  double cpu_total = 0;
   double first_loss = 0, last_loss = 0;
-  for (int64_t i = 0; i < a.warmup + a.steps; ++i) {
+  const int64_t timed_end = a.warmup + a.steps;
+  // With --trace, one more step under the profiler after the timed ones.
+  for (int64_t i = 0; i < timed_end + (a.trace.empty() ? 0 : 1); ++i) {
     const at::Tensor ids = at::randint(vocab, {a.batch, a.seq}, at::kLong);
+    std::optional<torch::autograd::profiler::RecordProfile> trace;
+    if (i == timed_end) trace.emplace(a.trace);
     const Clock::time_point start = Clock::now();
+    const double cpu_start = cpu_ms();
     const training::StepResult r = trainer.step({{.ids = ids, .labels = ids}});
-    if (i >= a.warmup) {
+    if (i >= a.warmup && i < timed_end) {
       ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+      cpu_total += cpu_ms() - cpu_start;
     }
     if (i == 0) first_loss = r.loss;
-    last_loss = r.loss;
+    if (i < timed_end) last_loss = r.loss;
   }
   double total = 0, best = ms.empty() ? 0 : ms.front();
   for (const double m : ms) total += m, best = std::min(best, m);
@@ -197,9 +222,11 @@ nlohmann::json run(const Args& a) {
           {"tokens_per_s", mean > 0 ? 1000.0 * static_cast<double>(a.batch * a.seq) / mean : 0},
           {"ms_per_step", mean},
           {"best_ms_per_step", best},
+          {"cpu_ms_per_step", ms.empty() ? 0 : cpu_total / static_cast<double>(ms.size())},
           {"loss_first", first_loss},
           {"loss_last", last_loss},
           {"peak_rss_mb", peak_rss_mb()},
+          {"peak_rss_loading_mb", loaded_rss_mb},
           {"base_dtype", models::base_dtype_name(dtype)},
           {"checkpointing", estimate.checkpointing},
           {"bf16_compute", a.bf16_compute},
@@ -230,6 +257,8 @@ int main(int argc, char** argv) {
   app.add_flag("--bf16-compute", a.bf16_compute,
                "a bf16 base's products on bf16 activations and gradients (vdpbf16ps)");
   app.add_option("--json", a.json, "append the figures as one JSON line to this file");
+  app.add_option("--trace", a.trace,
+                 "run one more step and write its operators as a Chrome trace here");
   CLI11_PARSE(app, argc, argv);
   try {
     if (ceiling_only) {
@@ -243,14 +272,15 @@ int main(int argc, char** argv) {
     const nlohmann::json r = run(a);
     std::printf(
         "train seq %lld batch %lld, base %s%s%s: %.1f tokens/s, %.1f ms/step (best %.1f), "
-        "loss %.3f -> %.3f, peak RSS %.0f MB (estimate %.0f MB)\n",
+        "CPU %.1f ms/step, loss %.3f -> %.3f, peak RSS %.0f MB (loading %.0f; estimate %.0f MB)\n",
         static_cast<long long>(a.seq), static_cast<long long>(a.batch),
         r["base_dtype"].get<std::string>().c_str(),
         r["checkpointing"].get<bool>() ? ", checkpointed" : "",
         r["bf16_compute"].get<bool>() ? ", bf16 compute" : "", r["tokens_per_s"].get<double>(),
         r["ms_per_step"].get<double>(), r["best_ms_per_step"].get<double>(),
-        r["loss_first"].get<double>(), r["loss_last"].get<double>(), r["peak_rss_mb"].get<double>(),
-        r["estimate_mb"].get<double>());
+        r["cpu_ms_per_step"].get<double>(), r["loss_first"].get<double>(),
+        r["loss_last"].get<double>(), r["peak_rss_mb"].get<double>(),
+        r["peak_rss_loading_mb"].get<double>(), r["estimate_mb"].get<double>());
     if (!a.json.empty()) std::ofstream(a.json, std::ios::app) << r.dump() << "\n";
     return 0;
   } catch (const std::exception& e) {

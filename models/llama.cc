@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/record_function.h>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -114,7 +115,7 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
 }
 
 at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
-  return rms_norm(x, weight, eps_);
+  return rms_norm(x, weight, eps_, is_training());
 }
 
 LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& c)
@@ -137,8 +138,8 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& co
   at::Tensor v =
       v_proj(x, rows).view({b, s, n_kv_heads_, head_dim_}).transpose(1, 2);  // [b, KV, s, d]
   const at::Tensor c = cos.unsqueeze(1), sn = sin.unsqueeze(1);              // [b, 1, s, d]
-  q = rope(q, c, sn);
-  k = rope(k, c, sn);
+  q = rope(q, c, sn, is_training());
+  k = rope(k, c, sn, is_training());
   if (cache != nullptr) {
     k = append_to_cache(cache->k[layer], k, cache->length, cache->reserved);  // [b, KV, total, d]
     v = append_to_cache(cache->v[layer], v, cache->length, cache->reserved);
@@ -155,7 +156,7 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& co
         attention_values(attention_softmax(attention_scores(qg, k), mask, groups, head_dim_), v);
   } else {
     // Training keeps q, k and v here, not a score matrix per head.
-    attended = attention_core(qg, k, v, mask, groups);
+    attended = attention_core(qg, k, v, mask, groups, is_training());
   }
   const at::Tensor out = attended.view({b, n_heads_, s, head_dim_})
                              .transpose(1, 2)
@@ -238,6 +239,7 @@ at::Tensor LlamaForCausalLMImpl::embed(const at::Tensor& ids) const {
 }
 
 at::Tensor LlamaForCausalLMImpl::head(const at::Tensor& x) const {
+  RECORD_USER_SCOPE("vitrine::head");
   if (base_bf16()) return frozen_bf16_linear(x, bf16_head_, {}, bf16_path_);
   if (base_int8()) return packed_linear_int8(x, int8_head_);
   return packed() ? packed_linear(x, packed_head_) : fast_linear(x, lm_head_weight());

@@ -1,6 +1,7 @@
 #include "models/lora.h"
 
 #include <ATen/ATen.h>
+#include <ATen/record_function.h>
 #include <c10/core/GradMode.h>
 #include <fmt/format.h>
 
@@ -85,9 +86,20 @@ at::Tensor LoraLinearImpl::forward(const at::Tensor& x, const RowAdapters& rows)
     const auto it = adapters_.find(rows.front());
     if (it == adapters_.end()) return y;
     const LoraWeights& w = it->second;
+    RECORD_USER_SCOPE("vitrine::lora_adapter");
     const at::Tensor xd =
         w.dropout > 0 && is_training() ? at::dropout(x, w.dropout, /*train=*/true) : x;
-    return y + fast_linear(fast_linear(xd, w.a), w.b) * w.scaling;
+    const at::Tensor h = fast_linear(xd, w.a);  // [batch, seq, r]
+    if (is_training()) {
+      // Training: y + scaling·h·Bᵀ in one product, without the passes (and
+      // their backward) that scale h·Bᵀ and add it to y. (By the mode, not
+      // by grad mode, so that a layer recomputed under activation
+      // checkpointing computes what its forward did, bit for bit.)
+      return at::addmm(y.reshape({-1, y.size(-1)}), h.reshape({-1, h.size(-1)}), w.b.t(), 1,
+                       w.scaling)
+          .view(y.sizes());
+    }
+    return y + fast_linear(h, w.b) * w.scaling;
   }
   // Mixed rows: all adapters in one pair of products, each row masked to its
   // own slot's columns (rows on the base or on a slot absent here keep none).

@@ -1,6 +1,7 @@
 #include "training/lora_trainer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/record_function.h>
 #include <fmt/format.h>
 #include <torch/nn/utils/clip_grad.h>
 
@@ -73,9 +74,11 @@ StepResult LoraTrainer::step(const std::vector<Batch>& micro_batches) {
   for (const Batch& b : micro_batches) {
     const models::RowAdapters rows(static_cast<size_t>(b.ids.size(0)), adapter_.slot);
     const LossSum part = causal_lm_loss_sum(logits_of(b, rows), b.labels);
+    RECORD_USER_SCOPE("vitrine::backward");
     (part.sum / static_cast<double>(result.targets)).backward();
     loss_sum += part.sum.item<double>();
   }
+  RECORD_USER_SCOPE("vitrine::optimizer");
   const std::vector<at::Tensor> tensors = adapter_.tensors();
   if (data_parallel_ != nullptr) {
     // Each rank's gradient is its share of the step's mean; their sum is

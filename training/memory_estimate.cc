@@ -92,9 +92,11 @@ MemoryEstimate estimate_training_memory(const models::LlamaConfig& c, models::Ba
   const int64_t tokens = s.batch_size * s.seq_len;
   const int64_t layer = layer_floats_per_token(c, s) * tokens * 4;
   e.activations = checkpointing ? layers * h * tokens * 4 + 2 * layer : layers * layer;
-  // The attention core's backward recomputes one layer's probabilities
-  // and their gradient, [b, heads, s, s] each, for a moment.
-  e.activations += 2 * s.batch_size * c.num_attention_heads * s.seq_len * s.seq_len * 4;
+  // The attention core works on one block of query rows at a time (64,
+  // models/training_ops.cc): its probabilities, their gradient and the
+  // scores' gradient, [b, heads, 64, s] each, for a moment.
+  const int64_t block_rows = std::min<int64_t>(64, s.seq_len);
+  e.activations += 3 * s.batch_size * c.num_attention_heads * block_rows * s.seq_len * 4;
   e.logits = 3 * tokens * v * 4;
   e.runtime = kRuntimeBytes;
   return e;

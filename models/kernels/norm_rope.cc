@@ -1,134 +1,193 @@
 #include "models/kernels/norm_rope.h"
 
 #include <ATen/ATen.h>
-#include <c10/core/InferenceMode.h>
+#include <fmt/format.h>
 
 #include <cmath>
+#include <stdexcept>
 
+#include "models/kernels/kernel_threads.h"
 #include "models/kernels/simd_vec8.h"
 #include "models/runtime.h"
 
 namespace vitrine::models {
 namespace {
 
-using simd::load8;
-using simd::store8;
 using simd::Vec8;
 
-bool inference_float(const at::Tensor& t) {
-  return c10::InferenceMode::is_enabled() && t.defined() && t.device().is_cpu() &&
-         t.scalar_type() == at::kFloat;
+// Σ a[j]·b[j]·c[j]·scale over n values (c = nullptr: Σ a[j]·b[j]), eight
+// lanes at a time.
+__attribute__((always_inline)) inline float sum_products(const float* a, const float* b,
+                                                         const float* c, float scale, int64_t n) {
+  Vec8 acc = {};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const Vec8 ab = simd::load8(a + j) * simd::load8(b + j);
+    acc += c == nullptr ? ab : ab * (simd::load8(c + j) * scale);
+  }
+  float sum = simd::sum8(acc);
+  for (; j < n; ++j) sum += c == nullptr ? a[j] * b[j] : a[j] * b[j] * (c[j] * scale);
+  return sum;
 }
 
-// Rows [0, rows) of x (stride d) normalized into out.
-__attribute__((always_inline)) inline void norm_rows(const float* x, const float* w, int64_t rows,
-                                                     int64_t d, float eps, float* out) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * d;
-    float* o = out + r * d;
-    Vec8 acc = {};
-    int64_t k = 0;
-    for (; k + 8 <= d; k += 8) acc += load8(xr + k) * load8(xr + k);
-    float squares = simd::sum8(acc);
-    for (; k < d; ++k) squares += xr[k] * xr[k];
-    const float scale = 1.0f / std::sqrt(squares / static_cast<float>(d) + eps);
-    for (k = 0; k + 8 <= d; k += 8) store8(o + k, load8(w + k) * (load8(xr + k) * scale));
-    for (; k < d; ++k) o[k] = w[k] * (xr[k] * scale);
+struct NormOperands {
+  const float* x = nullptr;  // [rows, n]
+  const float* w = nullptr;  // [n]
+  const float* dy = nullptr;
+  float* y = nullptr;  // forward: y; backward: dx
+  float* s = nullptr;  // [rows]
+  int64_t n = 0;
+  float eps = 0;
+};
+
+__attribute__((always_inline)) inline void norm_forward(const NormOperands& op, int64_t begin,
+                                                        int64_t end) {
+  for (int64_t r = begin; r < end; ++r) {
+    const float* x = op.x + r * op.n;
+    float* y = op.y + r * op.n;
+    const float s =
+        1.0f / std::sqrt(sum_products(x, x, nullptr, 0, op.n) / static_cast<float>(op.n) + op.eps);
+    op.s[r] = s;
+    for (int64_t j = 0; j < op.n; ++j) y[j] = op.w[j] * (x[j] * s);
   }
 }
 
-VITRINE_AVX2 void norm_rows_avx2(const float* x, const float* w, int64_t rows, int64_t d, float eps,
-                                 float* out) {
-  norm_rows(x, w, rows, d, eps, out);
-}
-__attribute__((flatten)) void norm_rows_default(const float* x, const float* w, int64_t rows,
-                                                int64_t d, float eps, float* out) {
-  norm_rows(x, w, rows, d, eps, out);
+// dn = dy·w, n = x·s: dx = s·(dn − n·mean(dn·n)).
+__attribute__((always_inline)) inline void norm_backward(const NormOperands& op, int64_t begin,
+                                                         int64_t end) {
+  for (int64_t r = begin; r < end; ++r) {
+    const float *x = op.x + r * op.n, *dy = op.dy + r * op.n;
+    float* dx = op.y + r * op.n;
+    const float s = op.s[r];
+    const float inner = sum_products(dy, op.w, x, s, op.n) / static_cast<float>(op.n);
+    for (int64_t j = 0; j < op.n; ++j) dx[j] = s * (dy[j] * op.w[j] - (x[j] * s) * inner);
+  }
 }
 
-// One row of d: out = x·c + [-x2, x1]·s.
-__attribute__((always_inline)) inline void rope_row(const float* x, const float* c, const float* s,
-                                                    int64_t d, float* out) {
-  const int64_t half = d / 2;
-  int64_t i = 0;
-  for (; i + 8 <= half; i += 8) {
-    const Vec8 x1 = load8(x + i), x2 = load8(x + half + i);
-    store8(out + i, x1 * load8(c + i) - x2 * load8(s + i));
-    store8(out + half + i, x2 * load8(c + half + i) + x1 * load8(s + half + i));
-  }
-  for (; i < half; ++i) {
-    out[i] = x[i] * c[i] - x[half + i] * s[i];
-    out[half + i] = x[half + i] * c[half + i] + x[i] * s[half + i];
-  }
+VITRINE_AVX2 void norm_forward_avx2(const NormOperands& op, int64_t begin, int64_t end) {
+  norm_forward(op, begin, end);
+}
+__attribute__((flatten)) void norm_forward_baseline(const NormOperands& op, int64_t begin,
+                                                    int64_t end) {
+  norm_forward(op, begin, end);
+}
+VITRINE_AVX2 void norm_backward_avx2(const NormOperands& op, int64_t begin, int64_t end) {
+  norm_backward(op, begin, end);
+}
+__attribute__((flatten)) void norm_backward_baseline(const NormOperands& op, int64_t begin,
+                                                     int64_t end) {
+  norm_backward(op, begin, end);
 }
 
 struct RopeOperands {
-  const float* x;
-  const float* cos;
-  const float* sin;
-  float* out;
-  int64_t b, h, s, d;
-  int64_t xs[3], cs[2];  // x's strides of b, h, s; cos's and sin's of b, s
+  const float* x = nullptr;    // [b, heads, t, d] by x_stride
+  const float* cos = nullptr;  // [b, t, d]
+  const float* sin = nullptr;
+  float* y = nullptr;  // [b, heads, t, d] contiguous
+  int64_t heads = 0, t = 0, d = 0;
+  int64_t x_stride[3] = {};
 };
 
-__attribute__((always_inline)) inline void rope_all(const RopeOperands& op) {
-  for (int64_t i = 0; i < op.b; ++i) {
-    for (int64_t j = 0; j < op.h; ++j) {
-      for (int64_t t = 0; t < op.s; ++t) {
-        const int64_t angle = i * op.cs[0] + t * op.cs[1];
-        rope_row(op.x + i * op.xs[0] + j * op.xs[1] + t * op.xs[2], op.cos + angle, op.sin + angle,
-                 op.d, op.out + ((i * op.h + j) * op.s + t) * op.d);
-      }
+// Rows (b, head, position) [begin, end), flattened.
+__attribute__((always_inline)) inline void rope_span(const RopeOperands& op, bool backward,
+                                                     int64_t begin, int64_t end) {
+  const int64_t half = op.d / 2;
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t p = row % op.t, h = (row / op.t) % op.heads, b = row / (op.t * op.heads);
+    const float* x = op.x + b * op.x_stride[0] + h * op.x_stride[1] + p * op.x_stride[2];
+    const float* c = op.cos + (b * op.t + p) * op.d;
+    const float* sn = op.sin + (b * op.t + p) * op.d;
+    float* y = op.y + row * op.d;
+    if (!backward) {  // x·cos + (−x₂, x₁)·sin
+      for (int64_t i = 0; i < half; ++i) y[i] = x[i] * c[i] + -x[i + half] * sn[i];
+      for (int64_t i = half; i < op.d; ++i) y[i] = x[i] * c[i] + x[i - half] * sn[i];
+    } else {  // g·cos − (−(g·sin)₂, (g·sin)₁)
+      for (int64_t i = 0; i < half; ++i) y[i] = x[i] * c[i] - -(x[i + half] * sn[i + half]);
+      for (int64_t i = half; i < op.d; ++i) y[i] = x[i] * c[i] - x[i - half] * sn[i - half];
     }
   }
 }
 
-VITRINE_AVX2 void rope_avx2(const RopeOperands& op) {
-  rope_all(op);
+VITRINE_AVX2 void rope_avx2(const RopeOperands& op, bool backward, int64_t begin, int64_t end) {
+  rope_span(op, backward, begin, end);
 }
-__attribute__((flatten)) void rope_default(const RopeOperands& op) {
-  rope_all(op);
+__attribute__((flatten)) void rope_baseline(const RopeOperands& op, bool backward, int64_t begin,
+                                            int64_t end) {
+  rope_span(op, backward, begin, end);
+}
+
+void check_float_cpu(const at::Tensor& t, const char* caller, const char* name) {
+  if (!t.defined() || !t.device().is_cpu() || t.scalar_type() != at::kFloat) {
+    throw std::invalid_argument(fmt::format("{}: {} must be a float32 CPU tensor", caller, name));
+  }
 }
 
 }  // namespace
 
-bool rms_norm_rows_applies(const at::Tensor& x, const at::Tensor& weight) {
-  return inference_float(x) && inference_float(weight) && x.dim() >= 1 && weight.dim() == 1 &&
-         x.size(-1) == weight.size(0) && weight.size(0) > 0;
+std::pair<at::Tensor, at::Tensor> rms_norm_rows(const at::Tensor& x, const at::Tensor& weight,
+                                                double eps) {
+  check_float_cpu(x, "rms_norm_rows", "x");
+  check_float_cpu(weight, "rms_norm_rows", "weight");
+  const at::Tensor xc = x.contiguous(), w = weight.contiguous();
+  const int64_t n = x.size(-1), rows = n == 0 ? 0 : x.numel() / n;
+  std::vector<int64_t> scale_shape(x.sizes().begin(), x.sizes().end());
+  scale_shape.back() = 1;
+  at::Tensor y = at::empty_like(xc), s = at::empty(scale_shape, x.options());
+  const NormOperands op{.x = xc.data_ptr<float>(),
+                        .w = w.data_ptr<float>(),
+                        .y = y.data_ptr<float>(),
+                        .s = s.data_ptr<float>(),
+                        .n = n,
+                        .eps = static_cast<float>(eps)};
+  const auto run = cpu_has_avx2() ? norm_forward_avx2 : norm_forward_baseline;
+  kernel_parallel_for(0, rows, simd::grain_for(n),
+                      [&](int64_t begin, int64_t end) { run(op, begin, end); });
+  return {y, s};
 }
 
-at::Tensor rms_norm_rows(const at::Tensor& x_in, const at::Tensor& weight_in, double eps) {
-  const at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous();
-  at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);  // [..., d]
-  const int64_t d = x.size(-1), rows = x.numel() / d;
-  const auto kernel = cpu_has_avx2() ? norm_rows_avx2 : norm_rows_default;
-  kernel(x.data_ptr<float>(), weight.data_ptr<float>(), rows, d, static_cast<float>(eps),
-         out.data_ptr<float>());
-  return out;
+at::Tensor rms_norm_rows_backward(const at::Tensor& dy, const at::Tensor& x,
+                                  const at::Tensor& weight, const at::Tensor& s) {
+  check_float_cpu(dy, "rms_norm_rows_backward", "dy");
+  const at::Tensor dyc = dy.contiguous(), xc = x.contiguous(), w = weight.contiguous(),
+                   sc = s.contiguous();
+  const int64_t n = x.size(-1), rows = n == 0 ? 0 : x.numel() / n;
+  at::Tensor dx = at::empty_like(xc);
+  const NormOperands op{.x = xc.data_ptr<float>(),
+                        .w = w.data_ptr<float>(),
+                        .dy = dyc.data_ptr<float>(),
+                        .y = dx.data_ptr<float>(),
+                        .s = sc.data_ptr<float>(),
+                        .n = n};
+  const auto run = cpu_has_avx2() ? norm_backward_avx2 : norm_backward_baseline;
+  kernel_parallel_for(0, rows, simd::grain_for(n),
+                      [&](int64_t begin, int64_t end) { run(op, begin, end); });
+  return dx;
 }
 
-bool rope_rows_applies(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  if (!inference_float(x) || !inference_float(cos) || !inference_float(sin)) return false;
-  if (x.dim() != 4 || cos.dim() != 4 || x.size(3) % 2 != 0 || x.stride(3) != 1) return false;
-  const std::vector<int64_t> angles = {x.size(0), 1, x.size(2), x.size(3)};
-  return cos.sizes() == angles && sin.sizes() == angles && cos.strides() == sin.strides() &&
-         cos.stride(3) == 1;
-}
-
-at::Tensor rope_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  at::Tensor out = at::empty(x.sizes(), x.options());  // [b, h, s, d]
-  const RopeOperands op{x.data_ptr<float>(),
-                        cos.data_ptr<float>(),
-                        sin.data_ptr<float>(),
-                        out.data_ptr<float>(),
-                        x.size(0),
-                        x.size(1),
-                        x.size(2),
-                        x.size(3),
-                        {x.stride(0), x.stride(1), x.stride(2)},
-                        {cos.stride(0), cos.stride(2)}};
-  (cpu_has_avx2() ? rope_avx2 : rope_default)(op);
-  return out;
+at::Tensor rope_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                     bool backward) {
+  check_float_cpu(x, "rope_rows", "x");
+  if (x.dim() != 4 || x.stride(3) != 1 || x.size(3) % 2 != 0 || cos.numel() != sin.numel() ||
+      cos.numel() != x.size(0) * x.size(2) * x.size(3)) {
+    throw std::invalid_argument(fmt::format(
+        "rope_rows: x {} (last dimension contiguous and even) against cos {} and sin {} "
+        "([b, 1, t, d])",
+        c10::str(x.sizes()), c10::str(cos.sizes()), c10::str(sin.sizes())));
+  }
+  const at::Tensor c = cos.contiguous(), sn = sin.contiguous();
+  at::Tensor y = at::empty(x.sizes(), x.options());  // contiguous
+  RopeOperands op{.x = x.data_ptr<float>(),
+                  .cos = c.data_ptr<float>(),
+                  .sin = sn.data_ptr<float>(),
+                  .y = y.data_ptr<float>(),
+                  .heads = x.size(1),
+                  .t = x.size(2),
+                  .d = x.size(3),
+                  .x_stride = {x.stride(0), x.stride(1), x.stride(2)}};
+  const auto run = cpu_has_avx2() ? rope_avx2 : rope_baseline;
+  kernel_parallel_for(0, x.size(0) * op.heads * op.t, simd::grain_for(op.d),
+                      [&](int64_t begin, int64_t end) { run(op, backward, begin, end); });
+  return y;
 }
 
 }  // namespace vitrine::models

@@ -1,34 +1,35 @@
-// RMSNorm and rotary position embedding in one pass over each row, for
-// inference: the formulas of training_ops (transformers') take five to
-// seven libtorch calls each, and a decode step calls them 3 times a layer
-// on one row, where a call's fixed cost is most of its time (a 110m int8
-// step: about 150 norm and RoPE calls). Float32 CPU tensors under
-// c10::InferenceMode (serving: the engine and generation run in it);
-// training_ops' rms_norm and rope take these where they apply and the
-// formulas elsewhere. The sums run in another order than libtorch's, so
-// results differ from the formulas within float32 rounding: training and
-// evaluation (NoGradGuard) keep the formulas, so that activation
-// checkpointing's recomputation repeats a forward bit for bit.
+// RMS norm and RoPE, forward and backward, as one pass over each row: what
+// the training ops (models/training_ops.h) run inside autograd instead of
+// the chains of ATen elementwise operators their formulas take (a dozen
+// passes over the activations, each with its own allocation).
+//
+// Same formulas, in the same operation order per element as the ATen
+// chains; the norm's sum of squares and the backward's dot product are
+// summed in another order, and the compiler may fuse a product and a sum
+// into one FMA: equal within float32 rounding. AVX2 + FMA where the CPU has it, SSE elsewhere.
+// Float32, CPU, rows contiguous in their last dimension. Not goals:
+// inference (which keeps the ATen formulas), other dtypes.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 namespace vitrine::models {
 
-// Whether rms_norm_rows applies: x [..., d] and weight [d] float32 CPU
-// tensors, d > 0, under c10::InferenceMode.
-bool rms_norm_rows_applies(const at::Tensor& x, const at::Tensor& weight);
+// y = weight · x · s per row of x [..., n] (any leading shape, contiguous),
+// s = 1 / √(mean(x²) + eps) -> {y [..., n], s [..., 1]}.
+std::pair<at::Tensor, at::Tensor> rms_norm_rows(const at::Tensor& x, const at::Tensor& weight,
+                                                double eps);
 
-// weight · x / √(mean(x²) + eps) over the last dimension -> [..., d], contiguous.
-at::Tensor rms_norm_rows(const at::Tensor& x, const at::Tensor& weight, double eps);
+// The gradient of x from dy [..., n] (any strides), x and s as above:
+// dx = s·(dn − n·mean(dn·n)), n = x·s, dn = dy·weight.
+at::Tensor rms_norm_rows_backward(const at::Tensor& dy, const at::Tensor& x,
+                                  const at::Tensor& weight, const at::Tensor& s);
 
-// Whether rope_rows applies: x [b, h, s, d] and cos, sin [b, 1, s, d]
-// float32 CPU tensors, d even, the last dimension contiguous, under
-// c10::InferenceMode.
-bool rope_rows_applies(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
-
-// x·cos + rotate_half(x)·sin, rotate_half(x) = [-x2, x1] for x = [x1, x2]
-// -> [b, h, s, d], contiguous.
-at::Tensor rope_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+// x·cos + rotate_half(x)·sin for x [b, heads, t, d] (any strides, the last
+// dimension contiguous), cos and sin [b, 1, t, d] -> [b, heads, t, d]
+// contiguous. With `backward`, the gradient of x instead from x = dY:
+// dY·cos − rotate_half(dY·sin).
+at::Tensor rope_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                     bool backward);
 
 }  // namespace vitrine::models

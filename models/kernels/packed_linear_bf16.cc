@@ -1,6 +1,7 @@
 #include "models/kernels/packed_linear_bf16.h"
 
 #include <ATen/ATen.h>
+#include <ATen/record_function.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -220,6 +221,7 @@ at::Tensor unpack_weight_bf16(const PackedWeightBf16& w) {
 at::Tensor packed_linear_bf16(const at::Tensor& x, const PackedWeightBf16& w,
                               const at::Tensor& bias, Bf16Path path) {
   constexpr const char* kCaller = "packed_linear_bf16";
+  RECORD_USER_SCOPE("vitrine::packed_linear_bf16");
   check_operand(x, w.in_features, w, kCaller, "input");
   if (bias.defined() && (bias.numel() != w.out_features || bias.scalar_type() != at::kFloat)) {
     throw std::invalid_argument(
@@ -243,6 +245,7 @@ at::Tensor packed_linear_bf16(const at::Tensor& x, const PackedWeightBf16& w,
 at::Tensor packed_linear_bf16_backward_data(const at::Tensor& dy, const PackedWeightBf16& w,
                                             Bf16Path path) {
   constexpr const char* kCaller = "packed_linear_bf16_backward_data";
+  RECORD_USER_SCOPE("vitrine::packed_linear_bf16_backward_data");
   check_operand(dy, w.out_features, w, kCaller, "dY");
   const Bf16Path build = resolve_build(path, kCaller);
   at::Tensor dx = with_last_dim(dy, w.in_features);  // [..., in]

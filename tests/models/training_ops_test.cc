@@ -3,11 +3,13 @@
 #include "models/training_ops.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
 
+#include "models/kernels/norm_rope.h"
 #include "tests/support/tensors.h"
 
 namespace vitrine::models {
@@ -51,6 +53,43 @@ TEST(TrainingOps, AttentionCoreGradientsEqualAutogradsThroughTheFormula) {
     for (int j = 0; j < 3; ++j) {
       EXPECT_LT(max_abs_diff(grads[0][j], grads[1][j]), 1e-5)
           << "masked " << masked << " input " << j;
+    }
+  }
+}
+
+// Several query blocks (300 rows: two full blocks and a partial one), v a
+// transposed view of its projection as the layer passes it, under
+// a causal mask, under packed examples with a sliding window (blocks that
+// attend a part of the keys and need masking left of the diagonal), and
+// without a mask.
+TEST(TrainingOps, BlockedAttentionEqualsAutogradsThroughTheFormulaOnLongSequences) {
+  at::manual_seed(6);
+  const int64_t b = 2, kv = 2, groups = 2, s = 300, d = 6;
+  const at::Tensor index = at::arange(s);
+  const at::Tensor causal = index.view({1, s}) > index.view({s, 1});  // [s, s]
+  // Row 0: examples of 100, 150 and 50 tokens; row 1: one of 300 with a window of 140.
+  const at::Tensor segment0 = (index >= 100).to(at::kLong) + (index >= 250).to(at::kLong);
+  const at::Tensor packed0 = causal | (segment0.view({s, 1}) != segment0.view({1, s}));
+  const at::Tensor window1 = causal | (index.view({1, s}) <= index.view({s, 1}) - 140);
+  const at::Tensor masks[] = {causal.view({1, 1, s, s}).expand({b, 1, s, s}),
+                              at::stack({packed0, window1}).view({b, 1, s, s}), at::Tensor()};
+  for (int m = 0; m < 3; ++m) {
+    const at::Tensor q0 = at::randn({b, kv, groups * s, d}), k0 = at::randn({b, kv, s, d}),
+                     v0 = at::randn({b, s, kv, d}).transpose(1, 2),
+                     dy = at::randn({b, kv, groups * s, d});
+    std::vector<at::Tensor> grads[2];
+    at::Tensor outs[2];
+    for (int i = 0; i < 2; ++i) {
+      const at::Tensor q = q0.clone().requires_grad_(), k = k0.clone().requires_grad_(),
+                       v = v0.clone().requires_grad_();
+      outs[i] = i == 0 ? attention_core(q, k, v, masks[m], groups)
+                       : plain_attention(q, k, v, masks[m], groups);
+      outs[i].backward(dy);
+      grads[i] = {q.grad(), k.grad(), v.grad()};
+    }
+    EXPECT_LT(max_abs_diff(outs[0], outs[1]), 1e-5) << "mask " << m;
+    for (int j = 0; j < 3; ++j) {
+      EXPECT_LT(max_abs_diff(grads[0][j], grads[1][j]), 1e-4) << "mask " << m << " input " << j;
     }
   }
 }
@@ -100,6 +139,39 @@ TEST(TrainingOps, RopeAndRmsNormGradientsEqualAutogradsThroughTheFormulas) {
     EXPECT_LT(max_abs_diff(outs[0], outs[1]), 1e-6) << "op " << op;
     EXPECT_LT(max_abs_diff(grads[0], grads[1]), 1e-5) << "op " << op;
   }
+}
+
+// The one-pass kernels on shapes their vector loops do not divide: rows of
+// 13 (norm) and 10 (RoPE) values, RoPE on a transposed view of the
+// projections (as the attention passes it), one thread and two.
+TEST(TrainingOps, NormAndRopeKernelsOnOddShapesEqualTheFormulas) {
+  at::manual_seed(7);
+  const int64_t b = 2, t = 9, heads = 3, d = 10, n = 13;
+  const at::Tensor angles = at::randn({b, 1, t, d / 2});
+  const at::Tensor cos = at::cat({angles, angles}, -1).cos(),
+                   sin = at::cat({angles, angles}, -1).sin();
+  auto rotate_half = [](const at::Tensor& x) {
+    const int64_t half = x.size(-1) / 2;
+    return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+  };
+  const at::Tensor weight = at::randn({n});
+  const int saved = at::get_num_threads();
+  for (const int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    // [b, t, heads·d] projections viewed as [b, heads, t, d].
+    const at::Tensor x0 = at::randn({b, t, heads * d}), dy = at::randn({b, heads, t, d});
+    const at::Tensor x = x0.view({b, t, heads, d}).transpose(1, 2);
+    EXPECT_LT(max_abs_diff(rope_rows(x, cos, sin, false), x * cos + rotate_half(x) * sin), 1e-6);
+    EXPECT_LT(max_abs_diff(rope_rows(dy, cos, sin, true), dy * cos - rotate_half(dy * sin)), 1e-6);
+    const at::Tensor h0 = at::randn({b, t, n}) * 3, dh = at::randn({b, t, n});
+    const at::Tensor h = h0.clone().requires_grad_();
+    const at::Tensor y = weight * (h * at::rsqrt(h.pow(2).mean(-1, true) + 1e-5));
+    y.backward(dh);
+    const auto [y_rows, scale] = rms_norm_rows(h0, weight, 1e-5);
+    EXPECT_LT(max_abs_diff(y_rows, y.detach()), 1e-5);
+    EXPECT_LT(max_abs_diff(rms_norm_rows_backward(dh, h0, weight, scale), h.grad()), 1e-5);
+  }
+  at::set_num_threads(saved);
 }
 
 }  // namespace
