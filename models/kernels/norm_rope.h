@@ -6,9 +6,11 @@
 // Same formulas, in the same operation order per element as the ATen
 // chains; the norm's sum of squares and the backward's dot product are
 // summed in another order, and the compiler may fuse a product and a sum
-// into one FMA: equal within float32 rounding. AVX2 + FMA where the CPU has it, SSE elsewhere.
-// Float32, CPU, rows contiguous in their last dimension. Not goals:
-// inference (which keeps the ATen formulas), other dtypes.
+// into one FMA: equal within float32 rounding. AVX2 + FMA where the CPU
+// has it, SSE elsewhere.
+// Float32, CPU, rows contiguous in their last dimension. Serving takes the
+// forwards too, under c10::InferenceMode (training_ops.h says when). Not
+// goals: other dtypes.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -79,7 +79,8 @@ TEST(NormRope, EvaluationKeepsTheFormulas) {
   const at::Tensor q = at::randn({1, 2, 3, 8});
   {
     at::NoGradGuard no_grad;
-    EXPECT_TRUE(at::equal(rms_norm(x, w, 1e-6), w * (x * at::rsqrt(x.pow(2).mean(-1, true) + 1e-6))));
+    EXPECT_TRUE(
+        at::equal(rms_norm(x, w, 1e-6), w * (x * at::rsqrt(x.pow(2).mean(-1, true) + 1e-6))));
     EXPECT_TRUE(at::equal(rope(q, angles.cos(), angles.sin()),
                           rope_formula(q, angles.cos(), angles.sin())));
   }
