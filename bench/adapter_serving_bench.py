@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import struct
 import subprocess
@@ -48,6 +47,7 @@ import time
 import urllib.request
 
 from benchmarks_doc import write_section
+from daemon_util import free_port, wait_serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(ROOT, "..", "shared")
@@ -58,12 +58,6 @@ ADAPTERS = ("describe", "qa")
 # models/tokenizer/chat_format.cc, for llama-server's side.
 SYSTEM = {"describe": "You write product descriptions for an online shop.",
           "qa": "You answer shoppers' questions about products."}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_safetensors(path, tensors):
@@ -180,12 +174,7 @@ def run_vitrined(args, weights, adapters_dir, work):
                               stderr=log, env=env)
     address = config["listen"]
     try:
-        deadline = time.time() + 300
-        while subprocess.run([vitrine, "ask", "--address", address, "--route", "base",
-                              "--max-new-tokens", "1", "ping"], capture_output=True).returncode != 0:
-            if daemon.poll() is not None or time.time() > deadline:
-                sys.exit(f"adapter_serving_bench: vitrined ({weights}) did not start; see {log.name}")
-            time.sleep(0.3)
+        wait_serving(vitrine, address, daemon, limit=300, who=f"adapter_serving_bench ({weights})")
         out = os.path.join(work, f"bench-{weights}.json")
         subprocess.run([vitrine, "bench", "--address", address, "--dataset", args.dataset,
                         "--concurrency", str(args.parallel), "--requests", str(args.requests),

@@ -23,23 +23,17 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 from benchmarks_doc import write_section
+from daemon_util import free_port, wait_serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN = "<!-- big-model-serving:begin -->"
 END = "<!-- big-model-serving:end -->"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def served_dir(model, tokenizer, work):
@@ -108,11 +102,7 @@ def main():
     daemon = subprocess.Popen([os.path.join(args.build, "router", "vitrined"), "--config", path],
                               stderr=open(log_path, "w"), env=env)
     try:
-        while subprocess.run([vitrine, "ask", "--address", address, "--route", "base",
-                              "--max-new-tokens", "1", "ping"], capture_output=True).returncode != 0:
-            if daemon.poll() is not None:
-                sys.exit(f"big_model_serving: vitrined exited with {daemon.returncode}; see {log_path}")
-            time.sleep(0.5)
+        wait_serving(vitrine, address, daemon, limit=3600, who="big_model_serving")
         load_seconds = time.time() - start
         loaded = memory_of(daemon.pid)
         out = os.path.join(work, "bench.json")

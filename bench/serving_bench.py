@@ -19,36 +19,17 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 from benchmarks_doc import write_section
+from daemon_util import free_port, wait_serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN = "<!-- serving-bench:begin -->"
 END = "<!-- serving-bench:end -->"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_serving(vitrine, address, daemon, limit=120):
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        if daemon.poll() is not None:
-            sys.exit(f"serving_bench: vitrined exited with {daemon.returncode}")
-        probe = subprocess.run([vitrine, "ask", "--address", address, "--route", "base",
-                                "--max-new-tokens", "1", "ping"], capture_output=True)
-        if probe.returncode == 0:
-            return
-        time.sleep(0.2)
-    sys.exit("serving_bench: vitrined did not start serving")
 
 
 def main():
@@ -97,7 +78,7 @@ def main():
     daemon = subprocess.Popen([vitrined, "--config", config_path], stderr=log, env=env)
     gateway = None
     try:
-        wait_serving(vitrine, address, daemon)
+        wait_serving(vitrine, address, daemon, who="serving_bench")
         out = os.path.join(work, "bench.json")
         base = [vitrine, "bench", "--address", address, "--dataset", args.dataset,
                 "--max-new-tokens", str(args.max_new_tokens)]
