@@ -246,8 +246,7 @@ models::GenerationOptions Answerer::generation_options(const GenerationSettings&
   o.repetition_penalty =
       s.repetition_penalty > 0 ? s.repetition_penalty : options_.repetition_penalty;
   o.seed = s.seed;
-  for (const int32_t id : parts_.tokenizer->eos_ids())
-    o.eos_ids.push_back(id);  // plan() adds the end token
+  // eos_ids: plan() sets them once the answering adapter is known (stop_ids()).
   o.stop_strings = models::chat_stop_strings(parts_.family);
   return o;
 }
