@@ -15,9 +15,15 @@ constexpr bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
+// `s` without leading ASCII whitespace (a view into `s`).
+constexpr std::string_view trim_start(std::string_view s) {
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  return s;
+}
+
 // `s` without leading and trailing ASCII whitespace (a view into `s`).
 constexpr std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  s = trim_start(s);
   while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
   return s;
 }

@@ -157,8 +157,7 @@ Sequence::Sequence(const std::vector<int64_t>& prompt, const GenerationOptions& 
     // Primed with the prompt, so the first generated piece decodes as it
     // would in context (a leading space stays).
     decoder_ = std::make_unique<StreamDecoder>(*tokenizer);
-    for (const int64_t id : prompt) decoder_->push(static_cast<int32_t>(id));
-    decoder_->flush();
+    decoder_->prime(prompt);
   }
   result_.finish_reason = "length";
   if (options.max_new_tokens <= 0) done_ = true;

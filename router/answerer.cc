@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "common/errors.h"
+#include "common/strings.h"
 #include "common/utf8.h"
 
 namespace vitrine::router {
@@ -163,10 +164,13 @@ class Waiter {
 struct TokenClock {
   Clock::time_point last;
   int64_t tokens = 0;
+  bool text_started = false;  // an answer's leading whitespace is not streamed
 };
 
 void fill_result(const models::EngineResult& result, Answer& answer) {
-  answer.text = result.generation.text;
+  // The model's first piece may carry the space it has after the prompt
+  // (" The"); an answer starts at its first word.
+  answer.text = trim_start(result.generation.text);
   answer.finish_reason = result.generation.finish_reason;
   answer.usage = {.prompt_tokens = result.timings.prompt_tokens,
                   .completion_tokens = result.timings.generated_tokens};
@@ -447,6 +451,10 @@ void Answerer::execute(const std::vector<Plan*>& plans, const RunHooks& hooks) c
           on_token_gap_(std::chrono::duration<double>(now - clock->last).count());
         }
         clock->last = now;
+        if (!clock->text_started) {
+          piece = trim_start(piece);
+          clock->text_started = !piece.empty();
+        }
         if (streaming && !piece.empty()) waiter->push(piece);
         return true;
       };

@@ -12,6 +12,7 @@
 
 #include "common/atomic_output.h"
 #include "common/progress.h"
+#include "common/strings.h"
 #include "models/generation.h"
 #include "models/llama.h"
 #include "models/peft_adapter.h"
@@ -324,8 +325,10 @@ Answers answer_items(EvalModel& m, const TaskPrompter& prompter, int slot,
     for (size_t k = i; k < end; ++k) {
       const models::GenerationResult& base = answers[2 * (k - i)];
       const models::GenerationResult& tuned = answers[2 * (k - i) + 1];
-      out.base.push_back(base.text);
-      out.tuned.push_back(tuned.text);
+      // An answer starts at its first word (the first piece may carry the
+      // space it has after the prompt), as the daemon's do.
+      out.base.emplace_back(trim_start(base.text));
+      out.tuned.emplace_back(trim_start(tuned.text));
       out.base_stopped += base.finish_reason == "stop";
       out.tuned_stopped += tuned.finish_reason == "stop";
     }

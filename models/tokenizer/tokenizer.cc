@@ -62,6 +62,11 @@ std::string StreamDecoder::push(int32_t id) {
   return out;
 }
 
+void StreamDecoder::prime(std::span<const int64_t> ids) {
+  for (const int64_t id : ids) push(static_cast<int32_t>(id));
+  pending_.clear();
+}
+
 std::string StreamDecoder::flush() {
   std::string out;
   utf8::repair(pending_, out);

@@ -68,6 +68,10 @@ class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
 
+  // Feeds ids whose text is known already (a prompt) and returns nothing of
+  // it: the ids pushed next decode as they do after them (a first piece keeps
+  // its leading space). An unfinished character at the end is dropped.
+  void prime(std::span<const int64_t> ids);
   // Text that became complete with `id` (possibly empty).
   std::string push(int32_t id);
   // Whatever is held back, repaired; resets the decoder for a new stream.

@@ -55,6 +55,32 @@ TEST_F(Stories, GreedyGivesTheReferenceTextExactly) {
             reference_["greedy_text"].get<std::string>());
 }
 
+TEST_F(Stories, AFirstPieceKeepsTheSpaceItHasAfterThePrompt) {
+  // The reference continues "Once upon a time" with "," then "▁there": asked
+  // to continue after the comma, the text starts " there", as it reads in
+  // the whole.
+  const auto greedy_ids = reference_["greedy_ids"].get<std::vector<int64_t>>();
+  std::vector<int64_t> prompt = prompt_;
+  prompt.push_back(greedy_ids[0]);
+  ASSERT_EQ(tokenizer_->id_to_piece(static_cast<int32_t>(greedy_ids[1])).rfind("\xE2\x96\x81", 0),
+            0u);
+  GenerationOptions options;
+  options.max_new_tokens = 6;
+  std::string streamed;
+  const auto result =
+      generate(model_, *tokenizer_, prompt, options, -1, [&](int64_t, std::string_view piece) {
+        streamed += piece;
+        return true;
+      });
+  EXPECT_EQ(result.ids, std::vector<int64_t>(greedy_ids.begin() + 1, greedy_ids.begin() + 7));
+  EXPECT_TRUE(result.text.starts_with(" there")) << result.text;
+  EXPECT_EQ(streamed, result.text);
+  std::vector<int32_t> whole(prompt.begin(), prompt.end());
+  whole.insert(whole.end(), result.ids.begin(), result.ids.end());
+  std::vector<int32_t> prompt32(prompt.begin(), prompt.end());
+  EXPECT_EQ(tokenizer_->decode(prompt32) + result.text, tokenizer_->decode(whole));
+}
+
 TEST_F(Stories, SamplingIsSeededAndTopKOneIsGreedy) {
   GenerationOptions options;
   options.max_new_tokens = 20;

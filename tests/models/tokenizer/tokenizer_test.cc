@@ -278,6 +278,21 @@ TEST(TokenizerStream, NeverSplitsAUtf8Character) {
   EXPECT_EQ(streamed, tokenizer->decode(ids));
 }
 
+TEST(TokenizerStream, APrimedStreamDecodesItsNextPieceInContext) {
+  const auto path = shared_path("tokenizers/llama2/tokenizer.model");
+  SKIP_WITHOUT(path);
+  const auto tokenizer = SpmTokenizer::load(path);
+  const auto ids32 = tokenizer->encode("Llama and", true);
+  const std::vector<int64_t> ids(ids32.begin(), ids32.end());
+  const auto last = static_cast<int32_t>(ids.back());  // "▁and"
+  StreamDecoder fresh(*tokenizer);
+  EXPECT_EQ(fresh.push(last), "and");  // a text's first piece loses its space
+  StreamDecoder primed(*tokenizer);
+  primed.prime(std::span(ids).first(ids.size() - 1));
+  EXPECT_EQ(primed.push(last), " and");
+  EXPECT_EQ(primed.flush(), "");
+}
+
 TEST(TokenizerStream, IllFormedBytesBecomeReplacementCharacters) {
   const auto path = shared_path("tokenizers/llama2/tokenizer.model");
   SKIP_WITHOUT(path);
