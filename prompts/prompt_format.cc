@@ -96,7 +96,7 @@ PromptFormat prompt_format_from_json(const nlohmann::json& json) {
 
 PromptFormat read_prompt_format(const std::filesystem::path& adapter_dir, Task task) {
   const std::filesystem::path file = adapter_dir / kPromptFormatFile;
-  if (!std::filesystem::exists(file)) return PromptFormat{.task = task, .qa = {}};
+  if (!std::filesystem::exists(file)) return PromptFormat{.task = task, .qa = {}, .end = {}};
   try {
     return prompt_format_from_json(nlohmann::json::parse(read_whole_file(file, "prompt format")));
   } catch (const std::exception& e) {

@@ -19,7 +19,11 @@ EndTokenSetting parse_end_token_setting(std::string_view text) {
 namespace {
 
 prompts::EndToken named(const models::Tokenizer& tokenizer, int32_t id, const char* chosen_by) {
-  return {.id = id, .piece = tokenizer.id_to_piece(id), .chosen_by = chosen_by};
+  return {.id = id,
+          .piece = tokenizer.id_to_piece(id),
+          .chosen_by = chosen_by,
+          .texts = 0,
+          .mean_logprob = {}};
 }
 
 // The base's mean log-probability of each of `candidates` right after the

@@ -101,7 +101,7 @@ fs::path product_texts_file(const fs::path& dataset, std::string_view split) {
          fmt::format("{}.jsonl", split);
 }
 
-TaskPrompter::TaskPrompter(prompts::Task task) : format_{.task = task, .qa = {}} {}
+TaskPrompter::TaskPrompter(prompts::Task task) : format_{.task = task, .qa = {}, .end = {}} {}
 
 TaskPrompter::TaskPrompter(const prompts::PromptFormat& format,
                            std::shared_ptr<const ProductTexts> products)

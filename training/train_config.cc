@@ -280,7 +280,8 @@ Json train_config_to_json(const TrainConfig& config) {
 prompts::PromptFormat prompt_format_of(const AdapterTrainConfig& config) {
   return {.task = prompts::parse_task(config.task),
           .qa = {.grounding = prompts::parse_grounding(config.grounding),
-                 .max_description_chars = static_cast<size_t>(config.max_description_chars)}};
+                 .max_description_chars = static_cast<size_t>(config.max_description_chars)},
+          .end = {}};
 }
 
 Json adapter_train_config_to_json(const AdapterTrainConfig& config) {

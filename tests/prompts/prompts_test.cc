@@ -103,7 +103,8 @@ TEST(Prompts, LongDescriptionsAreCutAtAWord) {
 TEST(PromptFormat, RoundTripsAndAMissingFileIsClosedBook) {
   const PromptFormat grounded{
       .task = Task::kQa,
-      .qa = {.grounding = Grounding::kDescription, .max_description_chars = 600}};
+      .qa = {.grounding = Grounding::kDescription, .max_description_chars = 600},
+      .end = {}};
   const nlohmann::ordered_json json = prompt_format_to_json(grounded);
   EXPECT_EQ(json.dump(), R"({"task":"qa","grounding":"description","max_description_chars":600})");
   const PromptFormat back = prompt_format_from_json(json);

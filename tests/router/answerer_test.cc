@@ -486,7 +486,8 @@ TEST_F(AnswererTest, EachQaAdapterIsAskedInThePromptFormatItWasTrainedWith) {
   publish("qa_grounded", 1, 3);
   const prompts::PromptFormat grounded{
       .task = prompts::Task::kQa,
-      .qa = {.grounding = prompts::Grounding::kDescription, .max_description_chars = 30}};
+      .qa = {.grounding = prompts::Grounding::kDescription, .max_description_chars = 30},
+      .end = {}};
   vitrine::testing::write_file(dir_ / "adapters/qa_grounded/v1" / prompts::kPromptFormatFile,
                                prompts::prompt_format_to_json(grounded).dump());
   const std::string question = "How many watts is the stainless steel electric kettle?";
@@ -524,7 +525,9 @@ TEST_F(AnswererTest, AnswersStopAtTheEndTokenTheirAdapterLearnt) {
   publish("describe", 1, 1);
   publish("qa", 1, 2);
   prompts::PromptFormat format{
-      .task = prompts::Task::kQa, .qa = {}, .end = {.id = 1, .piece = "<s>", .chosen_by = "bos"}};
+      .task = prompts::Task::kQa,
+      .qa = {},
+      .end = {.id = 1, .piece = "<s>", .chosen_by = "bos", .texts = 0, .mean_logprob = {}}};
   vitrine::testing::write_file(dir_ / "adapters/qa/v1" / prompts::kPromptFormatFile,
                                prompts::prompt_format_to_json(format).dump());
   const Answerer answerer = make(0, 4);

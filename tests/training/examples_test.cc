@@ -123,7 +123,9 @@ TEST_F(Examples, CutCompletionsEndAtASentenceAndKeepTheirEos) {
 TEST_F(Examples, ARecordedEndTokenEndsTheCompletionsInsteadOfTheEos) {
   const int32_t bos = tokenizer_->bos_id();
   const prompts::PromptFormat format{
-      .task = prompts::Task::kDescribe, .qa = {}, .end = {.id = bos, .piece = "<s>"}};
+      .task = prompts::Task::kDescribe,
+      .qa = {},
+      .end = {.id = bos, .piece = "<s>", .chosen_by = "bos", .texts = 0, .mean_logprob = {}}};
   const fs::path file = dir_.path() / "describe.jsonl";
   const ExampleSet plain =
       load_examples(file, prompts::Task::kDescribe, *tokenizer_, models::ChatFamily::kPlain, 512);
@@ -156,7 +158,8 @@ TEST_F(Examples, GroundedQaPromptsCarryTheProductAsServingWill) {
   EXPECT_EQ(products->at("b2").title, "Blue Ball");
   const prompts::PromptFormat format{
       .task = prompts::Task::kQa,
-      .qa = {.grounding = prompts::Grounding::kDescription, .max_description_chars = 20}};
+      .qa = {.grounding = prompts::Grounding::kDescription, .max_description_chars = 20},
+      .end = {}};
   const ExampleSet grounded =
       load_examples(dir_.path() / "qa.jsonl", TaskPrompter(format, products), *tokenizer_,
                     models::ChatFamily::kPlain, 512);
