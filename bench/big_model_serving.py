@@ -15,7 +15,7 @@ VmRSS and VmHWM (its peak) after them. --weights picks the format (bf16
 is the checkpoint's own; int8 quantizes at load).
 
 Usage: /usr/bin/python3 bench/big_model_serving.py --model DIR --tokenizer DIR
-           [--weights bf16] [--requests 3] [--tokens 32] [--run out/run]
+           [--weights bf16 int8] [--requests 3] [--tokens 32] [--run out/run]
            [--dataset out/dataset] [--no-write]
 """
 
@@ -61,20 +61,8 @@ def memory_of(pid):
     return figures
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--tokenizer", required=True, help="a directory with the family's tokenizer files")
-    ap.add_argument("--weights", default="bf16")
-    ap.add_argument("--requests", type=int, default=3)
-    ap.add_argument("--tokens", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--run", default=os.path.join(ROOT, "out", "run"), help="a trained run: its classifier")
-    ap.add_argument("--dataset", default=os.path.join(ROOT, "out", "dataset"))
-    ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args()
-    vitrine = os.path.join(args.build, "cli", "vitrine")
+def serve_once(args, vitrine, weights):
+    """Start vitrined on one weight format, time its load, send the requests, read its memory."""
     work = tempfile.mkdtemp(prefix="vitrine-big-model-")
     model = served_dir(args.model, args.tokenizer, work)
     address, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
@@ -88,7 +76,7 @@ def main():
         "catalog": os.path.abspath(os.path.join(args.dataset, "catalog.sqlite")),
         "response_log": os.path.join(work, "responses.sqlite"),
         "threads": args.threads,
-        "weights": args.weights,
+        "weights": weights,
         "engine": {"max_batch": 1, "max_new_tokens": args.tokens, "default_new_tokens": args.tokens},
         "routing": {"unknown_product": "generate"},
     }
@@ -98,6 +86,7 @@ def main():
         json.dump(config, f)
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     log_path = os.path.join(work, "vitrined.log")
+    print(f"big_model_serving: {weights}: starting vitrined (load {os.getloadavg()[0]:.1f})", flush=True)
     start = time.time()
     daemon = subprocess.Popen([os.path.join(args.build, "router", "vitrined"), "--config", path],
                               stderr=open(log_path, "w"), env=env)
@@ -117,6 +106,27 @@ def main():
         daemon.wait(timeout=120)
     if level["errors"]:
         sys.exit(f"big_model_serving: {level['errors']} errors; see {log_path}")
+    return (f"| {weights} | {load_seconds:.1f} s | {loaded['VmRSS']:,.0f} MiB | {after['VmRSS']:,.0f} MiB"
+            f" | {after['VmHWM']:,.0f} MiB | {level['tokens_per_second']:.2f} | {level['tokens']} in"
+            f" {level['requests']} requests |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--tokenizer", required=True, help="a directory with the family's tokenizer files")
+    ap.add_argument("--weights", nargs="+", default=["bf16"], help="formats served one after another")
+    ap.add_argument("--requests", type=int, default=3)
+    ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--run", default=os.path.join(ROOT, "out", "run"), help="a trained run: its classifier")
+    ap.add_argument("--dataset", default=os.path.join(ROOT, "out", "dataset"))
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    vitrine = os.path.join(args.build, "cli", "vitrine")
+    load_before = os.getloadavg()[0]
+    rows = [serve_once(args, vitrine, w) for w in args.weights]
     config_json = json.load(open(os.path.join(args.model, "config.json")))
     shards = [n for n in os.listdir(args.model) if n.endswith(".safetensors")]
     size_gib = sum(os.path.getsize(os.path.join(args.model, n)) for n in shards) / 2**30
@@ -125,21 +135,20 @@ def main():
         "## A 7B-shaped model in vitrined (`bench/big_model_serving.py`)",
         "",
         f"Command: `/usr/bin/python3 bench/big_model_serving.py --model DIR --tokenizer "
-        f"{os.path.relpath(args.tokenizer, ROOT)} --weights {args.weights} --requests {args.requests}"
+        f"{os.path.relpath(args.tokenizer, ROOT)} --weights {' '.join(args.weights)} --requests {args.requests}"
         f" --tokens {args.tokens}`; the checkpoint: {config_json.get('model_type')}, hidden"
         f" {config_json.get('hidden_size')}, {config_json.get('num_hidden_layers')} layers, vocabulary"
         f" {config_json.get('vocab_size')}, {len(shards)} shards, {size_gib:.1f} GiB on disk"
-        f" ({config_json.get('torch_dtype')}); {args.threads} threads; load average"
-        f" {os.getloadavg()[0]:.1f} at the end.",
+        f" ({config_json.get('torch_dtype')}); {args.threads} threads; load average {load_before:.1f}"
+        f" before and {os.getloadavg()[0]:.1f} after; the formats one after another, each in a fresh"
+        " daemon.",
         "",
         "| weights | load (start to first answer) | resident after loading | resident after the requests"
-        " | peak resident | decode tok/s | generated tokens |",
+        " | peak resident | generated tok/s | generated tokens |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| {args.weights} | {load_seconds:.1f} s | {loaded['VmRSS']:,.0f} MiB | {after['VmRSS']:,.0f} MiB"
-        f" | {after['VmHWM']:,.0f} MiB | {level['tokens_per_second']:.2f} | {level['tokens']} in"
-        f" {level['requests']} requests |",
+        *rows,
         "",
-        "Decode tok/s is `vitrine bench`'s: generated tokens over the requests' wall time, one"
+        "Generated tok/s is `vitrine bench`'s: generated tokens over the requests' wall time, one"
         " request at a time, prefill of each prompt included.",
         END,
     ]

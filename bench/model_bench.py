@@ -189,8 +189,8 @@ def bench_weights(args, name, model):
 
 def render_weights(args, results):
     lines = [WEIGHTS_BEGIN, "",
-             "Measured %s on %s, %d threads, load average %.2f before the run and %.2f after (the machine "
-             "was shared); medians of %d alternating rounds. Command:" % (
+             "Measured %s on %s, %d threads, load average %.2f before the run and %.2f after (2 cores); "
+             "medians of %d alternating rounds. Command:" % (
                  datetime.date.today().isoformat(), platform.machine(), args.threads, args.load_before,
                  os.getloadavg()[0], args.repeat), "",
              "```", "python3 bench/model_bench.py " + " ".join(args.argv), "```", "",
