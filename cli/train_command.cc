@@ -35,6 +35,7 @@ struct TrainArgs {
   std::string base_model;
   std::string base_dtype;
   std::string activation_checkpointing;
+  int64_t max_steps = 0;  // 0: the config's
   bool quiet = false;
   bool print_config = false;
   bool resume = false;
@@ -51,6 +52,9 @@ int run_train(const TrainArgs& args) {
     if (!args.base_dtype.empty()) config.base_dtype = args.base_dtype;
     if (!args.activation_checkpointing.empty()) {
       config.activation_checkpointing = args.activation_checkpointing;
+    }
+    if (args.max_steps > 0) {
+      for (auto& [name, adapter] : config.adapters) adapter.max_steps = args.max_steps;
     }
     if (args.print_config) {
       std::puts(training::train_config_to_json(config).dump(2).c_str());
@@ -128,6 +132,10 @@ Command add_train_command(CLI::App& app) {
                   "recompute layers in the backward pass: auto, always or never (overrides the "
                   "config)")
       ->check(CLI::IsMember({"auto", "always", "never"}));
+  cmd->add_option("--max-steps", args->max_steps,
+                  "stop every adapter after this many optimizer steps (a trial run of a config; "
+                  "overrides max_steps and epochs)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   cmd->add_flag("--quiet,-q", args->quiet, "no progress output");
   cmd->add_flag("--resume", args->resume,
                 "continue an interrupted run from its latest checkpoints (same config)");

@@ -54,7 +54,21 @@ TEST(TrainCli, TheTinyLlamaRecipeIsAValidConfig) {
     const auto& a = config["adapters"][name];
     EXPECT_EQ(a["max_seq_len"], 512) << name;
     EXPECT_EQ(a["batch_size"].get<int>() * a["gradient_accumulation"].get<int>(), 16) << name;
+    EXPECT_EQ(a["max_steps"], 0) << name;  // one epoch decides
   }
+  // A trial run of the recipe: every adapter stops after --max-steps.
+  const testing::CliRun trial = run_vitrine(
+      fmt::format("train --config {}/configs/train-tinyllama.yaml --max-steps 2 --print-config",
+                  VITRINE_SOURCE_DIR));
+  ASSERT_EQ(trial.exit_code, 0) << trial.output;
+  for (const char* name : {"describe", "qa"}) {
+    EXPECT_EQ(nlohmann::json::parse(trial.output)["adapters"][name]["max_steps"], 2) << name;
+  }
+  EXPECT_EQ(run_vitrine(fmt::format("train --config {}/configs/train-tinyllama.yaml --max-steps 0 "
+                                    "--print-config",
+                                    VITRINE_SOURCE_DIR))
+                .exit_code,
+            2);
 }
 
 TEST(TrainCli, BadConfigsAreRefusedNamingTheKey) {
