@@ -51,17 +51,40 @@ function route_and_sources(text, model) {
   } else {
     [agent, evidence, confidence] = [text.trim().endsWith("?") ? "qa" : "describe", "classifier", 0.93];
   }
-  const adapter = route === "base" ? "" : agent;
   const mentioned = exact ? [exact] : kCatalogue.filter((p) => normalise(text).includes(normalise(p.title)));
   const sources = mentioned.map((p) => ({ uid: p.uid, title: p.title, score: exact ? 1 : 0.82 }));
+  // A question the classifier routed, about no product: no model runs, and
+  // the titles sharing most words with it are offered (the daemon's
+  // unknown-product agent, "say").
+  const unknown = route === "auto" && agent === "qa" && sources.length === 0;
+  const adapter = route === "base" || unknown ? "" : agent;
   return {
     route: { agent, adapter, adapter_version: adapter ? 1 : 0, classifier_confidence: confidence, evidence },
     sources,
     product_found: sources.length > 0,
+    closest: unknown ? closest_titles(text) : [],
   };
 }
 
+function words(text) { return new Set(normalise(text).split(/[^a-z0-9]+/).filter((w) => w.length > 2)); }
+
+// Up to three catalogue titles sharing a word with `text`, most shared first.
+function closest_titles(text) {
+  const asked = words(text);
+  return kCatalogue
+    .map((p) => ({ p, shared: [...words(p.title)].filter((w) => asked.has(w)).length }))
+    .filter((x) => x.shared > 0)
+    .sort((a, b) => b.shared - a.shared)
+    .slice(0, 3)
+    .map(({ p, shared }) => ({ uid: p.uid, title: p.title, score: Math.min(0.5, 0.1 * shared + 0.15) }));
+}
+
 function canned_answer(text, decision) {
+  if (decision.route.agent === "qa" && !decision.route.adapter && !decision.product_found) {
+    const titles = decision.closest.map((c) => `"${c.title}"`).join(" and ");
+    return "I don't know that product: nothing in the catalogue matches your question, so I won't make up an answer." +
+      (titles ? ` The closest titles in the catalogue are ${titles}.` : " Ask me about a product by its title.");
+  }
   const about = decision.sources[0] ? decision.sources[0].title : "this product";
   if (!decision.route.adapter) return `Once upon a time there was a little ${about.toLowerCase()} that wanted to be read.`;
   if (decision.route.agent === "qa") {

@@ -5,7 +5,7 @@
 //   node tests/gateway/web_page_test.mjs --gateway http://127.0.0.1:8080 \
 //        [--screenshot docs/img/web-page.png] [--ab-screenshot docs/img/web-ab.png] \
 //        [--token T | $VITRINE_TOKEN] [--question TEXT] [--ab-question TEXT] \
-//        [--max-tokens 48] [--timeout 180] [--chromium /usr/bin/chromium]
+//        [--unknown-question TEXT] [--max-tokens 48] [--timeout 180] [--chromium /usr/bin/chromium]
 //   node tests/gateway/web_page_test.mjs --mock      # against mock_gateway.mjs, no daemon
 //
 // Setup, once: apt-get install -y chromium npm (scripts/setup.sh), then
@@ -18,6 +18,8 @@
 //     a 401 shows the token field, and the page retries once --token is saved;
 //  3. the route badge says describe or qa, with adapter version and confidence;
 //  4. the sources list shows uid, title and score, or "no catalogue product matched";
+//     a question about no product (--unknown-question) lists the closest titles
+//     the answer names, and a click on one puts it in the question box;
 //  5. thumbs up posts /v1/feedback for that answer, gets 200 and shows it was recorded;
 //  6. the A/B view sends one /v1/compare and shows text and timings on both sides;
 //  7. with --mock also: the 401 flow (the mock requires a token) and an error
@@ -55,6 +57,7 @@ try {
     token: { type: "string", default: process.env.VITRINE_TOKEN || "" },
     question: { type: "string", default: "What is The Prophet about?" },
     "ab-question": { type: "string", default: "Misty of Chincoteague" },
+    "unknown-question": { type: "string", default: "What is the battery life of the zq-9000 hyperdrive?" },
     "max-tokens": { type: "string", default: "48" },
     timeout: { type: "string", default: "180" },  // seconds, per wait
     chromium: { type: "string", default: process.env.CHROMIUM || "/usr/bin/chromium" },
@@ -236,6 +239,32 @@ try {
           "the thumbs-up button is not shown pressed");
     if (mock) check(mock.feedback.some((f) => f.response_id === body.response_id && f.rating === 1), "the mock got no rating");
     await shoot(args.screenshot);
+  });
+
+  await step("a question about no product offers the closest titles", async () => {
+    await ask(args["unknown-question"]);
+    const shown = await page.$eval(`${kLastTurn}`, (n) => ({
+      answer: n.querySelector("[data-testid=answer]")?.innerText.trim() || "",
+      route: n.querySelector("[data-testid=route]")?.dataset.route || "",
+      sources: n.querySelectorAll("[data-testid=sources] > ol:not([data-testid=closest]) li").length,
+      no_product: !!n.querySelector("[data-testid=no-product]"),
+      closest: [...n.querySelectorAll("[data-testid=closest] li")].map((li) => ({
+        uid: li.dataset.uid, title: li.querySelector("[data-testid=closest-title]")?.innerText || "", text: li.innerText })),
+    }));
+    check(/^I don't know that product/.test(shown.answer), `the answer does not say the product is unknown: "${shown.answer}"`);
+    check(shown.route === "qa" && shown.sources === 0 && shown.no_product,
+          `route "${shown.route}", ${shown.sources} source(s), "no catalogue product matched" ${shown.no_product ? "shown" : "missing"}`);
+    check(shown.closest.length >= 1 && shown.closest.length <= 3, `${shown.closest.length} closest titles listed`);
+    for (const c of shown.closest) {
+      check(c.uid && c.title && /match \d\.\d\d/.test(c.text), `a closest title lacks uid, title or score: "${c.text}"`);
+      check(shown.answer.includes(`"${c.title}"`), `the answer does not name the listed title "${c.title}"`);
+    }
+    // A click on a title puts it in the question box, to ask about it.
+    await page.click(`${kLastTurn} [data-testid=closest-title]`);
+    const typed = await page.$eval("#question", (n) => n.value);
+    check(typed === shown.closest[0].title, `the question box holds "${typed}" after the click, not "${shown.closest[0].title}"`);
+    await page.$eval("#question", (n) => { n.value = ""; });
+    console.log(`     closest: ${shown.closest.map((c) => c.title).join(" | ").slice(0, 160)}`);
   });
 
   if (args.mock) {
