@@ -367,15 +367,16 @@ TEST_F(Gateway, AClientThatLeavesMidStreamCancelsItsRequestAtTheDaemon) {
 TEST_F(Gateway, TheWebPageStreamsAnAnswerWithItsRouteAndSourcesInChromium) {
   // tests/gateway/web_page_test.mjs in headless Chromium against this gateway:
   // it types a question, waits for the streamed answer, checks the route
-  // badge and the sources, sends a thumbs-up and runs an A/B comparison.
+  // badge and the sources, sends a thumbs-up, asks about no product (the
+  // closest titles) and runs an A/B comparison.
   const fs::path script = fs::path(VITRINE_SOURCE_DIR) / "tests" / "gateway" / "web_page_test.mjs";
   const fs::path shots = fs::path(VITRINE_BINARY_DIR) / "web-page";
   fs::create_directories(shots);
   const std::string cmd = fmt::format(
       "node {} --gateway http://{} --token client-token --screenshot {} --ab-screenshot {} "
-      "--timeout 180 2>&1",
-      script.string(), address_, (shots / "web-page.png").string(),
-      (shots / "web-ab.png").string());
+      "--unknown-screenshot {} --timeout 180 2>&1",
+      script.string(), address_, (shots / "web-page.png").string(), (shots / "web-ab.png").string(),
+      (shots / "web-unknown.png").string());
   std::string output;
   FILE* pipe = popen(cmd.c_str(), "r");
   char buf[4096];
@@ -387,6 +388,7 @@ TEST_F(Gateway, TheWebPageStreamsAnAnswerWithItsRouteAndSourcesInChromium) {
   EXPECT_EQ(code, 0) << output;
   EXPECT_TRUE(fs::exists(shots / "web-page.png"));
   EXPECT_TRUE(fs::exists(shots / "web-ab.png"));
+  EXPECT_TRUE(fs::exists(shots / "web-unknown.png"));
 }
 
 TEST(GatewayConfig, ShippedConfigHoldsExactlyTheDefaults) {

@@ -5,7 +5,7 @@
 //   node tests/gateway/web_page_test.mjs --gateway http://127.0.0.1:8080 \
 //        [--screenshot docs/img/web-page.png] [--ab-screenshot docs/img/web-ab.png] \
 //        [--token T | $VITRINE_TOKEN] [--question TEXT] [--ab-question TEXT] \
-//        [--unknown-question TEXT] [--max-tokens 48] [--timeout 180] [--chromium /usr/bin/chromium]
+//        [--unknown-question TEXT] [--unknown-screenshot FILE] [--max-tokens 48] [--timeout 180] [--chromium /usr/bin/chromium]
 //   node tests/gateway/web_page_test.mjs --mock      # against mock_gateway.mjs, no daemon
 //
 // Setup, once: apt-get install -y chromium npm (scripts/setup.sh), then
@@ -58,6 +58,7 @@ try {
     question: { type: "string", default: "What is The Prophet about?" },
     "ab-question": { type: "string", default: "Misty of Chincoteague" },
     "unknown-question": { type: "string", default: "What is the battery life of the zq-9000 hyperdrive?" },
+    "unknown-screenshot": { type: "string" },
     "max-tokens": { type: "string", default: "48" },
     timeout: { type: "string", default: "180" },  // seconds, per wait
     chromium: { type: "string", default: process.env.CHROMIUM || "/usr/bin/chromium" },
@@ -263,6 +264,7 @@ try {
     await page.click(`${kLastTurn} [data-testid=closest-title]`);
     const typed = await page.$eval("#question", (n) => n.value);
     check(typed === shown.closest[0].title, `the question box holds "${typed}" after the click, not "${shown.closest[0].title}"`);
+    await shoot(args["unknown-screenshot"]);
     await page.$eval("#question", (n) => { n.value = ""; });
     console.log(`     closest: ${shown.closest.map((c) => c.title).join(" | ").slice(0, 160)}`);
   });
