@@ -46,7 +46,7 @@ import threading
 import time
 import urllib.request
 
-from benchmarks_doc import write_section
+from benchmarks_doc import publish
 from daemon_util import free_port, wait_serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -317,9 +317,7 @@ def main():
     lines += ["", "Target (the weight-formats issue): at least 1.5x llama-server's aggregate tokens/s in each"
               " format.", END]
     section = "\n".join(lines)
-    print(section)
-    if not args.no_write:
-        write_section(os.path.join(ROOT, "docs", "benchmarks.md"), BEGIN, END, section)
+    publish(section, BEGIN, END, write=not args.no_write)
 
 
 if __name__ == "__main__":

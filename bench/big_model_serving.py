@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks_doc import write_section
+from benchmarks_doc import publish
 from daemon_util import free_port, wait_serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,9 +153,7 @@ def main():
         END,
     ]
     section = "\n".join(lines)
-    print(section)
-    if not args.no_write:
-        write_section(os.path.join(ROOT, "docs", "benchmarks.md"), BEGIN, END, section)
+    publish(section, BEGIN, END, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 
-from benchmarks_doc import write_section
+from benchmarks_doc import publish
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN = "<!-- hostile-load-bench:begin -->"
@@ -518,10 +518,8 @@ def report(args, classes, mixed, soak, alive, exits, loris, probes, work):
         ] + growth_line(s_rss)
     lines.append(END)
     section = "\n".join(lines)
-    print(section)
+    publish(section, BEGIN, END, write=not args.no_write)
     print(f"(logs in {work})")
-    if not args.no_write:
-        write_section(os.path.join(ROOT, "docs", "benchmarks.md"), BEGIN, END, section)
     if bad or not alive or exits != (0, 0):
         sys.exit(1)
 

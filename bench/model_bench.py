@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 
-from benchmarks_doc import write_section
+from benchmarks_doc import publish
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
@@ -234,9 +234,7 @@ def main():
         args.load_before = os.getloadavg()[0]
         results = [bench_weights(args, *m.split("=", 1)) for m in args.models]
         table = render_weights(args, results)
-        print(table)
-        if not args.no_write:
-            write_section(os.path.join(ROOT, "docs", "benchmarks.md"), WEIGHTS_BEGIN, WEIGHTS_END, table)
+        publish(table, WEIGHTS_BEGIN, WEIGHTS_END, write=not args.no_write)
         return
     if not os.path.exists(PEER):
         sys.exit("../shared/bench not found: the peer decoder is needed for a side-by-side run")
@@ -248,10 +246,7 @@ def main():
     args.load_before = os.getloadavg()[0]
     results = [bench_preset(args, p) for p in args.presets]
     table = render(args, results)
-    print(table)
-    if args.no_write:
-        return
-    write_section(os.path.join(ROOT, "docs", "benchmarks.md"), BEGIN, END, table)
+    publish(table, BEGIN, END, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 
-from benchmarks_doc import write_section
+from benchmarks_doc import publish
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN = "<!-- packing-bench:begin -->"
@@ -132,9 +132,7 @@ def main():
         f"({on[0]['examples']:,} examples).",
         END,
     ])
-    print(section)
-    if not args.no_write:
-        write_section(os.path.join(ROOT, "docs", "benchmarks.md"), BEGIN, END, section)
+    publish(section, BEGIN, END, write=not args.no_write)
 
 
 if __name__ == "__main__":

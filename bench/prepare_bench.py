@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 
-from benchmarks_doc import write_section
+from benchmarks_doc import publish
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
@@ -166,10 +166,7 @@ def main():
         size, rows = run_all(args.vitrine, path, args.bench_dir)
         runs.append(("synthetic %s lines" % format(n, ","), size, rows))
     table = render(args, runs)
-    print(table)
-    if args.no_write:
-        return
-    write_section(os.path.join(ROOT, "docs", "benchmarks.md"), BEGIN, END, table)
+    publish(table, BEGIN, END, write=not args.no_write)
 
 
 if __name__ == "__main__":

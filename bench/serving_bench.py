@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks_doc import write_section
+from benchmarks_doc import publish
 from daemon_util import free_port, wait_serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -167,9 +167,7 @@ def main():
         END,
     ]
     section = "\n".join(lines)
-    print(section)
-    if not args.no_write:
-        write_section(os.path.join(ROOT, "docs", "benchmarks.md"), BEGIN, END, section)
+    publish(section, BEGIN, END, write=not args.no_write)
     ok = bench.returncode == 0 and all(pair[n]["exit"] == 0 for n in pair)
     return 0 if ok else 1
 

@@ -46,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 
-from benchmarks_doc import write_section
+from benchmarks_doc import publish
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_BENCH = os.path.join(ROOT, "..", "shared", "bench")
@@ -249,9 +249,7 @@ def main():
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ] + rows + [""] + verdicts + big + [END]
     section = "\n".join(lines)
-    print(section)
-    if not args.no_write:
-        write_section(os.path.join(ROOT, "docs", "benchmarks.md"), BEGIN, END, section)
+    publish(section, BEGIN, END, write=not args.no_write)
 
 
 if __name__ == "__main__":
