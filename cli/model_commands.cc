@@ -56,9 +56,9 @@ int run_logits(const LogitsArgs& args) {
   try {
     models::init_runtime(models::RuntimeOptions{.threads = args.threads, .device = args.device});
     const std::vector<int64_t> ids = parse_ids(args.ids);
-    models::LlamaForCausalLM model =
-        models::load_llama(args.model, args.device, models::WeightLayout::kPacked,
-                           models::parse_base_dtype(args.weights));
+    models::LlamaForCausalLM model = models::load_llama(
+        args.model, args.device, models::WeightLayout::kPacked,
+        models::parse_base_dtype(args.weights), models::loading_bar("loading " + args.model));
     if (args.bf16_path == "exact") model->set_bf16_path(models::Bf16Path::kExact);
     for (const int64_t id : ids) {
       if (id < 0 || id >= model->config().vocab_size) {
@@ -101,9 +101,9 @@ struct GenerateArgs {
 int run_generate(GenerateArgs args) {
   try {
     models::init_runtime(models::RuntimeOptions{.threads = args.threads, .device = args.device});
-    models::LlamaForCausalLM model =
-        models::load_llama(args.model, args.device, models::WeightLayout::kPacked,
-                           models::parse_base_dtype(args.weights));
+    models::LlamaForCausalLM model = models::load_llama(
+        args.model, args.device, models::WeightLayout::kPacked,
+        models::parse_base_dtype(args.weights), models::loading_bar("loading " + args.model));
     const auto tokenizer = models::load_tokenizer(args.model);
     int slot = -1;
     if (!args.adapter.empty()) {

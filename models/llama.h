@@ -20,7 +20,9 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -247,9 +249,22 @@ BaseDtype resolve_base_dtype(BaseDtype dtype, const std::filesystem::path& dir,
 // CheckpointWeights) or a non-finite weight; std::invalid_argument for bf16
 // or int8 on a device other than the CPU, and for int8 in the checkpoint
 // layout (int8 is for serving).
+//
+// `on_progress`, when set, is called after each weight is in place with the
+// checkpoint bytes read so far and in all (the stored bytes of every weight
+// the model takes: a 7B checkpoint takes a minute to pack or quantize).
+using LoadProgress = std::function<void(uint64_t bytes_done, uint64_t bytes_total)>;
 LlamaForCausalLM load_llama(const std::filesystem::path& dir, const std::string& device = "cpu",
                             WeightLayout layout = WeightLayout::kCheckpoint,
-                            BaseDtype dtype = BaseDtype::kF32);
+                            BaseDtype dtype = BaseDtype::kF32,
+                            const LoadProgress& on_progress = {});
+
+// A LoadProgress that shows common/progress's bar (log lines every 10 s
+// when stderr is not a terminal) labelled `label`, for checkpoints of
+// kLoadBarMinBytes and more: smaller ones load in well under a second.
+// Silent when `enabled` is false.
+inline constexpr uint64_t kLoadBarMinBytes = uint64_t{64} << 20;
+LoadProgress loading_bar(std::string label, bool enabled = true);
 
 // Writes `model` as a Hugging Face directory: model.safetensors (the base
 // weights as they are now, e.g. after merge_adapter) plus config.json and the

@@ -9,10 +9,12 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <stdexcept>
 
+#include "common/progress.h"
 #include "models/checkpoint_weights.h"
 #include "models/kernels/packed_linear.h"
 #include "models/llama.h"
@@ -286,7 +288,7 @@ BaseDtype resolve_base_dtype(BaseDtype dtype, const fs::path& dir, const std::st
 }
 
 LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device, WeightLayout layout,
-                            BaseDtype dtype) {
+                            BaseDtype dtype, const LoadProgress& on_progress) {
   const c10::Device target = resolve_device(device);
   const LlamaConfig config = load_llama_config(dir / "config.json");
   const CheckpointWeights weights = CheckpointWeights::open(dir);
@@ -309,6 +311,16 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device, Weig
   // (their [out, in] parameters stay empty); elsewhere into the parameters.
   std::optional<WeightArena> arena;
   if (target.is_cpu()) arena.emplace(arena_floats(model, plan));
+  const auto stored_bytes = [&](const std::string& name) -> uint64_t {
+    if (!weights.contains(name)) return 0;
+    const SafetensorsTensorInfo& info = weights.info(name);
+    return info.end - info.begin;
+  };
+  uint64_t total = 0, done = 0;
+  if (on_progress) {
+    for (const auto& item : model->named_parameters(/*recurse=*/true))
+      total += stored_bytes(item.key());
+  }
   std::set<std::string> used;
   for (auto& item : model->named_parameters(/*recurse=*/true)) {
     const at::Tensor stored = checkpoint_tensor(weights, item.key(), item.value());
@@ -317,11 +329,32 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device, Weig
     // Copied or packed: its file pages need not stay in this process.
     weights.release(item.key());
     used.insert(item.key());
+    if (on_progress) on_progress(done += stored_bytes(item.key()), total);
   }
   refuse_unexpected(weights, used, config);
   if (!target.is_cpu()) model->to(target);
   model->eval();
   return model;
+}
+
+LoadProgress loading_bar(std::string label, bool enabled) {
+  if (!enabled) return {};
+  // Made at the first call, when the total is known; shared by the copies
+  // std::function makes.
+  struct Bar {
+    std::unique_ptr<Progress> progress;
+    uint64_t weights = 0;
+  };
+  auto bar = std::make_shared<Bar>();
+  return [bar, label = std::move(label)](uint64_t done, uint64_t total) {
+    if (total < kLoadBarMinBytes) return;
+    if (!bar->progress) {
+      bar->progress = std::make_unique<Progress>(
+          ProgressOptions{.label = label, .total_bytes = total, .items = "weights"});
+    }
+    bar->progress->update(done, ++bar->weights);
+    if (done >= total) bar->progress->finish();
+  };
 }
 
 }  // namespace vitrine::models

@@ -82,7 +82,8 @@ void must_exist(const std::string& path, const char* key) {
 void load_model(const RouterConfig& c, AnswererParts& parts,
                 const std::function<void(const std::string&)>& log) {
   models::LlamaForCausalLM model = models::load_llama(
-      c.model, c.device, models::WeightLayout::kPacked, models::parse_base_dtype(c.weights));
+      c.model, c.device, models::WeightLayout::kPacked, models::parse_base_dtype(c.weights),
+      models::loading_bar(fmt::format("vitrined: loading {}", c.model)));
   log(fmt::format("base weights: {}", models::base_dtype_name(models::weights_of(model))));
   parts.tokenizer = std::shared_ptr<const models::Tokenizer>(models::load_tokenizer(c.model));
   parts.family = models::detect_chat_family(c.model);

@@ -282,7 +282,8 @@ struct EvalModel {
 EvalModel load_eval_model(const TrainConfig& config, const EvalOptions& options) {
   const fs::path base(config.base_model);
   EvalModel m{models::load_llama(base, config.device, models::WeightLayout::kPacked,
-                                 models::parse_base_dtype(config.base_dtype)),
+                                 models::parse_base_dtype(config.base_dtype),
+                                 models::loading_bar("loading " + base.string(), options.progress)),
               models::load_tokenizer(base),
               models::detect_chat_family(base),
               {}};

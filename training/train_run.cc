@@ -130,8 +130,9 @@ TrainOutcome run_training(const TrainConfig& given, const TrainRunOptions& optio
     base_files.push_back(file);
   }
   const std::string base_fingerprint = files_fingerprint(base_files);
-  models::LlamaForCausalLM model =
-      models::load_llama(base, config.device, models::WeightLayout::kCheckpoint, base_dtype);
+  models::LlamaForCausalLM model = models::load_llama(
+      base, config.device, models::WeightLayout::kCheckpoint, base_dtype,
+      models::loading_bar("loading " + base.string(), options.progress && group.is_main()));
   if (config.bf16_compute) model->set_bf16_path(models::Bf16Path::kFast);
   const auto tokenizer = models::load_tokenizer(base);
   const models::ChatFamily family = models::detect_chat_family(base);

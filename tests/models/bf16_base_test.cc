@@ -86,7 +86,7 @@ Step train_step(LlamaForCausalLM& model, const std::vector<at::Tensor>& leaves,
       at::cross_entropy_loss(logits.narrow(1, 0, s - 1).reshape({-1, logits.size(-1)}),
                              ids.narrow(1, 1, s - 1).reshape({-1}));
   loss.backward();
-  Step step{.loss = loss.item<double>()};
+  Step step{.loss = loss.item<double>(), .grads = {}};
   for (const at::Tensor& leaf : leaves) {
     step.grads.push_back(leaf.grad().clone());
     leaf.mutable_grad().zero_();
@@ -127,7 +127,7 @@ TEST(Bf16Base, LogitsEqualFloat32OnTheRoundedWeights) {
 
 TEST(Bf16Base, HoldsNoFloat32CopyOfTheWeights) {
   SKIP_WITHOUT_HF_LLAMA_FIXTURES();
-  for (const std::string& name : {"mha-untied", "gqa-tied"}) {
+  for (const char* name : {"mha-untied", "gqa-tied"}) {
     LlamaForCausalLM model =
         load_llama(hf_llama_fixture(name), "cpu", WeightLayout::kCheckpoint, BaseDtype::kBf16);
     for (auto& [path, projection] : model->projections()) {
@@ -216,7 +216,7 @@ TEST(Bf16Base, Bf16ComputeStaysCloseToTheExactPath) {
 TEST(ActivationCheckpointing, GradientsAndLossEqualTheStoredActivationsRun) {
   SKIP_WITHOUT_HF_LLAMA_FIXTURES();
   for (const BaseDtype dtype : {BaseDtype::kF32, BaseDtype::kBf16}) {
-    for (const std::string& name : {"mha-untied", "gqa-tied"}) {
+    for (const char* name : {"mha-untied", "gqa-tied"}) {
       LlamaForCausalLM plain =
           load_llama(hf_llama_fixture(name), "cpu", WeightLayout::kCheckpoint, dtype);
       LlamaForCausalLM recomputed =

@@ -95,6 +95,49 @@ TEST(CheckpointWeights, ShardsLoadTheSameModelAsOneFileInEveryDtype) {
   EXPECT_TRUE(at::equal(logits_of(f32), logits_of(fixture())));
 }
 
+TEST(CheckpointWeights, LoadingReportsTheStoredBytesOfEveryWeightItTakes) {
+  SKIP_WITHOUT_FIXTURE();
+  TempDir tmp;
+  const fs::path sharded = write_model(tmp / "sharded", fixture_tensors(at::kBFloat16), 120'000);
+  const CheckpointWeights weights = CheckpointWeights::open(sharded);
+  uint64_t stored = 0;  // the untied fixture: the model takes every tensor
+  for (const std::string& name : weights.names()) {
+    stored += weights.info(name).end - weights.info(name).begin;
+  }
+  for (const BaseDtype dtype : {BaseDtype::kF32, BaseDtype::kBf16, BaseDtype::kInt8}) {
+    SCOPED_TRACE(base_dtype_name(dtype));
+    std::vector<std::pair<uint64_t, uint64_t>> calls;
+    const LlamaForCausalLM model =
+        load_llama(sharded, "cpu", WeightLayout::kPacked, dtype,
+                   [&](uint64_t done, uint64_t total) { calls.emplace_back(done, total); });
+    ASSERT_EQ(calls.size(), model->named_parameters(/*recurse=*/true).size());
+    for (size_t i = 0; i < calls.size(); ++i) {
+      EXPECT_EQ(calls[i].second, stored);
+      if (i > 0) {
+        EXPECT_GT(calls[i].first, calls[i - 1].first);
+      }
+    }
+    EXPECT_EQ(calls.back().first, stored);
+  }
+}
+
+TEST(CheckpointWeights, TheLoadingBarShowsBigCheckpointsOnly) {
+  ::testing::internal::CaptureStderr();
+  LoadProgress small = loading_bar("loading small");
+  small(kLoadBarMinBytes / 4, kLoadBarMinBytes / 2);
+  small(kLoadBarMinBytes / 2, kLoadBarMinBytes / 2);
+  LoadProgress silent = loading_bar("loading silent", /*enabled=*/false);
+  EXPECT_FALSE(silent);
+  LoadProgress big = loading_bar("loading big");
+  big(uint64_t{3} << 30, uint64_t{6} << 30);
+  big(uint64_t{6} << 30, uint64_t{6} << 30);
+  const std::string out = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(out.find("loading small"), std::string::npos) << out;
+  ASSERT_NE(out.find("loading big"), std::string::npos) << out;
+  EXPECT_NE(out.find("100%"), std::string::npos) << out;
+  EXPECT_NE(out.find("2 weights"), std::string::npos) << out;
+}
+
 TEST(CheckpointWeights, Bf16WeightsAreViewsOfTheMappedFile) {
   SKIP_WITHOUT_FIXTURE();
   TempDir tmp;
