@@ -38,12 +38,17 @@ void pack_panels(const Source* w, int64_t out, int64_t in, int64_t begin, int64_
                  uint16_t* pairs, Round round) {
   const int64_t in2 = pair_count(in);
   for (int64_t p = begin; p < end; ++p) {
-    uint16_t* panel = pairs + p * in2 * kPanel * 2;
-    for (int64_t j = 0; j < kPanel; ++j) {
-      const int64_t o = p * kPanel + j;
-      for (int64_t k = 0; k < 2 * in2; ++k) {
-        panel[((k / 2) * kPanel + j) * 2 + k % 2] = o < out && k < in ? round(w[o * in + k]) : 0;
+    // Written front to back (a pair of inputs for 16 outputs at a time),
+    // read as 16 row streams: the panel is never revisited.
+    uint16_t* dst = pairs + p * in2 * kPanel * 2;
+    const int64_t rows = std::min<int64_t>(kPanel, out - p * kPanel);
+    const Source* first = w + p * kPanel * in;
+    for (int64_t k = 0; k < 2 * in2; k += 2, dst += 2 * kPanel) {
+      for (int64_t j = 0; j < rows; ++j) {
+        dst[2 * j] = round(first[j * in + k]);
+        dst[2 * j + 1] = k + 1 < in ? round(first[j * in + k + 1]) : 0;
       }
+      for (int64_t j = rows; j < kPanel; ++j) dst[2 * j] = dst[2 * j + 1] = 0;
     }
   }
 }

@@ -229,21 +229,46 @@ void vnni_linear(const Int8Operands& op, int64_t rows, int64_t panels) {
 }
 
 // [out, in] float32 -> q and scales, panels [begin, end).
+// std::round (halves away from zero) clamped to [-127, 127], inline: the
+// library call was half of a quantizing load. Exact: `v - whole` is exact
+// for |v| < 2^23, and larger values clamp anyway.
+inline int8_t round_to_int8(float v) {
+  v = std::clamp(v, -127.0f, 127.0f);
+  int whole = static_cast<int>(v);  // toward zero
+  const float rest = v - static_cast<float>(whole);
+  whole += (rest >= 0.5f) - (rest <= -0.5f);
+  return static_cast<int8_t>(whole);
+}
+
 void quantize_panels(const float* w, int64_t out, int64_t in, int64_t begin, int64_t end, int8_t* q,
                      float* scales) {
+  // A panel's rows are quantized row by row (contiguous, so the compiler
+  // vectorizes the division and the rounding) into `rows_q`, then
+  // interleaved into the panel front to back.
+  std::vector<int8_t> rows_q(static_cast<size_t>(kPanel * in));
   for (int64_t p = begin; p < end; ++p) {
     int8_t* panel = q + p * in * kPanel;
+    const int64_t rows = std::min<int64_t>(kPanel, out - p * kPanel);
     for (int64_t j = 0; j < kPanel; ++j) {
-      const int64_t o = p * kPanel + j;
-      const float* row = o < out ? w + o * in : nullptr;
-      float top = 0;
-      for (int64_t k = 0; row != nullptr && k < in; ++k) top = std::max(top, std::fabs(row[k]));
-      const float scale = top / 127.0f;
-      scales[o] = scale;
-      for (int64_t k = 0; k < in; ++k) {
-        const float v = row == nullptr || scale == 0 ? 0.0f : std::round(row[k] / scale);
-        panel[k * kPanel + j] = static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
+      int8_t* row_q = rows_q.data() + j * in;
+      if (j >= rows) {
+        scales[p * kPanel + j] = 0;
+        std::fill(row_q, row_q + in, int8_t{0});
+        continue;
       }
+      const float* row = w + (p * kPanel + j) * in;
+      float top = 0;
+      for (int64_t k = 0; k < in; ++k) top = std::max(top, std::fabs(row[k]));
+      const float scale = top / 127.0f;
+      scales[p * kPanel + j] = scale;
+      if (scale == 0) {
+        std::fill(row_q, row_q + in, int8_t{0});
+        continue;
+      }
+      for (int64_t k = 0; k < in; ++k) row_q[k] = round_to_int8(row[k] / scale);
+    }
+    for (int64_t k = 0; k < in; ++k) {
+      for (int64_t j = 0; j < kPanel; ++j) panel[k * kPanel + j] = rows_q[j * in + k];
     }
   }
 }

@@ -62,6 +62,18 @@ TEST(PackedLinearInt8, QuantizesEachRowSymmetricallyIntoPanels) {
   EXPECT_EQ(q.panels[1][7][4].item<int>(), static_cast<int>(ints[20][7].item<float>()));
 }
 
+TEST(PackedLinearInt8, HalvesRoundAwayFromZero) {
+  // Scale 1 (the row's largest is 127): q is w rounded as std::round does.
+  const std::vector<float> w = {127, 2.5f, -2.5f, 0.5f, -0.5f, 126.5f, -126.5f, 0.49999997f, 1.5f};
+  const std::vector<int> expected = {127, 3, -3, 1, -1, 127, -127, 0, 2};
+  const PackedWeightInt8 q =
+      quantize_weight_int8(at::tensor(w).view({1, static_cast<int64_t>(w.size())}));
+  ASSERT_EQ(q.scales[0].item<float>(), 1.0f);
+  for (size_t k = 0; k < w.size(); ++k) {
+    EXPECT_EQ(q.panels[0][static_cast<int64_t>(k)][0].item<int>(), expected[k]) << w[k];
+  }
+}
+
 TEST(PackedLinearInt8, QuantizesEveryCheckpointDtypeFromItsFloatValueIntoGivenStorage) {
   at::manual_seed(22);
   for (const auto dtype : {at::kBFloat16, at::kHalf}) {
