@@ -4,6 +4,7 @@
 // them in one buffer on huge pages.
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <malloc.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -332,6 +333,9 @@ LlamaForCausalLM load_llama(const fs::path& dir, const std::string& device, Weig
     if (on_progress) on_progress(done += stored_bytes(item.key()), total);
   }
   refuse_unexpected(weights, used, config);
+  // The per-weight temporaries (float32 copies made for packing) are free
+  // now; hand what the allocator keeps of them back to the system.
+  ::malloc_trim(0);
   if (!target.is_cpu()) model->to(target);
   model->eval();
   return model;

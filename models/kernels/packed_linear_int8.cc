@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <stdexcept>
 #include <vector>
@@ -228,7 +229,6 @@ void vnni_linear(const Int8Operands& op, int64_t rows, int64_t panels) {
   });
 }
 
-// [out, in] float32 -> q and scales, panels [begin, end).
 // std::round (halves away from zero) clamped to [-127, 127], inline: the
 // library call was half of a quantizing load. Exact: `v - whole` is exact
 // for |v| < 2^23, and larger values clamp anyway.
@@ -240,37 +240,47 @@ inline int8_t round_to_int8(float v) {
   return static_cast<int8_t>(whole);
 }
 
-void quantize_panels(const float* w, int64_t out, int64_t in, int64_t begin, int64_t end, int8_t* q,
-                     float* scales) {
-  // A panel's rows are quantized row by row (contiguous, so the compiler
-  // vectorizes the division and the rounding) into `rows_q`, then
-  // interleaved into the panel front to back.
+// [out, in] weights in their stored type (`value` makes a float32 of one)
+// -> q and scales, panels [begin, end). No float32 copy of the weight is
+// made: a 7B model's would churn 30 GB through the allocator while it
+// loads. Returns false when a weight is not finite.
+template <typename Source, typename Value>
+bool quantize_panels(const Source* w, int64_t out, int64_t in, int64_t begin, int64_t end,
+                     int8_t* q, float* scales, Value value) {
+  // A panel's rows go through `row_f` (one row in float32) and `rows_q`
+  // row by row (contiguous, so the compiler vectorizes the division and the
+  // rounding), then are interleaved into the panel front to back.
+  std::vector<float> row_f(static_cast<size_t>(in));
   std::vector<int8_t> rows_q(static_cast<size_t>(kPanel * in));
+  bool finite = true;
   for (int64_t p = begin; p < end; ++p) {
     int8_t* panel = q + p * in * kPanel;
     const int64_t rows = std::min<int64_t>(kPanel, out - p * kPanel);
     for (int64_t j = 0; j < kPanel; ++j) {
       int8_t* row_q = rows_q.data() + j * in;
-      if (j >= rows) {
-        scales[p * kPanel + j] = 0;
-        std::fill(row_q, row_q + in, int8_t{0});
-        continue;
-      }
-      const float* row = w + (p * kPanel + j) * in;
+      scales[p * kPanel + j] = 0;
+      std::fill(row_q, row_q + in, int8_t{0});
+      if (j >= rows) continue;
+      const Source* row = w + (p * kPanel + j) * in;
       float top = 0;
-      for (int64_t k = 0; k < in; ++k) top = std::max(top, std::fabs(row[k]));
-      const float scale = top / 127.0f;
-      scales[p * kPanel + j] = scale;
-      if (scale == 0) {
-        std::fill(row_q, row_q + in, int8_t{0});
-        continue;
+      bool row_finite = true;
+      for (int64_t k = 0; k < in; ++k) {
+        const float v = value(row[k]);
+        row_f[k] = v;
+        row_finite &= std::isfinite(v);
+        top = std::max(top, std::fabs(v));
       }
-      for (int64_t k = 0; k < in; ++k) row_q[k] = round_to_int8(row[k] / scale);
+      finite &= row_finite;
+      const float scale = top / 127.0f;
+      if (!row_finite || scale == 0) continue;
+      scales[p * kPanel + j] = scale;
+      for (int64_t k = 0; k < in; ++k) row_q[k] = round_to_int8(row_f[k] / scale);
     }
     for (int64_t k = 0; k < in; ++k) {
       for (int64_t j = 0; j < kPanel; ++j) panel[k * kPanel + j] = rows_q[j * in + k];
     }
   }
+  return finite;
 }
 
 at::Tensor storage_or_own(const at::Tensor& storage, int64_t numel, at::ScalarType dtype,
@@ -343,21 +353,32 @@ PackedWeightInt8 quantize_weight_int8(const at::Tensor& w, const at::Tensor& pan
         w.defined() ? c10::toString(w.scalar_type()) : ""));
   }
   const int64_t out = w.size(0), in = w.size(1), panels = panel_count(out);
-  const at::Tensor wf = w.to(at::kFloat).contiguous();
-  if (!at::isfinite(wf).all().item<bool>()) {
-    throw std::invalid_argument(
-        fmt::format("quantize_weight_int8: the [{}, {}] weight holds non-finite values", out, in));
-  }
+  const at::Tensor wc = w.contiguous();  // a view of a mapped checkpoint's tensor stays one
   PackedWeightInt8 packed{
       storage_or_own(panels_storage, packed_int8_bytes(out, in), at::kChar, "panels"),
       storage_or_own(scales_storage, packed_int8_scale_count(out), at::kFloat, "scales"), out, in};
   packed.panels = packed.panels.view({panels, in, kPanel});
   int8_t* q = packed.panels.data_ptr<int8_t>();
   float* scales = packed.scales.data_ptr<float>();
-  const float* wp = wf.data_ptr<float>();
+  std::atomic<bool> finite{true};
   kernel_parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
-    quantize_panels(wp, out, in, begin, end, q, scales);
+    bool ok = true;
+    if (wc.scalar_type() == at::kFloat) {
+      ok = quantize_panels(wc.data_ptr<float>(), out, in, begin, end, q, scales,
+                           [](float v) { return v; });
+    } else if (wc.scalar_type() == at::kHalf) {
+      ok = quantize_panels(wc.data_ptr<at::Half>(), out, in, begin, end, q, scales,
+                           [](at::Half h) { return static_cast<float>(h); });
+    } else {
+      ok = quantize_panels(reinterpret_cast<const uint16_t*>(wc.data_ptr<at::BFloat16>()), out, in,
+                           begin, end, q, scales, float_from_bf16);
+    }
+    if (!ok) finite.store(false);
   });
+  if (!finite.load()) {
+    throw std::invalid_argument(
+        fmt::format("quantize_weight_int8: the [{}, {}] weight holds non-finite values", out, in));
+  }
   return packed;
 }
 

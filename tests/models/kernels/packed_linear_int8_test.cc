@@ -94,6 +94,10 @@ TEST(PackedLinearInt8, QuantizesEveryCheckpointDtypeFromItsFloatValueIntoGivenSt
   at::Tensor bad = at::randn({4, 4});
   bad[2][3] = std::numeric_limits<float>::infinity();
   expect_throw_naming<std::invalid_argument>([&] { quantize_weight_int8(bad); }, "non-finite");
+  // Read in its stored dtype: a NaN in a bf16 weight's second panel too.
+  at::Tensor nan = at::randn({20, 8}).to(at::kBFloat16);
+  nan[17][5] = std::numeric_limits<float>::quiet_NaN();
+  expect_throw_naming<std::invalid_argument>([&] { quantize_weight_int8(nan); }, "non-finite");
   expect_throw_naming<std::invalid_argument>(
       [&] {
         quantize_weight_int8(at::randn({4, 4}).to(at::kDouble));
