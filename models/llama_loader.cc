@@ -177,10 +177,15 @@ PackedWeightBf16 pack_bf16_into(const at::Tensor& stored, const std::string& nam
 // stored tensor in any dtype.
 PackedWeightInt8 quantize_into(const at::Tensor& stored, const std::string& name,
                                const fs::path& file, WeightArena& arena) {
-  require_finite(stored, name, file);
   const int64_t out = stored.size(0), in = stored.size(1);
   at::Tensor panels = arena.take_int8(packed_int8_bytes(out, in));
-  return quantize_weight_int8(stored, panels, arena.take(packed_int8_scale_count(out)));
+  try {
+    // Quantizing checks finiteness in its own pass over the weight.
+    return quantize_weight_int8(stored, panels, arena.take(packed_int8_scale_count(out)));
+  } catch (const std::invalid_argument&) {
+    require_finite(stored, name, file);  // the error names the tensor and its file
+    throw;
+  }
 }
 
 // Fills parameter `name` from `stored`, converting to float32 on the way

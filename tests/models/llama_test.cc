@@ -177,9 +177,11 @@ TEST(Llama, NonFiniteBaseWeightsAreRefusedNamingTheTensor) {
     if (name == poisoned) t.view(-1)[7] = -std::numeric_limits<float>::infinity();
   }
   save_safetensors(tmp / "model.safetensors", tensors);
-  for (const WeightLayout layout : {WeightLayout::kCheckpoint, WeightLayout::kPacked}) {
+  for (const auto& [layout, dtype] : {std::pair{WeightLayout::kCheckpoint, BaseDtype::kF32},
+                                      std::pair{WeightLayout::kPacked, BaseDtype::kF32},
+                                      std::pair{WeightLayout::kPacked, BaseDtype::kInt8}}) {
     try {
-      load_llama(tmp.path(), "cpu", layout);
+      load_llama(tmp.path(), "cpu", layout, dtype);
       ADD_FAILURE() << "a checkpoint holding -Inf was loaded";
     } catch (const std::runtime_error& e) {
       EXPECT_NE(std::string(e.what()).find(poisoned), std::string::npos) << e.what();
