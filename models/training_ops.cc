@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "models/kernels/norm_rope.h"
+#include "models/kernels/training_attention.h"
 
 namespace vitrine::models {
 namespace {
@@ -30,23 +31,16 @@ at::Tensor attention_probs(const at::Tensor& q, const at::Tensor& k, const at::T
 // does), so under a causal mask the blocks above the diagonal are never
 // computed (9/16 of the products at 512 positions), and the scores in
 // flight are a block's, not the whole [g·s, keys] of every head. Measured
-// (forward + backward of one layer, one thread, CPU time, TinyLlama's
-// shape at 512 positions): 64 rows 64 ms, 128 rows 79, 256 rows 103, 32
-// rows as 64 in twice the calls; the forward alone 20 ms at 64 rows, 45 to
-// 49 unblocked.
+// with ATen's products per block (forward + backward of one layer, one
+// thread, CPU time, TinyLlama's shape at 512 positions): 64 rows 64 ms,
+// 128 rows 79, 256 rows 103; the forward alone 20 ms at 64 rows, 45 to 49
+// unblocked.
 constexpr int64_t kQueryBlock = 64;
-
-// Query rows [begin, begin + rows) of every head, the keys [0, keys) any
-// of them attends, and the first key any of them does not (keys before it
-// need no masking: under a causal mask, only the block on the diagonal).
-struct QueryBlock {
-  int64_t begin = 0, rows = 0, keys = 0, masked_from = 0;
-};
 
 // The blocks of s query rows over `keys` keys under mask [b, 1, s, keys]
 // (true = not attended; undefined = all attended).
-std::vector<QueryBlock> query_blocks(const at::Tensor& mask, int64_t s, int64_t keys,
-                                     int64_t block) {
+std::vector<AttentionBlock> query_blocks(const at::Tensor& mask, int64_t s, int64_t keys,
+                                         int64_t block) {
   // Per row over the batch: the last key attended + 1, the first masked.
   std::vector<int64_t> last(s, keys), first(s, keys);
   if (mask.defined()) {
@@ -61,9 +55,9 @@ std::vector<QueryBlock> query_blocks(const at::Tensor& mask, int64_t s, int64_t 
       first[r] = j;
     }
   }
-  std::vector<QueryBlock> blocks;
+  std::vector<AttentionBlock> blocks;
   for (int64_t begin = 0; begin < s; begin += block) {
-    QueryBlock q{begin, std::min(block, s - begin), keys, keys};
+    AttentionBlock q{begin, std::min(block, s - begin), keys, keys};
     const auto rows = [&](const std::vector<int64_t>& v) {
       return std::pair(v.begin() + begin, v.begin() + begin + q.rows);
     };
@@ -77,48 +71,9 @@ std::vector<QueryBlock> query_blocks(const at::Tensor& mask, int64_t s, int64_t 
   return blocks;
 }
 
-// Rows of block `q` of every query head: [b, KV, g·rows, d] (a copy) from
-// x [b, KV, g·s, d].
-at::Tensor block_rows(const at::Tensor& x, const QueryBlock& q, int64_t groups) {
-  const int64_t b = x.size(0), kv = x.size(1), s = x.size(2) / groups, d = x.size(3);
-  return x.view({b, kv, groups, s, d})
-      .narrow(3, q.begin, q.rows)
-      .reshape({b, kv, groups * q.rows, d});
-}
-
-// softmax(qs·kᵀ, masked) of a block, qs the block's queries already
-// scaled by 1/√d, k its keys: [b, KV, g·rows, q.keys].
-at::Tensor block_probs(const at::Tensor& qs, const at::Tensor& k, const at::Tensor& mask,
-                       const QueryBlock& q, int64_t groups) {
-  at::Tensor scores = at::matmul(qs, k.transpose(2, 3));
-  if (q.masked_from < q.keys) {
-    // The mask as 0 / −∞ added to the columns that need it: one vectorised
-    // pass over the heads' scores, the bias built once per block.
-    const int64_t b = scores.size(0), kv = scores.size(1), width = q.keys - q.masked_from;
-    const at::Tensor bias = at::zeros({b, 1, 1, q.rows, width}, scores.options())
-                                .masked_fill_(mask.narrow(2, q.begin, q.rows)
-                                                  .narrow(3, q.masked_from, width)
-                                                  .reshape({b, 1, 1, q.rows, width}),
-                                              -std::numeric_limits<float>::infinity());
-    scores.view({b, kv, groups, q.rows, q.keys}).narrow(4, q.masked_from, width).add_(bias);
-  }
-  return at::_softmax_out(scores, scores, -1, /*half_to_float=*/false);
-}
-
-// softmax(q·kᵀ / √d, masked)·v by query blocks: [b, KV, g·s, d].
-at::Tensor blocked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                             const at::Tensor& mask, int64_t groups) {
-  const int64_t b = q.size(0), kv = q.size(1), s = q.size(2) / groups, d = q.size(3);
-  const at::Tensor qs = q * (1.0 / std::sqrt(static_cast<double>(d)));
-  at::Tensor out = at::empty({b, kv, groups, s, d}, q.options());
-  for (const QueryBlock& block : query_blocks(mask, s, k.size(2), kQueryBlock)) {
-    const at::Tensor p =
-        block_probs(block_rows(qs, block, groups), k.narrow(2, 0, block.keys), mask, block,
-                    groups);  // [b, KV, g·rows, keys]
-    out.narrow(3, block.begin, block.rows)
-        .copy_(at::matmul(p, v.narrow(2, 0, block.keys)).view({b, kv, groups, block.rows, d}));
-  }
-  return out.view({b, kv, groups * s, d});
+AttentionOperands attention_operands(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                     const at::Tensor& mask, int64_t groups) {
+  return {q, k, v, mask, groups, query_blocks(mask, q.size(2) / groups, k.size(2), kQueryBlock)};
 }
 
 struct AttentionCore : torch::autograd::Function<AttentionCore> {
@@ -129,41 +84,16 @@ struct AttentionCore : torch::autograd::Function<AttentionCore> {
     ctx->save_for_backward({q, k, v});
     ctx->saved_data["mask"] = *mask;
     ctx->saved_data["groups"] = groups;
-    return blocked_attention(q, k, v, *mask, groups);
+    return training_attention_forward(attention_operands(q, k, v, *mask, groups));
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2];
-    const at::Tensor mask = ctx->saved_data["mask"].toTensor();
-    const int64_t groups = ctx->saved_data["groups"].toInt();
-    const int64_t b = q.size(0), kv = q.size(1), s = q.size(2) / groups, d = q.size(3);
-    const double scale = 1.0 / std::sqrt(static_cast<double>(d));
-    const at::Tensor qs = q * scale;
-    const at::Tensor d_out = grads[0].contiguous();  // [b, KV, g·s, d]
-    at::Tensor d_q = at::empty({b, kv, groups, s, d}, q.options());
-    // [b, KV, keys, d], contiguous (v is a transposed view of its projection)
-    at::Tensor d_k = at::zeros(k.sizes(), k.options()), d_v = at::zeros(v.sizes(), v.options());
-    for (const QueryBlock& block : query_blocks(mask, s, k.size(2), kQueryBlock)) {
-      const at::Tensor qb = block_rows(qs, block, groups), kb = k.narrow(2, 0, block.keys),
-                       vb = v.narrow(2, 0, block.keys);
-      const at::Tensor p = block_probs(qb, kb, mask, block, groups);  // recomputed
-      const at::Tensor d_ob = block_rows(d_out, block, groups);       // [b, KV, g·rows, d]
-      const int64_t heads = b * kv, rows = groups * block.rows;
-      d_v.view({heads, -1, d})
-          .narrow(1, 0, block.keys)
-          .baddbmm_(p.view({heads, rows, block.keys}).transpose(1, 2), d_ob.view({heads, rows, d}));
-      // softmax's backward: P ∘ (dP − Σ dP ∘ P), the gradient of the scaled scores.
-      const at::Tensor d_scores =
-          at::_softmax_backward_data(at::matmul(d_ob, vb.transpose(2, 3)), p, -1, at::kFloat);
-      d_q.narrow(3, block.begin, block.rows)
-          .copy_(at::matmul(d_scores, kb).mul_(scale).view({b, kv, groups, block.rows, d}));
-      d_k.view({heads, -1, d})
-          .narrow(1, 0, block.keys)
-          .baddbmm_(d_scores.view({heads, rows, block.keys}).transpose(1, 2),
-                    qb.view({heads, rows, d}));
-    }
-    return {d_q.view({b, kv, groups * s, d}), d_k, d_v, at::Tensor(), at::Tensor()};
+    const AttentionOperands op =
+        attention_operands(saved[0], saved[1], saved[2], ctx->saved_data["mask"].toTensor(),
+                           ctx->saved_data["groups"].toInt());
+    AttentionGradients d = training_attention_backward(op, grads[0]);
+    return {d.q, d.k, d.v, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -176,6 +106,10 @@ struct SwiGlu : torch::autograd::Function<SwiGlu> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &gate = saved[0], &up = saved[1], &dy = grads[0];
+    if (gate.device().is_cpu() && gate.scalar_type() == at::kFloat) {
+      auto [d_gate, d_up] = swiglu_rows_backward(dy, gate, up);
+      return {d_gate, d_up};
+    }
     // silu'(g) = σ(g)·(1 + g·(1 − σ(g))), applied by ATen's one fused kernel.
     return {at::silu_backward(dy * up, gate), at::silu(gate).mul_(dy)};
   }
@@ -259,7 +193,7 @@ at::Tensor attention_core(const at::Tensor& q, const at::Tensor& k, const at::Te
                           const at::Tensor& mask, int64_t groups, bool training) {
   RECORD_USER_SCOPE("vitrine::attention_core");
   if (needs_graph(q, k, v)) return AttentionCore::apply(q, k, v, &mask, groups);
-  if (training) return blocked_attention(q, k, v, mask, groups);
+  if (training) return training_attention_forward(attention_operands(q, k, v, mask, groups));
   return at::matmul(attention_probs(q, k, mask, groups), v);
 }
 

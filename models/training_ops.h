@@ -3,7 +3,8 @@
 // core (scores, softmax, values) keeps q, k and v instead of a score
 // matrix per head — the largest activation at long sequences — and runs
 // in blocks of query rows that skip the keys no row of a block attends
-// (above the diagonal of a causal mask); SwiGLU keeps gate and up instead
+// (above the diagonal of a causal mask), in one kernel per head
+// (models/kernels/training_attention.h); SwiGLU keeps gate and up instead
 // of also silu(gate), RoPE keeps nothing and the RMS norm its input and
 // one scale per row, both one pass per row (models/kernels/norm_rope.h).
 //

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "models/kernels/kernel_threads.h"
+#include "models/kernels/lanes_exp.h"
 #include "models/kernels/simd_vec8.h"
 #include "models/runtime.h"
 
@@ -116,6 +117,39 @@ __attribute__((flatten)) void rope_baseline(const RopeOperands& op, bool backwar
   rope_span(op, backward, begin, end);
 }
 
+struct SwigluOperands {
+  const float *gate = nullptr, *up = nullptr, *dy = nullptr;
+  float *d_gate = nullptr, *d_up = nullptr;
+};
+
+// Elements [begin, end): with σ = σ(g), d_gate = dy·u·σ·(1 + g·(1 − σ))
+// (silu's derivative, as ATen's silu_backward) and d_up = dy·g·σ.
+template <int L>
+__attribute__((always_inline)) inline void swiglu_backward_span(const SwigluOperands& op,
+                                                                int64_t begin, int64_t end) {
+  using V = simd::Lanes<L>;
+  int64_t i = begin;
+  for (; i + L <= end; i += L) {
+    const typename V::F g = V::load(op.gate + i), u = V::load(op.up + i), dy = V::load(op.dy + i);
+    const typename V::F sigmoid = 1.0f / (1.0f + simd::exp_lanes<L>(-g));
+    V::store(op.d_gate + i, dy * u * (sigmoid * (1.0f + g * (1.0f - sigmoid))));
+    V::store(op.d_up + i, dy * (g * sigmoid));
+  }
+  for (; i < end; ++i) {
+    const float g = op.gate[i], sigmoid = 1.0f / (1.0f + std::exp(-g));
+    op.d_gate[i] = op.dy[i] * op.up[i] * (sigmoid * (1.0f + g * (1.0f - sigmoid)));
+    op.d_up[i] = op.dy[i] * (g * sigmoid);
+  }
+}
+
+VITRINE_AVX2 void swiglu_backward_avx2(const SwigluOperands& op, int64_t begin, int64_t end) {
+  swiglu_backward_span<8>(op, begin, end);
+}
+__attribute__((flatten)) void swiglu_backward_baseline(const SwigluOperands& op, int64_t begin,
+                                                       int64_t end) {
+  swiglu_backward_span<4>(op, begin, end);
+}
+
 void check_float_cpu(const at::Tensor& t, const char* caller, const char* name) {
   if (!t.defined() || !t.device().is_cpu() || t.scalar_type() != at::kFloat) {
     throw std::invalid_argument(fmt::format("{}: {} must be a float32 CPU tensor", caller, name));
@@ -188,6 +222,33 @@ at::Tensor rope_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tenso
   kernel_parallel_for(0, x.size(0) * op.heads * op.t, simd::grain_for(op.d),
                       [&](int64_t begin, int64_t end) { run(op, backward, begin, end); });
   return y;
+}
+
+std::pair<at::Tensor, at::Tensor> swiglu_rows_backward(const at::Tensor& dy, const at::Tensor& gate,
+                                                       const at::Tensor& up) {
+  check_float_cpu(dy, "swiglu_rows_backward", "dy");
+  check_float_cpu(gate, "swiglu_rows_backward", "gate");
+  check_float_cpu(up, "swiglu_rows_backward", "up");
+  if (dy.sizes() != gate.sizes() || up.sizes() != gate.sizes()) {
+    throw std::invalid_argument(fmt::format("swiglu_rows_backward: dy {}, gate {} and up {} differ",
+                                            c10::str(dy.sizes()), c10::str(gate.sizes()),
+                                            c10::str(up.sizes())));
+  }
+  const at::Tensor dyc = dy.contiguous(), g = gate.contiguous(), u = up.contiguous();
+  at::Tensor d_gate = at::empty_like(g), d_up = at::empty_like(u);
+  const SwigluOperands op{.gate = g.data_ptr<float>(),
+                          .up = u.data_ptr<float>(),
+                          .dy = dyc.data_ptr<float>(),
+                          .d_gate = d_gate.data_ptr<float>(),
+                          .d_up = d_up.data_ptr<float>()};
+  const auto run = cpu_has_avx2() ? swiglu_backward_avx2 : swiglu_backward_baseline;
+  // Chunks of 64k elements: whole vectors, and worth waking a thread for.
+  constexpr int64_t kChunk = 64 * 1024;
+  const int64_t n = g.numel(), chunks = (n + kChunk - 1) / kChunk;
+  kernel_parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
+    run(op, first * kChunk, std::min(n, last * kChunk));
+  });
+  return {d_gate, d_up};
 }
 
 }  // namespace vitrine::models

@@ -1,7 +1,8 @@
-// RMS norm and RoPE, forward and backward, as one pass over each row: what
-// the training ops (models/training_ops.h) run inside autograd instead of
-// the chains of ATen elementwise operators their formulas take (a dozen
-// passes over the activations, each with its own allocation).
+// RMS norm and RoPE, forward and backward, and SwiGLU's backward, as one
+// pass over each row: what the training ops (models/training_ops.h) run
+// inside autograd instead of the chains of ATen elementwise operators their
+// formulas take (a dozen passes over the activations, each with its own
+// allocation).
 //
 // Same formulas, in the same operation order per element as the ATen
 // chains; the norm's sum of squares and the backward's dot product are
@@ -33,5 +34,11 @@ at::Tensor rms_norm_rows_backward(const at::Tensor& dy, const at::Tensor& x,
 // dY·cos − rotate_half(dY·sin).
 at::Tensor rope_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                      bool backward);
+
+// SwiGLU's backward (of silu(gate)·up) in one pass over dy, gate and up
+// (same shape, any strides) -> {d_gate, d_up}: four ATen passes with two
+// temporaries before. σ through simd::exp_lanes, within a few ulp of ATen's.
+std::pair<at::Tensor, at::Tensor> swiglu_rows_backward(const at::Tensor& dy, const at::Tensor& gate,
+                                                       const at::Tensor& up);
 
 }  // namespace vitrine::models

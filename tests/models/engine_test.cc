@@ -200,12 +200,17 @@ TEST_P(EngineOnWeights, TheQueueIsBoundedAndCancellationAndDeadlinesFreeTheRow) 
     r.cancelled = std::make_shared<std::atomic<bool>>(false);
     return r;
   };
-  // A long request holds the only row; two wait; a fourth is refused.
+  // A long request holds the only row; two wait; a fourth is refused. Its
+  // first token waits for the test to let it go: free to run, a small
+  // model could end it (at its end token, or at 400 tokens) while the
+  // queue is being checked, and the row would take a waiting request.
   EngineRequest long_one = request(400);
   auto long_cancel = long_one.cancelled;
   std::atomic<int> long_tokens{0};
+  std::atomic<bool> hold{true};
   long_one.on_token = [&](int64_t, std::string_view) {
     ++long_tokens;
+    while (hold.load()) std::this_thread::sleep_for(1ms);
     return true;
   };
   auto first = engine.submit(std::move(long_one));
@@ -222,6 +227,7 @@ TEST_P(EngineOnWeights, TheQueueIsBoundedAndCancellationAndDeadlinesFreeTheRow) 
   EXPECT_THROW(engine.submit(std::move(too_long)), std::invalid_argument);
 
   long_cancel->store(true);
+  hold.store(false);
   const EngineResult cancelled = first.get();
   EXPECT_EQ(cancelled.generation.finish_reason, "cancelled");
   EXPECT_LT(cancelled.generation.ids.size(), 400u);

@@ -6,10 +6,12 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <limits>
 
 #include "models/kernels/norm_rope.h"
+#include "models/kernels/training_attention.h"
 #include "tests/support/tensors.h"
 
 namespace vitrine::models {
@@ -31,6 +33,25 @@ at::Tensor plain_attention(const at::Tensor& q, const at::Tensor& k, const at::T
   return at::matmul(at::softmax(scores, -1), v);
 }
 
+// attention_core against the formula on the same operands: the largest
+// difference of the outputs, then of the gradients of q, k and v from dy.
+std::array<double, 4> attention_against_formula(const at::Tensor& q0, const at::Tensor& k0,
+                                                const at::Tensor& v0, const at::Tensor& mask,
+                                                int64_t groups, const at::Tensor& dy) {
+  std::vector<at::Tensor> grads[2];
+  at::Tensor outs[2];
+  for (int i = 0; i < 2; ++i) {
+    const at::Tensor q = q0.clone().requires_grad_(), k = k0.clone().requires_grad_(),
+                     v = v0.clone().requires_grad_();
+    outs[i] =
+        i == 0 ? attention_core(q, k, v, mask, groups) : plain_attention(q, k, v, mask, groups);
+    outs[i].backward(dy);
+    grads[i] = {q.grad(), k.grad(), v.grad()};
+  }
+  return {max_abs_diff(outs[0], outs[1]), max_abs_diff(grads[0][0], grads[1][0]),
+          max_abs_diff(grads[0][1], grads[1][1]), max_abs_diff(grads[0][2], grads[1][2])};
+}
+
 TEST(TrainingOps, AttentionCoreGradientsEqualAutogradsThroughTheFormula) {
   at::manual_seed(3);
   const int64_t b = 2, kv = 2, groups = 3, s = 7, d = 8;
@@ -39,21 +60,9 @@ TEST(TrainingOps, AttentionCoreGradientsEqualAutogradsThroughTheFormula) {
     const at::Tensor mask = masked ? causal.view({1, 1, s, s}).expand({b, 1, s, s}) : at::Tensor();
     const at::Tensor q0 = at::randn({b, kv, groups * s, d}), k0 = at::randn({b, kv, s, d}),
                      v0 = at::randn({b, kv, s, d}), dy = at::randn({b, kv, groups * s, d});
-    std::vector<at::Tensor> grads[2];
-    at::Tensor outs[2];
-    for (int i = 0; i < 2; ++i) {
-      const at::Tensor q = q0.clone().requires_grad_(), k = k0.clone().requires_grad_(),
-                       v = v0.clone().requires_grad_();
-      outs[i] =
-          i == 0 ? attention_core(q, k, v, mask, groups) : plain_attention(q, k, v, mask, groups);
-      outs[i].backward(dy);
-      grads[i] = {q.grad(), k.grad(), v.grad()};
-    }
-    EXPECT_LT(max_abs_diff(outs[0], outs[1]), 1e-6) << "masked " << masked;
-    for (int j = 0; j < 3; ++j) {
-      EXPECT_LT(max_abs_diff(grads[0][j], grads[1][j]), 1e-5)
-          << "masked " << masked << " input " << j;
-    }
+    const auto diffs = attention_against_formula(q0, k0, v0, mask, groups, dy);
+    EXPECT_LT(diffs[0], 1e-6) << "masked " << masked;
+    for (int j = 1; j < 4; ++j) EXPECT_LT(diffs[j], 1e-5) << "masked " << masked << " input " << j;
   }
 }
 
@@ -77,21 +86,88 @@ TEST(TrainingOps, BlockedAttentionEqualsAutogradsThroughTheFormulaOnLongSequence
     const at::Tensor q0 = at::randn({b, kv, groups * s, d}), k0 = at::randn({b, kv, s, d}),
                      v0 = at::randn({b, s, kv, d}).transpose(1, 2),
                      dy = at::randn({b, kv, groups * s, d});
-    std::vector<at::Tensor> grads[2];
-    at::Tensor outs[2];
-    for (int i = 0; i < 2; ++i) {
-      const at::Tensor q = q0.clone().requires_grad_(), k = k0.clone().requires_grad_(),
-                       v = v0.clone().requires_grad_();
-      outs[i] = i == 0 ? attention_core(q, k, v, masks[m], groups)
-                       : plain_attention(q, k, v, masks[m], groups);
-      outs[i].backward(dy);
-      grads[i] = {q.grad(), k.grad(), v.grad()};
-    }
-    EXPECT_LT(max_abs_diff(outs[0], outs[1]), 1e-5) << "mask " << m;
-    for (int j = 0; j < 3; ++j) {
-      EXPECT_LT(max_abs_diff(grads[0][j], grads[1][j]), 1e-4) << "mask " << m << " input " << j;
+    const auto diffs = attention_against_formula(q0, k0, v0, masks[m], groups, dy);
+    EXPECT_LT(diffs[0], 1e-5) << "mask " << m;
+    for (int j = 1; j < 4; ++j) EXPECT_LT(diffs[j], 1e-4) << "mask " << m << " input " << j;
+  }
+}
+
+// The attention kernel at the head sizes of the models trained here (64
+// and 128: whole vectors in every build, several column groups of scores),
+// rows that are not a whole number of blocks or of register tiles (150 =
+// 64 + 64 + 22), q a transposed view of its projection, one thread and two
+// (the heads split between them, dK and dV summed over each group).
+TEST(TrainingOps, AttentionKernelEqualsTheFormulaAtRealHeadSizes) {
+  at::manual_seed(8);
+  const int64_t b = 2, kv = 2, groups = 4, s = 150;
+  const at::Tensor index = at::arange(s);
+  const at::Tensor causal = index.view({1, s}) > index.view({s, 1});
+  const at::Tensor segment = (index >= 70).to(at::kLong);  // row 1: examples of 70 and 80
+  const at::Tensor packed = causal | (segment.view({s, 1}) != segment.view({1, s}));
+  const at::Tensor masks[] = {at::stack({causal, packed}).view({b, 1, s, s}), at::Tensor()};
+  const int saved = at::get_num_threads();
+  for (const int64_t d : {64, 128}) {
+    for (const int threads : {1, 2}) {
+      at::set_num_threads(threads);
+      for (int m = 0; m < 2; ++m) {
+        const at::Tensor q0 = at::randn({b, groups * s, kv, d}).transpose(1, 2),
+                         k0 = at::randn({b, kv, s, d}),
+                         v0 = at::randn({b, s, kv, d}).transpose(1, 2),
+                         dy = at::randn({b, kv, groups * s, d});
+        const auto diffs = attention_against_formula(q0, k0, v0, masks[m], groups, dy);
+        const std::string where = "d " + std::to_string(d) + ", " + std::to_string(threads) +
+                                  " threads, mask " + std::to_string(m);
+        EXPECT_LT(diffs[0], 1e-5) << where;
+        for (int j = 1; j < 4; ++j) EXPECT_LT(diffs[j], 1e-4) << where << ", input " << j;
+      }
     }
   }
+  at::set_num_threads(saved);
+}
+
+// A row that attends nothing is NaN, as softmax over −∞ makes it, and the
+// rows beside it are unchanged; large scores (±80 after scaling) neither
+// overflow nor lose the softmax's sum.
+TEST(TrainingOps, AttentionKernelKeepsNanRowsAndLargeScores) {
+  at::manual_seed(9);
+  const int64_t b = 1, kv = 1, groups = 2, s = 40, d = 16;
+  at::Tensor mask = (at::arange(s).view({1, s}) > at::arange(s).view({s, 1})).view({b, 1, s, s});
+  mask = mask.clone();
+  mask.select(2, 5).fill_(true);  // row 5 attends no key
+  const at::Tensor q = at::randn({b, kv, groups * s, d}) * 9, k = at::randn({b, kv, s, d}) * 9,
+                   v = at::randn({b, kv, s, d});
+  const at::Tensor ours = attention_core(q, k, v, mask, groups, /*training=*/true);
+  const at::Tensor expected = plain_attention(q, k, v, mask, groups);
+  EXPECT_TRUE(at::equal(ours.isnan(), expected.isnan()));
+  EXPECT_EQ(ours.isnan().sum().item<int64_t>(), groups * d);
+  EXPECT_LT(max_abs_diff(ours.nan_to_num(0), expected.nan_to_num(0)), 1e-5);
+  EXPECT_GT((q.matmul(k.transpose(2, 3)) / 4).abs().max().item<double>(), 80);
+}
+
+TEST(TrainingOps, AttentionKernelRefusesOperandsItCannotTake) {
+  const at::Tensor q = at::randn({1, 2, 6, 4}), k = at::randn({1, 2, 3, 4}),
+                   v = at::randn({1, 2, 3, 4});
+  const std::vector<AttentionBlock> blocks = {{0, 2, 3, 3}, {2, 1, 3, 3}};
+  const auto message = [&](const AttentionOperands& op) {
+    try {
+      training_attention_forward(op);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(training_attention_forward({q, k, v, {}, 2, blocks}).sizes(), q.sizes());
+  EXPECT_NE(message({q.to(at::kDouble), k, v, {}, 2, blocks}).find("float32"), std::string::npos);
+  EXPECT_NE(message({q, k.narrow(3, 0, 3), v, {}, 2, blocks}).find("[b, KV, keys, d]"),
+            std::string::npos);
+  EXPECT_NE(message({q, k, v, at::ones({1, 1, 3, 2}, at::kBool), 2, blocks}).find("mask"),
+            std::string::npos);
+  EXPECT_NE(message({q, k, v, {}, 4, blocks}).find("groups"), std::string::npos);
+  EXPECT_NE(message({q, k, v, {}, 2, {{0, 2, 3, 3}}}).find("cover 2 of 3 rows"), std::string::npos);
+  EXPECT_NE(message({q, k, v, {}, 2, {{0, 2, 4, 4}, {2, 1, 3, 3}}}).find("block at row 0"),
+            std::string::npos);
+  EXPECT_THROW(training_attention_backward({q, k, v, {}, 2, blocks}, at::randn({1, 2, 6, 3})),
+               std::invalid_argument);
 }
 
 TEST(TrainingOps, SwigluGradientsEqualAutogradsThroughTheFormula) {
@@ -109,6 +185,19 @@ TEST(TrainingOps, SwigluGradientsEqualAutogradsThroughTheFormula) {
   EXPECT_TRUE(at::equal(outs[0], outs[1]));
   EXPECT_LT(max_abs_diff(grads[0][0], grads[1][0]), 1e-5);
   EXPECT_LT(max_abs_diff(grads[0][1], grads[1][1]), 1e-6);
+}
+
+// The fused backward where σ saturates (exp over- and underflows) and
+// around it, against ATen's silu_backward, in whole vectors and the tail.
+TEST(TrainingOps, SwigluBackwardKernelHoldsWhereTheSigmoidSaturates) {
+  const at::Tensor gate = at::tensor({-120.f, -100.f, -88.5f, -87.5f, -86.f, -30.f, -1e-3f, 0.f,
+                                      1e-3f, 15.f, 30.f, 86.f, 87.5f, 88.5f, 100.f, 120.f, -5.f});
+  const at::Tensor up = at::linspace(-2, 2, gate.numel()), dy = at::linspace(3, -1, gate.numel());
+  const auto [d_gate, d_up] = swiglu_rows_backward(dy, gate, up);
+  EXPECT_LT(max_abs_diff(d_gate, at::silu_backward(dy * up, gate)), 1e-5);
+  EXPECT_LT(max_abs_diff(d_up, at::silu(gate) * dy), 1e-4);  // |g·dy| up to 360
+  EXPECT_TRUE(d_gate.isfinite().all().item<bool>());
+  EXPECT_THROW(swiglu_rows_backward(dy, gate, up.narrow(0, 0, 3)), std::invalid_argument);
 }
 
 TEST(TrainingOps, RopeAndRmsNormGradientsEqualAutogradsThroughTheFormulas) {
