@@ -3,11 +3,11 @@
 // scores, softmax and products in one loop over a block that stays in
 // cache, the backward recomputing them (nothing of the scores is kept).
 //
-// Replaces, in training, a sequence of ATen batched products per block
-// (11 to 14 of them per layer and block, each copying its operands for
-// BLAS and waking BLAS's own threads): at TinyLlama's shape and 512
-// positions that reached 40 to 50 GFLOP/s, about a fifth of the machine's
-// float32 rate, and a fifth of a training step.
+// Replaces, in training, a dozen ATen operators per block (batched
+// products, each copying its operands for BLAS and waking BLAS's own
+// threads, the softmax, masking, copies): at TinyLlama's shape and 512
+// positions those reached about 40 to 50 GFLOP/s, a fifth of the
+// machine's float32 rate, and took a fifth of a training step.
 //
 // Each head runs on one kernel thread, all its blocks in turn; its shares
 // of dK and dV are summed over the heads of a KV group afterwards, so no two
