@@ -10,6 +10,7 @@
 
 #include "models/frozen_linear.h"
 #include "models/kernels/small_linear.h"
+#include "models/training_ops.h"
 
 namespace vitrine::models {
 
@@ -87,8 +88,7 @@ at::Tensor LoraLinearImpl::forward(const at::Tensor& x, const RowAdapters& rows)
     if (it == adapters_.end()) return y;
     const LoraWeights& w = it->second;
     RECORD_USER_SCOPE("vitrine::lora_adapter");
-    const at::Tensor xd =
-        w.dropout > 0 && is_training() ? at::dropout(x, w.dropout, /*train=*/true) : x;
+    const at::Tensor xd = w.dropout > 0 && is_training() ? dropout(x, w.dropout) : x;
     const at::Tensor h = fast_linear(xd, w.a);  // [batch, seq, r]
     if (is_training()) {
       // Training: y + scaling·h·Bᵀ in one product, without the passes (and

@@ -97,6 +97,24 @@ struct AttentionCore : torch::autograd::Function<AttentionCore> {
   }
 };
 
+struct Dropout : torch::autograd::Function<Dropout> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, double p) {
+    // at::dropout's steps on the CPU: the same draws, the same division.
+    at::Tensor noise = at::empty_like(x).bernoulli_(1 - p);
+    ctx->save_for_backward({noise.to(at::kBool)});
+    ctx->saved_data["p"] = p;
+    return x * noise.div_(1 - p);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const at::Tensor kept = ctx->get_saved_variables()[0];
+    const double p = ctx->saved_data["p"].toDouble();
+    // The noise again: 1 / (1 − p) by the forward's division, or 0.
+    const at::Tensor noise = kept.to(grads[0].scalar_type()).div_(1 - p);
+    return {grads[0] * noise, at::Tensor()};
+  }
+};
+
 struct SwiGlu : torch::autograd::Function<SwiGlu> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& gate, const at::Tensor& up) {
     ctx->save_for_backward({gate, up});
@@ -224,6 +242,12 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, b
   if (c10::GradMode::is_enabled() && x.requires_grad()) return RmsNorm::apply(x, &weight, eps);
   return one_pass_wanted(training) ? rms_norm_rows(x, weight, eps).first
                                    : weight * (x * inverse_rms(x, eps));
+}
+
+at::Tensor dropout(const at::Tensor& x, double p) {
+  if (p <= 0) return x;
+  if (p >= 1 || !needs_graph(x, x)) return at::dropout(x, p, /*train=*/true);
+  return Dropout::apply(x, p);
 }
 
 at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up) {

@@ -36,7 +36,8 @@ int64_t layer_floats_per_token(const models::LlamaConfig& c, const TrainingShape
   floats += 2 * i;                     // gate and up, kept by SwiGLU
   for (const std::string& module : s.target_modules) {
     const auto [in, out] = projection_shape(c, module);
-    // A's output; with dropout, the dropped-out input and its mask.
+    // A's output; with dropout, the dropped-out input and its mask (a byte
+    // per element: models/training_ops.h's dropout).
     floats += s.rank + (s.dropout ? in + in / 4 : 0);
     (void)out;
   }
@@ -92,11 +93,10 @@ MemoryEstimate estimate_training_memory(const models::LlamaConfig& c, models::Ba
   const int64_t tokens = s.batch_size * s.seq_len;
   const int64_t layer = layer_floats_per_token(c, s) * tokens * 4;
   e.activations = checkpointing ? layers * h * tokens * 4 + 2 * layer : layers * layer;
-  // The attention core works on one block of query rows at a time (64,
-  // models/training_ops.cc): its probabilities, their gradient and the
-  // scores' gradient, [b, heads, 64, s] each, for a moment.
-  const int64_t block_rows = std::min<int64_t>(64, s.seq_len);
-  e.activations += 3 * s.batch_size * c.num_attention_heads * block_rows * s.seq_len * 4;
+  // A layer's attention backward holds, for a moment, each query head's
+  // share of dK and dV (models/kernels/training_attention.h); the scores
+  // of a block of 64 query rows per kernel thread are a few MB.
+  e.activations += 2 * s.batch_size * c.num_attention_heads * s.seq_len * c.head_dim * 4;
   e.logits = 3 * tokens * v * 4;
   e.runtime = kRuntimeBytes;
   return e;

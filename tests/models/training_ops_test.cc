@@ -200,6 +200,31 @@ TEST(TrainingOps, SwigluBackwardKernelHoldsWhereTheSigmoidSaturates) {
   EXPECT_THROW(swiglu_rows_backward(dy, gate, up.narrow(0, 0, 3)), std::invalid_argument);
 }
 
+// The same draws and values as libtorch's dropout, forward and backward,
+// with a graph and without; p = 0 is the input itself.
+TEST(TrainingOps, DropoutEqualsLibtorchsBitForBit) {
+  at::manual_seed(10);
+  const at::Tensor x0 = at::randn({3, 7, 37}), dy = at::randn({3, 7, 37});
+  for (const double p : {0.05, 0.5}) {
+    at::Tensor outs[2], grads[2];
+    for (int i = 0; i < 2; ++i) {
+      const at::Tensor x = x0.clone().requires_grad_();
+      at::manual_seed(11);
+      outs[i] = i == 0 ? dropout(x, p) : at::dropout(x, p, /*train=*/true);
+      outs[i].backward(dy);
+      grads[i] = x.grad();
+    }
+    EXPECT_TRUE(at::equal(outs[0], outs[1])) << "p " << p;
+    EXPECT_TRUE(at::equal(grads[0], grads[1])) << "p " << p;
+    EXPECT_GT((outs[0] == 0).sum().item<int64_t>(), 0) << "p " << p;
+    at::manual_seed(12);
+    const at::Tensor without_graph = dropout(x0, p);
+    at::manual_seed(12);
+    EXPECT_TRUE(at::equal(without_graph, at::dropout(x0, p, /*train=*/true))) << "p " << p;
+  }
+  EXPECT_TRUE(dropout(x0, 0).is_same(x0));
+}
+
 TEST(TrainingOps, RopeAndRmsNormGradientsEqualAutogradsThroughTheFormulas) {
   at::manual_seed(5);
   const at::Tensor x0 = at::randn({2, 3, 5, 8}), dy = at::randn({2, 3, 5, 8});
