@@ -97,6 +97,11 @@ struct AttentionCore : torch::autograd::Function<AttentionCore> {
   }
 };
 
+// Whether the one-pass kernels take x (and the float32 weights beside it).
+bool one_pass_applies(const at::Tensor& x) {
+  return x.device().is_cpu() && x.scalar_type() == at::kFloat;
+}
+
 struct Dropout : torch::autograd::Function<Dropout> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, double p) {
     // at::dropout's steps on the CPU: the same draws, the same division.
@@ -124,7 +129,7 @@ struct SwiGlu : torch::autograd::Function<SwiGlu> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &gate = saved[0], &up = saved[1], &dy = grads[0];
-    if (gate.device().is_cpu() && gate.scalar_type() == at::kFloat) {
+    if (one_pass_applies(gate)) {
       auto [d_gate, d_up] = swiglu_rows_backward(dy, gate, up);
       return {d_gate, d_up};
     }
@@ -181,11 +186,6 @@ struct RmsNorm : torch::autograd::Function<RmsNorm> {
         at::Tensor(), at::Tensor()};
   }
 };
-
-// Whether the one-pass kernels take x (and the float32 weights beside it).
-bool one_pass_applies(const at::Tensor& x) {
-  return x.device().is_cpu() && x.scalar_type() == at::kFloat;
-}
 
 bool needs_graph(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c = {}) {
   return c10::GradMode::is_enabled() &&
@@ -246,7 +246,9 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, b
 
 at::Tensor dropout(const at::Tensor& x, double p) {
   if (p <= 0) return x;
-  if (p >= 1 || !needs_graph(x, x)) return at::dropout(x, p, /*train=*/true);
+  if (p >= 1 || !c10::GradMode::is_enabled() || !x.requires_grad()) {
+    return at::dropout(x, p, /*train=*/true);
+  }
   return Dropout::apply(x, p);
 }
 

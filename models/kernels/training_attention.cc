@@ -323,33 +323,42 @@ __attribute__((always_inline)) inline void backward_heads(const Heads& h, int64_
   }
 }
 
-__attribute__((target("avx512f,avx512vl,avx2,fma"), flatten)) void forward_avx512(const Heads& h,
-                                                                                  int64_t first,
-                                                                                  int64_t last) {
-  forward_heads<16>(h, first, last);
-}
-VITRINE_AVX2 void forward_avx2(const Heads& h, int64_t first, int64_t last) {
-  forward_heads<8>(h, first, last);
-}
-__attribute__((flatten)) void forward_baseline(const Heads& h, int64_t first, int64_t last) {
-  forward_heads<4>(h, first, last);
-}
-__attribute__((target("avx512f,avx512vl,avx2,fma"), flatten)) void backward_avx512(const Heads& h,
-                                                                                   int64_t first,
-                                                                                   int64_t last) {
-  backward_heads<16>(h, first, last);
-}
-VITRINE_AVX2 void backward_avx2(const Heads& h, int64_t first, int64_t last) {
-  backward_heads<8>(h, first, last);
-}
-__attribute__((flatten)) void backward_baseline(const Heads& h, int64_t first, int64_t last) {
-  backward_heads<4>(h, first, last);
+template <int L>
+__attribute__((always_inline)) inline void heads_span(const Heads& h, bool backward, int64_t first,
+                                                      int64_t last) {
+  if (backward) {
+    backward_heads<L>(h, first, last);
+  } else {
+    forward_heads<L>(h, first, last);
+  }
 }
 
-using HeadsKernel = void (*)(const Heads&, int64_t, int64_t);
+__attribute__((target("avx512f,avx512vl,avx2,fma"), flatten)) void heads_avx512(const Heads& h,
+                                                                                bool backward,
+                                                                                int64_t first,
+                                                                                int64_t last) {
+  heads_span<16>(h, backward, first, last);
+}
+VITRINE_AVX2 void heads_avx2(const Heads& h, bool backward, int64_t first, int64_t last) {
+  heads_span<8>(h, backward, first, last);
+}
+__attribute__((flatten)) void heads_baseline(const Heads& h, bool backward, int64_t first,
+                                             int64_t last) {
+  heads_span<4>(h, backward, first, last);
+}
 
-HeadsKernel pick(HeadsKernel avx512, HeadsKernel avx2, HeadsKernel baseline) {
-  return cpu_has_avx512() ? avx512 : cpu_has_avx2() ? avx2 : baseline;
+// Heads per chunk: a head's blocks are ~s²·d multiply-adds, far above the
+// kernel threads' grain already.
+constexpr int64_t kHeadGrain = 1;
+
+// Every query head of h (`items` of them: batch rows × KV heads × group
+// members) over the kernel threads, in the build this CPU runs.
+void run_heads(const Heads& h, int64_t items, bool backward) {
+  const auto kernel = cpu_has_avx512() ? heads_avx512
+                      : cpu_has_avx2() ? heads_avx2
+                                       : heads_baseline;
+  kernel_parallel_for(0, items, kHeadGrain,
+                      [&](int64_t first, int64_t last) { kernel(h, backward, first, last); });
 }
 
 // Checks the operands, naming what is wrong.
@@ -428,10 +437,6 @@ Heads heads_of(const AttentionOperands& op, const at::Tensor& q, const at::Tenso
   return h;
 }
 
-// Heads per chunk: a head's blocks are ~s²·d multiply-adds, far above the
-// kernel threads' grain already.
-constexpr int64_t kHeadGrain = 1;
-
 }  // namespace
 
 at::Tensor training_attention_forward(const AttentionOperands& op) {
@@ -442,9 +447,7 @@ at::Tensor training_attention_forward(const AttentionOperands& op) {
   at::Tensor out = at::empty(q.sizes(), q.options());
   Heads h = heads_of(op, q, k, v, kt, at::Tensor());
   h.out = out.data_ptr<float>();
-  const HeadsKernel kernel = pick(forward_avx512, forward_avx2, forward_baseline);
-  kernel_parallel_for(0, items, kHeadGrain,
-                      [&](int64_t first, int64_t last) { kernel(h, first, last); });
+  run_heads(h, items, /*backward=*/false);
   return out;
 }
 
@@ -471,9 +474,7 @@ AttentionGradients training_attention_backward(const AttentionOperands& op,
   h.d_q = grads.q.data_ptr<float>();
   h.d_k = d_k.data_ptr<float>();
   h.d_v = d_v.data_ptr<float>();
-  const HeadsKernel kernel = pick(backward_avx512, backward_avx2, backward_baseline);
-  kernel_parallel_for(0, items, kHeadGrain,
-                      [&](int64_t first, int64_t last) { kernel(h, first, last); });
+  run_heads(h, items, /*backward=*/true);
   grads.k = op.groups == 1 ? d_k.view({b, kv, keys, d}) : d_k.sum(2);
   grads.v = op.groups == 1 ? d_v.view({b, kv, keys, d}) : d_v.sum(2);
   return grads;
